@@ -1,0 +1,26 @@
+"""hf_unlearn: make a trained Hugging Face model forget part of its training data.
+
+The core (``hf_unlearn.core``) is plain torch and imports instantly; the Trainer-facing names are
+loaded on first use, because importing transformers costs seconds.
+"""
+
+from importlib import import_module
+
+from .core import CGSMismatchError, CoreGradientSpace, LedgerError, collect_gram_matrices
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "UnlearningArguments": "hf_unlearn.arguments",
+    "UnlearningTrainer": "hf_unlearn.trainer",
+    "METHODS": "hf_unlearn.methods",
+    "get_method": "hf_unlearn.methods",
+}
+
+__all__ = ["CGSMismatchError", "CoreGradientSpace", "LedgerError", "collect_gram_matrices", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hf_unlearn' has no attribute {name!r}")

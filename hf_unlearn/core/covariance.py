@@ -1,0 +1,201 @@
+"""Stream a dataset through a model once and keep, per protected layer, the Gram matrix G = Σ x xᵀ.
+
+The Gram is all PGU needs from the training data: its eigenvectors span the inputs a layer has
+seen, and G_retain = G_total − G_forget later gives the retain space with no training data at
+hand. We never hold the representation matrix R (rows = every token / every conv patch); each
+batch's RᵀR is added to a float64 accumulator and dropped.
+
+State lives in a dict keyed by layer name (never as attributes on modules) and the hooks are
+removed when collection ends, also when it fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .layers import (
+    LINEAR,
+    TRANSPOSED_LINEAR,
+    LayerInfo,
+    find_protectable_layers,
+    input_rows,
+    layer_info,
+    layer_kind,
+)
+
+LABEL_KEYS = ("labels", "label", "label_ids")
+PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
+
+
+@dataclass
+class GramStatistics:
+    """Per-layer Gram matrices (float64, on CPU) and how many examples produced them."""
+
+    grams: dict[str, torch.Tensor]
+    layers: dict[str, LayerInfo]
+    num_examples: int
+    num_rows: dict[str, int] = field(default_factory=dict)
+
+
+def default_forward(model: nn.Module, batch, device: torch.device | None) -> None:
+    """Run ``model`` on a batch the way its type suggests: dict → ``model(**inputs)``, tuple → ``model(x)``."""
+    if isinstance(batch, Mapping):
+        inputs = {k: _to(v, device) for k, v in batch.items() if k not in LABEL_KEYS}
+        model(**inputs)
+    elif isinstance(batch, list | tuple):
+        model(_to(batch[0], device))
+    else:
+        model(_to(batch, device))
+
+
+def _to(value, device):
+    return value.to(device) if device is not None and torch.is_tensor(value) else value
+
+
+def batch_size_of(batch) -> int:
+    if isinstance(batch, Mapping):
+        batch = next(v for v in batch.values() if torch.is_tensor(v))
+    elif isinstance(batch, list | tuple):
+        batch = batch[0]
+    return int(batch.shape[0])
+
+
+class GramCollector:
+    """Forward hooks that add each protected layer's RᵀR to a float64 accumulator.
+
+    Use as a context manager; the hooks are removed on exit whatever happens. Consecutive layers fed
+    the very same input tensor (the query, key and value projections of an attention block) share
+    one product instead of computing it three times.
+    """
+
+    def __init__(self, layers: Mapping[str, nn.Module], precision: str = "float64"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        self.layers = dict(layers)
+        self.product_dtype = PRECISIONS[precision]
+        self.grams: dict[str, torch.Tensor] = {}
+        self.num_rows: dict[str, int] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        # (input, its version, product, rows): the last shareable input and what it gave
+        self._last: tuple[torch.Tensor, int, torch.Tensor, int] | None = None
+
+    def __enter__(self) -> GramCollector:
+        for name, module in self.layers.items():
+            info = layer_info(module)
+            device = module.weight.device
+            self.grams[name] = torch.zeros(info.input_dim, info.input_dim, dtype=torch.float64, device=device)
+            self.num_rows[name] = 0
+            self._handles.append(module.register_forward_hook(self._make_hook(name)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._last = None
+
+    def _product(self, module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        shareable = layer_kind(module) in (LINEAR, TRANSPOSED_LINEAR)
+        if shareable and self._last is not None:
+            last_x, version, product, n_rows = self._last
+            if last_x is x and x._version == version:
+                return product, n_rows
+        rows = input_rows(module, x.detach()).to(self.product_dtype)
+        product = (rows.T @ rows).to(torch.float64)
+        if shareable:
+            self._last = (x, x._version, product, rows.shape[0])
+        return product, rows.shape[0]
+
+    def _make_hook(self, name: str) -> Callable:
+        def hook(module: nn.Module, args: tuple, output) -> None:
+            product, n_rows = self._product(module, args[0])
+            self.grams[name] += product
+            self.num_rows[name] += n_rows
+
+        return hook
+
+    def all_reduce(self) -> None:
+        """Sum the accumulators over all processes (sorted names: every rank reduces in one order)."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        for name in sorted(self.grams):
+            dist.all_reduce(self.grams[name], op=dist.ReduceOp.SUM)
+        counts = torch.tensor([self.num_rows[n] for n in sorted(self.grams)], dtype=torch.float64)
+        counts = counts.to(next(iter(self.grams.values())).device)
+        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+        for name, count in zip(sorted(self.grams), counts.tolist()):
+            self.num_rows[name] = int(count)
+
+
+def as_batches(data, batch_size: int = 64, collate_fn: Callable | None = None) -> Iterable:
+    """Accept a DataLoader, a ``datasets.Dataset`` or any iterable of batches."""
+    if isinstance(data, DataLoader):
+        return data
+    if hasattr(data, "with_format") and hasattr(data, "column_names"):  # a datasets.Dataset
+        if len(data) == 0:
+            raise ValueError("The dataset is empty: there is nothing to collect statistics from.")
+        if collate_fn is None:
+            data = data.with_format("torch")
+        return DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    if isinstance(data, torch.utils.data.Dataset):
+        return DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    return data
+
+
+def collect_gram_matrices(
+    model: nn.Module,
+    data,
+    *,
+    layers: Mapping[str, nn.Module] | None = None,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    batch_size: int = 64,
+    collate_fn: Callable | None = None,
+    forward_fn: Callable[[nn.Module, object, torch.device | None], None] = default_forward,
+    precision: str = "float64",
+    show_progress: bool = True,
+    desc: str = "Collecting CGS statistics",
+) -> GramStatistics:
+    """One pass over ``data`` in eval mode and no-grad; returns the per-layer Gram matrices.
+
+    ``data`` is a DataLoader, a ``datasets.Dataset`` (columns as model keyword arguments; label
+    columns are ignored) or any iterable of batches. When ``torch.distributed`` is initialised each
+    process passes over its own shard and the Grams are summed across processes.
+    ``precision="float32"`` computes each batch's product in float32 (faster, ~1e-7 relative
+    error) before float64 accumulation; the default is float64 throughout.
+    """
+    if layers is None:
+        layers = find_protectable_layers(model, include=include, exclude=exclude)
+    batches = as_batches(data, batch_size=batch_size, collate_fn=collate_fn)
+    device = next(iter(layers.values())).weight.device
+    was_training = model.training
+    model.eval()
+    num_examples = 0
+    total = len(batches) if hasattr(batches, "__len__") else None
+    try:
+        with GramCollector(layers, precision=precision) as collector, torch.no_grad():
+            for batch in tqdm(batches, total=total, desc=desc, disable=not show_progress, leave=False):
+                num_examples += batch_size_of(batch)
+                forward_fn(model, batch, device)
+            collector.all_reduce()
+    finally:
+        model.train(was_training)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        count = torch.tensor([num_examples], dtype=torch.float64, device=device)
+        dist.all_reduce(count)
+        num_examples = int(count.item())
+    if num_examples == 0:
+        raise ValueError("No examples were seen: the data yielded no batches.")
+    return GramStatistics(
+        grams={name: gram.cpu() for name, gram in collector.grams.items()},
+        layers={name: layer_info(module) for name, module in layers.items()},
+        num_examples=num_examples,
+        num_rows=dict(collector.num_rows),
+    )

@@ -1,0 +1,71 @@
+"""Content fingerprints: of a model (to refuse a cache built for another one) and of examples.
+
+Example fingerprints let the space keep a ledger of what has been forgotten without keeping the
+data: a request that repeats examples already subtracted, or names examples the cache never saw,
+is refused before any weight changes. Values are normalised (floats to float32, integers to
+int64) so a row hashes the same whether it comes as Python lists or as tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .layers import layer_kind
+
+
+def _normalise(value) -> bytes:
+    if isinstance(value, str):
+        return b"s" + value.encode("utf-8")
+    if torch.is_tensor(value):
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value)
+    if array.dtype.kind == "f":
+        array = array.astype(np.float32)
+    elif array.dtype.kind in "iub":
+        array = array.astype(np.int64)
+    elif array.dtype.kind in "UO":
+        return b"o" + json.dumps(array.tolist(), sort_keys=True, default=str).encode("utf-8")
+    return array.dtype.str.encode() + str(array.shape).encode() + np.ascontiguousarray(array).tobytes()
+
+
+def example_fingerprint(example: Mapping, columns: Sequence[str]) -> int:
+    """A signed 64-bit fingerprint of one example's values in ``columns``."""
+    digest = hashlib.sha256()
+    for column in columns:
+        digest.update(column.encode("utf-8"))
+        digest.update(_normalise(example[column]))
+    return int.from_bytes(digest.digest()[:8], "little", signed=True)
+
+
+def fingerprint_examples(rows: Iterable[Mapping], columns: Sequence[str]) -> torch.Tensor:
+    """Fingerprints of every row, as an int64 tensor (one entry per row, duplicates kept)."""
+    columns = list(columns)
+    if not columns:
+        raise ValueError("At least one column is needed to fingerprint examples.")
+    values = []
+    for row in rows:
+        missing = [c for c in columns if c not in row]
+        if missing:
+            raise KeyError(f"Example has no column(s) {missing}; fingerprint columns are {columns}.")
+        values.append(example_fingerprint(row, columns))
+    return torch.tensor(values, dtype=torch.int64)
+
+
+def model_fingerprint(model: nn.Module, layer_names: Iterable[str]) -> dict[str, str]:
+    """Hashes of the protected layers' architecture and of their current weights."""
+    modules = dict(model.named_modules())
+    arch, weights = hashlib.sha256(), hashlib.sha256()
+    for name in sorted(layer_names):
+        module = modules.get(name)
+        if module is None or layer_kind(module) is None:
+            arch.update(f"{name}:missing;".encode())
+            continue
+        arch.update(f"{name}:{layer_kind(module)}:{tuple(module.weight.shape)};".encode())
+        weights.update(module.weight.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return {"architecture": arch.hexdigest()[:16], "weights": weights.hexdigest()[:16]}

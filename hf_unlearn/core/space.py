@@ -1,0 +1,306 @@
+"""The Core Gradient Space: what each protected layer must keep, built once, reused per request.
+
+The space stores per-layer Gram matrices of the data still to be kept (float64). Bases and ranks
+are derived from them on demand, so a deletion request is one subtraction, G ← G − G_forget, and
+never needs the training data again. A ledger of example fingerprints records every request so
+the same examples are never subtracted twice and examples the cache never saw are refused.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .covariance import GramStatistics, collect_gram_matrices
+from .fingerprint import fingerprint_examples, model_fingerprint
+from .layers import LayerInfo
+from .projection import LayerProjector
+
+CONFIG_NAME = "cgs_config.json"
+TENSORS_NAME = "cgs.safetensors"
+FORMAT_VERSION = 1
+ENERGY_MEASURES = ("sigma", "sigma2")
+DEFAULT_ENERGY = "sigma"
+
+
+class CGSMismatchError(ValueError):
+    """The cache does not belong to this model (other layers, shapes or weights)."""
+
+
+class LedgerError(ValueError):
+    """A deletion request the ledger cannot accept (empty, repeated, or unknown examples)."""
+
+
+def _check_gamma(gamma: float, where: str) -> float:
+    gamma = float(gamma)
+    if not 0.0 < gamma <= 1.0:
+        raise ValueError(f"{where}: gamma must lie in (0, 1], got {gamma}")
+    return gamma
+
+
+def energy_rank(eigenvalues: torch.Tensor, gamma: float, energy: str = DEFAULT_ENERGY) -> int:
+    """Smallest k whose top-k energy share reaches ``gamma``; eigenvalues sorted descending, ≥ 0.
+
+    ``energy="sigma"`` measures energy with singular values σ = √λ (PGU's reference code);
+    ``"sigma2"`` with λ = σ² (GPM-style code). σ-energy is flatter, so it keeps more directions.
+    """
+    if energy not in ENERGY_MEASURES:
+        raise ValueError(f"energy must be one of {ENERGY_MEASURES}, got {energy!r}")
+    # eigenvalues below round-off of the largest are zeros that eigh reported as ~1e-14;
+    # under σ-energy their square roots would otherwise count as real directions
+    noise = eigenvalues.max().clamp_min(0) * eigenvalues.numel() * 10 * torch.finfo(eigenvalues.dtype).eps
+    eigenvalues = torch.where(eigenvalues > noise, eigenvalues, torch.zeros_like(eigenvalues))
+    values = eigenvalues.sqrt() if energy == "sigma" else eigenvalues
+    total = values.sum()
+    if total <= 0:
+        return 0
+    share = torch.cumsum(values, 0) / total
+    k = int(torch.searchsorted(share, torch.tensor(gamma - 1e-12, dtype=share.dtype)).item()) + 1
+    return min(k, values.numel())
+
+
+class CoreGradientSpace:
+    """Per-layer spaces of the retained data's inputs, with thresholds, a ledger and persistence."""
+
+    def __init__(
+        self,
+        grams: Mapping[str, torch.Tensor],
+        layers: Mapping[str, LayerInfo],
+        num_examples: int,
+        *,
+        gamma: float = 0.95,
+        gamma_overrides: Mapping[str, float] | None = None,
+        energy: str = DEFAULT_ENERGY,
+        model_fingerprint: Mapping[str, str] | None = None,
+        train_fingerprints: torch.Tensor | None = None,
+        fingerprint_columns: Iterable[str] | None = None,
+        ledger: list[dict] | None = None,
+        ledger_fingerprints: list[torch.Tensor] | None = None,
+    ):
+        if set(grams) != set(layers):
+            raise ValueError("grams and layers must name the same layers")
+        for name, gram in grams.items():
+            d = layers[name].input_dim
+            if tuple(gram.shape) != (d, d):
+                raise CGSMismatchError(f"Layer '{name}': Gram is {tuple(gram.shape)}, the layer needs ({d}, {d}).")
+        if energy not in ENERGY_MEASURES:
+            raise ValueError(f"energy must be one of {ENERGY_MEASURES}, got {energy!r}")
+        self.grams = {name: gram.to(torch.float64) for name, gram in grams.items()}
+        self.layers = dict(layers)
+        self.num_examples = int(num_examples)
+        self.gamma = _check_gamma(gamma, "gamma")
+        self.gamma_overrides = {p: _check_gamma(g, f"gamma_overrides[{p!r}]") for p, g in (gamma_overrides or {}).items()}
+        self.energy = energy
+        self.model_fingerprint = dict(model_fingerprint or {})
+        self.train_fingerprints = train_fingerprints
+        self.fingerprint_columns = list(fingerprint_columns) if fingerprint_columns else None
+        self.ledger = list(ledger or [])
+        self.ledger_fingerprints = list(ledger_fingerprints or [])
+        self._eigen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # ----------------------------------------------------------------- building
+    @classmethod
+    def from_model(
+        cls,
+        model: nn.Module,
+        data,
+        *,
+        include: Iterable[str] | None = None,
+        exclude: Iterable[str] | None = None,
+        fingerprint_columns: Iterable[str] | None = None,
+        batch_size: int = 64,
+        gamma: float = 0.95,
+        gamma_overrides: Mapping[str, float] | None = None,
+        energy: str = DEFAULT_ENERGY,
+        show_progress: bool = True,
+        **collect_kwargs,
+    ) -> CoreGradientSpace:
+        """Build the space from the full training data (a ``datasets.Dataset``, DataLoader or batches).
+
+        With a ``datasets.Dataset`` and ``fingerprint_columns`` (default: all its columns), the
+        fingerprints of every training example are kept so later requests can be checked against them.
+        """
+        stats = collect_gram_matrices(
+            model, data, include=include, exclude=exclude, batch_size=batch_size,
+            show_progress=show_progress, **collect_kwargs,
+        )
+        train_fps, columns = None, None
+        if hasattr(data, "column_names"):
+            columns = list(fingerprint_columns) if fingerprint_columns else list(data.column_names)
+            train_fps = fingerprint_examples(data.select_columns(columns), columns)
+        return cls(
+            stats.grams, stats.layers, stats.num_examples,
+            gamma=gamma, gamma_overrides=gamma_overrides, energy=energy,
+            model_fingerprint=model_fingerprint(model, stats.layers),
+            train_fingerprints=train_fps, fingerprint_columns=columns,
+        )
+
+    # ----------------------------------------------------------------- thresholds and bases
+    def gamma_for(self, name: str) -> float:
+        for pattern, gamma in self.gamma_overrides.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                return gamma
+        return self.gamma
+
+    def eigen(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eigenvalues (descending, round-off negatives clamped to 0) and eigenvectors of the Gram."""
+        if name not in self._eigen:
+            values, vectors = torch.linalg.eigh(self.grams[name])
+            self._eigen[name] = (values.flip(0).clamp_min(0.0), vectors.flip(1))
+        return self._eigen[name]
+
+    def rank(self, name: str) -> int:
+        return energy_rank(self.eigen(name)[0], self.gamma_for(name), self.energy)
+
+    def basis(self, name: str) -> torch.Tensor:
+        """The protected directions of a layer, ``(d, k)`` with orthonormal columns."""
+        return self.eigen(name)[1][:, : self.rank(name)]
+
+    def projectors(self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> dict[str, LayerProjector]:
+        out = {}
+        for name, info in self.layers.items():
+            projector = LayerProjector.from_eigenbasis(self.eigen(name)[1], self.rank(name), info)
+            out[name] = projector.to(device or "cpu", dtype)
+        return out
+
+    def summary(self) -> list[dict]:
+        return [
+            {"layer": n, "kind": i.kind, "dim": i.input_dim, "rank": self.rank(n), "gamma": self.gamma_for(n)}
+            for n, i in self.layers.items()
+        ]
+
+    # ----------------------------------------------------------------- model checks
+    def check_model(self, model: nn.Module, *, check_weights: bool = True) -> None:
+        """Raise :class:`CGSMismatchError` unless ``model`` is the model this space describes."""
+        modules = dict(model.named_modules())
+        for name, info in self.layers.items():
+            module = modules.get(name)
+            if module is None or not hasattr(module, "weight"):
+                raise CGSMismatchError(
+                    f"The cache protects layer '{name}', which {type(model).__name__} does not have. "
+                    "It was built for another architecture: rebuild it with CoreGradientSpace.from_model."
+                )
+            if tuple(module.weight.shape) != info.weight_shape:
+                raise CGSMismatchError(
+                    f"Layer '{name}' has weight shape {tuple(module.weight.shape)} but the cache was built for "
+                    f"{info.weight_shape}. Rebuild the cache for this model."
+                )
+        if check_weights and self.model_fingerprint.get("weights"):
+            current = model_fingerprint(model, self.layers)["weights"]
+            if current != self.model_fingerprint["weights"]:
+                raise CGSMismatchError(
+                    "The model's weights differ from those the cache was built (or last updated) with "
+                    f"(fingerprint {current} vs {self.model_fingerprint['weights']}). A cache describes one "
+                    "trained model: rebuild it for this one, or pass check_weights=False if you know better."
+                )
+
+    def bind_model(self, model: nn.Module) -> None:
+        """Record ``model``'s current weights as the ones this space now describes (after a request)."""
+        self.model_fingerprint = model_fingerprint(model, self.layers)
+
+    # ----------------------------------------------------------------- deletion requests
+    def check_request(self, fingerprints: torch.Tensor) -> None:
+        """Raise :class:`LedgerError` if these examples cannot be forgotten (nothing changes)."""
+        if fingerprints.numel() == 0:
+            raise LedgerError("The forget set is empty: there is nothing to unlearn.")
+        wanted = Counter(fingerprints.tolist())
+        done = Counter(torch.cat(self.ledger_fingerprints).tolist()) if self.ledger_fingerprints else Counter()
+        if self.train_fingerprints is not None:
+            have = Counter(self.train_fingerprints.tolist())
+            unknown = [fp for fp in wanted if fp not in have]
+            if unknown:
+                raise LedgerError(
+                    f"{len(unknown)} of {len(wanted)} forget examples are not in the data this cache was built "
+                    f"from (compared on columns {self.fingerprint_columns}). Only training examples can be forgotten."
+                )
+            repeated = [fp for fp, n in wanted.items() if n + done[fp] > have[fp]]
+        else:
+            repeated = [fp for fp in wanted if done[fp]]
+        if repeated:
+            raise LedgerError(
+                f"{len(repeated)} forget examples were already forgotten by an earlier request "
+                f"(ledger has {len(self.ledger)} request(s)); subtracting them again would corrupt the space."
+            )
+
+    def subtract(self, forget: GramStatistics, fingerprints: torch.Tensor, note: str = "") -> None:
+        """Apply a deletion request: G ← G − G_forget for every layer, recorded in the ledger."""
+        self.check_request(fingerprints)
+        if set(forget.grams) != set(self.grams):
+            raise CGSMismatchError("The forget statistics cover other layers than the cache.")
+        if forget.num_examples != fingerprints.numel():
+            raise LedgerError(
+                f"The forget statistics come from {forget.num_examples} examples but {fingerprints.numel()} "
+                "fingerprints were given."
+            )
+        for name, gram in forget.grams.items():
+            if gram.shape != self.grams[name].shape:
+                raise CGSMismatchError(f"Layer '{name}': forget Gram {tuple(gram.shape)} vs cache {tuple(self.grams[name].shape)}")
+        for name, gram in forget.grams.items():
+            self.grams[name] = self.grams[name] - gram.to(torch.float64)
+        self.num_examples -= forget.num_examples
+        self.ledger.append({"request": len(self.ledger) + 1, "num_examples": int(fingerprints.numel()),
+                            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "note": note})
+        self.ledger_fingerprints.append(fingerprints.to(torch.int64).clone())
+        self._eigen.clear()
+
+    # ----------------------------------------------------------------- persistence
+    def save_pretrained(self, save_directory: str | Path) -> None:
+        """Write ``cgs.safetensors`` (Grams, fingerprints) and ``cgs_config.json``; no pickle."""
+        path = Path(save_directory)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {f"gram.{name}": gram.contiguous() for name, gram in self.grams.items()}
+        if self.train_fingerprints is not None:
+            tensors["train_fingerprints"] = self.train_fingerprints.contiguous()
+        for i, fps in enumerate(self.ledger_fingerprints):
+            tensors[f"ledger.{i}"] = fps.contiguous()
+        save_file(tensors, str(path / TENSORS_NAME))
+        config = {
+            "format_version": FORMAT_VERSION,
+            "layers": {n: {"kind": i.kind, "weight_shape": list(i.weight_shape)} for n, i in self.layers.items()},
+            "num_examples": self.num_examples,
+            "gamma": self.gamma,
+            "gamma_overrides": self.gamma_overrides,
+            "energy": self.energy,
+            "model_fingerprint": self.model_fingerprint,
+            "fingerprint_columns": self.fingerprint_columns,
+            "ledger": self.ledger,
+        }
+        (path / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, model: nn.Module | None = None, *, check_weights: bool = True, **overrides
+    ) -> CoreGradientSpace:
+        """Load a saved space; with ``model``, refuse it unless it was built for that model."""
+        path = Path(directory)
+        if not (path / CONFIG_NAME).is_file():
+            raise FileNotFoundError(f"No {CONFIG_NAME} in {path}: not a saved Core Gradient Space.")
+        config = json.loads((path / CONFIG_NAME).read_text())
+        if config.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"Unsupported CGS format version {config.get('format_version')} in {path}")
+        tensors = load_file(str(path / TENSORS_NAME))
+        layers = {n: LayerInfo(v["kind"], tuple(v["weight_shape"])) for n, v in config["layers"].items()}
+        space = cls(
+            {n: tensors[f"gram.{n}"] for n in layers},
+            layers,
+            config["num_examples"],
+            gamma=overrides.get("gamma", config["gamma"]),
+            gamma_overrides=overrides.get("gamma_overrides", config["gamma_overrides"]),
+            energy=overrides.get("energy", config["energy"]),
+            model_fingerprint=config["model_fingerprint"],
+            train_fingerprints=tensors.get("train_fingerprints"),
+            fingerprint_columns=config["fingerprint_columns"],
+            ledger=config["ledger"],
+            ledger_fingerprints=[tensors[f"ledger.{i}"] for i in range(len(config["ledger"]))],
+        )
+        if model is not None:
+            space.check_model(model, check_weights=check_weights)
+        return space
