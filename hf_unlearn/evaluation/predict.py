@@ -1,0 +1,82 @@
+"""One batched, device-aware pass that returns a model's logits and the labels of a dataset.
+
+Every metric in this package starts from these two tensors, so each dataset is run through the
+model once per evaluation, in eval mode and without gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+LABEL_KEYS = ("labels", "label")
+
+
+class MissingLabelsError(ValueError):
+    """A dataset handed to a metric has no label column."""
+
+
+def _label_key(batch: dict) -> str:
+    for key in LABEL_KEYS:
+        if key in batch:
+            return key
+    raise MissingLabelsError(
+        f"The dataset has no label column (looked for {LABEL_KEYS}; found {sorted(batch)}). "
+        "Metrics compare predictions with labels: add a 'labels' column."
+    )
+
+
+def default_collate_fn(dataset) -> Callable:
+    from transformers import default_data_collator
+
+    return default_data_collator
+
+
+@torch.no_grad()
+def collect_outputs(
+    model: nn.Module,
+    dataset,
+    *,
+    collate_fn: Callable | None = None,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    output_hidden_states: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Logits (float32, CPU) and labels for every example of ``dataset``, in order.
+
+    With ``output_hidden_states=True`` the last hidden representation fed to the classifier head is
+    returned too (``"features"``), for activation distances.
+    """
+    if dataset is None or len(dataset) == 0:
+        raise ValueError("Cannot evaluate on an empty dataset.")
+    collate_fn = collate_fn or default_collate_fn(dataset)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    was_training = model.training
+    model.eval()
+    logits, labels, features = [], [], []
+    try:
+        for batch in loader:
+            key = _label_key(batch)
+            labels.append(batch[key].cpu())
+            inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items() if k not in LABEL_KEYS}
+            out = model(**inputs, output_hidden_states=output_hidden_states) if output_hidden_states else model(**inputs)
+            logits.append(out.logits.float().cpu())
+            if output_hidden_states:
+                hidden = out.hidden_states[-1]
+                features.append((hidden.flatten(1) if hidden.dim() > 2 else hidden).float().cpu())
+    finally:
+        model.train(was_training)
+    result = {"logits": torch.cat(logits), "labels": torch.cat(labels).long()}
+    if output_hidden_states:
+        result["features"] = torch.cat(features)
+    return result
+
+
+def accuracy(model: nn.Module, dataset, **kwargs) -> float:
+    """Top-1 accuracy in percent."""
+    out = collect_outputs(model, dataset, **kwargs)
+    return 100.0 * (out["logits"].argmax(-1) == out["labels"]).float().mean().item()
