@@ -1,0 +1,114 @@
+"""The whole §5 evaluation of one unlearned model in one call, plus Avg. Gap and speed-up.
+
+Each dataset goes through the model exactly once; every metric is then computed from those
+outputs. The reference (retrained) model, when given, goes through the forget set once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .distance import activation_distance_from_logits, check_same_label_space, js_divergence_from_logits
+from .metrics import (
+    accuracy_from_outputs,
+    loss_threshold_auc,
+    mia_efficacy_from_outputs,
+    unlearning_accuracy_from_outputs,
+)
+from .predict import collect_outputs
+
+GAP_KEYS = ("UA", "RA", "TA", "MIA")
+
+
+def _subsample(dataset, n: int | None, seed: int):
+    """``n`` examples of ``dataset`` drawn without replacement with ``seed`` (all if ``n`` is None)."""
+    if n is None or n >= len(dataset):
+        return dataset
+    if n <= 0:
+        raise ValueError(f"retain_eval_samples must be positive, got {n}.")
+    indices = np.sort(np.random.default_rng(seed).choice(len(dataset), n, replace=False)).tolist()
+    if hasattr(dataset, "select"):
+        return dataset.select(indices)
+    return torch.utils.data.Subset(dataset, indices)
+
+
+def evaluate_unlearning(
+    model: nn.Module,
+    forget,
+    retain,
+    test,
+    *,
+    collate_fn: Callable | None = None,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    reference_model: nn.Module | None = None,
+    retain_eval_samples: int | None = None,
+    seed: int = 0,
+    mia_feature: str = "confidence",
+    attacker: str = "svc",
+    run_time: float | None = None,
+) -> dict[str, float]:
+    """UA, RA, TA, MIA-efficacy and loss-threshold AUC of ``model``; distances to a reference.
+
+    Returns a flat dict of floats:
+
+    * ``"UA"``, ``"RA"``, ``"TA"`` — percent; RA is measured on ``retain_eval_samples`` random
+      retain examples when given (retain sets can be 50× the test set; the estimate needs far less);
+    * ``"MIA"`` — SalUn's MIA-efficacy in percent (attacker trained on those retain outputs vs the
+      test outputs, balanced; ``mia_feature``/``attacker`` as in
+      :func:`~hf_unlearn.evaluation.metrics.mia_efficacy_from_features`);
+    * ``"loss_AUC"`` — loss-threshold attack AUC on forget vs test, in [0, 1];
+    * ``"JS"``, ``"act_dist"`` — with ``reference_model`` (normally the retrained model): mean
+      Jensen–Shannon divergence and activation distance of the outputs on the forget set;
+    * ``"time"`` — ``run_time`` in seconds, passed through when given, so the report can show the
+      speed-up over retraining.
+    """
+    if reference_model is not None:
+        check_same_label_space(model, reference_model)
+    kwargs = dict(collate_fn=collate_fn, batch_size=batch_size, device=device)
+    forget_out = collect_outputs(model, forget, **kwargs)
+    retain_out = collect_outputs(model, _subsample(retain, retain_eval_samples, seed), **kwargs)
+    test_out = collect_outputs(model, test, **kwargs)
+    result = {
+        "UA": unlearning_accuracy_from_outputs(forget_out),
+        "RA": accuracy_from_outputs(retain_out),
+        "TA": accuracy_from_outputs(test_out),
+        "MIA": mia_efficacy_from_outputs(
+            retain_out, test_out, forget_out, feature=mia_feature, attacker=attacker, seed=seed
+        ),
+        "loss_AUC": loss_threshold_auc(forget_out, test_out),
+    }
+    if reference_model is not None:
+        ref_out = collect_outputs(reference_model, forget, **kwargs)
+        result["JS"] = js_divergence_from_logits(forget_out["logits"], ref_out["logits"])
+        result["act_dist"] = activation_distance_from_logits(forget_out["logits"], ref_out["logits"])
+    if run_time is not None:
+        result["time"] = float(run_time)
+    return result
+
+
+def avg_gap(
+    result: Mapping[str, float], retrain_result: Mapping[str, float], keys: Sequence[str] = GAP_KEYS
+) -> float:
+    """Avg. Gap (SalUn): mean of ``|result[k] − retrain_result[k]|`` over ``keys``.
+
+    Lower is better: 0 means indistinguishable from retraining on these metrics. Forgetting *more*
+    than retraining (UA above the retrained UA) counts against a method just like forgetting less.
+    """
+    if not keys:
+        raise ValueError("avg_gap needs at least one metric key.")
+    missing = [k for k in keys if k not in result or k not in retrain_result]
+    if missing:
+        raise KeyError(f"avg_gap: metrics {missing} are missing from one of the two results.")
+    return float(np.mean([abs(float(result[k]) - float(retrain_result[k])) for k in keys]))
+
+
+def speedup(retrain_seconds: float, seconds: float) -> float:
+    """How many times faster than retraining: ``retrain_seconds / seconds``."""
+    if seconds <= 0 or retrain_seconds <= 0:
+        raise ValueError(f"Run times must be positive, got retrain {retrain_seconds} s and {seconds} s.")
+    return float(retrain_seconds) / float(seconds)
