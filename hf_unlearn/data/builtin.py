@@ -7,7 +7,7 @@ split reproducibly with a seed, so the main job and the tests need no network.
 from __future__ import annotations
 
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+from datasets import Array3D, ClassLabel, Dataset, DatasetDict, Features
 
 
 def _image_splits(images: np.ndarray, labels: np.ndarray, test_size: float, seed: int) -> DatasetDict:
@@ -17,7 +17,7 @@ def _image_splits(images: np.ndarray, labels: np.ndarray, test_size: float, seed
     classes = [str(c) for c in sorted(np.unique(labels).tolist())]
     features = Features(
         {
-            "pixel_values": Sequence(Sequence(Sequence(Value("float32")))),
+            "pixel_values": Array3D(shape=images.shape[1:], dtype="float32"),
             "labels": ClassLabel(names=classes),
         }
     )

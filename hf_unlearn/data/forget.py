@@ -1,0 +1,101 @@
+"""Choosing the forget set: row indices from a file, whole classes, a random fraction, or a filter.
+
+All four return row indices into the training set, so the forget and retain sets are always
+exact complements of each other and of the data the cache was built from.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import re
+from pathlib import Path
+
+import numpy as np
+
+_OPS = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
+_FILTER = re.compile(r"^\s*(\w+)\s*(==|!=|<=|>=|<|>| in )\s*(.+?)\s*$")
+
+
+def _label_column(dataset) -> str:
+    for name in ("labels", "label"):
+        if name in dataset.column_names:
+            return name
+    raise ValueError(f"The dataset has no 'labels' or 'label' column (columns: {dataset.column_names}).")
+
+
+def indices_from_file(path: str | Path, num_rows: int) -> list[int]:
+    text = Path(path).read_text().strip()
+    values = json.loads(text) if text.startswith("[") else [int(line) for line in text.split() if line.strip()]
+    indices = sorted({int(v) for v in values})
+    bad = [i for i in indices if not 0 <= i < num_rows]
+    if bad:
+        raise ValueError(
+            f"{len(bad)} forget indices in {path} lie outside the training set of {num_rows} rows (e.g. {bad[:5]})."
+        )
+    return indices
+
+
+def indices_of_classes(dataset, classes: list[int]) -> list[int]:
+    labels = np.asarray(dataset[_label_column(dataset)])
+    present = set(np.unique(labels).tolist())
+    missing = [c for c in classes if c not in present]
+    if missing:
+        raise ValueError(f"Classes {missing} do not occur in the training set (labels present: {sorted(present)}).")
+    return np.flatnonzero(np.isin(labels, classes)).tolist()
+
+
+def random_indices(num_rows: int, fraction: float, seed: int) -> list[int]:
+    count = max(1, int(round(fraction * num_rows)))
+    return sorted(np.random.default_rng(seed).choice(num_rows, size=count, replace=False).tolist())
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text.strip("'\"")
+
+
+def indices_from_filter(dataset, expression: str) -> list[int]:
+    """``COLUMN OP VALUE`` with OP in ==, !=, <, <=, >, >=, or ``COLUMN in [v1, v2]``."""
+    match = _FILTER.match(expression)
+    if not match:
+        raise ValueError(f"Cannot parse forget filter {expression!r}; expected e.g. 'user_id==17' or 'source in [1,2]'.")
+    column, op, raw = match.group(1), match.group(2).strip(), match.group(3)
+    if column not in dataset.column_names:
+        raise ValueError(f"Forget filter column {column!r} is not in the dataset (columns: {dataset.column_names}).")
+    value = _parse_value(raw)
+    values = dataset[column]
+    if op == "in":
+        wanted = set(value if isinstance(value, list) else [value])
+        return [i for i, v in enumerate(values) if v in wanted]
+    return [i for i, v in enumerate(values) if _OPS[op](v, value)]
+
+
+def select_forget_indices(dataset, args) -> list[int]:
+    """Row indices of the forget set described by an ``UnlearningArguments``' forget_* fields."""
+    if args.forget_index_file:
+        indices = indices_from_file(args.forget_index_file, len(dataset))
+    elif args.forget_class:
+        indices = indices_of_classes(dataset, list(args.forget_class))
+    elif args.forget_fraction:
+        indices = random_indices(len(dataset), args.forget_fraction, args.forget_seed)
+    elif args.forget_filter:
+        indices = indices_from_filter(dataset, args.forget_filter)
+    else:
+        raise ValueError(
+            "No forget set given: set one of forget_index_file, forget_class, forget_fraction or forget_filter."
+        )
+    if not indices:
+        raise ValueError("The forget set selected is empty: nothing in the training set matches it.")
+    if len(indices) == len(dataset):
+        raise ValueError("The forget set is the whole training set: retrain from scratch (there is nothing to keep).")
+    return indices
+
+
+def split_forget_retain(dataset, indices: list[int]):
+    """``(forget, retain)`` as complementary selections of ``dataset``."""
+    chosen = set(indices)
+    retain = [i for i in range(len(dataset)) if i not in chosen]
+    return dataset.select(sorted(chosen)), dataset.select(retain)

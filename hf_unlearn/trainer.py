@@ -1,0 +1,353 @@
+"""``UnlearningTrainer``: a ``transformers.Trainer`` whose training set is the forget set.
+
+It keeps the Trainer's loop, Accelerate, logging, checkpoints and ``push_to_hub`` and adds what
+unlearning needs: two-stream batches, the method's loss, the Core Gradient Space (built or loaded,
+the forget set subtracted before any weight moves), projection of every applied update, the
+forget/retain/test accuracies as evaluation, and the stop rules. Every check of the inputs runs
+before the first optimizer step, so a refused request leaves the model untouched.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+
+import torch
+from torch import nn
+from transformers import DataCollatorWithPadding, Trainer, default_data_collator
+
+from .arguments import UnlearningArguments
+from .callbacks import StepHooksCallback, StopRuleCallback
+from .core import (
+    CGSMismatchError,
+    CoreGradientSpace,
+    collect_gram_matrices,
+    fingerprint_examples,
+    model_fingerprint,
+)
+from .data.streams import ForgetRetainDataset, TwoStreamCollator
+from .evaluation.predict import LABEL_KEYS, collect_outputs
+from .methods import get_method
+from .protection import ProjectedUpdates
+
+logger = logging.getLogger(__name__)
+CGS_DIR = "core_gradient_space"
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def _label_column(dataset) -> str | None:
+    return next((c for c in LABEL_KEYS if c in getattr(dataset, "column_names", [])), None)
+
+
+class UnlearningTrainer(Trainer):
+    """Unlearn ``forget_dataset`` from ``model`` with ``args.method`` (PGU by default).
+
+    Args:
+        forget_dataset: the examples to forget (a ``datasets.Dataset`` with a label column).
+        retain_dataset: examples to keep; needed by methods with a retain loss, and used for the
+            retain accuracy logged during training and to tell class removal from sample removal.
+        original_dataset: the full training set (forget + retain). Builds the Core Gradient Space when
+            none is given and proves the forget examples were trained on.
+        core_gradient_space: a cached space (``CoreGradientSpace.from_pretrained``); checked against
+            the model before use.
+        eval_dataset: held-out data; its accuracy drives the default stop rule.
+    """
+
+    loss_is_scaled_for_ga = False  # our losses are per-micro-batch means
+
+    def __init__(
+        self,
+        model: nn.Module,
+        args: UnlearningArguments,
+        forget_dataset,
+        retain_dataset=None,
+        eval_dataset=None,
+        original_dataset=None,
+        core_gradient_space: CoreGradientSpace | None = None,
+        data_collator=None,
+        processing_class=None,
+        callbacks=None,
+        **kwargs,
+    ):
+        if not isinstance(args, UnlearningArguments):
+            raise TypeError("UnlearningTrainer needs UnlearningArguments (a TrainingArguments subclass).")
+        self.method = get_method(args.method)(args)
+        if forget_dataset is None or len(forget_dataset) == 0:
+            raise ValueError("The forget set is empty: there is nothing to unlearn.")
+        if self.method.needs_retain and (retain_dataset is None or len(retain_dataset) == 0):
+            raise ValueError(f"Method {args.method!r} needs a retain set: pass retain_dataset=...")
+        self.raw_forget_dataset = forget_dataset
+        self.core_gradient_space = core_gradient_space
+        self.original_dataset = original_dataset
+        if self.method.uses_projection and core_gradient_space is None and original_dataset is None:
+            raise ValueError(
+                f"Method {args.method!r} projects updates away from the Core Gradient Space: pass "
+                "core_gradient_space=CoreGradientSpace.from_pretrained(...) or original_dataset=<training set>."
+            )
+        self.forget_dataset = self._model_columns(model, forget_dataset)
+        self.retain_dataset = self._model_columns(model, retain_dataset) if retain_dataset is not None else None
+        self._check_labels(model)
+        self.scenario = self._detect_scenario(args)
+        if data_collator is None:
+            data_collator = (
+                DataCollatorWithPadding(processing_class) if hasattr(processing_class, "pad") else default_data_collator
+            )
+        self.base_collator = data_collator
+        streams = ForgetRetainDataset(
+            self.forget_dataset, self.retain_dataset if self.method.needs_retain else None, seed=args.seed
+        )
+        callbacks = [*(callbacks or []), StepHooksCallback(self), StopRuleCallback(self)]
+        super().__init__(
+            model=model,
+            args=args,
+            train_dataset=streams,
+            eval_dataset=self._model_columns(model, eval_dataset) if eval_dataset is not None else None,
+            data_collator=TwoStreamCollator(data_collator),
+            processing_class=processing_class,
+            callbacks=callbacks,
+            **kwargs,
+        )
+        self.projection: ProjectedUpdates | None = None
+        self.unlearning_seconds: float | None = None
+        self._prepared = False
+        self._original_fps: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ input checks
+    @staticmethod
+    def _model_columns(model: nn.Module, dataset):
+        """Keep only the columns the model's forward accepts, plus the labels."""
+        if dataset is None or not hasattr(dataset, "column_names"):
+            return dataset
+        accepted = set(inspect.signature(model.forward).parameters) | set(LABEL_KEYS)
+        keep = [c for c in dataset.column_names if c in accepted]
+        if _label_column(dataset) is None:
+            raise ValueError(f"The dataset has no label column (looked for {LABEL_KEYS}; columns: {dataset.column_names}).")
+        return dataset.select_columns(keep)
+
+    def _check_labels(self, model: nn.Module) -> None:
+        num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+        for name, dataset in (("forget", self.forget_dataset), ("retain", self.retain_dataset)):
+            if dataset is None or num_labels is None:
+                continue
+            labels = torch.as_tensor(dataset[_label_column(dataset)])
+            if labels.numel() and (labels.min() < 0 or labels.max() >= num_labels):
+                raise ValueError(
+                    f"The {name} set has labels in [{int(labels.min())}, {int(labels.max())}] but the model has "
+                    f"{num_labels} labels: these examples cannot come from this model's training data."
+                )
+
+    def _detect_scenario(self, args: UnlearningArguments) -> str:
+        if args.scenario != "auto":
+            return args.scenario
+        if self.retain_dataset is None:
+            return "samples"
+        forget_labels = set(self.forget_dataset.unique(_label_column(self.forget_dataset)))
+        retain_labels = set(self.retain_dataset.unique(_label_column(self.retain_dataset)))
+        return "class" if not forget_labels & retain_labels else "samples"
+
+    @property
+    def forgotten_classes(self) -> list[int]:
+        if self.scenario != "class":
+            return []
+        return sorted(self.forget_dataset.unique(_label_column(self.forget_dataset)))
+
+    # ------------------------------------------------------------------ the space
+    def _shard(self, dataset):
+        """This process's contiguous share, so statistics summed across processes count each row once."""
+        world = self.args.world_size
+        return dataset if world == 1 else dataset.shard(world, self.args.process_index, contiguous=True)
+
+    def _original_fingerprints(self) -> torch.Tensor:
+        if self._original_fps is None:
+            self._original_fps = fingerprint_examples(self.original_dataset, self.original_dataset.column_names)
+        return self._original_fps
+
+    def _build_space(self) -> CoreGradientSpace:
+        logger.info("Building the Core Gradient Space from %d training examples", len(self.original_dataset))
+        stats = collect_gram_matrices(
+            self.model,
+            self._shard(self._model_columns(self.model, self.original_dataset)),
+            include=self.args.protect_layers,
+            exclude=self.args.exclude_layers,
+            batch_size=self.args.cgs_batch_size,
+            collate_fn=self.base_collator,
+            show_progress=not self.args.disable_tqdm and self.is_local_process_zero(),
+        )
+        return CoreGradientSpace(
+            stats.grams,
+            stats.layers,
+            stats.num_examples,
+            gamma=self.args.gamma,
+            energy=self.args.gamma_energy,
+            model_fingerprint=model_fingerprint(self.model, stats.layers),
+            train_fingerprints=self._original_fingerprints(),
+            fingerprint_columns=self.original_dataset.column_names,
+        )
+
+    def _forget_fingerprints(self, space: CoreGradientSpace) -> torch.Tensor:
+        columns = space.fingerprint_columns or list(self.raw_forget_dataset.column_names)
+        missing = [c for c in columns if c not in self.raw_forget_dataset.column_names]
+        if missing:
+            raise ValueError(
+                f"The cache identifies examples by columns {columns}; the forget set lacks {missing}. "
+                "Select the forget set from the same dataset the cache was built from."
+            )
+        return fingerprint_examples(self.raw_forget_dataset.select_columns(columns), columns)
+
+    def prepare_unlearning(self, resume_from_checkpoint: str | None = None) -> None:
+        """Every check and the space's update, before any weight changes (idempotent)."""
+        if self._prepared:
+            return
+        unwrapped = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
+        if self.method.uses_projection:
+            self._prepare_space(unwrapped, resume_from_checkpoint)  # the space's ledger checks membership
+        elif self.original_dataset is not None:
+            self._check_membership()
+        self._freeze_parameters(unwrapped)
+        self.method.setup(self)
+        self._prepared = True
+
+    def _check_membership(self) -> None:
+        columns = list(self.original_dataset.column_names)
+        missing = [c for c in columns if c not in self.raw_forget_dataset.column_names]
+        if missing:
+            raise ValueError(f"The forget set lacks columns {missing} of original_dataset; select it from that dataset.")
+        known = set(self._original_fingerprints().tolist())
+        forget = fingerprint_examples(self.raw_forget_dataset.select_columns(columns), columns).tolist()
+        unknown = sum(fp not in known for fp in forget)
+        if unknown:
+            raise ValueError(
+                f"{unknown} of {len(forget)} forget examples are not in original_dataset: "
+                "only examples the model was trained on can be forgotten."
+            )
+
+    def _prepare_space(self, model: nn.Module, resume_from_checkpoint: str | None) -> None:
+        saved = os.path.join(resume_from_checkpoint, CGS_DIR) if resume_from_checkpoint else None
+        if saved and os.path.isdir(saved):
+            # the checkpoint's space already has this request subtracted; its weights moved on purpose
+            self.core_gradient_space = CoreGradientSpace.from_pretrained(saved, model, check_weights=False)
+        else:
+            if self.core_gradient_space is None:
+                self.core_gradient_space = self._build_space()
+            space = self.core_gradient_space
+            space.check_model(model)
+            fingerprints = self._forget_fingerprints(space)
+            space.check_request(fingerprints)
+            forget_stats = collect_gram_matrices(
+                model,
+                self._shard(self.forget_dataset),
+                layers={n: dict(model.named_modules())[n] for n in space.layers},
+                batch_size=self.args.cgs_batch_size,
+                collate_fn=self.base_collator,
+                show_progress=False,
+            )
+            space.subtract(forget_stats, fingerprints, note=f"{self.args.method}: {len(fingerprints)} examples")
+        space = self.core_gradient_space
+        if self.args.gamma != space.gamma or self.args.gamma_energy != space.energy:
+            space.gamma, space.energy = self.args.gamma, self.args.gamma_energy
+            space._eigen.clear()
+        self.projection = ProjectedUpdates(model, space.projectors())
+
+    def _freeze_parameters(self, model: nn.Module) -> None:
+        """Freeze biases/norms (default) and, for projection methods, what the space cannot protect."""
+        protected = set(self.core_gradient_space.layers) if self.method.uses_projection else None
+        frozen = 0
+        for module_name, module in model.named_modules():
+            for param_name, param in module.named_parameters(recurse=False):
+                is_norm = isinstance(module, _NORM_TYPES)
+                is_bias = param_name == "bias"
+                outside = (
+                    protected is not None
+                    and not (module_name in protected and param_name == "weight")
+                    and not (is_bias or is_norm)
+                )
+                if (self.args.freeze_bias_and_norm and (is_bias or is_norm)) or (
+                    outside and not (self.args.train_unprotected or self.method.trains_unprotected)
+                ):
+                    if param.requires_grad:
+                        param.requires_grad_(False)
+                        frozen += 1
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ValueError("Every parameter is frozen: nothing can be unlearned. Check protect_layers.")
+        logger.info("Froze %d parameter tensors", frozen)
+
+    def _norms_in_eval_mode(self, model: nn.Module) -> None:
+        if self.args.freeze_bias_and_norm:
+            for module in model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()  # running statistics are part of what the model knows
+
+    # ------------------------------------------------------------------ Trainer overrides
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        if resume_from_checkpoint is True:
+            from transformers.trainer_utils import get_last_checkpoint
+
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+        start = time.perf_counter()
+        self.prepare_unlearning(resume_from_checkpoint)
+        output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        self.unlearning_seconds = time.perf_counter() - start
+        if self.core_gradient_space is not None:
+            self.core_gradient_space.bind_model(self.accelerator.unwrap_model(self.model))
+        return output
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if "forget" not in inputs:  # a plain batch (e.g. Trainer.predict): the model's own loss
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        self._norms_in_eval_mode(model)
+        loss = self.method.compute_loss(self, model, inputs)
+        return (loss, None) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            logs = {**logs, **self.method.logs()}
+        super().log(logs, start_time)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        super()._save(output_dir, state_dict)
+        if self.core_gradient_space is not None and self.args.should_save:
+            self.core_gradient_space.save_pretrained(os.path.join(output_dir or self.args.output_dir, CGS_DIR))
+
+    # ------------------------------------------------------------------ evaluation
+    def _accuracy(self, dataset, exclude_classes: list[int] | None = None) -> float:
+        out = collect_outputs(
+            self.accelerator.unwrap_model(self.model),
+            dataset,
+            collate_fn=self.base_collator,
+            batch_size=self.args.per_device_eval_batch_size * 8,
+            device=self.args.device,
+        )
+        correct = out["logits"].argmax(-1) == out["labels"]
+        if exclude_classes:
+            keep = ~torch.isin(out["labels"], torch.tensor(exclude_classes))
+            correct = correct[keep]
+        return 100.0 * correct.float().mean().item() if correct.numel() else float("nan")
+
+    def unlearning_metrics(self, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Accuracy (%) on the forget set, a retain sample and the eval set (kept classes in class mode)."""
+        metrics = {f"{metric_key_prefix}_forget_accuracy": self._accuracy(self.forget_dataset)}
+        if self.retain_dataset is not None:
+            retain = self.retain_dataset
+            if len(retain) > self.args.eval_retain_samples:
+                retain = retain.shuffle(seed=self.args.seed).select(range(self.args.eval_retain_samples))
+            metrics[f"{metric_key_prefix}_retain_accuracy"] = self._accuracy(retain)
+        if self.eval_dataset is not None:
+            metrics[f"{metric_key_prefix}_test_accuracy"] = self._accuracy(self.eval_dataset)
+            if self.scenario == "class":
+                metrics[f"{metric_key_prefix}_test_accuracy_kept_classes"] = self._accuracy(
+                    self.eval_dataset, exclude_classes=self.forgotten_classes
+                )
+        return metrics
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        if eval_dataset is not None:
+            self.eval_dataset = self._model_columns(self.model, eval_dataset)
+        metrics = self.unlearning_metrics(metric_key_prefix)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+__all__ = ["CGSMismatchError", "UnlearningTrainer"]
