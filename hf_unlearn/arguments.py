@@ -23,7 +23,7 @@ class UnlearningArguments(TrainingArguments):
 
     # ------------------------------------------------------------------ Core Gradient Space (PGU)
     gamma: float = field(
-        default=0.9,
+        default=0.8,
         metadata={"help": "Energy share of each layer's retain inputs that is protected (0 < gamma <= 1)."},
     )
     gamma_energy: str = field(
@@ -69,7 +69,7 @@ class UnlearningArguments(TrainingArguments):
         default=5.0, metadata={"help": "Class removal: stop once validation accuracy drops by this many points."}
     )
     eval_retain_samples: int = field(
-        default=1000, metadata={"help": "Retain examples sampled for the retain accuracy logged during training."}
+        default=512, metadata={"help": "Retain examples sampled for the retain accuracy logged during training."}
     )
 
     # ------------------------------------------------------------------ how the forget set is chosen (recipe)
