@@ -83,6 +83,76 @@ class UnlearningArguments(TrainingArguments):
         default=None, metadata={"help": "Forget rows where COLUMN==VALUE (also !=, <, >, in: 'user_id==17')."}
     )
 
+    # ------------------------------------------------------------------ method hyperparameters (docs/methods.md)
+    use_method_defaults: bool = field(
+        default=True,
+        metadata={
+            "help": "Apply the method's recommended training values (its default_overrides: learning rate, optimizer "
+            "arguments, epochs; docs/methods.md) to every field left at the library default."
+        },
+    )
+    eupmu_epsilon: float = field(
+        default=0.01,
+        metadata={
+            "help": "EUPMU: the retain loss must fall by this much in log per step before the multiplier stops "
+            "rising (epsilon; Zhou et al., NeurIPS 2025, reference code eu_error=0.01)."
+        },
+    )
+    eupmu_multiplier_lr: float = field(
+        default=1.0, metadata={"help": "EUPMU: Adam learning rate of the multiplier w (Zhou et al. 2025 code: 1)."}
+    )
+    eupmu_multiplier_weight_decay: float = field(
+        default=0.01, metadata={"help": "EUPMU: Adam weight decay of the multiplier w (Zhou et al. 2025 code: 0.01)."}
+    )
+    eupmu_explicit_epsilon: float = field(
+        default=0.0,
+        metadata={
+            "help": "eupmu_explicit: the surgered direction d keeps <g_r, d> >= -epsilon (Zhou et al. 2025, "
+            "Prop. 3.2; reference code default 0)."
+        },
+    )
+    neggrad_alpha: float = field(
+        default=0.95,
+        metadata={
+            "help": "NegGrad+: loss = alpha*CE(retain) - (1-alpha)*CE(forget) (Kurmanji et al., NeurIPS 2023, "
+            "tuned per experiment there; 0.95 chosen on digits)."
+        },
+    )
+    scrub_alpha: float = field(
+        default=0.001, metadata={"help": "SCRUB: weight of the retain distillation KL (Kurmanji et al. 2023 code)."}
+    )
+    scrub_gamma: float = field(
+        default=0.99, metadata={"help": "SCRUB: weight of the retain cross-entropy (Kurmanji et al. 2023 code)."}
+    )
+    scrub_temperature: float = field(
+        default=4.0, metadata={"help": "SCRUB: distillation temperature kd_T (Kurmanji et al. 2023 code)."}
+    )
+    scrub_max_epochs: float = field(
+        default=2.0,
+        metadata={"help": "SCRUB: epochs with the forget (max) term, msteps (Kurmanji et al. 2023 code: 2)."},
+    )
+    salun_mask_ratio: float = field(
+        default=0.5,
+        metadata={"help": "SalUn: share of weights updated, by forget-gradient saliency (Fan et al., ICLR 2024: 0.5)."},
+    )
+    salun_retain_weight: float = field(
+        default=1.0,
+        metadata={"help": "SalUn: weight of the retain cross-entropy (Fan et al. 2024, eq. 5; code: 1)."},
+    )
+    fisher_alpha: float = field(
+        default=1e-6,
+        metadata={
+            "help": "Fisher forgetting: noise variance alpha / Fisher (Golatkar et al., CVPR 2020; 1e-6 chosen on "
+            "digits)."
+        },
+    )
+    fisher_num_samples: int = field(
+        default=1000, metadata={"help": "Fisher forgetting: retain examples used to estimate the diagonal Fisher."}
+    )
+    npo_beta: float = field(
+        default=0.1, metadata={"help": "NPO: inverse temperature beta (Zhang et al., COLM 2024: 0.1)."}
+    )
+
     # ------------------------------------------------------------------ TrainingArguments defaults for unlearning
     learning_rate: float = field(default=0.5, metadata={"help": "Learning rate (PGU default: SGD, 0.5)."})
     optim: str = field(default="sgd", metadata={"help": "Optimizer (any TrainingArguments optim)."})
@@ -98,6 +168,7 @@ class UnlearningArguments(TrainingArguments):
 
     def __post_init__(self):
         from .methods import METHODS
+        from .methods.base import apply_default_overrides
 
         if self.method not in METHODS:
             raise ValueError(f"Unknown unlearning method {self.method!r}. Choose one of: {', '.join(sorted(METHODS))}.")
@@ -122,6 +193,23 @@ class UnlearningArguments(TrainingArguments):
             raise ValueError(f"Choose the forget set one way only; got {chosen}.")
         if self.remove_unused_columns:
             raise ValueError("remove_unused_columns must be False: unlearning batches carry forget and retain streams.")
+        # method hyperparameters (docs/methods.md)
+        if self.eupmu_epsilon < 0 or self.eupmu_explicit_epsilon < 0:
+            raise ValueError("eupmu_epsilon and eupmu_explicit_epsilon must be non-negative")
+        if self.eupmu_multiplier_lr <= 0 or self.eupmu_multiplier_weight_decay < 0:
+            raise ValueError("eupmu_multiplier_lr must be positive and eupmu_multiplier_weight_decay non-negative")
+        if not 0.0 <= self.neggrad_alpha <= 1.0:
+            raise ValueError(f"neggrad_alpha must lie in [0, 1], got {self.neggrad_alpha}")
+        if self.scrub_alpha < 0 or self.scrub_gamma < 0 or self.scrub_max_epochs < 0 or self.scrub_temperature <= 0:
+            raise ValueError("SCRUB weights and scrub_max_epochs must be non-negative, scrub_temperature positive")
+        if not 0.0 < self.salun_mask_ratio <= 1.0 or self.salun_retain_weight < 0:
+            raise ValueError("salun_mask_ratio must lie in (0, 1] and salun_retain_weight be non-negative")
+        if self.fisher_alpha < 0 or self.fisher_num_samples < 1:
+            raise ValueError("fisher_alpha must be non-negative and fisher_num_samples at least 1")
+        if self.npo_beta <= 0:
+            raise ValueError(f"npo_beta must be positive, got {self.npo_beta}")
+        method_class = METHODS[self.method]
+        self.applied_method_defaults = apply_default_overrides(self, method_class) if self.use_method_defaults else {}
         super().__post_init__()
 
     @property

@@ -26,6 +26,7 @@ class StepHooksCallback(TrainerCallback):
         self.trainer = trainer
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.trainer.method.before_optimizer_step(self.trainer, self.trainer.model)
         if self.trainer.projection is not None:
             self.trainer.projection.snapshot()
 

@@ -9,7 +9,6 @@ before the first optimizer step, so a refused request leaves the model untouched
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import time
@@ -27,18 +26,16 @@ from .core import (
     fingerprint_examples,
     model_fingerprint,
 )
+from .data.columns import keep_model_columns, label_array
+from .data.memory import materialize
 from .data.streams import ForgetRetainDataset, TwoStreamCollator
-from .evaluation.predict import LABEL_KEYS, collect_outputs
+from .evaluation.predict import collect_outputs
 from .methods import get_method
 from .protection import ProjectedUpdates
 
 logger = logging.getLogger(__name__)
 CGS_DIR = "core_gradient_space"
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
-
-
-def _label_column(dataset) -> str | None:
-    return next((c for c in LABEL_KEYS if c in getattr(dataset, "column_names", [])), None)
 
 
 class UnlearningTrainer(Trainer):
@@ -113,26 +110,21 @@ class UnlearningTrainer(Trainer):
         self.unlearning_seconds: float | None = None
         self._prepared = False
         self._original_fps: torch.Tensor | None = None
+        self._retain_sample = None
+        self._eval_cache: dict[int, tuple] = {}
 
     # ------------------------------------------------------------------ input checks
     @staticmethod
     def _model_columns(model: nn.Module, dataset):
-        """Keep only the columns the model's forward accepts, plus the labels."""
-        if dataset is None or not hasattr(dataset, "column_names"):
-            return dataset
-        accepted = set(inspect.signature(model.forward).parameters) | set(LABEL_KEYS)
-        keep = [c for c in dataset.column_names if c in accepted]
-        if _label_column(dataset) is None:
-            raise ValueError(f"The dataset has no label column (looked for {LABEL_KEYS}; columns: {dataset.column_names}).")
-        return dataset.select_columns(keep)
+        return keep_model_columns(model, dataset)
 
     def _check_labels(self, model: nn.Module) -> None:
         num_labels = getattr(getattr(model, "config", None), "num_labels", None)
         for name, dataset in (("forget", self.forget_dataset), ("retain", self.retain_dataset)):
             if dataset is None or num_labels is None:
                 continue
-            labels = torch.as_tensor(dataset[_label_column(dataset)])
-            if labels.numel() and (labels.min() < 0 or labels.max() >= num_labels):
+            labels = label_array(dataset)
+            if labels.size and (labels.min() < 0 or labels.max() >= num_labels):
                 raise ValueError(
                     f"The {name} set has labels in [{int(labels.min())}, {int(labels.max())}] but the model has "
                     f"{num_labels} labels: these examples cannot come from this model's training data."
@@ -143,15 +135,15 @@ class UnlearningTrainer(Trainer):
             return args.scenario
         if self.retain_dataset is None:
             return "samples"
-        forget_labels = set(self.forget_dataset.unique(_label_column(self.forget_dataset)))
-        retain_labels = set(self.retain_dataset.unique(_label_column(self.retain_dataset)))
+        forget_labels = set(label_array(self.forget_dataset).tolist())
+        retain_labels = set(label_array(self.retain_dataset).tolist())
         return "class" if not forget_labels & retain_labels else "samples"
 
     @property
     def forgotten_classes(self) -> list[int]:
         if self.scenario != "class":
             return []
-        return sorted(self.forget_dataset.unique(_label_column(self.forget_dataset)))
+        return sorted(set(label_array(self.forget_dataset).tolist()))
 
     # ------------------------------------------------------------------ the space
     def _shard(self, dataset):
@@ -311,34 +303,40 @@ class UnlearningTrainer(Trainer):
             self.core_gradient_space.save_pretrained(os.path.join(output_dir or self.args.output_dir, CGS_DIR))
 
     # ------------------------------------------------------------------ evaluation
-    def _accuracy(self, dataset, exclude_classes: list[int] | None = None) -> float:
+    def _correct(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example correctness and labels, from one batched pass."""
+        key = id(dataset)
+        if key not in self._eval_cache:
+            self._eval_cache[key] = (dataset, materialize(dataset))  # keep the original alive: ids stay unique
         out = collect_outputs(
             self.accelerator.unwrap_model(self.model),
-            dataset,
+            self._eval_cache[key][1],
             collate_fn=self.base_collator,
-            batch_size=self.args.per_device_eval_batch_size * 8,
+            batch_size=max(256, self.args.per_device_eval_batch_size),
             device=self.args.device,
         )
-        correct = out["logits"].argmax(-1) == out["labels"]
-        if exclude_classes:
-            keep = ~torch.isin(out["labels"], torch.tensor(exclude_classes))
-            correct = correct[keep]
+        return out["logits"].argmax(-1) == out["labels"], out["labels"]
+
+    @staticmethod
+    def _percent(correct: torch.Tensor) -> float:
         return 100.0 * correct.float().mean().item() if correct.numel() else float("nan")
 
     def unlearning_metrics(self, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Accuracy (%) on the forget set, a retain sample and the eval set (kept classes in class mode)."""
-        metrics = {f"{metric_key_prefix}_forget_accuracy": self._accuracy(self.forget_dataset)}
-        if self.retain_dataset is not None:
-            retain = self.retain_dataset
-            if len(retain) > self.args.eval_retain_samples:
-                retain = retain.shuffle(seed=self.args.seed).select(range(self.args.eval_retain_samples))
-            metrics[f"{metric_key_prefix}_retain_accuracy"] = self._accuracy(retain)
+        metrics = {f"{metric_key_prefix}_forget_accuracy": self._percent(self._correct(self.forget_dataset)[0])}
+        if self.retain_dataset is not None and self.args.eval_retain_samples > 0:
+            if self._retain_sample is None:
+                retain = self.retain_dataset
+                if len(retain) > self.args.eval_retain_samples:
+                    retain = retain.shuffle(seed=self.args.seed).select(range(self.args.eval_retain_samples))
+                self._retain_sample = retain
+            metrics[f"{metric_key_prefix}_retain_accuracy"] = self._percent(self._correct(self._retain_sample)[0])
         if self.eval_dataset is not None:
-            metrics[f"{metric_key_prefix}_test_accuracy"] = self._accuracy(self.eval_dataset)
+            correct, labels = self._correct(self.eval_dataset)
+            metrics[f"{metric_key_prefix}_test_accuracy"] = self._percent(correct)
             if self.scenario == "class":
-                metrics[f"{metric_key_prefix}_test_accuracy_kept_classes"] = self._accuracy(
-                    self.eval_dataset, exclude_classes=self.forgotten_classes
-                )
+                kept = ~torch.isin(labels, torch.tensor(self.forgotten_classes))
+                metrics[f"{metric_key_prefix}_test_accuracy_kept_classes"] = self._percent(correct[kept])
         return metrics
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:

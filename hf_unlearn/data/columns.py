@@ -1,0 +1,42 @@
+"""Column helpers: the label column, fast whole-column reads, and the columns a model accepts."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+LABEL_COLUMNS = ("labels", "label")
+
+
+def label_column(dataset) -> str | None:
+    """The name of the label column, or None."""
+    return next((c for c in LABEL_COLUMNS if c in getattr(dataset, "column_names", [])), None)
+
+
+def column_array(dataset, column: str) -> np.ndarray:
+    """One column as a NumPy array, read in a single Arrow call (honours ``select``/``shuffle``)."""
+    return np.asarray(dataset.select_columns([column]).with_format("numpy")[:][column])
+
+
+def label_array(dataset) -> np.ndarray:
+    column = label_column(dataset)
+    if column is None:
+        raise ValueError(f"The dataset has no 'labels' or 'label' column (columns: {dataset.column_names}).")
+    return column_array(dataset, column)
+
+
+def keep_model_columns(model, dataset):
+    """``dataset`` with only the columns ``model.forward`` accepts, plus the labels.
+
+    Unlearning batches carry two streams, so the Trainer's own column pruning is off; this does it
+    once per dataset instead.
+    """
+    if dataset is None or not hasattr(dataset, "column_names"):
+        return dataset
+    if label_column(dataset) is None:
+        raise ValueError(
+            f"The dataset has no label column (looked for {LABEL_COLUMNS}; columns: {dataset.column_names})."
+        )
+    accepted = set(inspect.signature(model.forward).parameters) | set(LABEL_COLUMNS)
+    return dataset.select_columns([c for c in dataset.column_names if c in accepted])

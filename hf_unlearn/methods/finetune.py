@@ -1,0 +1,20 @@
+"""Fine-tuning (FT): keep training on the retain set only and let the forget set fade.
+
+Forget objective: none. Protection: the retain loss itself. Forgetting comes only from
+catastrophic forgetting, so FT is the weakest baseline (Golatkar et al., CVPR 2020; Jia et al.,
+NeurIPS 2023; Fan et al., ICLR 2024). Note that one "epoch" here is one pass over the forget set,
+paired with as many retain examples, not a pass over the retain set.
+"""
+
+from __future__ import annotations
+
+from .base import UnlearningMethod, cross_entropy
+
+
+class FineTune(UnlearningMethod):
+    name = "finetune"
+    needs_retain = True
+    default_overrides = {"learning_rate": 0.05, "optim_args": "momentum=0.9", "num_train_epochs": 10.0}
+
+    def compute_loss(self, trainer, model, batch):
+        return cross_entropy(model, batch["retain"])

@@ -1,0 +1,37 @@
+"""NPO: negative preference optimisation against the original model.
+
+Zhang, Lin, Bai, Mei, "Negative Preference Optimization: From Catastrophic Collapse to Effective
+Unlearning", COLM 2024 (arXiv 2404.05868). With π(y|x) the probability of the example's label,
+L = −(2/β)·mean(log σ(−β·log(π_θ(y|x) / π_ref(y|x)))), π_ref = a frozen copy of the original model
+made in ``setup``. Its gradient is GA's, weighted by 2σ(β·log ratio): it fades once an example is
+forgotten, which is what keeps NPO from GA's collapse. β = 0.1 (the paper's value).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import UnlearningMethod, frozen_copy, split_labels
+
+
+def label_log_prob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.log_softmax(logits.float(), dim=-1).gather(1, labels[:, None]).squeeze(1)
+
+
+def npo_loss(log_prob: torch.Tensor, reference_log_prob: torch.Tensor, beta: float) -> torch.Tensor:
+    return -(2.0 / beta) * F.logsigmoid(-beta * (log_prob - reference_log_prob)).mean()
+
+
+class NPO(UnlearningMethod):
+    name = "npo"
+    default_overrides = {"learning_rate": 0.01, "num_train_epochs": 10.0}
+
+    def setup(self, trainer):
+        self.reference = frozen_copy(trainer.model)
+
+    def compute_loss(self, trainer, model, batch):
+        features, labels = split_labels(batch["forget"])
+        with torch.no_grad():
+            reference = label_log_prob(self.reference(**features).logits, labels)
+        return npo_loss(label_log_prob(model(**features).logits, labels), reference, self.args.npo_beta)

@@ -1,0 +1,30 @@
+"""Random labels (RL): train the forget examples towards labels drawn at random among the wrong classes.
+
+Forget objective: CE(forget, y'), y' uniform over the classes other than y, drawn afresh at every
+visit (Golatkar et al., CVPR 2020; the forget loss of SalUn and EUPMU). Protection: none. The
+reference implementations may draw the true label (with probability 1/C); we exclude it, so every
+step pushes away from the label being forgotten.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import UnlearningMethod, logits_and_labels, random_wrong_labels
+
+
+class RandomLabels(UnlearningMethod):
+    name = "random_labels"
+    default_overrides = {"learning_rate": 0.01, "num_train_epochs": 5.0}
+
+    def __init__(self, args):
+        super().__init__(args)
+        self.generator = torch.Generator().manual_seed(args.seed)
+
+    def forget_loss(self, model, inputs) -> torch.Tensor:
+        logits, labels = logits_and_labels(model, inputs)
+        return F.cross_entropy(logits, random_wrong_labels(labels, logits.shape[-1], self.generator))
+
+    def compute_loss(self, trainer, model, batch):
+        return self.forget_loss(model, batch["forget"])

@@ -1,0 +1,61 @@
+"""SalUn: random labels on the forget set, applied only to the weights most salient for forgetting.
+
+Fan, Liu, Zhang, Wong, Wei, Liu, "SalUn: Empowering Machine Unlearning via Gradient-based Weight
+Saliency in Both Image Classification and Generation", ICLR 2024. In ``setup`` the gradient of the
+forget set's cross-entropy is summed over the forget set (at the original weights); the
+``salun_mask_ratio`` share of trainable weights with the largest |gradient|, ranked across all
+layers, form the mask (paper default 50 %). Loss: CE(forget, random wrong labels) +
+``salun_retain_weight``·CE(retain) (the paper's eq. 5; its code trains on forget ∪ retain, weight 1).
+Protection: the mask, applied to the accumulated gradient before every optimizer step, plus the
+retain loss. With weight decay, masked weights still decay (as in the reference code).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import all_reduce_sum, batches, cross_entropy, trainable_parameters
+from .random_labels import RandomLabels
+
+
+def saliency_masks(saliency: list[torch.Tensor], ratio: float) -> list[torch.Tensor]:
+    """Boolean masks keeping the ``ratio`` share of entries with the largest |saliency|, ranked globally."""
+    flat = torch.cat([s.abs().flatten().float() for s in saliency])
+    keep = max(1, math.ceil(ratio * flat.numel()))
+    threshold = torch.kthvalue(flat.cpu(), flat.numel() - keep + 1).values.to(flat.device)
+    return [s.abs() >= threshold for s in saliency]
+
+
+class SalUn(RandomLabels):
+    name = "salun"
+    needs_retain = True
+    default_overrides = {"learning_rate": 0.05, "optim_args": "momentum=0.9", "num_train_epochs": 5.0}
+
+    def setup(self, trainer):
+        model = trainer.model
+        params = [p for _, p in trainable_parameters(model)]
+        saliency = [torch.zeros_like(p) for p in params]
+        was_training = model.training
+        model.eval()
+        try:
+            for batch in batches(trainer, trainer.forget_dataset):
+                grads = torch.autograd.grad(cross_entropy(model, batch), params, allow_unused=True)
+                for total, grad in zip(saliency, grads):
+                    if grad is not None:
+                        total += grad
+        finally:
+            model.train(was_training)
+        all_reduce_sum(saliency)
+        self.masks = list(zip(params, saliency_masks(saliency, self.args.salun_mask_ratio)))
+
+    def compute_loss(self, trainer, model, batch):
+        forget = self.forget_loss(model, batch["forget"])
+        retain = cross_entropy(model, batch["retain"])
+        return forget + self.args.salun_retain_weight * retain
+
+    def before_optimizer_step(self, trainer, model):
+        for param, mask in self.masks:
+            if param.grad is not None:
+                param.grad.mul_(mask)
