@@ -1,0 +1,180 @@
+"""UnlearningTrainer with PGU end to end on digits: behaviour, protection, resume, bad input."""
+
+import json
+
+import pytest
+import torch
+
+from hf_unlearn import UnlearningArguments, UnlearningTrainer
+from hf_unlearn.core import CGSMismatchError, CoreGradientSpace, LedgerError
+from hf_unlearn.data.columns import label_array
+from hf_unlearn.data.forget import indices_of_classes, random_indices, split_forget_retain
+from hf_unlearn.evaluation import accuracy
+from hf_unlearn.models import SmallCNNConfig, SmallCNNForImageClassification
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _args(tmp_path, **kw):
+    base = dict(output_dir=str(tmp_path / "run"), disable_tqdm=True, seed=0, logging_strategy="no")
+    return UnlearningArguments(**{**base, **kw})
+
+
+def _trainer(model, digits, indices, tmp_path, space=None, **kw):
+    forget, retain = split_forget_retain(digits["train"], indices)
+    return UnlearningTrainer(
+        model=model, args=_args(tmp_path, **kw), forget_dataset=forget, retain_dataset=retain,
+        eval_dataset=digits["validation"], core_gradient_space=space,
+        original_dataset=None if space is not None else digits["train"],
+    )
+
+
+def _weights(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def test_class_removal_with_defaults_forgets_the_class_and_keeps_the_rest(trained_model, digits, tmp_path):
+    indices = indices_of_classes(digits["train"], [3])
+    before = accuracy(trained_model, digits["test"])
+    trainer = _trainer(trained_model, digits, indices, tmp_path)
+    assert trainer.scenario == "class"
+    trainer.train()
+    metrics = trainer.unlearning_metrics()
+    assert metrics["eval_forget_accuracy"] <= 5.0
+    test = digits["test"]
+    kept = test.select([i for i, y in enumerate(label_array(test).tolist()) if y != 3])
+    assert accuracy(trained_model, kept) >= before - 3.0
+    assert trainer.state.epoch < trainer.args.num_train_epochs  # the stop rule ended it
+    assert len(trainer.core_gradient_space.ledger) == 1
+
+
+def test_random_removal_stops_once_forget_accuracy_meets_validation(trained_model, digits, tmp_path):
+    indices = random_indices(len(digits["train"]), 0.1, seed=0)
+    forget, _ = split_forget_retain(digits["train"], indices)
+    assert accuracy(trained_model, forget) == 100.0
+    test_before = accuracy(trained_model, digits["test"])
+    trainer = _trainer(trained_model, digits, indices, tmp_path)
+    assert trainer.scenario == "samples"
+    trainer.train()
+    assert accuracy(trained_model, forget) < 100.0
+    assert abs(accuracy(trained_model, digits["test"]) - test_before) <= 2.0
+
+
+def _leak(model, before, space, name):
+    """‖ΔW·M‖ and ‖ΔW‖ of one layer's total update."""
+    delta = (model.get_submodule(name).weight.detach() - before[f"{name}.weight"]).double()
+    return (delta.reshape(delta.shape[0], -1) @ space.basis(name)).norm().item(), delta.norm().item()
+
+
+@pytest.mark.parametrize(
+    "optim, accumulation, weight_decay", [("sgd", 1, 0.0), ("adamw_torch", 1, 0.01), ("adamw_torch", 2, 0.01)]
+)
+def test_updates_stay_out_of_the_space_for_any_optimizer(_trained, digits, tmp_path, optim, accumulation,
+                                                          weight_decay):
+    import copy
+
+    indices = random_indices(len(digits["train"]), 0.1, seed=1)
+    settings = dict(optim=optim, learning_rate=0.5 if optim == "sgd" else 0.01,
+                    gradient_accumulation_steps=accumulation,
+                    weight_decay=weight_decay, num_train_epochs=3, stop_rule="none", gamma=0.95,
+                    per_device_train_batch_size=16)
+    leaks, moved_layers = {}, []
+    for projected in (True, False):
+        model = copy.deepcopy(_trained)
+        before = _weights(model)
+        trainer = _trainer(model, digits, indices, tmp_path / str(projected), **settings)
+        trainer.prepare_unlearning()
+        if not projected:
+            trainer.projection = None  # negative control: the same run without the projection
+        trainer.train()
+        space = trainer.core_gradient_space
+        steps = trainer.state.global_step
+        for name in space.layers:
+            leak, size = _leak(model, before, space, name)
+            leaks[projected, name] = leak / size if size else 0.0  # size 0: the whole input space is kept
+            if projected and size:
+                # weights are float32: each step's write-back rounds at 2^-24·|W| in every direction
+                rounding = 4 * steps**0.5 * 2**-24 * model.get_submodule(name).weight.norm().item()
+                assert leak <= 1e-6 * size + rounding, (name, leak, size, rounding)
+                if size > 100 * rounding:  # the layer really moved, far above round-off
+                    moved_layers.append(name)
+        for name, value in before.items():
+            if projected and name.endswith("bias"):
+                assert torch.equal(dict(model.named_parameters())[name], value), f"{name} moved"
+    assert len(moved_layers) >= 2
+    for name in moved_layers:
+        assert leaks[False, name] > 1e-2 > 100 * leaks[True, name]
+
+
+def test_resume_from_checkpoint_carries_the_space_and_continues(digits, tmp_path, _trained):
+    import copy
+
+    indices = random_indices(len(digits["train"]), 0.1, seed=2)
+    common = dict(stop_rule="none", num_train_epochs=3, save_strategy="epoch", learning_rate=0.2)
+    full_model = copy.deepcopy(_trained)
+    _trainer(full_model, digits, indices, tmp_path / "full", **common).train()
+
+    interrupted = copy.deepcopy(_trained)
+    first = _trainer(interrupted, digits, indices, tmp_path / "resumed", **{**common, "num_train_epochs": 1})
+    first.train()
+    checkpoint = sorted((tmp_path / "resumed" / "run").glob("checkpoint-*"))[-1]
+    saved = json.loads((checkpoint / "core_gradient_space" / "cgs_config.json").read_text())
+    assert len(saved["ledger"]) == 1
+
+    resumed_model = copy.deepcopy(_trained)
+    second = _trainer(resumed_model, digits, indices, tmp_path / "resumed", **common)
+    second.train(resume_from_checkpoint=str(checkpoint))  # would raise "already forgotten" if re-subtracted
+    assert len(second.core_gradient_space.ledger) == 1
+    assert second.state.global_step == first.state.global_step * 3
+    for (name, a), b in zip(full_model.named_parameters(), resumed_model.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_bad_input_is_refused_before_any_weight_changes(trained_model, digits, tmp_path):
+    train = digits["train"]
+    snapshot = _weights(trained_model)
+    space = CoreGradientSpace.from_model(trained_model, train, show_progress=False)
+
+    with pytest.raises(ValueError, match="empty"):
+        _trainer(trained_model, digits, [], tmp_path, space=space)
+
+    strangers = digits["test"].select(range(5))  # never trained on
+    with pytest.raises(LedgerError, match="not in the data"):
+        UnlearningTrainer(model=trained_model, args=_args(tmp_path), forget_dataset=strangers,
+                          eval_dataset=digits["validation"], core_gradient_space=space).train()
+
+    other = SmallCNNForImageClassification(SmallCNNConfig())
+    other_space = CoreGradientSpace.from_model(other, train, show_progress=False)
+    with pytest.raises(CGSMismatchError):
+        _trainer(trained_model, digits, [0, 1], tmp_path, space=other_space).train()
+
+    with pytest.raises(ValueError, match="Unknown unlearning method"):
+        _args(tmp_path, method="forget_everything")
+
+    from datasets import Value
+
+    bad_labels = train.select(range(4)).cast_column("labels", Value("int64")).map(lambda row: {"labels": 12})
+    with pytest.raises(ValueError, match="10 labels"):
+        UnlearningTrainer(model=trained_model, args=_args(tmp_path), forget_dataset=bad_labels,
+                          core_gradient_space=space)
+
+    for name, value in _weights(trained_model).items():
+        assert torch.equal(value, snapshot[name]), f"{name} changed although the request was refused"
+    assert space.ledger == []
+
+
+def test_arguments_are_validated(tmp_path):
+    with pytest.raises(ValueError, match="gamma"):
+        _args(tmp_path, gamma=1.5)
+    with pytest.raises(ValueError, match="one way only"):
+        _args(tmp_path, forget_class=[1], forget_fraction=0.1)
+    with pytest.raises(ValueError, match="remove_unused_columns"):
+        _args(tmp_path, remove_unused_columns=True)
+    args = _args(tmp_path)
+    assert args.method == "pgu" and args.optim == "sgd" and args.remove_unused_columns is False
