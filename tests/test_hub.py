@@ -1,0 +1,234 @@
+"""Pushing an unlearned model to the Hub, for real through ``huggingface_hub``, against a local fake Hub.
+
+The fake Hub (``tests/hub_server.py``) runs on 127.0.0.1 and stores what it receives; every other
+connection is refused for the duration of the test, so nothing can reach the real network.
+"""
+
+import json
+import socket
+from types import SimpleNamespace
+
+import pytest
+import torch
+import transformers.utils.hub
+from hub_server import FakeHub, git_blob_oid
+from huggingface_hub import _upload_pipeline, constants
+from huggingface_hub.utils import _detect_agent
+from huggingface_hub.utils._runtime import is_xet_available
+from safetensors.torch import load as load_safetensors
+
+from hf_unlearn import UnlearningArguments, UnlearningTrainer
+from hf_unlearn.data.forget import indices_of_classes, split_forget_retain
+from hf_unlearn.hub import comparison_table, render_model_card
+
+REPO_ID = "someone/digits-unlearned"
+COMPARISON = {
+    "original": {"UA": 1.0, "RA": 100.0, "TA": 98.0, "MIA": 2.0},
+    "retrain": {"UA": 100.0, "RA": 99.0, "TA": 97.5, "MIA": 100.0},
+    "pgu": {"UA": 98.0, "RA": 98.5, "TA": 97.0, "MIA": 96.0},
+}
+# by hand: pgu (|98-100| + |98.5-99| + |97-97.5| + |96-100|) / 4 = (2 + 0.5 + 0.5 + 4) / 4 = 1.75
+#          original (99 + 1 + 0.5 + 98) / 4 = 49.625 -> "49.62" (round half to even on the binary value)
+PGU_ROW = "| pgu | 98.00 | 98.50 | 97.00 | 96.00 | 1.75 |"
+RETRAIN_ROW = "| retrain | 100.00 | 99.00 | 97.50 | 100.00 |  |"
+ORIGINAL_ROW = "| original | 1.00 | 100.00 | 98.00 | 2.00 | 49.62 |"
+NOT_MEASURED = "Not measured in this run: no model retrained without the forget set was evaluated."
+UNKNOWN_CLOSENESS = "closeness to retraining is unknown"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+class _NoXetSession:
+    """Stands in for hf_xet's session in the upload pipeline: opening an upload fails the test."""
+
+    def __init__(self):
+        self.requested = 0  # the pipeline asks for the session once per push, before it knows the upload modes
+
+    def __call__(self):
+        self.requested += 1
+        return self
+
+    def new_upload_commit(self, *args, **kwargs):
+        raise AssertionError("hf_xet was asked to upload a file; every file should have gone inline")
+
+
+@pytest.fixture
+def no_remote_connections(monkeypatch):
+    """Refuse any name lookup or socket connection that is not for the loopback interface."""
+    connect, getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def guarded_connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
+            raise AssertionError(f"The test tried to reach {address}: only the local fake Hub is allowed")
+        return connect(sock, address)
+
+    def guarded_getaddrinfo(host, *args, **kwargs):
+        if host not in LOOPBACK:
+            raise AssertionError(f"The test tried to resolve {host!r}: only the local fake Hub is allowed")
+        return getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+
+
+@pytest.fixture
+def xet_spy(monkeypatch):
+    spy = _NoXetSession()
+    monkeypatch.setattr(_upload_pipeline, "get_xet_session", spy)
+    return spy
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch, no_remote_connections, xet_spy):
+    """The fake Hub, with huggingface_hub and transformers pointed at it (restored afterwards)."""
+    home = tmp_path / "hf_home"
+    with FakeHub() as server:
+        # Environment, for anything that reads it at call time (the token, hf_xet's cache) ...
+        monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+        monkeypatch.setenv("HF_HOME", str(home))
+        monkeypatch.setenv("HF_TOKEN", "hf_fake")
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+        for name in ("TRANSFORMERS_OFFLINE", "HF_OIDC_RESOURCE", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_DISABLE_XET"):
+            monkeypatch.delenv(name, raising=False)
+        # ... and huggingface_hub's constants, which were read from it at import time.
+        monkeypatch.setattr(constants, "ENDPOINT", server.endpoint)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_HOME", str(home))
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+        monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+        monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(home / ".agent_harnesses.json"))
+        monkeypatch.setattr(_detect_agent, "_registry", None)  # fetched once per process: from here, then forgotten
+        # transformers caches one HfApi (with its endpoint) for the process: start from a fresh one.
+        monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)
+        yield server
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _card(files: dict[str, bytes]) -> str:
+    return files["README.md"].decode()
+
+
+def test_trainer_pushes_model_space_and_an_honest_card(hub, xet_spy, trained_model, digits, tmp_path, one_thread):
+    forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
+    args = UnlearningArguments(
+        output_dir=str(tmp_path / "run"), disable_tqdm=True, seed=0, logging_strategy="no",
+        save_strategy="epoch", push_to_hub=True, hub_model_id=REPO_ID, hub_strategy="end",
+    )
+    trainer = UnlearningTrainer(
+        model=trained_model, args=args, forget_dataset=forget, retain_dataset=retain,
+        eval_dataset=digits["validation"], original_dataset=digits["train"],
+    )
+    assert "/api/repos/create" in [r.path for r in hub.requests]  # the Trainer creates the repo up front
+    trainer.train()
+    assert list((tmp_path / "run").glob("checkpoint-*")), "the run should leave checkpoints to be ignored"
+    assert trainer.comparison is None
+
+    # 1. save_model() pushes by itself when push_to_hub=True
+    trainer.save_model()
+    assert len(hub.commits) == 1 and hub.commits[0].summary == "Model save"
+    files = hub.files(REPO_ID)
+    assert {"README.md", "config.json", "model.safetensors",
+            "core_gradient_space/cgs_config.json", "core_gradient_space/cgs.safetensors"} <= set(files)
+    assert not [p for p in files if p.startswith("checkpoint-") or p.startswith("_")]
+
+    weights = load_safetensors(files["model.safetensors"])
+    for name, param in trainer.model.state_dict().items():
+        torch.testing.assert_close(weights[name], param, rtol=0, atol=0)
+    assert json.loads(files["config.json"])["model_type"] == trained_model.config.model_type
+    space_config = json.loads(files["core_gradient_space/cgs_config.json"])
+    assert len(space_config["ledger"]) == 1 and space_config["ledger"][0]["num_examples"] == len(forget)
+
+    card = _card(files)
+    request = trainer.core_gradient_space.ledger[0]
+    assert card.startswith("---\n") and "- pgu\n" in card  # the method is a tag in the metadata
+    assert "with the method `pgu` (class removal)" in card
+    assert f"{len(forget)} training examples were removed" in card
+    assert f"| 1 | {len(forget)} | {request['created_at']} | {request['note']} |" in card
+    assert f"pgu: {len(forget)} examples" in request["note"]
+    assert NOT_MEASURED in card and UNKNOWN_CLOSENESS in card and "Avg. Gap" not in card
+    assert card == (tmp_path / "run" / "README.md").read_text()
+    assert set(hub.validated_cards) == {card}  # the client checked the metadata before uploading
+
+    # 2. with a measured comparison, an explicit push_to_hub() updates the card
+    trainer.comparison = COMPARISON
+    trainer.push_to_hub(commit_message="Add comparison")
+    assert len(hub.commits) == 2 and hub.commits[1].summary == "Add comparison"
+    assert "README.md" in hub.commits[1].files
+    assert "model.safetensors" not in hub.commits[1].files  # unchanged: the client dropped it (oid match)
+    card = _card(hub.files(REPO_ID))
+    assert "| model | UA | RA | TA | MIA | Avg. Gap |" in card
+    assert PGU_ROW in card and RETRAIN_ROW in card and ORIGINAL_ROW in card
+    assert NOT_MEASURED not in card and UNKNOWN_CLOSENESS not in card
+    assert "compare it with such a model, retrained in the same run" in card
+
+    # the traffic: only the known routes, always with the token, the files sent inline (no LFS, no Xet)
+    assert hub.unknown == []
+    paths = [r.path for r in hub.requests]
+    assert set(paths) <= {"/api/agent-harnesses", "/api/repos/create", "/api/validate-yaml",
+                          f"/api/models/{REPO_ID}/preupload/main", f"/api/models/{REPO_ID}/commit/main"}
+    # the user-agent's harness registry is fetched without credentials; everything else carries the token
+    assert {r.authorization for r in hub.requests if r.path != "/api/agent-harnesses"} == {"Bearer hf_fake"}
+    assert paths.count("/api/repos/create") == 1
+    assert paths.count(f"/api/models/{REPO_ID}/preupload/main") == 2
+    assert paths.count(f"/api/models/{REPO_ID}/commit/main") == 2
+    assert not [p for p in paths if "xet" in p or "lfs" in p or p.endswith(".git/info/lfs/objects/batch")]
+    assert all(not c.lfs_files for c in hub.commits)
+    # with hf_xet installed the push went through its pipeline, which never opened a Xet upload
+    assert xet_spy.requested == (2 if is_xet_available() else 0)
+    local = tmp_path / "run"
+    for path, content in hub.files(REPO_ID).items():
+        assert git_blob_oid(content) == git_blob_oid((local / path).read_bytes()), path
+
+
+def test_comparison_table_avg_gap_by_hand():
+    table = comparison_table(COMPARISON).splitlines()
+    assert table[0] == "| model | UA | RA | TA | MIA | Avg. Gap |"
+    assert table[1] == "|---|---|---|---|---|---|"
+    assert table[2:] == [ORIGINAL_ROW, RETRAIN_ROW, PGU_ROW]
+    # without a retrained reference there is no gap to report
+    alone = comparison_table({"pgu": COMPARISON["pgu"]}).splitlines()
+    assert alone[2] == "| pgu | 98.00 | 98.50 | 97.00 | 96.00 |  |"
+    # a metric that was not measured leaves its cell and the gap empty instead of failing
+    partial = {"retrain": COMPARISON["retrain"], "pgu": {"UA": 98.0, "RA": 98.5, "TA": 97.0}}
+    assert comparison_table(partial).splitlines()[3] == "| pgu | 98.00 | 98.50 | 97.00 |  |  |"
+
+
+def _fake_trainer(tmp_path, comparison=None, ledger=None):
+    args = SimpleNamespace(
+        method="pgu", gamma=0.8, gamma_energy="sigma", output_dir=str(tmp_path / "my-model"), optim="sgd",
+        learning_rate=0.05, num_train_epochs=10, stop_rule="auto",
+    )
+    config = SimpleNamespace(_name_or_path="org/base-model")
+    return SimpleNamespace(
+        args=args, model=SimpleNamespace(config=config), forget_dataset=list(range(7)), scenario="samples",
+        method=SimpleNamespace(uses_projection=True), unlearning_seconds=12.34, state=SimpleNamespace(epoch=3.0),
+        core_gradient_space=SimpleNamespace(ledger=ledger or []), comparison=comparison,
+    )
+
+
+def test_render_model_card_on_hand_made_numbers(tmp_path):
+    ledger = [{"request": 1, "num_examples": 7, "created_at": "2025-01-02T03:04:05", "note": "pgu: 7 examples"}]
+    card = render_model_card(_fake_trainer(tmp_path, COMPARISON, ledger), model_name="digits-unlearned")
+    assert card.startswith("---\nlibrary_name: transformers\ntags:\n")
+    assert "base_model: org/base-model" in card
+    assert "# digits-unlearned\n" in card
+    assert "This model is **org/base-model** after machine unlearning" in card
+    assert "7 training examples were removed with the method `pgu` (samples removal)" in card
+    assert "| 1 | 7 | 2025-01-02T03:04:05 | pgu: 7 examples |" in card
+    assert "gamma=0.8, energy `sigma`" in card
+    assert "stopped at epoch 3" in card and "12.3 s" in card
+    assert PGU_ROW in card and RETRAIN_ROW in card and "Avg. Gap = mean |metric − retrained model's metric|" in card
+    assert NOT_MEASURED not in card
+
+    plain = render_model_card(_fake_trainer(tmp_path), model_name=None)
+    assert "# my-model\n" in plain  # defaults to the output folder's name
+    assert "| 1 | 7 | this run | no Core Gradient Space was used |" in plain
+    assert NOT_MEASURED in plain and UNKNOWN_CLOSENESS in plain and "Avg. Gap" not in plain
