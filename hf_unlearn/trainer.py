@@ -108,6 +108,7 @@ class UnlearningTrainer(Trainer):
         )
         self.projection: ProjectedUpdates | None = None
         self.unlearning_seconds: float | None = None
+        self.comparison: dict[str, dict[str, float]] | None = None  # metrics per model, e.g. beside "retrain"
         self._prepared = False
         self._original_fps: torch.Tensor | None = None
         self._retain_sample = None
@@ -301,6 +302,13 @@ class UnlearningTrainer(Trainer):
         super()._save(output_dir, state_dict)
         if self.core_gradient_space is not None and self.args.should_save:
             self.core_gradient_space.save_pretrained(os.path.join(output_dir or self.args.output_dir, CGS_DIR))
+
+    def create_model_card(self, model_name: str | None = None, tags=None, **kwargs) -> None:
+        """An honest card: what was forgotten, how, and (when measured) how close to retraining."""
+        if self.is_world_process_zero():
+            from .hub import write_model_card
+
+            write_model_card(self, model_name=model_name, tags=tags)
 
     # ------------------------------------------------------------------ evaluation
     def _correct(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
