@@ -42,8 +42,9 @@ def _recipe_key(recipe: TrainingRecipe, config: SmallCNNConfig, seed: int) -> st
 def original_model(output_dir: Path, train, recipe: TrainingRecipe, seed: int):
     """Train (or load the cached) original model and its Core Gradient Space."""
     config = SmallCNNConfig(num_labels=10)
-    path = output_dir / f"original-{_recipe_key(recipe, config, seed)}"
-    if (path / "config.json").is_file() and (path / "core_gradient_space").is_dir():
+    path, key = output_dir / "original", _recipe_key(recipe, config, seed)
+    stamp = path / "recipe_key.txt"
+    if stamp.is_file() and stamp.read_text() == key and (path / "core_gradient_space").is_dir():
         print(f"Original model and its Core Gradient Space: cached in {path}")
         return AutoModelForImageClassification.from_pretrained(path), path
     torch.manual_seed(seed)
@@ -53,6 +54,7 @@ def original_model(output_dir: Path, train, recipe: TrainingRecipe, seed: int):
     start = time.perf_counter()
     space = CoreGradientSpace.from_model(model, train, batch_size=256, desc="Core Gradient Space")
     space.save_pretrained(path / "core_gradient_space")
+    stamp.write_text(key)
     print(f"Trained the original model in {seconds:.1f}s; built its Core Gradient Space once in "
           f"{time.perf_counter() - start:.2f}s ({len(space.layers)} layers) -> {path}")
     return model, path

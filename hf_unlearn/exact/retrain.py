@@ -42,7 +42,7 @@ class TrainingRecipe:
             "output_dir": output_dir,
             "save_strategy": "no",
             "report_to": "none",
-            "logging_strategy": "epoch",
+            "logging_strategy": "no",
             "disable_tqdm": True,
             "use_cpu": not torch.cuda.is_available(),
             **overrides,

@@ -1,0 +1,1 @@
+"""Entry points behind ``recipes/`` and the ``hf-unlearn`` command."""

@@ -1,0 +1,164 @@
+"""Unlearn part of a classifier's training data: the ``accelerate launch`` recipe.
+
+    # the embedded digits data, the forget set as a whole class, a YAML config
+    accelerate launch recipes/unlearn.py --config recipes/configs/digits_pgu.yaml
+
+    # any local or Hub image/text classifier, with CLI overrides
+    python recipes/unlearn.py --model_name_or_path ./my-model --dataset_name ./my-data \\
+        --forget_fraction 0.05 --forget_seed 1 --output_dir outputs/run --compare_with_retrain true
+
+Two processes on CPU (gloo):
+    accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no \\
+        --dynamo_backend no recipes/unlearn.py --config ... --use_cpu true
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    HfArgumentParser,
+)
+
+from .. import models  # noqa: F401  (registers the small CNN with the Auto classes)
+from ..arguments import UnlearningArguments
+from ..core import CoreGradientSpace
+from ..data.forget import select_forget_indices, split_forget_retain
+from ..data.loading import ensure_splits, load_raw, process_images, rename_label, tokenize
+from ..evaluation import evaluate_unlearning, per_example_loss, write_report
+from ..exact import TrainingRecipe, retrain_from_scratch
+from ..trainer import UnlearningTrainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ScriptArguments:
+    model_name_or_path: str = field(metadata={"help": "A local model folder or a Hub id."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub id, local dataset folder, or 'digits' / 'mnist5k' (embedded)."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
+    data_files: list[str] | None = field(default=None, metadata={"help": "Local csv/json/parquet training files."})
+    train_split: str = field(default="train", metadata={"help": "Split the model was trained on."})
+    eval_split: str | None = field(default=None, metadata={"help": "Held-out split (default: validation or test)."})
+    label_column: str = field(default="labels", metadata={"help": "Label column."})
+    text_column: str | None = field(default=None, metadata={"help": "Text column (text models)."})
+    image_column: str | None = field(default=None, metadata={"help": "Image column (raw images to preprocess)."})
+    max_length: int = field(default=128, metadata={"help": "Token limit for text models."})
+    split_seed: int = field(default=0, metadata={"help": "Seed of the split for datasets without a held-out split."})
+    core_gradient_space: str | None = field(
+        default=None, metadata={"help": "A cached Core Gradient Space folder (built from the training set if absent)."}
+    )
+    compare_with_retrain: bool = field(
+        default=False, metadata={"help": "Also retrain from scratch without the forget set and write a report."}
+    )
+    retrain_epochs: float = field(default=40.0, metadata={"help": "Epochs of the original recipe (for retraining)."})
+    retrain_learning_rate: float = field(default=2e-3, metadata={"help": "Learning rate of the original recipe."})
+    retrain_batch_size: int = field(default=32, metadata={"help": "Batch size of the original recipe."})
+    retrain_cache_dir: str | None = field(default=None, metadata={"help": "Where retrained references are cached."})
+
+
+def _yaml_to_argv(path: str) -> list[str]:
+    values = yaml.safe_load(Path(path).read_text()) or {}
+    argv: list[str] = []
+    for key, value in values.items():
+        argv.append(f"--{key}")
+        argv.extend(str(v) for v in value) if isinstance(value, list) else argv.append(str(value))
+    return argv
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, UnlearningArguments]:
+    """CLI flags, optionally on top of ``--config file.yaml`` (flags given on the command line win)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in argv:
+        at = argv.index("--config")
+        argv = _yaml_to_argv(argv[at + 1]) + argv[:at] + argv[at + 2:]
+    parser = HfArgumentParser((ScriptArguments, UnlearningArguments))
+    script_args, args = parser.parse_args_into_dataclasses(args=argv)
+    return script_args, args
+
+
+def load_model_and_data(script_args: ScriptArguments):
+    seed = script_args.split_seed
+    data = rename_label(load_raw(script_args.dataset_name, script_args.dataset_config, script_args.data_files, seed),
+                        script_args.label_column)
+    data = ensure_splits(data, script_args.eval_split, seed)
+    processing_class = None
+    if script_args.text_column:
+        processing_class = AutoTokenizer.from_pretrained(script_args.model_name_or_path)
+        data = tokenize(data, processing_class, script_args.text_column, script_args.max_length)
+        model = AutoModelForSequenceClassification.from_pretrained(script_args.model_name_or_path)
+    else:
+        if script_args.image_column:
+            processing_class = AutoImageProcessor.from_pretrained(script_args.model_name_or_path)
+            data = process_images(data, processing_class, script_args.image_column)
+        model = AutoModelForImageClassification.from_pretrained(script_args.model_name_or_path)
+    eval_split = script_args.eval_split or next(s for s in ("validation", "test") if s in data)
+    return model, data.with_format("torch"), eval_split, processing_class
+
+
+def main(argv: list[str] | None = None) -> dict:
+    script_args, args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.should_log else logging.WARNING)
+    model, data, eval_split, processing_class = load_model_and_data(script_args)
+    train = data[script_args.train_split]
+    forget, retain = split_forget_retain(train, select_forget_indices(train, args))
+    space = None
+    if script_args.core_gradient_space and Path(script_args.core_gradient_space).is_dir():
+        space = CoreGradientSpace.from_pretrained(script_args.core_gradient_space, model)
+    original = copy.deepcopy(model) if script_args.compare_with_retrain else None
+    trainer = UnlearningTrainer(
+        model=model, args=args, forget_dataset=forget, retain_dataset=retain, eval_dataset=data[eval_split],
+        original_dataset=train if space is None else None, core_gradient_space=space,
+        processing_class=processing_class,
+    )
+    trainer.train()
+    metrics = trainer.evaluate()
+    if script_args.compare_with_retrain:
+        trainer.comparison = compare_with_retrain(script_args, trainer, original, forget, retain, data[eval_split])
+    trainer.save_model()
+    trainer.create_model_card()
+    if trainer.is_world_process_zero():
+        Path(args.output_dir, "unlearning_metrics.json").write_text(json.dumps(metrics, indent=2))
+    if args.push_to_hub:
+        trainer.push_to_hub()
+    return metrics
+
+
+def compare_with_retrain(script_args, trainer, original, forget, retain, test) -> dict[str, dict[str, float]]:
+    """Retrain without the forget set (cached), evaluate original / retrain / unlearned, write the report."""
+    recipe = TrainingRecipe(num_train_epochs=script_args.retrain_epochs, learning_rate=script_args.retrain_learning_rate,
+                            per_device_train_batch_size=script_args.retrain_batch_size, seed=trainer.args.seed)
+    cache = script_args.retrain_cache_dir or str(Path(trainer.args.output_dir) / "retrain_cache")
+    retrained, seconds, _ = retrain_from_scratch(original.config, retain, recipe, cache_dir=cache,
+                                                 processing_class=trainer.processing_class)
+    collate = trainer.base_collator
+    results = {}
+    for name, model, time_s in (("original", original, None), ("retrain", retrained, seconds),
+                                (trainer.args.method, trainer.model, trainer.unlearning_seconds)):
+        results[name] = evaluate_unlearning(model, forget, retain, test, collate_fn=collate,
+                                            reference_model=retrained, run_time=time_s, seed=trainer.args.seed)
+    if trainer.is_world_process_zero():
+        histograms = {
+            f"forget ({trainer.args.method})": per_example_loss(trainer.model, forget, collate_fn=collate),
+            f"test ({trainer.args.method})": per_example_loss(trainer.model, test, collate_fn=collate),
+            "forget (retrain)": per_example_loss(retrained, forget, collate_fn=collate),
+        }
+        write_report(results, trainer.args.output_dir, loss_histograms=histograms,
+                     title=f"{trainer.args.method} vs retraining")
+    return results
+
+
+if __name__ == "__main__":
+    main()

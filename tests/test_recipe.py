@@ -1,0 +1,47 @@
+"""The recipe end to end on the embedded digits data: YAML + CLI overrides, forget selection, outputs."""
+
+import json
+
+import pytest
+import torch
+
+from hf_unlearn.scripts.unlearn import main, parse_args
+
+
+@pytest.fixture
+def saved_model(trained_model, tmp_path):
+    path = tmp_path / "original"
+    trained_model.save_pretrained(path)
+    return path
+
+
+def test_yaml_config_with_command_line_overrides(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("model_name_or_path: some/model\ndataset_name: digits\nforget_class: [3, 5]\n"
+                      f"output_dir: {tmp_path}\ngamma: 0.7\n")
+    script, args = parse_args(["--config", str(config), "--gamma", "0.9"])
+    assert script.model_name_or_path == "some/model" and script.dataset_name == "digits"
+    assert args.forget_class == [3, 5] and args.gamma == 0.9  # the command line wins over the file
+
+
+def test_recipe_forgets_a_class_and_writes_checkpoint_space_and_card(saved_model, tmp_path):
+    out = tmp_path / "run"
+    torch.set_num_threads(1)
+    metrics = main(["--model_name_or_path", str(saved_model), "--dataset_name", "digits", "--forget_class", "3",
+                    "--output_dir", str(out), "--disable_tqdm", "true", "--logging_strategy", "no"])
+    assert metrics["eval_forget_accuracy"] <= 5.0
+    assert (out / "model.safetensors").is_file()
+    saved = json.loads((out / "core_gradient_space" / "cgs_config.json").read_text())
+    assert [r["num_examples"] for r in saved["ledger"]] == [122]  # every "3" of the digits training split
+    card = (out / "README.md").read_text()
+    assert "`pgu`" in card and "Not measured" in card
+    assert json.loads((out / "unlearning_metrics.json").read_text()) == metrics
+
+
+def test_recipe_rejects_an_index_file_outside_the_training_set(saved_model, tmp_path):
+    index_file = tmp_path / "forget.txt"
+    index_file.write_text("1\n2\n999999\n")
+    with pytest.raises(ValueError, match="outside the training set"):
+        main(["--model_name_or_path", str(saved_model), "--dataset_name", "digits",
+              "--forget_index_file", str(index_file), "--output_dir", str(tmp_path / "run")])
+    assert not (tmp_path / "run" / "model.safetensors").exists()
