@@ -82,8 +82,8 @@ class StopRuleCallback(TrainerCallback):
             self.trainer.evaluate()  # the starting point: needed by both rules
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if self.rule == "none" or not metrics:
-            return
+        if self.rule == "none" or not metrics or not self.trainer.is_in_train:
+            return  # evaluations after training (e.g. the recipe's final one) decide nothing
         forget = metrics.get("eval_forget_accuracy")
         if self.initial is None:
             self.initial = dict(metrics)
