@@ -1,0 +1,75 @@
+"""PGU on text classifiers: BERT-style Linear layers (B, T, d) and GPT-2's transposed Conv1D."""
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2ForSequenceClassification
+
+from hf_unlearn import UnlearningArguments, UnlearningTrainer
+from hf_unlearn.data.forget import indices_of_classes, split_forget_retain
+from hf_unlearn.evaluation import accuracy
+
+
+def _token_data(n=240, length=12, vocab=60, seed=0):
+    """Class c sentences contain marker token 10 + c somewhere; everything else is noise."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(20, vocab, (n, length), generator=g)
+    labels = torch.arange(n) % 3
+    ids[torch.arange(n), torch.randint(1, length, (n,), generator=g)] = 10 + labels
+    ids[:, 0] = 1
+    return Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist(),
+                              "labels": labels.tolist()}).with_format("torch")
+
+
+def _train(model, data, epochs=40):
+    batch = data[:]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(data), generator=torch.Generator().manual_seed(0)).split(32):
+            loss = model(input_ids=batch["input_ids"][idx], attention_mask=batch["attention_mask"][idx],
+                         labels=batch["labels"][idx]).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_pgu_forgets_a_class_of_a_text_classifier_and_keeps_updates_out_of_the_space(family, tmp_path):
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    if family == "bert":
+        config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=64, max_position_embeddings=16, num_labels=3,
+                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        model = BertForSequenceClassification(config)
+    else:
+        config = GPT2Config(vocab_size=60, n_embd=32, n_layer=2, n_head=2, n_positions=16, num_labels=3,
+                            pad_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+        model = GPT2ForSequenceClassification(config)
+    train, validation = _token_data(), _token_data(n=90, seed=1)
+    _train(model, train)
+    assert accuracy(model, validation) > 90
+    forget, retain = split_forget_retain(train, indices_of_classes(train, [2]))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = UnlearningTrainer(
+        model=model, args=UnlearningArguments(output_dir=str(tmp_path), disable_tqdm=True, logging_strategy="no",
+                                              seed=0, gamma=0.9),
+        forget_dataset=forget, retain_dataset=retain, eval_dataset=validation, original_dataset=train,
+    )
+    trainer.train()
+    space = trainer.core_gradient_space
+    kinds = {info.kind for info in space.layers.values()}
+    assert kinds == ({"linear"} if family == "bert" else {"transposed_linear", "linear"})
+    assert trainer.unlearning_metrics()["eval_forget_accuracy"] <= 5.0
+    assert trainer.unlearning_metrics()["eval_test_accuracy_kept_classes"] >= 90.0
+    for name, info in space.layers.items():
+        delta = (model.get_submodule(name).weight.detach() - before[f"{name}.weight"]).double()
+        rows = delta.T if info.kind == "transposed_linear" else delta  # Conv1D stores (in, out)
+        leak = (rows @ space.basis(name)).norm()
+        rounding = 4 * trainer.state.global_step**0.5 * 2**-24 * model.get_submodule(name).weight.norm()
+        assert leak <= 1e-6 * delta.norm() + rounding, name
+    embeddings = [n for n in before if "embed" in n or n.startswith("transformer.w")]
+    for name in embeddings:  # not protectable by the space: frozen for PGU
+        assert torch.equal(dict(model.named_parameters())[name], before[name]), name
