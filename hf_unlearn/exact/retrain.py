@@ -8,6 +8,7 @@ reports the wall time the original retraining took.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -75,9 +76,14 @@ def _auto_class(config):
     return AutoModelForSequenceClassification if "SequenceClassification" in archs else AutoModelForImageClassification
 
 
+# set by transformers when a model is built, trained or saved: not part of what defines the model
+_RUNTIME_CONFIG_KEYS = ("architectures", "use_cache", "dtype", "torch_dtype", "_name_or_path", "transformers_version")
+
+
 def retrain_key(config, retain_dataset, recipe: TrainingRecipe) -> str:
     digest = hashlib.sha256()
-    digest.update(config.to_json_string(use_diff=False).encode())
+    defining = {k: v for k, v in config.to_dict().items() if k not in _RUNTIME_CONFIG_KEYS}
+    digest.update(json.dumps(defining, sort_keys=True, default=str).encode())
     digest.update(fingerprint_examples(retain_dataset, retain_dataset.column_names).numpy().tobytes())
     digest.update(json.dumps(asdict(recipe), sort_keys=True).encode())
     return digest.hexdigest()[:16]
@@ -106,7 +112,7 @@ def retrain_from_scratch(
         meta = json.loads((target / META_NAME).read_text())
         return model_class.from_pretrained(target), float(meta["seconds"]), True
     torch.manual_seed(recipe.seed)
-    model = model_class.from_config(config)
+    model = model_class.from_config(copy.deepcopy(config))
     seconds = train_classifier(
         model, retain_dataset, recipe, output_dir=str(target or Path("outputs") / "retrain"),
         data_collator=data_collator, processing_class=processing_class,
