@@ -62,7 +62,7 @@ def frozen_norm_statistics(model: nn.Module):
 class EUPMU(RandomLabels):
     name = "eupmu"
     needs_retain = True
-    default_overrides = {"learning_rate": 0.01, "optim_args": "momentum=0.9", "num_train_epochs": 5.0}
+    default_overrides = {"optim": "adamw_torch", "learning_rate": 1e-3, "num_train_epochs": 5.0}
 
     def __init__(self, args):
         super().__init__(args)

@@ -43,7 +43,7 @@ def surgery_direction(
 class EUPMUExplicit(RandomLabels):
     name = "eupmu_explicit"
     needs_retain = True
-    default_overrides = {"learning_rate": 0.01, "optim_args": "momentum=0.9", "num_train_epochs": 5.0}
+    default_overrides = {"optim": "adamw_torch", "learning_rate": 3e-4, "num_train_epochs": 5.0}
 
     def compute_loss(self, trainer, model, batch):
         params = [p for p in model.parameters() if p.requires_grad]

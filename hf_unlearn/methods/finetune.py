@@ -14,7 +14,7 @@ from .base import UnlearningMethod, cross_entropy
 class FineTune(UnlearningMethod):
     name = "finetune"
     needs_retain = True
-    default_overrides = {"learning_rate": 0.05, "optim_args": "momentum=0.9", "num_train_epochs": 10.0}
+    default_overrides = {"optim": "adamw_torch", "learning_rate": 1e-3, "num_train_epochs": 10.0}
 
     def compute_loss(self, trainer, model, batch):
         return cross_entropy(model, batch["retain"])

@@ -4,10 +4,13 @@ Golatkar, Achille, Soatto, "Eternal Sunshine of the Spotless Net: Selective Forg
 Networks", CVPR 2020. In ``setup`` the diagonal Fisher F of the retain set is estimated from
 per-example gradients of −log p(y|x) (the empirical Fisher, as in SalUn's implementation) on up to
 ``fisher_num_samples`` retain examples, and every trainable weight receives Gaussian noise of
-variance α / max(F, 10⁻³) (α = ``fisher_alpha``; the cap 10³ on 1/F is the reference code's).
-Weights the retain data hardly uses, i.e. those that can only encode the forget set, get the most
-noise. The training loop then fine-tunes on the retain set (CE) to repair what the noise damaged
-(the Trainer always runs at least one epoch; keep ``num_train_epochs`` small). The reference code's
+variance α / max(F / F̄, 10⁻³), where F̄ is the mean of F over all trainable weights (α =
+``fisher_alpha``; the cap 10³ on the inverse is the reference code's). Weights the retain data
+hardly uses, i.e. those that can only encode the forget set, get the most noise. Normalising by F̄
+is our change: F scales with the loss, which is tiny for a model that fits its training data (on
+digits every entry fell below the reference's absolute floor 10⁻³, so the noise lost its shape).
+The training loop then fine-tunes on the retain set (CE) to repair what the noise damaged (the
+Trainer always runs at least one epoch; keep ``num_train_epochs`` small). The reference code's
 per-layer heuristics (×10 for the head and norms, averaging the variance per output unit, zeroing a
 forgotten class's head row) are left out: they need to know the scenario.
 """
@@ -24,7 +27,7 @@ FISHER_FLOOR = 1e-3  # the reference caps the inverse Fisher at 1e3
 class FisherForgetting(UnlearningMethod):
     name = "fisher"
     needs_retain = True
-    default_overrides = {"learning_rate": 0.01, "optim_args": "momentum=0.9", "num_train_epochs": 2.0}
+    default_overrides = {"optim": "adamw_torch", "learning_rate": 1e-3, "num_train_epochs": 3.0}
 
     def setup(self, trainer):
         model, args = trainer.model, self.args

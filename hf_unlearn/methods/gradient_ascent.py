@@ -14,7 +14,7 @@ from .base import UnlearningMethod, cross_entropy
 
 class GradientAscent(UnlearningMethod):
     name = "gradient_ascent"
-    default_overrides = {"learning_rate": 0.01, "num_train_epochs": 5.0}
+    default_overrides = {"optim": "adamw_torch", "learning_rate": 1e-4, "num_train_epochs": 5.0}
 
     def compute_loss(self, trainer, model, batch):
         return -cross_entropy(model, batch["forget"])
@@ -26,4 +26,4 @@ class GradientAscentProjected(GradientAscent):
     name = "ga_projected"
     uses_projection = True
     trains_unprotected = False
-    default_overrides = {"learning_rate": 0.05, "num_train_epochs": 10.0}
+    default_overrides = {"optim": "adamw_torch", "learning_rate": 5e-3, "num_train_epochs": 10.0}

@@ -13,7 +13,7 @@ from .base import UnlearningMethod, cross_entropy
 class NegGradPlus(UnlearningMethod):
     name = "neggrad_plus"
     needs_retain = True
-    default_overrides = {"learning_rate": 0.01, "num_train_epochs": 10.0}
+    default_overrides = {"optim": "adamw_torch", "learning_rate": 3e-4, "num_train_epochs": 10.0}
 
     def compute_loss(self, trainer, model, batch):
         alpha = self.args.neggrad_alpha

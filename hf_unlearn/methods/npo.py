@@ -25,7 +25,7 @@ def npo_loss(log_prob: torch.Tensor, reference_log_prob: torch.Tensor, beta: flo
 
 class NPO(UnlearningMethod):
     name = "npo"
-    default_overrides = {"learning_rate": 0.01, "num_train_epochs": 10.0}
+    default_overrides = {"optim": "adamw_torch", "learning_rate": 1e-4, "num_train_epochs": 5.0}
 
     def setup(self, trainer):
         self.reference = frozen_copy(trainer.model)

@@ -16,7 +16,7 @@ from .base import UnlearningMethod, logits_and_labels, random_wrong_labels
 
 class RandomLabels(UnlearningMethod):
     name = "random_labels"
-    default_overrides = {"learning_rate": 0.01, "num_train_epochs": 5.0}
+    default_overrides = {"optim": "adamw_torch", "learning_rate": 3e-4, "num_train_epochs": 5.0}
 
     def __init__(self, args):
         super().__init__(args)

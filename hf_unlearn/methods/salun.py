@@ -31,7 +31,7 @@ def saliency_masks(saliency: list[torch.Tensor], ratio: float) -> list[torch.Ten
 class SalUn(RandomLabels):
     name = "salun"
     needs_retain = True
-    default_overrides = {"learning_rate": 0.05, "optim_args": "momentum=0.9", "num_train_epochs": 5.0}
+    default_overrides = {"optim": "adamw_torch", "learning_rate": 3e-4, "num_train_epochs": 5.0}
 
     def setup(self, trainer):
         model = trainer.model

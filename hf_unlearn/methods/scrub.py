@@ -27,7 +27,7 @@ def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
 class SCRUB(UnlearningMethod):
     name = "scrub"
     needs_retain = True
-    default_overrides = {"learning_rate": 0.01, "optim_args": "momentum=0.9", "num_train_epochs": 5.0}
+    default_overrides = {"optim": "adamw_torch", "learning_rate": 3e-4, "num_train_epochs": 5.0}
 
     def setup(self, trainer):
         self.teacher = frozen_copy(trainer.model)
