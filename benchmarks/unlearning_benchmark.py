@@ -47,7 +47,8 @@ def original_and_space(cache: Path, scenario: str, seed: int, train, image_size:
     path = cache / f"{scenario}-original-seed{seed}"
     if (path / "core_gradient_space" / "cgs_config.json").is_file():
         return AutoModelForImageClassification.from_pretrained(path), CoreGradientSpace.from_pretrained(
-            path / "core_gradient_space")
+            path / "core_gradient_space"
+        )
     torch.manual_seed(seed)
     model = AutoModelForImageClassification.from_config(SmallCNNConfig(image_size=image_size))
     train_classifier(model, train, recipe, output_dir=str(path / "run"))
@@ -59,11 +60,16 @@ def original_and_space(cache: Path, scenario: str, seed: int, train, image_size:
 
 def run_method(method: str, original, space, forget, retain, validation, out: Path, seed: int):
     model = copy.deepcopy(original)
-    args = UnlearningArguments(output_dir=str(out), method=method, seed=seed, disable_tqdm=True,
-                               logging_strategy="no", report_to="none")
+    args = UnlearningArguments(
+        output_dir=str(out), method=method, seed=seed, disable_tqdm=True, logging_strategy="no", report_to="none"
+    )
     start = time.perf_counter()
     trainer = UnlearningTrainer(
-        model=model, args=args, forget_dataset=forget, retain_dataset=retain, eval_dataset=validation,
+        model=model,
+        args=args,
+        forget_dataset=forget,
+        retain_dataset=retain,
+        eval_dataset=validation,
         core_gradient_space=copy.deepcopy(space),
     )
     trainer.train()
@@ -91,14 +97,25 @@ def run(scenarios, seeds, methods, output_dir: Path) -> dict:
         progress.update()
         for method in methods:
             progress.set_postfix_str(f"{scenario} seed {seed}: {method}")
-            model, seconds = run_method(method, original, space, forget, retain, validation,
-                                        output_dir / "runs" / f"{scenario}-{seed}-{method}", seed)
-            rows[method] = evaluate_unlearning(model, forget, retain, test, reference_model=retrained, seed=seed,
-                                               run_time=seconds)
+            model, seconds = run_method(
+                method,
+                original,
+                space,
+                forget,
+                retain,
+                validation,
+                output_dir / "runs" / f"{scenario}-{seed}-{method}",
+                seed,
+            )
+            rows[method] = evaluate_unlearning(
+                model, forget, retain, test, reference_model=retrained, seed=seed, run_time=seconds
+            )
             rows[method]["gap"] = avg_gap(rows[method], rows["retrain"])
             rows[method]["speedup"] = retrain_s / seconds
-            tqdm.write(f"{scenario} seed {seed} {method:>16}: " + " ".join(
-                f"{k}={rows[method][k]:.2f}" for k in (*METRICS, "gap", "time", "speedup")))
+            tqdm.write(
+                f"{scenario} seed {seed} {method:>16}: "
+                + " ".join(f"{k}={rows[method][k]:.2f}" for k in (*METRICS, "gap", "time", "speedup"))
+            )
             progress.update()
         results.setdefault(scenario, {})[seed] = rows
     progress.close()
@@ -115,15 +132,19 @@ def summarise(results: dict, methods: list[str]) -> str:
     lines = []
     for scenario, by_seed in results.items():
         seeds = sorted(by_seed)
-        lines += [f"\n### {scenario} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})\n",
-                  "| method | UA | RA | TA | MIA | Avg. Gap ↓ | time (s) | speed-up |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"\n### {scenario} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})\n",
+            "| method | UA | RA | TA | MIA | Avg. Gap ↓ | time (s) | speed-up |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for method in ("retrain", *methods):
             rows = [by_seed[s][method] for s in seeds]
             cells = [_mean_std([r[k] for r in rows]) for k in METRICS]
             gap = _mean_std([r["gap"] for r in rows]) if method != "retrain" else "0"
             speed = _mean_std([r["speedup"] for r in rows]) + "×" if method != "retrain" else "1×"
-            lines.append(f"| {method} | " + " | ".join(cells) + f" | {gap} | {_mean_std([r['time'] for r in rows])}"
-                         f" | {speed} |")
+            lines.append(
+                f"| {method} | " + " | ".join(cells) + f" | {gap} | {_mean_std([r['time'] for r in rows])} | {speed} |"
+            )
         best = min(methods, key=lambda m: statistics.mean(by_seed[s][m]["gap"] for s in seeds))
         lines.append(f"\nLowest Avg. Gap: **{best}**")
     return "\n".join(lines)

@@ -52,7 +52,9 @@ class UnlearningArguments(TrainingArguments):
     # ------------------------------------------------------------------ stopping and evaluation
     scenario: str = field(
         default="auto",
-        metadata={"help": "'samples', 'class', or 'auto': class when the forget labels are absent from the retain set."},
+        metadata={
+            "help": "'samples', 'class', or 'auto': class when the forget labels are absent from the retain set."
+        },
     )
     stop_rule: str = field(
         default="auto",
@@ -214,5 +216,16 @@ class UnlearningArguments(TrainingArguments):
     @property
     def method_config(self) -> dict:
         """The fields a method reads, for model cards and reports."""
-        return {k: getattr(self, k) for k in ("method", "gamma", "gamma_energy", "learning_rate", "optim",
-                                              "num_train_epochs", "per_device_train_batch_size", "stop_rule")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "method",
+                "gamma",
+                "gamma_energy",
+                "learning_rate",
+                "optim",
+                "num_train_epochs",
+                "per_device_train_batch_size",
+                "stop_rule",
+            )
+        }

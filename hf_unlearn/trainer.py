@@ -206,7 +206,9 @@ class UnlearningTrainer(Trainer):
         columns = list(self.original_dataset.column_names)
         missing = [c for c in columns if c not in self.raw_forget_dataset.column_names]
         if missing:
-            raise ValueError(f"The forget set lacks columns {missing} of original_dataset; select it from that dataset.")
+            raise ValueError(
+                f"The forget set lacks columns {missing} of original_dataset; select it from that dataset."
+            )
         known = set(self._original_fingerprints().tolist())
         forget = fingerprint_examples(self.raw_forget_dataset.select_columns(columns), columns).tolist()
         unknown = sum(fp not in known for fp in forget)

@@ -48,7 +48,9 @@ def test_retain_by_subtraction_equals_direct_retain_gram(model_and_data):
     forget_idx = [1, 5, 6, 17, 33]
     forget = data.select(forget_idx)
     retain = data.select([i for i in range(len(data)) if i not in forget_idx])
-    space.subtract(collect_gram_matrices(model, forget, show_progress=False), fingerprint_examples(forget, data.column_names))
+    space.subtract(
+        collect_gram_matrices(model, forget, show_progress=False), fingerprint_examples(forget, data.column_names)
+    )
     direct = collect_gram_matrices(model, retain, batch_size=11, show_progress=False)
     for name in space.grams:
         assert _rel(space.grams[name], direct.grams[name]) <= 1e-8
@@ -62,7 +64,9 @@ def test_subtraction_with_a_changed_model_is_not_exact(model_and_data):
     forget = data.select(range(8))
     with torch.no_grad():
         model.conv.weight.add_(0.3 * torch.randn_like(model.conv.weight))
-    space.subtract(collect_gram_matrices(model, forget, show_progress=False), fingerprint_examples(forget, data.column_names))
+    space.subtract(
+        collect_gram_matrices(model, forget, show_progress=False), fingerprint_examples(forget, data.column_names)
+    )
     direct = collect_gram_matrices(model, data.select(range(8, 40)), show_progress=False)
     assert _rel(space.grams["conv"], direct.grams["conv"]) < 1e-8  # first layer inputs do not depend on W
     assert _rel(space.grams["fc"], direct.grams["fc"]) > 1e-3
@@ -118,7 +122,9 @@ def test_save_load_round_trip_is_exact(tmp_path, model_and_data):
     model, data = model_and_data
     space = CoreGradientSpace.from_model(model, data, gamma=0.8, gamma_overrides={"fc": 0.99}, show_progress=False)
     forget = data.select([3, 4])
-    space.subtract(collect_gram_matrices(model, forget, show_progress=False), fingerprint_examples(forget, data.column_names))
+    space.subtract(
+        collect_gram_matrices(model, forget, show_progress=False), fingerprint_examples(forget, data.column_names)
+    )
     space.save_pretrained(tmp_path)
     loaded = CoreGradientSpace.from_pretrained(tmp_path, model)
     for name in space.grams:
@@ -167,13 +173,13 @@ def test_ledger_refuses_repeats_unknown_and_empty_requests(model_and_data):
 def test_duplicate_training_rows_can_each_be_forgotten_once():
     rows = Dataset.from_dict({"x": [[1.0, 2.0], [1.0, 2.0], [0.0, 1.0]], "labels": [0, 0, 1]})
     model = nn.Sequential(nn.Linear(2, 2))
-    space = CoreGradientSpace.from_model(
-        model, rows, show_progress=False, forward_fn=lambda m, b, d: m(b["x"])
-    )
+    space = CoreGradientSpace.from_model(model, rows, show_progress=False, forward_fn=lambda m, b, d: m(b["x"]))
     one = rows.select([0])
     for _ in range(2):
-        space.subtract(collect_gram_matrices(model, one, forward_fn=lambda m, b, d: m(b["x"]), show_progress=False),
-                       fingerprint_examples(one, rows.column_names))
+        space.subtract(
+            collect_gram_matrices(model, one, forward_fn=lambda m, b, d: m(b["x"]), show_progress=False),
+            fingerprint_examples(one, rows.column_names),
+        )
     with pytest.raises(LedgerError, match="already forgotten"):
         space.check_request(fingerprint_examples(one, rows.column_names))
 

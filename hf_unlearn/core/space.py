@@ -97,7 +97,9 @@ class CoreGradientSpace:
         self.layers = dict(layers)
         self.num_examples = int(num_examples)
         self.gamma = _check_gamma(gamma, "gamma")
-        self.gamma_overrides = {p: _check_gamma(g, f"gamma_overrides[{p!r}]") for p, g in (gamma_overrides or {}).items()}
+        self.gamma_overrides = {
+            p: _check_gamma(g, f"gamma_overrides[{p!r}]") for p, g in (gamma_overrides or {}).items()
+        }
         self.energy = energy
         self.model_fingerprint = dict(model_fingerprint or {})
         self.train_fingerprints = train_fingerprints
@@ -129,18 +131,28 @@ class CoreGradientSpace:
         fingerprints of every training example are kept so later requests can be checked against them.
         """
         stats = collect_gram_matrices(
-            model, data, include=include, exclude=exclude, batch_size=batch_size,
-            show_progress=show_progress, **collect_kwargs,
+            model,
+            data,
+            include=include,
+            exclude=exclude,
+            batch_size=batch_size,
+            show_progress=show_progress,
+            **collect_kwargs,
         )
         train_fps, columns = None, None
         if hasattr(data, "column_names"):
             columns = list(fingerprint_columns) if fingerprint_columns else list(data.column_names)
             train_fps = fingerprint_examples(data.select_columns(columns), columns)
         return cls(
-            stats.grams, stats.layers, stats.num_examples,
-            gamma=gamma, gamma_overrides=gamma_overrides, energy=energy,
+            stats.grams,
+            stats.layers,
+            stats.num_examples,
+            gamma=gamma,
+            gamma_overrides=gamma_overrides,
+            energy=energy,
             model_fingerprint=model_fingerprint(model, stats.layers),
-            train_fingerprints=train_fps, fingerprint_columns=columns,
+            train_fingerprints=train_fps,
+            fingerprint_columns=columns,
         )
 
     # ----------------------------------------------------------------- thresholds and bases
@@ -164,7 +176,9 @@ class CoreGradientSpace:
         """The protected directions of a layer, ``(d, k)`` with orthonormal columns."""
         return self.eigen(name)[1][:, : self.rank(name)]
 
-    def projectors(self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> dict[str, LayerProjector]:
+    def projectors(
+        self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    ) -> dict[str, LayerProjector]:
         out = {}
         for name, info in self.layers.items():
             projector = LayerProjector.from_eigenbasis(self.eigen(name)[1], self.rank(name), info)
@@ -242,12 +256,20 @@ class CoreGradientSpace:
             )
         for name, gram in forget.grams.items():
             if gram.shape != self.grams[name].shape:
-                raise CGSMismatchError(f"Layer '{name}': forget Gram {tuple(gram.shape)} vs cache {tuple(self.grams[name].shape)}")
+                raise CGSMismatchError(
+                    f"Layer '{name}': forget Gram {tuple(gram.shape)} vs cache {tuple(self.grams[name].shape)}"
+                )
         for name, gram in forget.grams.items():
             self.grams[name] = self.grams[name] - gram.to(torch.float64)
         self.num_examples -= forget.num_examples
-        self.ledger.append({"request": len(self.ledger) + 1, "num_examples": int(fingerprints.numel()),
-                            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "note": note})
+        self.ledger.append(
+            {
+                "request": len(self.ledger) + 1,
+                "num_examples": int(fingerprints.numel()),
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "note": note,
+            }
+        )
         self.ledger_fingerprints.append(fingerprints.to(torch.int64).clone())
         self._eigen.clear()
 

@@ -56,7 +56,9 @@ def indices_from_filter(dataset, expression: str) -> list[int]:
     """``COLUMN OP VALUE`` with OP in ==, !=, <, <=, >, >=, or ``COLUMN in [v1, v2]``."""
     match = _FILTER.match(expression)
     if not match:
-        raise ValueError(f"Cannot parse forget filter {expression!r}; expected e.g. 'user_id==17' or 'source in [1,2]'.")
+        raise ValueError(
+            f"Cannot parse forget filter {expression!r}; expected e.g. 'user_id==17' or 'source in [1,2]'."
+        )
     column, op, raw = match.group(1), match.group(2).strip(), match.group(3)
     if column not in dataset.column_names:
         raise ValueError(f"Forget filter column {column!r} is not in the dataset (columns: {dataset.column_names}).")

@@ -63,7 +63,9 @@ def collect_outputs(
             key = _label_key(batch)
             labels.append(batch[key].cpu())
             inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items() if k not in LABEL_KEYS}
-            out = model(**inputs, output_hidden_states=output_hidden_states) if output_hidden_states else model(**inputs)
+            out = (
+                model(**inputs, output_hidden_states=output_hidden_states) if output_hidden_states else model(**inputs)
+            )
             logits.append(out.logits.float().cpu())
             if output_hidden_states:
                 hidden = out.hidden_states[-1]

@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, Unlearni
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--config" in argv:
         at = argv.index("--config")
-        argv = _yaml_to_argv(argv[at + 1]) + argv[:at] + argv[at + 2:]
+        argv = _yaml_to_argv(argv[at + 1]) + argv[:at] + argv[at + 2 :]
     parser = HfArgumentParser((ScriptArguments, UnlearningArguments))
     script_args, args = parser.parse_args_into_dataclasses(args=argv)
     return script_args, args
@@ -91,8 +91,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, Unlearni
 
 def load_model_and_data(script_args: ScriptArguments):
     seed = script_args.split_seed
-    data = rename_label(load_raw(script_args.dataset_name, script_args.dataset_config, script_args.data_files, seed),
-                        script_args.label_column)
+    data = rename_label(
+        load_raw(script_args.dataset_name, script_args.dataset_config, script_args.data_files, seed),
+        script_args.label_column,
+    )
     data = ensure_splits(data, script_args.eval_split, seed)
     processing_class = None
     if script_args.text_column:
@@ -119,8 +121,13 @@ def main(argv: list[str] | None = None) -> dict:
         space = CoreGradientSpace.from_pretrained(script_args.core_gradient_space, model)
     original = copy.deepcopy(model) if script_args.compare_with_retrain else None
     trainer = UnlearningTrainer(
-        model=model, args=args, forget_dataset=forget, retain_dataset=retain, eval_dataset=data[eval_split],
-        original_dataset=train if space is None else None, core_gradient_space=space,
+        model=model,
+        args=args,
+        forget_dataset=forget,
+        retain_dataset=retain,
+        eval_dataset=data[eval_split],
+        original_dataset=train if space is None else None,
+        core_gradient_space=space,
         processing_class=processing_class,
     )
     trainer.train()
@@ -138,25 +145,42 @@ def main(argv: list[str] | None = None) -> dict:
 
 def compare_with_retrain(script_args, trainer, original, forget, retain, test) -> dict[str, dict[str, float]]:
     """Retrain without the forget set (cached), evaluate original / retrain / unlearned, write the report."""
-    recipe = TrainingRecipe(num_train_epochs=script_args.retrain_epochs, learning_rate=script_args.retrain_learning_rate,
-                            per_device_train_batch_size=script_args.retrain_batch_size, seed=trainer.args.seed)
+    recipe = TrainingRecipe(
+        num_train_epochs=script_args.retrain_epochs,
+        learning_rate=script_args.retrain_learning_rate,
+        per_device_train_batch_size=script_args.retrain_batch_size,
+        seed=trainer.args.seed,
+    )
     cache = script_args.retrain_cache_dir or str(Path(trainer.args.output_dir) / "retrain_cache")
-    retrained, seconds, _ = retrain_from_scratch(original.config, retain, recipe, cache_dir=cache,
-                                                 processing_class=trainer.processing_class)
+    retrained, seconds, _ = retrain_from_scratch(
+        original.config, retain, recipe, cache_dir=cache, processing_class=trainer.processing_class
+    )
     collate = trainer.base_collator
     results = {}
-    for name, model, time_s in (("original", original, None), ("retrain", retrained, seconds),
-                                (trainer.args.method, trainer.model, trainer.unlearning_seconds)):
-        results[name] = evaluate_unlearning(model, forget, retain, test, collate_fn=collate,
-                                            reference_model=retrained, run_time=time_s, seed=trainer.args.seed)
+    for name, model, time_s in (
+        ("original", original, None),
+        ("retrain", retrained, seconds),
+        (trainer.args.method, trainer.model, trainer.unlearning_seconds),
+    ):
+        results[name] = evaluate_unlearning(
+            model,
+            forget,
+            retain,
+            test,
+            collate_fn=collate,
+            reference_model=retrained,
+            run_time=time_s,
+            seed=trainer.args.seed,
+        )
     if trainer.is_world_process_zero():
         histograms = {
             f"forget ({trainer.args.method})": per_example_loss(trainer.model, forget, collate_fn=collate),
             f"test ({trainer.args.method})": per_example_loss(trainer.model, test, collate_fn=collate),
             "forget (retrain)": per_example_loss(retrained, forget, collate_fn=collate),
         }
-        write_report(results, trainer.args.output_dir, loss_histograms=histograms,
-                     title=f"{trainer.args.method} vs retraining")
+        write_report(
+            results, trainer.args.output_dir, loss_histograms=histograms, title=f"{trainer.args.method} vs retraining"
+        )
     return results
 
 
