@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from digits_models import fit_small_cnn
 
 import hf_unlearn.models  # noqa: F401  (registers the SmallCNN with the Auto classes)
 from hf_unlearn.arguments import UnlearningArguments
@@ -23,7 +24,6 @@ from hf_unlearn.methods import METHODS
 from hf_unlearn.methods.base import cross_entropy
 from hf_unlearn.methods.eupmu import EUPMU
 from hf_unlearn.methods.eupmu_explicit import EUPMUExplicit, surgery_direction
-from hf_unlearn.models import SmallCNNConfig
 from hf_unlearn.trainer import UnlearningTrainer
 
 FORGET_CLASS = 3
@@ -66,24 +66,8 @@ def digits():
 @pytest.fixture(scope="module")
 def original(digits):
     """A SmallCNN trained on digits: 20 epochs of AdamW, lr 2e-3, batch 32 (about 2 s)."""
-    from transformers import AutoModelForImageClassification
-
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
     train, _ = digits
-    model = AutoModelForImageClassification.from_config(SmallCNNConfig())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    images, labels = train["pixel_values"], train["labels"]
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(20):
-        order = torch.randperm(len(labels), generator=generator)
-        for start in range(0, len(labels), 32):
-            batch = order[start : start + 32]
-            loss = model(pixel_values=images[batch], labels=labels[batch]).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return model.eval()
+    return fit_small_cnn(train["pixel_values"], train["labels"], epochs=20, lr=2e-3)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,30 @@
+"""One training loop for the small digits CNN that several test modules need (plain torch, seconds)."""
+
+import torch
+
+from hf_unlearn.models import SmallCNNConfig, SmallCNNForImageClassification
+
+
+def fit_small_cnn(x: torch.Tensor, y: torch.Tensor, *, epochs: int = 20, seed: int = 0, batch_size: int = 32,
+                  optimizer: str = "adamw", lr: float = 2e-3) -> SmallCNNForImageClassification:
+    """Train a fresh SmallCNN on in-memory tensors; ``optimizer`` is "adamw" or "sgd" (momentum 0.9)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(seed)
+        model = SmallCNNForImageClassification(SmallCNNConfig())
+        if optimizer == "sgd":
+            opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        else:
+            opt = torch.optim.AdamW(model.parameters(), lr=lr)
+        generator = torch.Generator().manual_seed(seed)
+        model.train()
+        for _ in range(epochs):
+            for idx in torch.randperm(len(y), generator=generator).split(batch_size):
+                loss = model(pixel_values=x[idx], labels=y[idx]).loss
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        return model.eval()
+    finally:
+        torch.set_num_threads(threads)
