@@ -35,22 +35,24 @@ from hf_unlearn.exact import TrainingRecipe, retrain_from_scratch, train_classif
 from hf_unlearn.methods import METHODS
 from hf_unlearn.models import SmallCNNConfig
 
+DIGITS_MODEL = dict(image_size=8)
+MNIST_MODEL = dict(image_size=28, conv_channels=(16, 32, 32))  # 28→14→7: a 1568-d input to the hidden layer
 SCENARIOS = {
-    "digits_random": dict(loader=load_digits_dataset, image_size=8, forget=("random", 0.1)),
-    "digits_class": dict(loader=load_digits_dataset, image_size=8, forget=("class", 3)),
-    "mnist5k_random": dict(loader=load_mnist5k_dataset, image_size=28, forget=("random", 0.1)),
+    "digits_random": dict(loader=load_digits_dataset, model=DIGITS_MODEL, forget=("random", 0.1)),
+    "digits_class": dict(loader=load_digits_dataset, model=DIGITS_MODEL, forget=("class", 3)),
+    "mnist5k_random": dict(loader=load_mnist5k_dataset, model=MNIST_MODEL, forget=("random", 0.1)),
 }
 METRICS = ("UA", "RA", "TA", "MIA")
 
 
-def original_and_space(cache: Path, scenario: str, seed: int, train, image_size: int, recipe: TrainingRecipe):
+def original_and_space(cache: Path, scenario: str, seed: int, train, model_kwargs: dict, recipe: TrainingRecipe):
     path = cache / f"{scenario}-original-seed{seed}"
     if (path / "core_gradient_space" / "cgs_config.json").is_file():
         return AutoModelForImageClassification.from_pretrained(path), CoreGradientSpace.from_pretrained(
             path / "core_gradient_space"
         )
     torch.manual_seed(seed)
-    model = AutoModelForImageClassification.from_config(SmallCNNConfig(image_size=image_size))
+    model = AutoModelForImageClassification.from_config(SmallCNNConfig(**model_kwargs))
     train_classifier(model, train, recipe, output_dir=str(path / "run"))
     model.save_pretrained(path)
     space = CoreGradientSpace.from_model(model, train, batch_size=256, show_progress=False)
@@ -87,7 +89,7 @@ def run(scenarios, seeds, methods, output_dir: Path) -> dict:
         data = spec["loader"](test_size=0.2, validation_size=0.1, seed=0).with_format("torch")
         train, test, validation = data["train"], data["test"], data["validation"]
         recipe = TrainingRecipe(seed=seed)
-        original, space = original_and_space(cache, scenario, seed, train, spec["image_size"], recipe)
+        original, space = original_and_space(cache, scenario, seed, train, spec["model"], recipe)
         kind, value = spec["forget"]
         indices = random_indices(len(train), value, seed) if kind == "random" else indices_of_classes(train, [value])
         forget, retain = split_forget_retain(train, indices)

@@ -71,7 +71,7 @@ class UnlearningArguments(TrainingArguments):
         default=5.0, metadata={"help": "Class removal: stop once validation accuracy drops by this many points."}
     )
     eval_retain_samples: int = field(
-        default=512, metadata={"help": "Retain examples sampled for the retain accuracy logged during training."}
+        default=128, metadata={"help": "Retain examples sampled for the retain accuracy logged during training."}
     )
 
     # ------------------------------------------------------------------ how the forget set is chosen (recipe)
@@ -161,7 +161,7 @@ class UnlearningArguments(TrainingArguments):
     lr_scheduler_type: str = field(default="constant", metadata={"help": "Learning-rate schedule."})
     num_train_epochs: float = field(default=30.0, metadata={"help": "Upper bound; the stop rule usually ends earlier."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Forget examples per device and step."})
-    max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping (0 disables)."})
+    max_grad_norm: float = field(default=5.0, metadata={"help": "Gradient clipping (0 disables)."})
     eval_strategy: str = field(default="epoch", metadata={"help": "When to log forget/retain/test accuracy."})
     save_strategy: str = field(default="no", metadata={"help": "Checkpoint strategy."})
     logging_strategy: str = field(default="epoch", metadata={"help": "Logging strategy."})

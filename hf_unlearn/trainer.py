@@ -30,6 +30,7 @@ from .data.columns import keep_model_columns, label_array
 from .data.memory import materialize
 from .data.streams import ForgetRetainDataset, TwoStreamCollator
 from .evaluation.predict import collect_outputs
+from .gc_utils import frozen_heap
 from .methods import get_method
 from .protection import ProjectedUpdates
 
@@ -282,7 +283,8 @@ class UnlearningTrainer(Trainer):
             resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
         start = time.perf_counter()
         self.prepare_unlearning(resume_from_checkpoint)
-        output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        with frozen_heap():
+            output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         self.unlearning_seconds = time.perf_counter() - start
         if self.core_gradient_space is not None:
             self.core_gradient_space.bind_model(self.accelerator.unwrap_model(self.model))

@@ -48,6 +48,12 @@ def fingerprint_examples(rows: Iterable[Mapping], columns: Sequence[str]) -> tor
     columns = list(columns)
     if not columns:
         raise ValueError("At least one column is needed to fingerprint examples.")
+    if hasattr(rows, "with_format") and hasattr(rows, "column_names"):  # a datasets.Dataset: one Arrow read
+        missing = [c for c in columns if c not in rows.column_names]
+        if missing:
+            raise KeyError(f"Dataset has no column(s) {missing}; fingerprint columns are {columns}.")
+        batch = rows.select_columns(columns).with_format("numpy")[:] if len(rows) else {c: [] for c in columns}
+        rows = ({c: batch[c][i] for c in columns} for i in range(len(rows)))
     values = []
     for row in rows:
         missing = [c for c in columns if c not in row]

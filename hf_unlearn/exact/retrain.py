@@ -21,6 +21,7 @@ from transformers import AutoModelForImageClassification, AutoModelForSequenceCl
 from ..core import fingerprint_examples
 from ..data.columns import keep_model_columns
 from ..data.memory import materialize
+from ..gc_utils import frozen_heap
 
 META_NAME = "retrain_meta.json"
 
@@ -61,13 +62,15 @@ def train_classifier(model, train_dataset, recipe: TrainingRecipe, *, output_dir
     if len(train_dataset) == 0:
         raise ValueError("Cannot train on an empty dataset.")
     start = time.perf_counter()
-    Trainer(
+    trainer = Trainer(
         model=model,
         args=recipe.training_arguments(output_dir, **training_overrides),
         train_dataset=materialize(keep_model_columns(model, train_dataset)),
         data_collator=data_collator,
         processing_class=processing_class,
-    ).train()
+    )
+    with frozen_heap():  # the same start-of-training GC saving the unlearning trainer gets
+        trainer.train()
     return time.perf_counter() - start
 
 

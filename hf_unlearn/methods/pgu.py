@@ -30,6 +30,9 @@ class PGU(UnlearningMethod):
     name = "pgu"
     uses_projection = True
     trains_unprotected = False
+    # 16 forget examples a step: the stop rule is checked per epoch, so more, smaller steps per epoch
+    # reach it in fewer evaluations (docs/defaults.md); SGD lr 0.5 is the library default
+    default_overrides = {"per_device_train_batch_size": 16}
 
     def compute_loss(self, trainer, model, batch):
         logits, labels = logits_and_labels(model, batch["forget"])
