@@ -93,8 +93,11 @@ class UnlearningTrainer(Trainer):
                 DataCollatorWithPadding(processing_class) if hasattr(processing_class, "pad") else default_data_collator
             )
         self.base_collator = data_collator
+        self._in_memory: dict[int, tuple] = {}
         streams = ForgetRetainDataset(
-            self.forget_dataset, self.retain_dataset if self.method.needs_retain else None, seed=args.seed
+            self._memory(self.forget_dataset),
+            self._memory(self.retain_dataset) if self.method.needs_retain else None,
+            seed=args.seed,
         )
         callbacks = [*(callbacks or []), StepHooksCallback(self), StopRuleCallback(self)]
         super().__init__(
@@ -113,7 +116,6 @@ class UnlearningTrainer(Trainer):
         self._prepared = False
         self._original_fps: torch.Tensor | None = None
         self._retain_sample = None
-        self._eval_cache: dict[int, tuple] = {}
 
     # ------------------------------------------------------------------ input checks
     @staticmethod
@@ -231,9 +233,10 @@ class UnlearningTrainer(Trainer):
             space.check_model(model)
             fingerprints = self._forget_fingerprints(space)
             space.check_request(fingerprints)
+            forget = self.forget_dataset if self.args.world_size > 1 else self._memory(self.forget_dataset)
             forget_stats = collect_gram_matrices(
                 model,
-                self._shard(self.forget_dataset),
+                self._shard(forget),
                 layers={n: dict(model.named_modules())[n] for n in space.layers},
                 batch_size=self.args.cgs_batch_size,
                 collate_fn=self.base_collator,
@@ -315,14 +318,20 @@ class UnlearningTrainer(Trainer):
             write_model_card(self, model_name=model_name, tags=tags)
 
     # ------------------------------------------------------------------ evaluation
+    def _memory(self, dataset):
+        """The dataset read once into memory when small (see data/memory.py), shared by every pass over it."""
+        if dataset is None:
+            return None
+        key = id(dataset)
+        if key not in self._in_memory:
+            self._in_memory[key] = (dataset, materialize(dataset))  # keep the original alive: ids stay unique
+        return self._in_memory[key][1]
+
     def _correct(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-example correctness and labels, from one batched pass."""
-        key = id(dataset)
-        if key not in self._eval_cache:
-            self._eval_cache[key] = (dataset, materialize(dataset))  # keep the original alive: ids stay unique
         out = collect_outputs(
             self.accelerator.unwrap_model(self.model),
-            self._eval_cache[key][1],
+            self._memory(dataset),
             collate_fn=self.base_collator,
             batch_size=max(256, self.args.per_device_eval_batch_size),
             device=self.args.device,
