@@ -117,3 +117,20 @@ def test_float32_products_are_close_to_float64():
     exact = collect_gram_matrices(model, batches, show_progress=False).grams["0"]
     fast = collect_gram_matrices(model, batches, precision="float32", show_progress=False).grams["0"]
     assert _rel(fast, exact) < 1e-5
+
+
+def test_text_and_id_columns_of_a_dataset_are_not_passed_to_the_model():
+    from datasets import Dataset
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x):  # would fail on an unexpected keyword such as "text"
+            return self.fc(x)
+
+    data = Dataset.from_dict({"x": [[1.0, 0.0, 2.0]] * 4, "text": ["a", "b", "c", "d"], "labels": [0, 1, 0, 1]})
+    stats = collect_gram_matrices(Model(), data.with_format("torch"), batch_size=2, show_progress=False)
+    expected = _reference_gram(torch.tensor([[1.0, 0.0, 2.0]] * 4))
+    assert torch.allclose(stats.grams["fc"], expected) and stats.num_examples == 4

@@ -133,6 +133,10 @@ def test_save_load_round_trip_is_exact(tmp_path, model_and_data):
     assert loaded.gamma_for("fc") == 0.99 and loaded.ledger == space.ledger
     assert torch.equal(loaded.train_fingerprints, space.train_fingerprints)
     assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pt"))
+    looser = CoreGradientSpace.from_pretrained(tmp_path, model, gamma=0.5)
+    assert looser.gamma == 0.5 and looser.rank("conv") < space.rank("conv")
+    with pytest.raises(TypeError):
+        CoreGradientSpace.from_pretrained(tmp_path, model, gama=0.5)  # a typo is an error, not ignored
 
 
 def test_loading_against_another_model_raises(tmp_path, model_and_data):

@@ -45,9 +45,10 @@ class GramStatistics:
 
 
 def default_forward(model: nn.Module, batch, device: torch.device | None) -> None:
-    """Run ``model`` on a batch the way its type suggests: dict → ``model(**inputs)``, tuple → ``model(x)``."""
+    """Run ``model`` on a batch the way its type suggests: dict → ``model(**tensors)``, tuple → ``model(x)``."""
     if isinstance(batch, Mapping):
-        inputs = {k: _to(v, device) for k, v in batch.items() if k not in LABEL_KEYS}
+        # labels and non-tensor columns (raw text, ids as strings) are not model inputs
+        inputs = {k: _to(v, device) for k, v in batch.items() if k not in LABEL_KEYS and torch.is_tensor(v)}
         model(**inputs)
     elif isinstance(batch, list | tuple):
         model(_to(batch[0], device))

@@ -299,9 +299,19 @@ class CoreGradientSpace:
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, model: nn.Module | None = None, *, check_weights: bool = True, **overrides
+        cls,
+        directory: str | Path,
+        model: nn.Module | None = None,
+        *,
+        check_weights: bool = True,
+        gamma: float | None = None,
+        gamma_overrides: Mapping[str, float] | None = None,
+        energy: str | None = None,
     ) -> CoreGradientSpace:
-        """Load a saved space; with ``model``, refuse it unless it was built for that model."""
+        """Load a saved space; with ``model``, refuse it unless it was built for that model.
+
+        ``gamma``, ``gamma_overrides`` and ``energy`` replace the saved thresholds when given.
+        """
         path = Path(directory)
         if not (path / CONFIG_NAME).is_file():
             raise FileNotFoundError(f"No {CONFIG_NAME} in {path}: not a saved Core Gradient Space.")
@@ -314,9 +324,9 @@ class CoreGradientSpace:
             {n: tensors[f"gram.{n}"] for n in layers},
             layers,
             config["num_examples"],
-            gamma=overrides.get("gamma", config["gamma"]),
-            gamma_overrides=overrides.get("gamma_overrides", config["gamma_overrides"]),
-            energy=overrides.get("energy", config["energy"]),
+            gamma=config["gamma"] if gamma is None else gamma,
+            gamma_overrides=config["gamma_overrides"] if gamma_overrides is None else gamma_overrides,
+            energy=config["energy"] if energy is None else energy,
             model_fingerprint=config["model_fingerprint"],
             train_fingerprints=tensors.get("train_fingerprints"),
             fingerprint_columns=config["fingerprint_columns"],
