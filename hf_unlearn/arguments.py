@@ -48,6 +48,13 @@ class UnlearningArguments(TrainingArguments):
     pgu_delta: float = field(default=0.05, metadata={"help": "PGU margin delta in -log(1 - (p_y - delta))."})
     pgu_forget_weight: float = field(default=1.0, metadata={"help": "Weight of PGU's margin term (w1)."})
     pgu_entropy_weight: float = field(default=0.2, metadata={"help": "Weight of PGU's negative-entropy term (w2)."})
+    pgu_normalize_gradient: bool = field(
+        default=False,
+        metadata={
+            "help": "PGU: divide each step's gradient by its global norm, so a saturated softmax (vanishing "
+            "forget-loss gradient) still moves the model; the direction, and so the projection, is unchanged."
+        },
+    )
 
     # ------------------------------------------------------------------ stopping and evaluation
     scenario: str = field(

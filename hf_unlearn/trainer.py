@@ -84,8 +84,8 @@ class UnlearningTrainer(Trainer):
                 f"Method {args.method!r} projects updates away from the Core Gradient Space: pass "
                 "core_gradient_space=CoreGradientSpace.from_pretrained(...) or original_dataset=<training set>."
             )
-        self.forget_dataset = self._model_columns(model, forget_dataset)
-        self.retain_dataset = self._model_columns(model, retain_dataset) if retain_dataset is not None else None
+        self.forget_dataset = keep_model_columns(model, forget_dataset)
+        self.retain_dataset = keep_model_columns(model, retain_dataset)
         self._check_labels(model)
         self.scenario = self._detect_scenario(args)
         if data_collator is None:
@@ -104,7 +104,7 @@ class UnlearningTrainer(Trainer):
             model=model,
             args=args,
             train_dataset=streams,
-            eval_dataset=self._model_columns(model, eval_dataset) if eval_dataset is not None else None,
+            eval_dataset=keep_model_columns(model, eval_dataset),
             data_collator=TwoStreamCollator(data_collator),
             processing_class=processing_class,
             callbacks=callbacks,
@@ -118,10 +118,6 @@ class UnlearningTrainer(Trainer):
         self._retain_sample = None
 
     # ------------------------------------------------------------------ input checks
-    @staticmethod
-    def _model_columns(model: nn.Module, dataset):
-        return keep_model_columns(model, dataset)
-
     def _check_labels(self, model: nn.Module) -> None:
         num_labels = getattr(getattr(model, "config", None), "num_labels", None)
         for name, dataset in (("forget", self.forget_dataset), ("retain", self.retain_dataset)):
@@ -164,7 +160,7 @@ class UnlearningTrainer(Trainer):
         logger.info("Building the Core Gradient Space from %d training examples", len(self.original_dataset))
         stats = collect_gram_matrices(
             self.model,
-            self._shard(self._model_columns(self.model, self.original_dataset)),
+            self._shard(keep_model_columns(self.model, self.original_dataset)),
             include=self.args.protect_layers,
             exclude=self.args.exclude_layers,
             batch_size=self.args.cgs_batch_size,
@@ -244,9 +240,7 @@ class UnlearningTrainer(Trainer):
             )
             space.subtract(forget_stats, fingerprints, note=f"{self.args.method}: {len(fingerprints)} examples")
         space = self.core_gradient_space
-        if self.args.gamma != space.gamma or self.args.gamma_energy != space.energy:
-            space.gamma, space.energy = self.args.gamma, self.args.gamma_energy
-            space._eigen.clear()
+        space.set_threshold(self.args.gamma, self.args.gamma_energy)  # the run's arguments decide
         self.projection = ProjectedUpdates(model, space.projectors())
 
     def _freeze_parameters(self, model: nn.Module) -> None:
@@ -362,7 +356,7 @@ class UnlearningTrainer(Trainer):
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         if eval_dataset is not None:
-            self.eval_dataset = self._model_columns(self.model, eval_dataset)
+            self.eval_dataset = keep_model_columns(self.model, eval_dataset)
         metrics = self.unlearning_metrics(metric_key_prefix)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)

@@ -178,3 +178,17 @@ def test_arguments_are_validated(tmp_path):
         _args(tmp_path, remove_unused_columns=True)
     args = _args(tmp_path)
     assert args.method == "pgu" and args.optim == "sgd" and args.remove_unused_columns is False
+
+
+def test_normalised_gradient_option_rescales_the_step_to_unit_norm(trained_model, digits, tmp_path):
+    indices = random_indices(len(digits["train"]), 0.1, seed=3)
+    trainer = _trainer(trained_model, digits, indices, tmp_path, pgu_normalize_gradient=True)
+    trainer.prepare_unlearning()
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    trainer.compute_loss(trained_model, batch).backward()
+    grads = [p.grad for p in trained_model.parameters() if p.grad is not None]
+    direction = torch.cat([g.flatten() for g in grads]).clone()
+    trainer.method.before_optimizer_step(trainer, trained_model)
+    normalised = torch.cat([g.flatten() for g in grads])
+    assert abs(normalised.norm().item() - 1.0) < 1e-5
+    assert torch.allclose(normalised * direction.norm(), direction, rtol=1e-4, atol=1e-12)  # same direction

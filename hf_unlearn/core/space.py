@@ -76,7 +76,7 @@ class CoreGradientSpace:
         layers: Mapping[str, LayerInfo],
         num_examples: int,
         *,
-        gamma: float = 0.95,
+        gamma: float = 0.8,
         gamma_overrides: Mapping[str, float] | None = None,
         energy: str = DEFAULT_ENERGY,
         model_fingerprint: Mapping[str, str] | None = None,
@@ -119,7 +119,7 @@ class CoreGradientSpace:
         exclude: Iterable[str] | None = None,
         fingerprint_columns: Iterable[str] | None = None,
         batch_size: int = 64,
-        gamma: float = 0.95,
+        gamma: float = 0.8,
         gamma_overrides: Mapping[str, float] | None = None,
         energy: str = DEFAULT_ENERGY,
         show_progress: bool = True,
@@ -161,6 +161,14 @@ class CoreGradientSpace:
             if fnmatch.fnmatchcase(name, pattern):
                 return gamma
         return self.gamma
+
+    def set_threshold(self, gamma: float, energy: str | None = None) -> None:
+        """Change the default γ (and energy measure); bases are derived, so nothing is recomputed."""
+        self.gamma = _check_gamma(gamma, "gamma")
+        if energy is not None:
+            if energy not in ENERGY_MEASURES:
+                raise ValueError(f"energy must be one of {ENERGY_MEASURES}, got {energy!r}")
+            self.energy = energy
 
     def eigen(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Eigenvalues (descending, round-off negatives clamped to 0) and eigenvectors of the Gram."""

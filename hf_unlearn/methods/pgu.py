@@ -39,3 +39,15 @@ class PGU(UnlearningMethod):
         return pgu_forget_loss(
             logits, labels, self.args.pgu_delta, self.args.pgu_forget_weight, self.args.pgu_entropy_weight
         )
+
+    def before_optimizer_step(self, trainer, model):
+        """Normalised gradient descent when asked: the loss saturates as p_y → 1, its gradient vanishes."""
+        if not self.args.pgu_normalize_gradient:
+            return
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if not grads:
+            return
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        if norm > 0:
+            for grad in grads:
+                grad.div_(norm)
