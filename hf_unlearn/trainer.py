@@ -15,7 +15,7 @@ import time
 
 import torch
 from torch import nn
-from transformers import DataCollatorWithPadding, Trainer, default_data_collator
+from transformers import DataCollatorWithPadding, IntervalStrategy, Trainer, default_data_collator
 
 from .arguments import UnlearningArguments
 from .callbacks import StepHooksCallback, StopRuleCallback
@@ -99,6 +99,9 @@ class UnlearningTrainer(Trainer):
             self._memory(self.retain_dataset) if self.method.needs_retain else None,
             seed=args.seed,
         )
+        if eval_dataset is None and args.eval_strategy != IntervalStrategy.NO:
+            logger.warning("No eval_dataset: per-epoch evaluation and the stop rule are off (eval_strategy='no').")
+            args.eval_strategy = IntervalStrategy.NO  # the Trainer refuses evaluation without an eval set
         callbacks = [*(callbacks or []), StepHooksCallback(self), StopRuleCallback(self)]
         super().__init__(
             model=model,
@@ -178,13 +181,13 @@ class UnlearningTrainer(Trainer):
             fingerprint_columns=self.original_dataset.column_names,
         )
 
-    def _forget_fingerprints(self, space: CoreGradientSpace) -> torch.Tensor:
-        columns = space.fingerprint_columns or list(self.raw_forget_dataset.column_names)
+    def _forget_fingerprints(self, columns: list[str], source: str) -> torch.Tensor:
+        """Fingerprints of the forget examples on the columns ``source`` identifies examples by."""
         missing = [c for c in columns if c not in self.raw_forget_dataset.column_names]
         if missing:
             raise ValueError(
-                f"The cache identifies examples by columns {columns}; the forget set lacks {missing}. "
-                "Select the forget set from the same dataset the cache was built from."
+                f"{source} identifies examples by columns {columns}; the forget set lacks {missing}. "
+                "Select the forget set from the same dataset."
             )
         return fingerprint_examples(self.raw_forget_dataset.select_columns(columns), columns)
 
@@ -202,14 +205,8 @@ class UnlearningTrainer(Trainer):
         self._prepared = True
 
     def _check_membership(self) -> None:
-        columns = list(self.original_dataset.column_names)
-        missing = [c for c in columns if c not in self.raw_forget_dataset.column_names]
-        if missing:
-            raise ValueError(
-                f"The forget set lacks columns {missing} of original_dataset; select it from that dataset."
-            )
         known = set(self._original_fingerprints().tolist())
-        forget = fingerprint_examples(self.raw_forget_dataset.select_columns(columns), columns).tolist()
+        forget = self._forget_fingerprints(list(self.original_dataset.column_names), "original_dataset").tolist()
         unknown = sum(fp not in known for fp in forget)
         if unknown:
             raise ValueError(
@@ -227,7 +224,8 @@ class UnlearningTrainer(Trainer):
                 self.core_gradient_space = self._build_space()
             space = self.core_gradient_space
             space.check_model(model)
-            fingerprints = self._forget_fingerprints(space)
+            columns = space.fingerprint_columns or list(self.raw_forget_dataset.column_names)
+            fingerprints = self._forget_fingerprints(columns, "The cache")
             space.check_request(fingerprints)
             forget = self.forget_dataset if self.args.world_size > 1 else self._memory(self.forget_dataset)
             forget_stats = collect_gram_matrices(

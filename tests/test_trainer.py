@@ -192,3 +192,13 @@ def test_normalised_gradient_option_rescales_the_step_to_unit_norm(trained_model
     normalised = torch.cat([g.flatten() for g in grads])
     assert abs(normalised.norm().item() - 1.0) < 1e-5
     assert torch.allclose(normalised * direction.norm(), direction, rtol=1e-4, atol=1e-12)  # same direction
+
+
+def test_methods_without_a_space_also_refuse_examples_outside_the_training_set(trained_model, digits, tmp_path):
+    strangers = digits["test"].select(range(4))
+    trainer = UnlearningTrainer(model=trained_model, args=_args(tmp_path, method="gradient_ascent"),
+                                forget_dataset=strangers, original_dataset=digits["train"])
+    before = _weights(trained_model)
+    with pytest.raises(ValueError, match="not in original_dataset"):
+        trainer.train()
+    assert all(torch.equal(p, before[n]) for n, p in trained_model.named_parameters())
