@@ -298,9 +298,16 @@ class UnlearningTrainer(Trainer):
         super().log(logs, start_time)
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """The model, its space (with the ledger) and the model card travel together."""
         super()._save(output_dir, state_dict)
-        if self.core_gradient_space is not None and self.args.should_save:
-            self.core_gradient_space.save_pretrained(os.path.join(output_dir or self.args.output_dir, CGS_DIR))
+        if not self.args.should_save:
+            return
+        output_dir = output_dir or self.args.output_dir
+        if self.core_gradient_space is not None:
+            self.core_gradient_space.save_pretrained(os.path.join(output_dir, CGS_DIR))
+        from .hub import write_model_card
+
+        write_model_card(self, output_dir)
 
     def create_model_card(self, model_name: str | None = None, tags=None, **kwargs) -> None:
         """An honest card: what was forgotten, how, and (when measured) how close to retraining."""

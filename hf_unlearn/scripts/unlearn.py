@@ -134,8 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = trainer.evaluate()
     if script_args.compare_with_retrain:
         trainer.comparison = compare_with_retrain(script_args, trainer, original, forget, retain, data[eval_split])
-    trainer.save_model()
-    trainer.create_model_card()
+    trainer.save_model()  # model, core_gradient_space/ and the model card
     if trainer.is_world_process_zero():
         Path(args.output_dir, "unlearning_metrics.json").write_text(json.dumps(metrics, indent=2))
     if args.push_to_hub:
