@@ -72,7 +72,7 @@ class UnlearningArguments(TrainingArguments):
         },
     )
     class_forget_target: float = field(
-        default=1.0, metadata={"help": "Class removal: stop once forget accuracy (%) is at or below this."}
+        default=1.0, metadata={"help": "Class removal: stop once forget accuracy (in percent) is at or below this."}
     )
     class_retain_drop: float = field(
         default=5.0, metadata={"help": "Class removal: stop once validation accuracy drops by this many points."}

@@ -45,3 +45,12 @@ def test_recipe_rejects_an_index_file_outside_the_training_set(saved_model, tmp_
         main(["--model_name_or_path", str(saved_model), "--dataset_name", "digits",
               "--forget_index_file", str(index_file), "--output_dir", str(tmp_path / "run")])
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_help_lists_the_unlearning_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--forget_class", "--forget_filter", "--gamma", "--compare_with_retrain", "--method"):
+        assert option in text
