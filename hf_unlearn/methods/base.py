@@ -23,16 +23,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..data.columns import LABEL_COLUMNS
+
 if TYPE_CHECKING:
     from ..arguments import UnlearningArguments
     from ..trainer import UnlearningTrainer
 
-LABEL_KEYS = ("labels", "label")
 
 
 def split_labels(inputs: dict) -> tuple[dict, torch.Tensor]:
     """Model inputs without the labels, and the labels."""
-    for key in LABEL_KEYS:
+    for key in LABEL_COLUMNS:
         if key in inputs:
             return {k: v for k, v in inputs.items() if k != key}, inputs[key]
     raise ValueError(f"A batch has no labels (keys: {sorted(inputs)}); unlearning needs labelled examples.")
