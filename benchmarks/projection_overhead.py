@@ -200,7 +200,7 @@ def measure(case: Case, args) -> dict:
     stats = collect_gram_matrices(case.model, case.batches, show_progress=False)
     space = CoreGradientSpace(stats.grams, stats.layers, stats.num_examples, gamma=args.gamma)
     t = now()
-    projection = ProjectedUpdates(case.model, space.projectors())  # what the trainer builds per request
+    projection = ProjectedUpdates.for_layers(case.model, space.projectors())  # what the trainer builds per request
     setup = now() - t
     worst = worst_case_projectors(space)
     step = ProjectedSGDStep(case.model, projection, lr=args.lr, train_all=args.train_all)

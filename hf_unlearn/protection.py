@@ -8,6 +8,8 @@ W ← W_before + P(W_after − W_before). For SGD this equals gradient projectio
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -15,27 +17,44 @@ from .core import LayerProjector
 
 
 class ProjectedUpdates:
-    """Snapshot/project pair around an optimizer step for the layers of a space."""
+    """Snapshot/project pair around an optimizer step for the weights a space protects.
 
-    def __init__(self, model: nn.Module, projectors: dict[str, LayerProjector]):
-        modules = dict(model.named_modules())
+    ``targets`` maps a key to ``(layer name, weight, transposed)``: the trainable weight whose
+    updates must stay out of that layer's input space, and its layout. Usually the key is the layer
+    name and the weight its own; for a PEFT model the weights are the LoRA ``A`` matrices (``(r, in)``,
+    never transposed) and the ``modules_to_save`` copies of the layer.
+    """
+
+    def __init__(self, projectors: dict[str, LayerProjector], targets: dict[str, tuple[str, nn.Parameter, bool]]):
         self.weights: dict[str, nn.Parameter] = {}
         self.projectors: dict[str, LayerProjector] = {}
-        for name, projector in projectors.items():
-            weight = modules[name].weight
-            self.weights[name] = weight
-            self.projectors[name] = projector.to(weight.device, weight.dtype)
+        for key, (layer, weight, transposed) in targets.items():
+            projector = dataclasses.replace(projectors[layer], transposed=transposed)
+            self.weights[key] = weight
+            self.projectors[key] = projector.to(weight.device, weight.dtype)
         self._before: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def for_layers(cls, model: nn.Module, projectors: dict[str, LayerProjector]) -> ProjectedUpdates:
+        """The usual case: every protected layer's own weight."""
+        modules = dict(model.named_modules())
+        return cls(projectors, {n: (n, modules[n].weight, p.transposed) for n, p in projectors.items()})
+
+    @torch.no_grad()
+    def project_weights(self, keys: list[str]) -> None:
+        """Project these weights themselves (LoRA ``A`` at the start, so B·A·x = 0 for kept x from step 0)."""
+        for key in keys:
+            self.weights[key].copy_(self.projectors[key].project(self.weights[key]))
 
     @torch.no_grad()
     def snapshot(self) -> None:
-        for name, weight in self.weights.items():
+        for key, weight in self.weights.items():
             if weight.requires_grad:
-                self._before[name] = weight.detach().clone()
+                self._before[key] = weight.detach().clone()
 
     @torch.no_grad()
     def project(self) -> None:
-        for name, before in self._before.items():
-            weight = self.weights[name]
-            weight.copy_(before + self.projectors[name].project(weight - before))
+        for key, before in self._before.items():
+            weight = self.weights[key]
+            weight.copy_(before + self.projectors[key].project(weight - before))
         self._before.clear()

@@ -32,6 +32,7 @@ from .data.streams import ForgetRetainDataset, TwoStreamCollator
 from .evaluation.predict import collect_outputs
 from .gc_utils import frozen_heap
 from .methods import get_method
+from .peft_support import PeftTargets, is_peft_model, peft_targets
 from .protection import ProjectedUpdates
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ class UnlearningTrainer(Trainer):
         self.comparison: dict[str, dict[str, float]] | None = None  # metrics per model, e.g. beside "retrain"
         self._prepared = False
         self._original_fps: torch.Tensor | None = None
+        self._peft: PeftTargets | None = None  # LoRA weights to project, when the model is a PEFT model
         self._retain_sample = None
 
     # ------------------------------------------------------------------ input checks
@@ -214,16 +216,27 @@ class UnlearningTrainer(Trainer):
                 "only examples the model was trained on can be forgotten."
             )
 
+    def _protected_modules(self, model: nn.Module, space: CoreGradientSpace) -> dict[str, nn.Module]:
+        """The module holding each protected layer's weight and inputs (``base_layer`` under PEFT)."""
+        if is_peft_model(model):
+            self._peft = peft_targets(model, space.layers)
+            return self._peft.stats_modules
+        modules = dict(model.named_modules())
+        return {n: modules[n] for n in space.layers if n in modules}
+
     def _prepare_space(self, model: nn.Module, resume_from_checkpoint: str | None) -> None:
         saved = os.path.join(resume_from_checkpoint, CGS_DIR) if resume_from_checkpoint else None
         if saved and os.path.isdir(saved):
             # the checkpoint's space already has this request subtracted; its weights moved on purpose
-            self.core_gradient_space = CoreGradientSpace.from_pretrained(saved, model, check_weights=False)
+            space = CoreGradientSpace.from_pretrained(saved)
+            space.check_model(model, check_weights=False, modules=self._protected_modules(model, space))
+            self.core_gradient_space = space
         else:
             if self.core_gradient_space is None:
                 self.core_gradient_space = self._build_space()
             space = self.core_gradient_space
-            space.check_model(model)
+            modules = self._protected_modules(model, space)
+            space.check_model(model, modules=modules)
             columns = space.fingerprint_columns or list(self.raw_forget_dataset.column_names)
             fingerprints = self._forget_fingerprints(columns, "The cache")
             space.check_request(fingerprints)
@@ -231,18 +244,23 @@ class UnlearningTrainer(Trainer):
             forget_stats = collect_gram_matrices(
                 model,
                 self._shard(forget),
-                layers={n: dict(model.named_modules())[n] for n in space.layers},
+                layers=modules,
                 batch_size=self.args.cgs_batch_size,
                 collate_fn=self.base_collator,
                 show_progress=False,
             )
             space.subtract(forget_stats, fingerprints, note=f"{self.args.method}: {len(fingerprints)} examples")
-        space = self.core_gradient_space
         space.set_threshold(self.args.gamma, self.args.gamma_energy)  # the run's arguments decide
-        self.projection = ProjectedUpdates(model, space.projectors())
+        if self._peft is not None:
+            self.projection = ProjectedUpdates(space.projectors(), self._peft.updates)
+            self.projection.project_weights([k for k in self._peft.updates if "#lora_A." in k])
+        else:
+            self.projection = ProjectedUpdates.for_layers(model, space.projectors())
 
     def _freeze_parameters(self, model: nn.Module) -> None:
         """Freeze biases/norms (default) and, for projection methods, what the space cannot protect."""
+        if self._peft is not None:
+            return self._freeze_peft_parameters(model)
         protected = set(self.core_gradient_space.layers) if self.method.uses_projection else None
         frozen = 0
         for module_name, module in model.named_modules():
@@ -264,6 +282,16 @@ class UnlearningTrainer(Trainer):
             raise ValueError("Every parameter is frozen: nothing can be unlearned. Check protect_layers.")
         logger.info("Froze %d parameter tensors", frozen)
 
+    def _freeze_peft_parameters(self, model: nn.Module) -> None:
+        """Under PEFT only projected LoRA A / modules_to_save weights and their LoRA B partners move."""
+        allowed = {id(w) for _, w, _ in self._peft.updates.values()} | {id(b) for b in self._peft.free}
+        for name, param in model.named_parameters():
+            outside = id(param) not in allowed and not (self.args.train_unprotected or self.method.trains_unprotected)
+            if param.requires_grad and (outside or (self.args.freeze_bias_and_norm and name.endswith("bias"))):
+                param.requires_grad_(False)
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ValueError("No LoRA weight of the PEFT model lies in a protected layer: nothing can be unlearned.")
+
     def _norms_in_eval_mode(self, model: nn.Module) -> None:
         if self.args.freeze_bias_and_norm:
             for module in model.modules():
@@ -282,7 +310,9 @@ class UnlearningTrainer(Trainer):
             output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         self.unlearning_seconds = time.perf_counter() - start
         if self.core_gradient_space is not None:
-            self.core_gradient_space.bind_model(self.accelerator.unwrap_model(self.model))
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            modules = self._peft.stats_modules if self._peft is not None else None
+            self.core_gradient_space.bind_model(unwrapped, modules)
         return output
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -63,9 +63,15 @@ def fingerprint_examples(rows: Iterable[Mapping], columns: Sequence[str]) -> tor
     return torch.tensor(values, dtype=torch.int64)
 
 
-def model_fingerprint(model: nn.Module, layer_names: Iterable[str]) -> dict[str, str]:
-    """Hashes of the protected layers' architecture and of their current weights."""
-    modules = dict(model.named_modules())
+def model_fingerprint(
+    model: nn.Module, layer_names: Iterable[str], modules: Mapping[str, nn.Module] | None = None
+) -> dict[str, str]:
+    """Hashes of the protected layers' architecture and of their current weights.
+
+    ``modules`` maps layer names to modules when they differ from ``model.named_modules()`` (a PEFT
+    model, whose protected weights live in ``base_layer`` under a prefixed name).
+    """
+    modules = dict(modules) if modules is not None else dict(model.named_modules())
     arch, weights = hashlib.sha256(), hashlib.sha256()
     for name in sorted(layer_names):
         module = modules.get(name)

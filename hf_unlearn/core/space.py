@@ -200,9 +200,14 @@ class CoreGradientSpace:
         ]
 
     # ----------------------------------------------------------------- model checks
-    def check_model(self, model: nn.Module, *, check_weights: bool = True) -> None:
-        """Raise :class:`CGSMismatchError` unless ``model`` is the model this space describes."""
-        modules = dict(model.named_modules())
+    def check_model(
+        self, model: nn.Module, *, check_weights: bool = True, modules: Mapping[str, nn.Module] | None = None
+    ) -> None:
+        """Raise :class:`CGSMismatchError` unless ``model`` is the model this space describes.
+
+        ``modules`` maps the space's layer names to modules when the model renames them (PEFT).
+        """
+        modules = dict(modules) if modules is not None else dict(model.named_modules())
         for name, info in self.layers.items():
             module = modules.get(name)
             if module is None or not hasattr(module, "weight"):
@@ -216,7 +221,7 @@ class CoreGradientSpace:
                     f"{info.weight_shape}. Rebuild the cache for this model."
                 )
         if check_weights and self.model_fingerprint.get("weights"):
-            current = model_fingerprint(model, self.layers)["weights"]
+            current = model_fingerprint(model, self.layers, modules)["weights"]
             if current != self.model_fingerprint["weights"]:
                 raise CGSMismatchError(
                     "The model's weights differ from those the cache was built (or last updated) with "
@@ -224,9 +229,9 @@ class CoreGradientSpace:
                     "trained model: rebuild it for this one, or pass check_weights=False if you know better."
                 )
 
-    def bind_model(self, model: nn.Module) -> None:
+    def bind_model(self, model: nn.Module, modules: Mapping[str, nn.Module] | None = None) -> None:
         """Record ``model``'s current weights as the ones this space now describes (after a request)."""
-        self.model_fingerprint = model_fingerprint(model, self.layers)
+        self.model_fingerprint = model_fingerprint(model, self.layers, modules)
 
     # ----------------------------------------------------------------- deletion requests
     def check_request(self, fingerprints: torch.Tensor) -> None:

@@ -1,0 +1,81 @@
+"""PGU through PEFT: LoRA A rows stay orthogonal to the protected space, so B·A·x = 0 for kept x."""
+
+import copy
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from test_text_models import _token_data, _train
+from transformers import BertConfig, BertForSequenceClassification
+
+from hf_unlearn import CoreGradientSpace, UnlearningArguments, UnlearningTrainer
+from hf_unlearn.data.forget import indices_of_classes, split_forget_retain
+
+
+@pytest.fixture(scope="module")
+def base_and_data():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=16, num_labels=3,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    train = _token_data()
+    return _train(BertForSequenceClassification(config), train), train, _token_data(n=90, seed=1)
+
+
+def _lora_run(base_and_data, tmp_path, projected: bool):
+    base, train, validation = base_and_data
+    base = copy.deepcopy(base)
+    space = CoreGradientSpace.from_model(base, train, gamma=0.9, show_progress=False)  # from the base model
+    original = {n: p.detach().clone() for n, p in base.named_parameters()}
+    lora = get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, lora_dropout=0.0,
+                                           target_modules=["query", "value", "dense"]))
+    forget, retain = split_forget_retain(train, indices_of_classes(train, [2]))
+    trainer = UnlearningTrainer(
+        # gradient ascent with PGU's projection (AdamW): its gradients do not saturate, so A really moves
+        model=lora, args=UnlearningArguments(output_dir=str(tmp_path), disable_tqdm=True, logging_strategy="no",
+                                             seed=0, gamma=0.9, method="ga_projected", num_train_epochs=3,
+                                             stop_rule="none"),
+        forget_dataset=forget, retain_dataset=retain, eval_dataset=validation, core_gradient_space=space,
+    )
+    trainer.prepare_unlearning()
+    lora_b = {n: p.detach().clone() for n, p in lora.named_parameters() if "lora_B" in n}
+    if not projected:
+        trainer.projection = None  # negative control: same run, updates not projected after the first
+    trainer.train()
+    return trainer, lora, original, lora_b
+
+
+def _a_leak(trainer, weights):
+    """max over LoRA A matrices of ‖A·M‖ / ‖A‖ (M: the layer's protected basis)."""
+    leaks = []
+    for key, weight in weights.items():
+        if "#lora_A." in key:
+            basis = trainer.core_gradient_space.basis(key.split("#")[0]).double()
+            leaks.append(((weight.detach().double() @ basis).norm() / weight.norm()).item())
+    return max(leaks), len(leaks)
+
+
+def test_lora_a_rows_stay_orthogonal_to_the_space_and_only_adapters_move(base_and_data, tmp_path):
+    trainer, lora, original, lora_b = _lora_run(base_and_data, tmp_path / "projected", projected=True)
+    leak, count = _a_leak(trainer, trainer.projection.weights)
+    assert count == 11  # query, value, 3 dense per layer × 2 layers, and the pooler's dense
+    assert leak <= 1e-6
+    assert any(not torch.equal(p, lora_b[n]) for n, p in lora.named_parameters() if "lora_B" in n)
+    for name, param in lora.named_parameters():
+        if param.requires_grad:
+            assert any(part in name for part in ("lora_A", "lora_B", "modules_to_save")), name
+        if name.endswith("base_layer.weight"):  # the base model never moves
+            original_name = name.removeprefix("base_model.model.").replace(".base_layer", "")
+            assert torch.equal(param, original[original_name]), name
+
+
+def test_without_the_projection_lora_a_leaks_into_the_space(base_and_data, tmp_path):
+    controlled, *_ = _lora_run(base_and_data, tmp_path / "projected", projected=True)
+    weights = controlled.projection.weights  # the A matrices of the projected run, for their names
+    trainer, lora, *_ = _lora_run(base_and_data, tmp_path / "plain", projected=False)
+    params = dict(lora.named_parameters())
+    plain = {key: params["base_model.model." + key.split("#")[0] + ".lora_A.default.weight"]
+             for key in weights if "#lora_A." in key}
+    leak, _ = _a_leak(controlled, plain)
+    assert leak > 1e-3  # SGD steps on A re-enter the protected directions when nobody projects them
