@@ -197,7 +197,7 @@ class UnlearningTrainer(Trainer):
         """Every check and the space's update, before any weight changes (idempotent)."""
         if self._prepared:
             return
-        unwrapped = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
+        unwrapped = self.accelerator.unwrap_model(self.model)
         if self.method.uses_projection:
             self._prepare_space(unwrapped, resume_from_checkpoint)  # the space's ledger checks membership
         elif self.original_dataset is not None:
