@@ -4,36 +4,59 @@
 after gradients are accumulated, all-reduced and clipped, and ``on_optimizer_step`` right after
 ``optimizer.step()``): the protected weights are snapshotted before and the update projected after.
 ``StopRuleCallback`` implements the reference stop rules from the accuracies logged at evaluation.
+Both receive values (callables, a resolved rule), never the trainer, so they can be tested alone.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 from transformers import TrainerCallback
 
-if TYPE_CHECKING:
-    from .trainer import UnlearningTrainer
-
 logger = logging.getLogger(__name__)
+StepHook = Callable[[], None]
 
 
 class StepHooksCallback(TrainerCallback):
-    def __init__(self, trainer: UnlearningTrainer):
-        self.trainer = trainer
+    """Runs ``before`` hooks on the final gradient and ``after`` hooks on the updated weights, in order."""
+
+    def __init__(self, before: list[StepHook], after: list[StepHook]):
+        self.before = before
+        self.after = after
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        self.trainer.method.before_optimizer_step(self.trainer, self.trainer.model)
-        if self.trainer.projection is not None:
-            self.trainer.projection.snapshot()
+        for hook in self.before:
+            hook()
 
     def on_optimizer_step(self, args, state, control, **kwargs):
-        if self.trainer.projection is not None:
-            self.trainer.projection.project()
-        self.trainer.method.after_optimizer_step(self.trainer, self.trainer.model)
+        for hook in self.after:
+            hook()
+
+
+@dataclass
+class StopRule:
+    """A resolved stop rule: ``kind`` is forget_below_validation, class_removal or none."""
+
+    kind: str = "none"
+    class_forget_target: float = 1.0
+    class_retain_drop: float = 5.0
+
+
+def resolve_stop_rule(requested: str, scenario: str, has_eval_dataset: bool) -> str:
+    """``auto`` picks the rule by scenario; a rule that compares with validation needs an eval set."""
+    if requested == "auto":
+        if not has_eval_dataset:
+            logger.warning("No eval_dataset: the stop rule is off and every epoch runs.")
+            return "none"
+        return "class_removal" if scenario == "class" else "forget_below_validation"
+    if requested != "none" and not has_eval_dataset:
+        raise ValueError(f"stop_rule={requested!r} compares with validation accuracy: pass eval_dataset=...")
+    return requested
 
 
 class StopRuleCallback(TrainerCallback):
@@ -46,48 +69,43 @@ class StopRuleCallback(TrainerCallback):
     ``class_retain_drop`` points below where it started.
     """
 
-    def __init__(self, trainer: UnlearningTrainer):
-        self.trainer = trainer
-        self.rule = "none"  # resolved at train begin, once the Trainer is fully built
+    def __init__(self, rule: StopRule, evaluate: Callable[[], dict]):
+        self.rule = rule
+        self.evaluate = evaluate  # the starting evaluation both rules compare with
         self.initial: dict[str, float] | None = None
         self.previous: tuple[dict[str, float], dict[str, torch.Tensor]] | None = None
         self.stopped_at: float | None = None
+        self.model: nn.Module | None = None
+        self.in_train = False
 
     @staticmethod
-    def _resolve(trainer: UnlearningTrainer) -> str:
-        args = trainer.args
-        rule = args.stop_rule
-        if rule == "auto":
-            rule = "class_removal" if trainer.scenario == "class" else "forget_below_validation"
-            if trainer.eval_dataset is None:
-                logger.warning("No eval_dataset: the stop rule is off and all %s epochs run.", args.num_train_epochs)
-                rule = "none"
-        elif rule != "none" and trainer.eval_dataset is None:
-            raise ValueError(f"stop_rule={rule!r} compares with validation accuracy: pass eval_dataset=...")
-        return rule
-
-    def _trainable(self) -> dict[str, torch.Tensor]:
-        model = self.trainer.model
+    def _trainable(model: nn.Module) -> dict[str, torch.Tensor]:
         return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
 
-    def _restore(self, weights: dict[str, torch.Tensor]) -> None:
-        params = dict(self.trainer.model.named_parameters())
+    @staticmethod
+    def _restore(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+        params = dict(model.named_parameters())
         with torch.no_grad():
             for name, value in weights.items():
                 params[name].copy_(value)
 
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.rule = self._resolve(self.trainer)
-        if self.rule != "none":
-            self.trainer.evaluate()  # the starting point: needed by both rules
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.model = model
+        self.initial, self.previous, self.stopped_at = None, None, None
+        self.in_train = True
+        if self.rule.kind != "none":
+            self.evaluate()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.in_train = False
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if self.rule == "none" or not metrics or not self.trainer.is_in_train:
+        if self.rule.kind == "none" or not metrics or not self.in_train:
             return  # evaluations after training (e.g. the recipe's final one) decide nothing
         forget = metrics.get("eval_forget_accuracy")
         if self.initial is None:
             self.initial = dict(metrics)
-        if self.rule == "forget_below_validation":
+        if self.rule.kind == "forget_below_validation":
             validation = metrics["eval_test_accuracy"]
             if forget < validation and state.global_step > 0:
                 self._stop(control, state)
@@ -96,19 +114,19 @@ class StopRuleCallback(TrainerCallback):
                     if abs(previous_metrics["eval_forget_accuracy"] - previous_metrics["eval_test_accuracy"]) < abs(
                         forget - validation
                     ):
-                        self._restore(previous_weights)
+                        self._restore(self.model, previous_weights)
                         logger.info("Stop rule: restored the previous evaluation's weights (closer to validation).")
             else:
-                self.previous = (dict(metrics), self._trainable())
-        elif self.rule == "class_removal":
+                self.previous = (dict(metrics), self._trainable(self.model))
+        elif self.rule.kind == "class_removal":
             kept = metrics.get("eval_test_accuracy_kept_classes", math.nan)
             start = self.initial.get("eval_test_accuracy_kept_classes", math.nan)
             if state.global_step > 0 and (
-                forget <= args.class_forget_target or kept < start - args.class_retain_drop
+                forget <= self.rule.class_forget_target or kept < start - self.rule.class_retain_drop
             ):
                 self._stop(control, state)
 
     def _stop(self, control, state) -> None:
         control.should_training_stop = True
         self.stopped_at = state.epoch
-        logger.info("Stop rule %s met at epoch %.2f", self.rule, state.epoch or 0.0)
+        logger.info("Stop rule %s met at epoch %.2f", self.rule.kind, state.epoch or 0.0)

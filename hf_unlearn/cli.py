@@ -1,19 +1,30 @@
-"""``hf-unlearn``: the command line. ``demo`` runs the main job; ``unlearn`` runs the recipe."""
+"""``hf-unlearn``: the command line. ``demo`` runs the main job; ``unlearn`` the recipe; ``methods`` lists them."""
 
 from __future__ import annotations
 
 import sys
 
+COMMANDS = {"demo": "hf_unlearn.demo", "unlearn": "hf_unlearn.scripts.unlearn", "methods": "hf_unlearn.scripts.methods"}
+
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"demo": "hf_unlearn.demo", "unlearn": "hf_unlearn.scripts.unlearn"}
-    if not argv or argv[0] not in commands:
-        print("usage: hf-unlearn {demo,unlearn} [options]   (hf-unlearn unlearn --help for the recipe's options)")
+    if argv and argv[0] == "--version":
+        from . import __version__
+
+        print(f"hf_unlearn {__version__}")
+        return
+    if not argv or argv[0] not in COMMANDS:
+        print(
+            "usage: hf-unlearn {demo,unlearn,methods} [options]\n"
+            "  demo      train a small CNN on digits, unlearn with PGU, compare with retraining\n"
+            "  unlearn   the recipe (hf-unlearn unlearn --method NAME --help for that run's options)\n"
+            "  methods   the registered methods; `hf-unlearn methods NAME` for one method's hyperparameters"
+        )
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
     from importlib import import_module
 
-    import_module(commands[argv[0]]).main(argv[1:])
+    import_module(COMMANDS[argv[0]]).main(argv[1:])
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from .core import CoreGradientSpace
 from .data.builtin import load_digits_dataset
 from .data.forget import indices_of_classes, random_indices, split_forget_retain
 from .evaluation import collect_outputs, evaluate_unlearning, per_example_loss, write_report
+from .evaluation.tables import markdown_table
 from .exact import TrainingRecipe, retrain_from_scratch, train_classifier
 from .models import SmallCNNConfig
 from .trainer import UnlearningTrainer
@@ -101,7 +102,7 @@ def run_scenario(name: str, indices, original, original_path: Path, data, recipe
 
 
 def _table(summary: list[dict]) -> str:
-    lines = ["| scenario | model | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 2)]
+    rows = []
     for block in summary:
         retrain_time = block["results"]["retrain"]["time"]
         for label, m in block["results"].items():
@@ -110,8 +111,8 @@ def _table(summary: list[dict]) -> str:
             speed = f"{retrain_time / time_s:.1f}x" if time_s and label == "pgu" else ""
             cells = [f"{100 - m['UA']:.1f}", f"{m['RA']:.1f}", f"{test:.1f}", f"{m['MIA']:.1f}",
                      f"{time_s:.2f}" if time_s else "", speed]
-            lines.append(f"| {block['name']} | {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            rows.append([block["name"], label, *cells])
+    return markdown_table(["scenario", "model", *COLUMNS], rows)
 
 
 def _bars(summary: list[dict]) -> list[str]:

@@ -1,30 +1,55 @@
 """Model cards that say what was forgotten, how, and how close the result is to retraining.
 
-``UnlearningTrainer.push_to_hub()`` (and ``save_model`` through the recipe) writes this card in
-place of the Trainer's generic one. It states only what was measured: when no retrained reference
-was evaluated, the card says so instead of implying a guarantee.
+``UnlearningTrainer.save_model()`` and ``push_to_hub()`` write this card in place of the Trainer's
+generic one. The card renders from ``UnlearningCardData``, a plain record of what happened, and
+states only what was measured: when no retrained reference was evaluated, the card says so instead
+of implying a guarantee.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
-if TYPE_CHECKING:
-    from .trainer import UnlearningTrainer
+from .evaluation.tables import markdown_table
 
 COMPARISON_KEYS = ("UA", "RA", "TA", "MIA")
 
 
-def _ledger_rows(trainer: UnlearningTrainer) -> str:
-    space = trainer.core_gradient_space
-    if space is None or not space.ledger:
-        return f"| 1 | {len(trainer.forget_dataset)} | this run | no Core Gradient Space was used |"
-    return "\n".join(f"| {r['request']} | {r['num_examples']} | {r['created_at']} | {r.get('note', '')} |"
-                     for r in space.ledger)
+@dataclass
+class UnlearningCardData:
+    """Everything a card says, as values (the trainer fills it; tests can write one by hand)."""
+
+    model_name: str
+    base_model: str
+    method: str
+    scenario: str
+    forget_count: int
+    optim: str
+    learning_rate: float
+    epochs: float
+    stop_rule: str
+    stopped_epoch: float | None = None
+    method_config: dict = field(default_factory=dict)
+    paper_title: str | None = None
+    paper_url: str | None = None
+    paper_bibtex: str | None = None
+    projection: str | None = None  # e.g. "gamma=0.8, energy `sigma`"; None when no space was used
+    ledger: list[dict] = field(default_factory=list)
+    seconds: float | None = None
+    comparison: dict[str, dict[str, float]] | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+def _ledger_rows(data: UnlearningCardData) -> str:
+    if not data.ledger:
+        return f"| 1 | {data.forget_count} | this run | no Core Gradient Space was used |"
+    return "\n".join(
+        f"| {r['request']} | {r['num_examples']} | {r['created_at']} | {r.get('note', '')} |" for r in data.ledger
+    )
 
 
 def comparison_table(results: dict[str, dict[str, float]]) -> str:
@@ -33,26 +58,26 @@ def comparison_table(results: dict[str, dict[str, float]]) -> str:
     A missing metric leaves its cell empty, and the row's Avg. Gap too: a mean over fewer metrics
     would not compare with the other rows.
     """
-    header = "| model | " + " | ".join(COMPARISON_KEYS) + " | Avg. Gap |"
-    lines = [header, "|" + "---|" * (len(COMPARISON_KEYS) + 2)]
     reference = results.get("retrain")
+    rows = []
     for name, metrics in results.items():
         cells = [f"{metrics[k]:.2f}" if k in metrics else "" for k in COMPARISON_KEYS]
         gap = ""
         complete = reference is not None and all(k in metrics and k in reference for k in COMPARISON_KEYS)
         if complete and name != "retrain":
             gap = f"{sum(abs(metrics[k] - reference[k]) for k in COMPARISON_KEYS) / len(COMPARISON_KEYS):.2f}"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {gap} |")
-    return "\n".join(lines)
+        rows.append([name, *cells, gap])
+    return markdown_table(["model", *COMPARISON_KEYS, "Avg. Gap"], rows)
 
 
-def render_model_card(trainer: UnlearningTrainer, model_name: str | None = None, tags=None, **_) -> str:
-    args = trainer.args
-    config = getattr(trainer.model, "config", None)
-    base_model = getattr(config, "_name_or_path", "") or type(trainer.model).__name__
-    results = getattr(trainer, "comparison", None)
-    if results:
-        comparison = comparison_table(results) + (
+def _hyperparameters(data: UnlearningCardData) -> str:
+    values = ", ".join(f"`{k}`={v}" for k, v in data.method_config.items())
+    return values or "none beyond the training arguments"
+
+
+def render_model_card(data: UnlearningCardData) -> str:
+    if data.comparison:
+        comparison = comparison_table(data.comparison) + (
             "\n\nUA = 100 − forget accuracy, RA = retain accuracy, TA = test accuracy, MIA = MIA-efficacy "
             "(all %). Avg. Gap = mean |metric − retrained model's metric|."
         )
@@ -62,38 +87,46 @@ def render_model_card(trainer: UnlearningTrainer, model_name: str | None = None,
         note = "No retrained reference was evaluated for this card, so its closeness to retraining is unknown."
     metadata = {
         "library_name": "transformers",
-        "tags": sorted({"hf_unlearn", "machine-unlearning", args.method, *(tags or [])}),
+        "tags": sorted({"hf_unlearn", "machine-unlearning", data.method, *data.tags}),
     }
-    if base_model and "/" in str(base_model) and not Path(str(base_model)).exists():
-        metadata["base_model"] = str(base_model)
+    base = str(data.base_model)
+    if base and "/" in base and not Path(base).exists():
+        metadata["base_model"] = base
     protection = (
-        f"updates projected away from the Core Gradient Space (gamma={args.gamma}, energy `{args.gamma_energy}`)"
-        if trainer.method.uses_projection else "none beyond the method's own loss"
+        f"updates projected away from the Core Gradient Space ({data.projection})"
+        if data.projection
+        else "none beyond the method's own loss"
     )
-    seconds = f"{trainer.unlearning_seconds:.1f} s" if trainer.unlearning_seconds else "not recorded"
+    if data.paper_title:
+        link = f" ({data.paper_url})" if data.paper_url else ""
+        citation = f"The method comes from *{data.paper_title}*{link}:\n\n```bibtex\n{data.paper_bibtex}\n```"
+    else:
+        citation = "No paper is attached to this method."
     template = resources.files("hf_unlearn").joinpath("templates/model_card.md").read_text()
     return template.format(
         yaml=yaml.safe_dump(metadata, sort_keys=False).strip(),
-        model_name=model_name or Path(args.output_dir).name,
-        base_model=base_model,
-        forget_count=len(trainer.forget_dataset),
-        method=args.method,
-        scenario=trainer.scenario,
-        ledger_rows=_ledger_rows(trainer),
-        optim=getattr(args.optim, "value", args.optim),
-        learning_rate=args.learning_rate,
-        epochs=args.num_train_epochs,
-        stop_rule=args.stop_rule,
-        stopped_epoch=f"{trainer.state.epoch:.0f}" if trainer.state.epoch is not None else "n/a",
+        model_name=data.model_name,
+        base_model=data.base_model,
+        forget_count=data.forget_count,
+        method=data.method,
+        scenario=data.scenario,
+        ledger_rows=_ledger_rows(data),
+        optim=data.optim,
+        learning_rate=data.learning_rate,
+        epochs=data.epochs,
+        stop_rule=data.stop_rule,
+        stopped_epoch=f"{data.stopped_epoch:.0f}" if data.stopped_epoch is not None else "n/a",
+        hyperparameters=_hyperparameters(data),
         protection=protection,
-        seconds=seconds,
+        seconds=f"{data.seconds:.1f} s" if data.seconds else "not recorded",
         comparison=comparison,
         comparison_note=note,
+        citation=citation,
     )
 
 
-def write_model_card(trainer: UnlearningTrainer, output_dir: str | None = None, **kwargs) -> Path:
-    path = Path(output_dir or trainer.args.output_dir) / "README.md"
+def write_model_card(data: UnlearningCardData, output_dir: str | Path) -> Path:
+    path = Path(output_dir) / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_model_card(trainer, **kwargs))
+    path.write_text(render_model_card(data))
     return path

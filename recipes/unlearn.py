@@ -1,8 +1,8 @@
 """Unlearn part of a model's training data, then (optionally) compare with retraining from scratch.
 
-    accelerate launch recipes/unlearn.py --config recipes/configs/digits_pgu.yaml
-    accelerate launch recipes/unlearn.py --config recipes/configs/digits_pgu.yaml --forget_class 7
-    python recipes/unlearn.py --help
+    accelerate launch recipes/unlearn.py --config recipes/configs/digits_class.yaml
+    accelerate launch recipes/unlearn.py --config recipes/configs/digits_random.yaml --method scrub --scrub_alpha 0.01
+    python recipes/unlearn.py --method eupmu --help     # the options of that method's run
 
 The logic lives in ``hf_unlearn.scripts.unlearn`` (also available as ``hf-unlearn unlearn``).
 """

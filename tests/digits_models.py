@@ -1,7 +1,12 @@
-"""One training loop for the small digits CNN that several test modules need (plain torch, seconds)."""
+"""What several test modules share: one training loop for the small digits CNN (plain torch, seconds)
+and one way to build ``UnlearningArguments``."""
+
+import dataclasses
 
 import torch
 
+from hf_unlearn import UnlearningArguments
+from hf_unlearn.methods import get_method
 from hf_unlearn.models import SmallCNNConfig, SmallCNNForImageClassification
 
 
@@ -28,3 +33,17 @@ def fit_small_cnn(x: torch.Tensor, y: torch.Tensor, *, epochs: int = 20, seed: i
         return model.eval()
     finally:
         torch.set_num_threads(threads)
+
+
+def make_args(tmp_path, method: str = "pgu", **kwargs) -> UnlearningArguments:
+    """Quiet, seeded arguments; keyword names of the method's hyperparameters go to ``method_kwargs``."""
+    names = {f.name for f in dataclasses.fields(get_method(method).config_class)} if method in _known() else set()
+    method_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+    base = dict(output_dir=str(tmp_path / "run"), disable_tqdm=True, report_to="none", seed=0, logging_strategy="no")
+    return UnlearningArguments(method=method, method_kwargs=method_kwargs or None, **{**base, **kwargs})
+
+
+def _known() -> set[str]:
+    from hf_unlearn.methods import METHODS
+
+    return set(METHODS)

@@ -162,7 +162,7 @@ def _fit(x: torch.Tensor, y: torch.Tensor, seed: int) -> SmallCNNForImageClassif
 
 
 @pytest.fixture(scope="module")
-def digits():
+def forget_split_models():
     """A model trained with a 10 % random forget set, and one retrained without it."""
     data = load_digits_dataset().with_format("torch")
     train, test = data["train"], data["test"]
@@ -179,11 +179,11 @@ def digits():
     }
 
 
-def test_original_model_remembers_the_forget_set(digits):
-    forget, retain, test = digits["forget"], digits["retain"], digits["test"]
-    original, retrained = digits["original"], digits["retrained"]
+def test_original_model_remembers_the_forget_set(forget_split_models):
+    forget, retain, test = forget_split_models["forget"], forget_split_models["retain"], forget_split_models["test"]
+    original, retrained = forget_split_models["original"], forget_split_models["retrained"]
     loss = {
-        name: per_example_loss_from_outputs(collect_outputs(digits[name], forget)).mean().item()
+        name: per_example_loss_from_outputs(collect_outputs(forget_split_models[name], forget)).mean().item()
         for name in ("original", "retrained")
     }
     # measured: ~0.003 vs ~0.09 — trained-on examples are fitted far more tightly
@@ -199,8 +199,12 @@ def test_original_model_remembers_the_forget_set(digits):
     assert mia_original <= 1.0 and mia_retrained >= 2.0
 
 
-def test_distances_between_digit_models(digits):
-    test, original, retrained = digits["test"], digits["original"], digits["retrained"]
+def test_distances_between_digit_models(forget_split_models):
+    test, original, retrained = (
+        forget_split_models["test"],
+        forget_split_models["original"],
+        forget_split_models["retrained"],
+    )
     assert js_divergence(original, original, test) == pytest.approx(0.0, abs=1e-9)
     assert activation_distance(original, original, test) == pytest.approx(0.0, abs=1e-9)
     assert activation_distance(original, original, test, on="features") == pytest.approx(0.0, abs=1e-6)
@@ -214,9 +218,9 @@ def test_distances_between_digit_models(digits):
     assert js_divergence(original, retrained, test) < js_fresh
 
 
-def test_evaluate_unlearning_runs_each_dataset_once(digits):
-    forget, retain, test = digits["forget"], digits["retain"], digits["test"]
-    original, retrained = digits["original"], digits["retrained"]
+def test_evaluate_unlearning_runs_each_dataset_once(forget_split_models):
+    forget, retain, test = forget_split_models["forget"], forget_split_models["retain"], forget_split_models["test"]
+    original, retrained = forget_split_models["original"], forget_split_models["retrained"]
     seen = {"original": 0, "retrained": 0}
     hooks = [
         m.register_forward_hook(
@@ -253,27 +257,29 @@ def test_evaluate_unlearning_runs_each_dataset_once(digits):
 
 
 # -------------------------------------------------------------------------------- bad input
-def test_missing_labels_raise(digits):
-    unlabeled = digits["test"].remove_columns("labels")
-    model = digits["original"]
+def test_missing_labels_raise(forget_split_models):
+    unlabeled = forget_split_models["test"].remove_columns("labels")
+    model = forget_split_models["original"]
     with pytest.raises(MissingLabelsError):
         unlearning_accuracy(model, unlabeled)
     with pytest.raises(MissingLabelsError):
-        mia_efficacy(model, unlabeled, digits["retain"], digits["test"])
+        mia_efficacy(model, unlabeled, forget_split_models["retain"], forget_split_models["test"])
     with pytest.raises(MissingLabelsError):
-        evaluate_unlearning(model, unlabeled, digits["retain"], digits["test"])
+        evaluate_unlearning(model, unlabeled, forget_split_models["retain"], forget_split_models["test"])
     with pytest.raises(MissingLabelsError):
         loss_threshold_auc({"logits": torch.zeros(2, 3)}, np.zeros(2))
 
 
-def test_reference_with_another_label_space_raises(digits):
-    model, test = digits["original"], digits["test"]
+def test_reference_with_another_label_space_raises(forget_split_models):
+    model, test = forget_split_models["original"], forget_split_models["test"]
     five_classes = SmallCNNForImageClassification(SmallCNNConfig(num_labels=5))
     for fn in (js_divergence, activation_distance):
         with pytest.raises(ValueError, match="different label spaces"):
             fn(model, five_classes, test)
     with pytest.raises(ValueError, match="different label spaces"):
-        evaluate_unlearning(model, digits["forget"], digits["retain"], test, reference_model=five_classes)
+        evaluate_unlearning(
+            model, forget_split_models["forget"], forget_split_models["retain"], test, reference_model=five_classes
+        )
     names = [str(i) for i in range(10)]
     named = SmallCNNForImageClassification(SmallCNNConfig(id2label=dict(enumerate(names))))
     shuffled = SmallCNNForImageClassification(SmallCNNConfig(id2label=dict(enumerate(names[::-1]))))
@@ -283,12 +289,12 @@ def test_reference_with_another_label_space_raises(digits):
 
 
 # ------------------------------------------------------------------------- evaluate modules
-def test_evaluate_modules_load_offline_and_match(digits, tmp_path, monkeypatch):
+def test_evaluate_modules_load_offline_and_match(forget_split_models, tmp_path, monkeypatch):
     evaluate = pytest.importorskip("evaluate")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
-    forget, retain, test = digits["forget"], digits["retain"], digits["test"]
-    original, retrained = digits["original"], digits["retrained"]
+    forget, retain, test = forget_split_models["forget"], forget_split_models["retain"], forget_split_models["test"]
+    original, retrained = forget_split_models["original"], forget_split_models["retrained"]
     f_out, r_out, t_out = (collect_outputs(original, d) for d in (forget, retain, test))
     ref_out = collect_outputs(retrained, forget)
 
@@ -311,7 +317,7 @@ def test_evaluate_modules_load_offline_and_match(digits, tmp_path, monkeypatch):
     mia = evaluate.load(metric_path("mia_efficacy"), cache_dir=str(tmp_path))
     groups = ["member"] * len(retain) + ["non_member"] * len(test) + ["forget"] * len(forget)
     for name in ("original", "retrained"):
-        r, t, f = (collect_outputs(digits[name], d) for d in (retain, test, forget))
+        r, t, f = (collect_outputs(forget_split_models[name], d) for d in (retain, test, forget))
         scores = np.concatenate([attack_features(o, "confidence") for o in (r, t, f)]).tolist()
         got = mia.compute(scores=scores, group=groups, seed=3)
         assert got["mia_efficacy"] == pytest.approx(mia_efficacy_from_outputs(r, t, f, seed=3))

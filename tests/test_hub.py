@@ -6,7 +6,6 @@ connection is refused for the duration of the test, so nothing can reach the rea
 
 import json
 import socket
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -19,7 +18,7 @@ from safetensors.torch import load as load_safetensors
 
 from hf_unlearn import UnlearningArguments, UnlearningTrainer
 from hf_unlearn.data.forget import indices_of_classes, split_forget_retain
-from hf_unlearn.hub import comparison_table, render_model_card
+from hf_unlearn.hub import UnlearningCardData, comparison_table, render_model_card
 
 REPO_ID = "someone/digits-unlearned"
 COMPARISON = {
@@ -201,22 +200,21 @@ def test_comparison_table_avg_gap_by_hand():
     assert comparison_table(partial).splitlines()[3] == "| pgu | 98.00 | 98.50 | 97.00 |  |  |"
 
 
-def _fake_trainer(tmp_path, comparison=None, ledger=None):
-    args = SimpleNamespace(
-        method="pgu", gamma=0.8, gamma_energy="sigma", output_dir=str(tmp_path / "my-model"), optim="sgd",
-        learning_rate=0.05, num_train_epochs=10, stop_rule="auto",
-    )
-    config = SimpleNamespace(_name_or_path="org/base-model")
-    return SimpleNamespace(
-        args=args, model=SimpleNamespace(config=config), forget_dataset=list(range(7)), scenario="samples",
-        method=SimpleNamespace(uses_projection=True), unlearning_seconds=12.34, state=SimpleNamespace(epoch=3.0),
-        core_gradient_space=SimpleNamespace(ledger=ledger or []), comparison=comparison,
+def _card_data(comparison=None, ledger=None, model_name="my-model", projection="gamma=0.8, energy `sigma`"):
+    from hf_unlearn.methods.pgu import PGUConfig
+
+    paper = PGUConfig.paper
+    return UnlearningCardData(
+        model_name=model_name, base_model="org/base-model", method="pgu", scenario="samples", forget_count=7,
+        optim="sgd", learning_rate=0.05, epochs=10, stop_rule="auto", stopped_epoch=3.0,
+        method_config=PGUConfig().to_dict(), paper_title=paper.title, paper_url=paper.url, paper_bibtex=paper.bibtex,
+        projection=projection, ledger=ledger or [], seconds=12.34, comparison=comparison,
     )
 
 
-def test_render_model_card_on_hand_made_numbers(tmp_path):
+def test_render_model_card_on_hand_made_numbers():
     ledger = [{"request": 1, "num_examples": 7, "created_at": "2025-01-02T03:04:05", "note": "pgu: 7 examples"}]
-    card = render_model_card(_fake_trainer(tmp_path, COMPARISON, ledger), model_name="digits-unlearned")
+    card = render_model_card(_card_data(COMPARISON, ledger, model_name="digits-unlearned"))
     assert card.startswith("---\nlibrary_name: transformers\ntags:\n")
     assert "base_model: org/base-model" in card
     assert "# digits-unlearned\n" in card
@@ -225,10 +223,13 @@ def test_render_model_card_on_hand_made_numbers(tmp_path):
     assert "| 1 | 7 | 2025-01-02T03:04:05 | pgu: 7 examples |" in card
     assert "gamma=0.8, energy `sigma`" in card
     assert "stopped at epoch 3" in card and "12.3 s" in card
+    assert "`pgu_delta`=0.05" in card  # the method's own hyperparameters
+    assert "https://arxiv.org/abs/2312.04095" in card and "@inproceedings{hoang2024," in card  # its paper
     assert PGU_ROW in card and RETRAIN_ROW in card and "Avg. Gap = mean |metric − retrained model's metric|" in card
     assert NOT_MEASURED not in card
 
-    plain = render_model_card(_fake_trainer(tmp_path), model_name=None)
-    assert "# my-model\n" in plain  # defaults to the output folder's name
+    plain = render_model_card(_card_data(projection=None))
+    assert "# my-model\n" in plain
     assert "| 1 | 7 | this run | no Core Gradient Space was used |" in plain
+    assert "none beyond the method's own loss" in plain
     assert NOT_MEASURED in plain and UNKNOWN_CLOSENESS in plain and "Avg. Gap" not in plain

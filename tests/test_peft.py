@@ -41,7 +41,7 @@ def _lora_run(base_and_data, tmp_path, projected: bool):
     trainer.prepare_unlearning()
     lora_b = {n: p.detach().clone() for n, p in lora.named_parameters() if "lora_B" in n}
     if not projected:
-        trainer.projection = None  # negative control: same run, updates not projected after the first
+        trainer.protection.projection = None  # negative control: same run, updates not projected after the first
     trainer.train()
     return trainer, lora, original, lora_b
 

@@ -19,9 +19,29 @@ def test_yaml_config_with_command_line_overrides(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("model_name_or_path: some/model\ndataset_name: digits\nforget_class: [3, 5]\n"
                       f"output_dir: {tmp_path}\ngamma: 0.7\n")
-    script, args = parse_args(["--config", str(config), "--gamma", "0.9"])
+    script, forget, args = parse_args(["--config", str(config), "--gamma", "0.9"])
     assert script.model_name_or_path == "some/model" and script.dataset_name == "digits"
-    assert args.forget_class == [3, 5] and args.gamma == 0.9  # the command line wins over the file
+    assert forget.forget_class == [3, 5] and args.gamma == 0.9  # the command line wins over the file
+    assert args.method == "pgu" and args.learning_rate == 0.5  # unset: PGU's recommended value
+
+
+def test_method_hyperparameters_from_yaml_and_command_line(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model_name_or_path: m\noutput_dir: {tmp_path}\nmethod: scrub\nscrub_alpha: 0.5\n"
+                      "learning_rate: 0.01\n")
+    _, _, args = parse_args(["--config", str(config), "--scrub_temperature", "2"])
+    assert args.method_config.scrub_alpha == 0.5 and args.method_config.scrub_temperature == 2.0
+    assert args.learning_rate == 0.01 and args.num_train_epochs == 5.0  # the user's rate, the method's epochs
+    _, _, args = parse_args(["--model_name_or_path", "m", "--output_dir", str(tmp_path), "--method", "npo",
+                             "--method_kwargs", '{"npo_beta": 0.2}'])
+    assert args.method_config.npo_beta == 0.2
+
+
+def test_unknown_yaml_keys_are_refused_by_name(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model_name_or_path: m\noutput_dir: {tmp_path}\nlearning_rat: 0.1\nscrub_alpha: 0.5\n")
+    with pytest.raises(ValueError, match="learning_rat, scrub_alpha.*scrub_alpha is a hyperparameter of scrub"):
+        parse_args(["--config", str(config)])
 
 
 def test_recipe_forgets_a_class_and_writes_checkpoint_space_and_card(saved_model, tmp_path):

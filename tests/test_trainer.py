@@ -4,13 +4,15 @@ import json
 
 import pytest
 import torch
+from digits_models import make_args
 
-from hf_unlearn import UnlearningArguments, UnlearningTrainer
+from hf_unlearn import UnlearningTrainer
 from hf_unlearn.core import CGSMismatchError, CoreGradientSpace, LedgerError
 from hf_unlearn.data.columns import label_array
 from hf_unlearn.data.forget import indices_of_classes, random_indices, split_forget_retain
 from hf_unlearn.evaluation import accuracy
 from hf_unlearn.models import SmallCNNConfig, SmallCNNForImageClassification
+from hf_unlearn.scripts.arguments import ForgetSetArguments
 
 
 @pytest.fixture(autouse=True)
@@ -22,8 +24,7 @@ def one_thread():
 
 
 def _args(tmp_path, **kw):
-    base = dict(output_dir=str(tmp_path / "run"), disable_tqdm=True, seed=0, logging_strategy="no")
-    return UnlearningArguments(**{**base, **kw})
+    return make_args(tmp_path, kw.pop("method", "pgu"), **kw)
 
 
 def _trainer(model, digits, indices, tmp_path, space=None, **kw):
@@ -91,7 +92,7 @@ def test_updates_stay_out_of_the_space_for_any_optimizer(_trained, digits, tmp_p
         trainer = _trainer(model, digits, indices, tmp_path / str(projected), **settings)
         trainer.prepare_unlearning()
         if not projected:
-            trainer.projection = None  # negative control: the same run without the projection
+            trainer.protection.projection = None  # negative control: the same run without the projection
         trainer.train()
         space = trainer.core_gradient_space
         steps = trainer.state.global_step
@@ -173,7 +174,9 @@ def test_arguments_are_validated(tmp_path):
     with pytest.raises(ValueError, match="gamma"):
         _args(tmp_path, gamma=1.5)
     with pytest.raises(ValueError, match="one way only"):
-        _args(tmp_path, forget_class=[1], forget_fraction=0.1)
+        ForgetSetArguments(forget_class=[1], forget_fraction=0.1)
+    with pytest.raises(TypeError, match="forget_class"):  # the recipe's field: not silently ignored by the API
+        _args(tmp_path, forget_class=[1])
     with pytest.raises(ValueError, match="remove_unused_columns"):
         _args(tmp_path, remove_unused_columns=True)
     args = _args(tmp_path)

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .labels import LABEL_KEYS
 from .layers import (
     LINEAR,
     TRANSPOSED_LINEAR,
@@ -30,7 +31,6 @@ from .layers import (
     layer_kind,
 )
 
-LABEL_KEYS = ("labels", "label", "label_ids")
 PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
 
 

@@ -6,12 +6,12 @@ import inspect
 
 import numpy as np
 
-LABEL_COLUMNS = ("labels", "label")
+from ..core.labels import LABEL_KEYS
 
 
 def label_column(dataset) -> str | None:
     """The name of the label column, or None."""
-    return next((c for c in LABEL_COLUMNS if c in getattr(dataset, "column_names", [])), None)
+    return next((c for c in LABEL_KEYS if c in getattr(dataset, "column_names", [])), None)
 
 
 def column_array(dataset, column: str) -> np.ndarray:
@@ -36,7 +36,7 @@ def keep_model_columns(model, dataset):
         return dataset
     if label_column(dataset) is None:
         raise ValueError(
-            f"The dataset has no label column (looked for {LABEL_COLUMNS}; columns: {dataset.column_names})."
+            f"The dataset has no label column (looked for {LABEL_KEYS}; columns: {dataset.column_names})."
         )
-    accepted = set(inspect.signature(model.forward).parameters) | set(LABEL_COLUMNS)
+    accepted = set(inspect.signature(model.forward).parameters) | set(LABEL_KEYS)
     return dataset.select_columns([c for c in dataset.column_names if c in accepted])

@@ -70,16 +70,30 @@ def indices_from_filter(dataset, expression: str) -> list[int]:
     return [i for i, v in enumerate(values) if _OPS[op](v, value)]
 
 
-def select_forget_indices(dataset, args) -> list[int]:
-    """Row indices of the forget set described by an ``UnlearningArguments``' forget_* fields."""
-    if args.forget_index_file:
-        indices = indices_from_file(args.forget_index_file, len(dataset))
-    elif args.forget_class:
-        indices = indices_of_classes(dataset, list(args.forget_class))
-    elif args.forget_fraction:
-        indices = random_indices(len(dataset), args.forget_fraction, args.forget_seed)
-    elif args.forget_filter:
-        indices = indices_from_filter(dataset, args.forget_filter)
+def select_forget_indices(
+    dataset,
+    *,
+    index_file: str | None = None,
+    classes: list[int] | None = None,
+    fraction: float | None = None,
+    seed: int = 0,
+    filter_expression: str | None = None,
+) -> list[int]:
+    """Row indices of the forget set described one way only (a file, classes, a fraction or a filter)."""
+    chosen = [n for n, v in (("index_file", index_file), ("classes", classes), ("fraction", fraction),
+                             ("filter", filter_expression)) if v]
+    if len(chosen) > 1:
+        raise ValueError(f"Choose the forget set one way only; got {chosen}.")
+    if index_file:
+        indices = indices_from_file(index_file, len(dataset))
+    elif classes:
+        indices = indices_of_classes(dataset, list(classes))
+    elif fraction:
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"The forget fraction must lie in (0, 1), got {fraction}")
+        indices = random_indices(len(dataset), fraction, seed)
+    elif filter_expression:
+        indices = indices_from_filter(dataset, filter_expression)
     else:
         raise ValueError(
             "No forget set given: set one of forget_index_file, forget_class, forget_fraction or forget_filter."

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data.columns import LABEL_COLUMNS
+from ..core.labels import LABEL_KEYS
 
 
 class MissingLabelsError(ValueError):
@@ -20,11 +20,11 @@ class MissingLabelsError(ValueError):
 
 
 def _label_key(batch: dict) -> str:
-    for key in LABEL_COLUMNS:
+    for key in LABEL_KEYS:
         if key in batch:
             return key
     raise MissingLabelsError(
-        f"The dataset has no label column (looked for {LABEL_COLUMNS}; found {sorted(batch)}). "
+        f"The dataset has no label column (looked for {LABEL_KEYS}; found {sorted(batch)}). "
         "Metrics compare predictions with labels: add a 'labels' column."
     )
 
@@ -62,7 +62,7 @@ def collect_outputs(
         for batch in loader:
             key = _label_key(batch)
             labels.append(batch[key].cpu())
-            inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items() if k not in LABEL_COLUMNS}
+            inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items() if k not in LABEL_KEYS}
             out = (
                 model(**inputs, output_hidden_states=output_hidden_states) if output_hidden_states else model(**inputs)
             )

@@ -20,6 +20,7 @@ from torch import nn
 from .metrics import per_example_loss_from_outputs
 from .predict import collect_outputs
 from .suite import GAP_KEYS, avg_gap, speedup
+from .tables import markdown_table
 
 # key, column header, decimals
 COLUMNS = (
@@ -112,11 +113,7 @@ def _markdown(results, reference: str, summary, title: str, figures: list[str]) 
     lines = [f"# {title}", ""]
     if reference not in results:
         lines += [f"No `{reference}` result was given, so there is no Avg. Gap or speed-up.", ""]
-    lines += [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|",
-    ]
-    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    lines += [markdown_table(header, rows, align_right_from=1)]
     lines += ["", LEGEND, ""]
     for figure in figures:
         lines += [f"![{Path(figure).stem}]({figure})", ""]

@@ -1,8 +1,13 @@
-"""The method registry: a literal dict, one small module per method (docs/methods.md)."""
+"""The method registry: one small module per method, keyed by each method's own ``name``.
+
+Adding a method is its file (the class and its ``MethodConfig``) plus one line in ``_REGISTERED``.
+"""
 
 from __future__ import annotations
 
-from .base import UnlearningMethod
+import dataclasses
+
+from .base import MethodConfig, Paper, UnlearningContext, UnlearningMethod
 from .eupmu import EUPMU
 from .eupmu_explicit import EUPMUExplicit
 from .finetune import FineTune
@@ -15,20 +20,26 @@ from .random_labels import RandomLabels
 from .salun import SalUn
 from .scrub import SCRUB
 
-METHODS: dict[str, type[UnlearningMethod]] = {
-    "pgu": PGU,
-    "eupmu": EUPMU,
-    "eupmu_explicit": EUPMUExplicit,
-    "finetune": FineTune,
-    "gradient_ascent": GradientAscent,
-    "ga_projected": GradientAscentProjected,
-    "neggrad_plus": NegGradPlus,
-    "random_labels": RandomLabels,
-    "scrub": SCRUB,
-    "salun": SalUn,
-    "fisher": FisherForgetting,
-    "npo": NPO,
-}
+_REGISTERED: tuple[type[UnlearningMethod], ...] = (
+    PGU,
+    EUPMU,
+    EUPMUExplicit,
+    FineTune,
+    GradientAscent,
+    GradientAscentProjected,
+    NegGradPlus,
+    RandomLabels,
+    SCRUB,
+    SalUn,
+    FisherForgetting,
+    NPO,
+)
+METHODS: dict[str, type[UnlearningMethod]] = {method.name: method for method in _REGISTERED}
+
+
+def hyperparameter_owners(name: str) -> list[str]:
+    """The methods that take a hyperparameter called ``name`` (for error messages that point the way)."""
+    return [m for m, cls in METHODS.items() if name in {f.name for f in dataclasses.fields(cls.config_class)}]
 
 
 def get_method(name: str) -> type[UnlearningMethod]:
@@ -38,4 +49,12 @@ def get_method(name: str) -> type[UnlearningMethod]:
         raise ValueError(f"Unknown unlearning method {name!r}. Choose one of: {', '.join(sorted(METHODS))}.") from None
 
 
-__all__ = ["METHODS", "UnlearningMethod", "get_method"]
+__all__ = [
+    "METHODS",
+    "MethodConfig",
+    "Paper",
+    "UnlearningContext",
+    "UnlearningMethod",
+    "get_method",
+    "hyperparameter_owners",
+]

@@ -5,9 +5,10 @@ method asks for it), and returns a scalar loss. Protection that acts on the grad
 rather than the loss hooks into the step: ``before_optimizer_step`` sees the accumulated, all-reduced
 gradient (SalUn's mask), ``after_optimizer_step`` the updated weights (EUPMU's multiplier).
 
-``default_overrides`` holds a method's recommended TrainingArguments values (its learning rate,
-optimizer, epochs); ``UnlearningArguments`` applies them to every field the user left at the
-library default (see ``apply_default_overrides``).
+A method's hyperparameters live in its own ``MethodConfig`` dataclass, beside its code: help text,
+checks in ``__post_init__``, the TrainingArguments values it recommends and the paper it comes
+from. Methods see the trainer only through ``UnlearningContext``, the few values they read, so they
+can be tested with a plain object and never import the trainer.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, Protocol
 
 import torch
 import torch.distributed as dist
@@ -23,17 +25,73 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data.columns import LABEL_COLUMNS
+from ..core.labels import LABEL_KEYS
 
-if TYPE_CHECKING:
-    from ..arguments import UnlearningArguments
-    from ..trainer import UnlearningTrainer
+# The TrainingArguments a method may recommend; ``UnlearningArguments`` leaves them ``None`` ("unset")
+# and fills each one from the chosen method's ``MethodConfig.training_defaults`` exactly once.
+TRAINING_KEYS = ("optim", "learning_rate", "num_train_epochs", "per_device_train_batch_size")
 
+
+@dataclasses.dataclass(frozen=True)
+class Paper:
+    """Where a method comes from: shown by ``hf-unlearn methods NAME`` and cited by the model card."""
+
+    title: str
+    authors: str  # "Last, First and Last, First" (BibTeX order)
+    venue: str
+    year: int
+    arxiv: str | None = None
+
+    @property
+    def url(self) -> str | None:
+        return f"https://arxiv.org/abs/{self.arxiv}" if self.arxiv else None
+
+    @property
+    def bibtex(self) -> str:
+        key = self.authors.split(",")[0].lower().replace(" ", "") + str(self.year)
+        lines = [f"  title = {{{self.title}}}", f"  author = {{{self.authors}}}", f"  booktitle = {{{self.venue}}}",
+                 f"  year = {{{self.year}}}"]
+        if self.arxiv:
+            lines.append(f"  eprint = {{{self.arxiv}}}, archivePrefix = {{arXiv}}")
+        return "@inproceedings{" + key + ",\n" + ",\n".join(lines) + "\n}"
+
+
+@dataclasses.dataclass
+class MethodConfig:
+    """Base of every method's hyperparameters (a dataclass, so ``HfArgumentParser`` and YAML read it).
+
+    Field names carry the method's prefix (``pgu_delta``, ``scrub_alpha``): they share one command
+    line with ``UnlearningArguments`` and must never collide with it or with TrainingArguments.
+    """
+
+    training_defaults: ClassVar[dict[str, Any]] = {}  # recommended values for TRAINING_KEYS left unset
+    paper: ClassVar[Paper | None] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class NoHyperparameters(MethodConfig):
+    """A method whose only knobs are the TrainingArguments (learning rate, epochs)."""
+
+
+class UnlearningContext(Protocol):
+    """What a method may read from the trainer that runs it (``UnlearningTrainer`` satisfies it)."""
+
+    args: Any  # TrainingArguments: device, seed, world_size, process_index, per_device_train_batch_size
+    model: nn.Module
+    forget_dataset: Any
+    retain_dataset: Any
+    base_collator: Any
+    state: Any  # TrainerState: ``epoch``
+
+    def compute_loss_context_manager(self) -> AbstractContextManager: ...
 
 
 def split_labels(inputs: dict) -> tuple[dict, torch.Tensor]:
     """Model inputs without the labels, and the labels."""
-    for key in LABEL_COLUMNS:
+    for key in LABEL_KEYS:
         if key in inputs:
             return {k: v for k, v in inputs.items() if k != key}, inputs[key]
     raise ValueError(f"A batch has no labels (keys: {sorted(inputs)}); unlearning needs labelled examples.")
@@ -53,26 +111,29 @@ class UnlearningMethod(ABC):
     """Base class: override ``compute_loss``; set the class attributes that describe the method."""
 
     name: ClassVar[str] = ""
+    config_class: ClassVar[type[MethodConfig]] = NoHyperparameters
     needs_retain: ClassVar[bool] = False  # the batch carries a "retain" stream
     uses_projection: ClassVar[bool] = False  # updates are projected away from the Core Gradient Space
     trains_unprotected: ClassVar[bool] = True  # parameters outside the space may move
-    default_overrides: ClassVar[dict[str, Any]] = {}  # recommended values for fields left at their defaults
 
-    def __init__(self, args: UnlearningArguments):
-        self.args = args
+    def __init__(self, config: MethodConfig, seed: int = 0):
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}.")
+        self.config = config
+        self.seed = seed
         self._tracked: dict[str, tuple[float, int]] = {}
 
-    def setup(self, trainer: UnlearningTrainer) -> None:  # noqa: B027 (optional hook)
+    def setup(self, context: UnlearningContext) -> None:  # noqa: B027 (optional hook)
         """Called once before the first step, after inputs were validated (e.g. copy a teacher)."""
 
     @abstractmethod
-    def compute_loss(self, trainer: UnlearningTrainer, model: nn.Module, batch: dict) -> torch.Tensor:
+    def compute_loss(self, context: UnlearningContext, model: nn.Module, batch: dict) -> torch.Tensor:
         """The scalar loss of one micro-batch (a mean over its examples)."""
 
-    def before_optimizer_step(self, trainer: UnlearningTrainer, model: nn.Module) -> None:  # noqa: B027
+    def before_optimizer_step(self, context: UnlearningContext, model: nn.Module) -> None:  # noqa: B027
         """Called before every optimizer step, on the accumulated, all-reduced and clipped gradient."""
 
-    def after_optimizer_step(self, trainer: UnlearningTrainer, model: nn.Module) -> None:  # noqa: B027
+    def after_optimizer_step(self, context: UnlearningContext, model: nn.Module) -> None:  # noqa: B027
         """Called after every optimizer step (after any projection)."""
 
     def track(self, name: str, value: float | torch.Tensor) -> None:
@@ -85,26 +146,6 @@ class UnlearningMethod(ABC):
         means = {name: total / count for name, (total, count) in self._tracked.items() if count}
         self._tracked.clear()
         return means
-
-
-# ---------------------------------------------------------------------- per-method defaults
-def apply_default_overrides(args: UnlearningArguments, method: type[UnlearningMethod]) -> dict[str, Any]:
-    """Set ``method.default_overrides`` on every field of ``args`` still at its dataclass default.
-
-    A value equal to the library default counts as "not set" (dataclasses cannot tell the two apart);
-    pass ``use_method_defaults=False`` to keep the library defaults verbatim. Returns what was applied.
-    """
-    fields = {f.name: f for f in dataclasses.fields(args)}
-    applied = {}
-    for name, value in method.default_overrides.items():
-        if name not in fields:
-            raise ValueError(f"{method.__name__}.default_overrides names {name!r}, which is not an argument.")
-        field = fields[name]
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        if getattr(args, name) == default and default != value:
-            setattr(args, name, value)
-            applied[name] = value
-    return applied
 
 
 # ---------------------------------------------------------------------- helpers shared by methods
@@ -128,13 +169,13 @@ def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
-def batches(trainer: UnlearningTrainer, dataset, batch_size: int | None = None, shard: bool = True):
+def batches(context: UnlearningContext, dataset, batch_size: int | None = None, shard: bool = True):
     """This process's share of ``dataset`` in collated batches on the training device (for ``setup``)."""
-    args = trainer.args
+    args = context.args
     if shard and args.world_size > 1:
         dataset = dataset.shard(args.world_size, args.process_index, contiguous=True)
     loader = DataLoader(
-        dataset, batch_size=batch_size or args.per_device_train_batch_size, collate_fn=trainer.base_collator
+        dataset, batch_size=batch_size or args.per_device_train_batch_size, collate_fn=context.base_collator
     )
     for batch in loader:
         yield {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}

@@ -19,14 +19,39 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from .base import all_reduce_sum, cross_entropy
+from .base import MethodConfig, all_reduce_sum, cross_entropy
+from .papers import ZHOU_2025
 from .random_labels import RandomLabels
 
 TINY = 1e-8  # keeps log finite for a perfectly fitted batch (reference: 1e-8)
+
+
+@dataclass
+class EUPMUConfig(MethodConfig):
+    eupmu_epsilon: float = field(
+        default=0.01,
+        metadata={
+            "help": "The retain loss must fall by this much in log per step before the multiplier stops rising "
+            "(epsilon; reference code eu_error=0.01)."
+        },
+    )
+    eupmu_multiplier_lr: float = field(default=1.0, metadata={"help": "Adam learning rate of the multiplier w."})
+    eupmu_multiplier_weight_decay: float = field(
+        default=0.01, metadata={"help": "Adam weight decay of the multiplier w (reference code: 0.01)."}
+    )
+    training_defaults = {"optim": "adamw_torch", "learning_rate": 1e-3, "num_train_epochs": 5.0}
+    paper = ZHOU_2025
+
+    def __post_init__(self):
+        if self.eupmu_epsilon < 0:
+            raise ValueError(f"eupmu_epsilon must be non-negative, got {self.eupmu_epsilon}")
+        if self.eupmu_multiplier_lr <= 0 or self.eupmu_multiplier_weight_decay < 0:
+            raise ValueError("eupmu_multiplier_lr must be positive and eupmu_multiplier_weight_decay non-negative")
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -62,13 +87,13 @@ def frozen_norm_statistics(model: nn.Module):
 class EUPMU(RandomLabels):
     name = "eupmu"
     needs_retain = True
-    default_overrides = {"optim": "adamw_torch", "learning_rate": 1e-3, "num_train_epochs": 5.0}
+    config_class = EUPMUConfig
 
-    def __init__(self, args):
-        super().__init__(args)
+    def __init__(self, config, seed: int = 0):
+        super().__init__(config, seed)
         self.multiplier = torch.zeros(1, requires_grad=True)
         self.dual_optimizer = torch.optim.Adam(
-            [self.multiplier], lr=args.eupmu_multiplier_lr, weight_decay=args.eupmu_multiplier_weight_decay
+            [self.multiplier], lr=config.eupmu_multiplier_lr, weight_decay=config.eupmu_multiplier_weight_decay
         )
         self._step_batches: list[tuple[dict, torch.Tensor, dict]] = []
 
@@ -76,9 +101,9 @@ class EUPMU(RandomLabels):
     def w(self) -> float:
         return float(self.multiplier.detach().clamp(min=0.0))
 
-    def compute_loss(self, trainer, model, batch):
+    def compute_loss(self, context, model, batch):
         forget = self.forget_loss(model, batch["forget"])
-        device = trainer.args.device
+        device = context.args.device
         rng = _rng_state(device)
         retain = cross_entropy(model, batch["retain"])
         self._step_batches.append((batch["retain"], retain.detach(), rng))
@@ -87,12 +112,12 @@ class EUPMU(RandomLabels):
         return self.w * torch.log(retain + TINY) + torch.log(forget + TINY)
 
     @torch.no_grad()
-    def after_optimizer_step(self, trainer, model):
+    def after_optimizer_step(self, context, model):
         if not self._step_batches:
             return
-        device = trainer.args.device
+        device = context.args.device
         before, after = [], []
-        with trainer.compute_loss_context_manager(), frozen_norm_statistics(model):
+        with context.compute_loss_context_manager(), frozen_norm_statistics(model):
             for inputs, loss, rng in self._step_batches:
                 with replayed_rng(rng, device):
                     after.append(cross_entropy(model, inputs).float())
@@ -102,7 +127,7 @@ class EUPMU(RandomLabels):
         all_reduce_sum([totals, count])
         self._step_batches.clear()
         log_before, log_after = (math.log(float(t / count) + TINY) for t in totals)
-        self.update_multiplier(log_before - log_after - self.args.eupmu_epsilon)
+        self.update_multiplier(log_before - log_after - self.config.eupmu_epsilon)
 
     def update_multiplier(self, dual_gradient: float) -> None:
         """One Adam step on w with ``dual_gradient`` (log L_r − log L_r' − ε), then w ← max(w, 0)."""

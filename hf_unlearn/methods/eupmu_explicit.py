@@ -17,11 +17,27 @@ gradient checkpointing cannot take ``torch.autograd.grad``; use ``use_reentrant=
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
-from .base import cross_entropy
+from .base import MethodConfig, cross_entropy
+from .papers import ZHOU_2025
 from .random_labels import RandomLabels
 
+
+@dataclass
+class EUPMUExplicitConfig(MethodConfig):
+    eupmu_explicit_epsilon: float = field(
+        default=0.0,
+        metadata={"help": "The surgered direction d keeps <g_r, d> >= -epsilon (Prop. 3.2; reference code: 0)."},
+    )
+    training_defaults = {"optim": "adamw_torch", "learning_rate": 3e-4, "num_train_epochs": 5.0}
+    paper = ZHOU_2025
+
+    def __post_init__(self):
+        if self.eupmu_explicit_epsilon < 0:
+            raise ValueError(f"eupmu_explicit_epsilon must be non-negative, got {self.eupmu_explicit_epsilon}")
 
 def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
     return sum((x.float() * y.float()).sum() for x, y in zip(a, b))
@@ -43,9 +59,9 @@ def surgery_direction(
 class EUPMUExplicit(RandomLabels):
     name = "eupmu_explicit"
     needs_retain = True
-    default_overrides = {"optim": "adamw_torch", "learning_rate": 3e-4, "num_train_epochs": 5.0}
+    config_class = EUPMUExplicitConfig
 
-    def compute_loss(self, trainer, model, batch):
+    def compute_loss(self, context, model, batch):
         params = [p for p in model.parameters() if p.requires_grad]
         forget = self.forget_loss(model, batch["forget"])
         forget_grads = torch.autograd.grad(forget, params, allow_unused=True)
@@ -53,7 +69,7 @@ class EUPMUExplicit(RandomLabels):
         retain_grads = torch.autograd.grad(retain, params, allow_unused=True)
         forget_grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, forget_grads)]
         retain_grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, retain_grads)]
-        direction, lam = surgery_direction(forget_grads, retain_grads, self.args.eupmu_explicit_epsilon)
+        direction, lam = surgery_direction(forget_grads, retain_grads, self.config.eupmu_explicit_epsilon)
         self.retain_alignment = float(_dot(retain_grads, direction))  # ⟨g_r, d⟩ ≥ −ε
         self.track("surgery_lambda", lam)
         self.track("surgery_active", float(lam > 0))

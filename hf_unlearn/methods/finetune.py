@@ -8,13 +8,22 @@ paired with as many retain examples, not a pass over the retain set.
 
 from __future__ import annotations
 
-from .base import UnlearningMethod, cross_entropy
+from dataclasses import dataclass
+
+from .base import MethodConfig, UnlearningMethod, cross_entropy
+from .papers import GOLATKAR_2020
+
+
+@dataclass
+class FineTuneConfig(MethodConfig):
+    training_defaults = {"optim": "adamw_torch", "learning_rate": 1e-3, "num_train_epochs": 10.0}
+    paper = GOLATKAR_2020
 
 
 class FineTune(UnlearningMethod):
     name = "finetune"
     needs_retain = True
-    default_overrides = {"optim": "adamw_torch", "learning_rate": 1e-3, "num_train_epochs": 10.0}
+    config_class = FineTuneConfig
 
-    def compute_loss(self, trainer, model, batch):
+    def compute_loss(self, context, model, batch):
         return cross_entropy(model, batch["retain"])

@@ -17,30 +17,50 @@ forgotten class's head row) are left out: they need to know the scenario.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
-from .base import UnlearningMethod, all_reduce_sum, batches, cross_entropy, trainable_parameters
+from .base import MethodConfig, UnlearningMethod, all_reduce_sum, batches, cross_entropy, trainable_parameters
+from .papers import GOLATKAR_2020
 
 FISHER_FLOOR = 1e-3  # the reference caps the inverse Fisher at 1e3
+
+
+@dataclass
+class FisherConfig(MethodConfig):
+    fisher_alpha: float = field(
+        default=1e-4,
+        metadata={"help": "Noise variance alpha / (Fisher / its mean); 1e-4 chosen on digits from 1e-5 ... 1e-3."},
+    )
+    fisher_num_samples: int = field(
+        default=1000, metadata={"help": "Retain examples used to estimate the diagonal Fisher."}
+    )
+    training_defaults = {"optim": "adamw_torch", "learning_rate": 1e-3, "num_train_epochs": 3.0}
+    paper = GOLATKAR_2020
+
+    def __post_init__(self):
+        if self.fisher_alpha < 0 or self.fisher_num_samples < 1:
+            raise ValueError("fisher_alpha must be non-negative and fisher_num_samples at least 1")
 
 
 class FisherForgetting(UnlearningMethod):
     name = "fisher"
     needs_retain = True
-    default_overrides = {"optim": "adamw_torch", "learning_rate": 1e-3, "num_train_epochs": 3.0}
+    config_class = FisherConfig
 
-    def setup(self, trainer):
-        model, args = trainer.model, self.args
+    def setup(self, context):
+        model, config, device = context.model, self.config, context.args.device
         params = [p for _, p in trainable_parameters(model)]
-        retain = trainer.retain_dataset
-        if len(retain) > args.fisher_num_samples:
-            retain = retain.shuffle(seed=args.seed).select(range(args.fisher_num_samples))
+        retain = context.retain_dataset
+        if len(retain) > config.fisher_num_samples:
+            retain = retain.shuffle(seed=self.seed).select(range(config.fisher_num_samples))
         fisher = [torch.zeros_like(p, dtype=torch.float32) for p in params]
-        count = torch.zeros((), device=args.device)
+        count = torch.zeros((), device=device)
         was_training = model.training
         model.eval()
         try:
-            for example in batches(trainer, retain, batch_size=1):
+            for example in batches(context, retain, batch_size=1):
                 grads = torch.autograd.grad(cross_entropy(model, example), params, allow_unused=True)
                 for total, grad in zip(fisher, grads):
                     if grad is not None:
@@ -49,18 +69,15 @@ class FisherForgetting(UnlearningMethod):
         finally:
             model.train(was_training)
         all_reduce_sum([*fisher, count])
-        generator = torch.Generator().manual_seed(args.seed)  # identical noise on every process
-        noise_norm = 0.0
+        generator = torch.Generator().manual_seed(self.seed)  # identical noise on every process
         # the Fisher's scale follows the loss (tiny for a model that fits its data): normalise by its mean
         mean = sum(f.sum() for f in fisher) / sum(f.numel() for f in fisher)
         with torch.no_grad():
             for param, total in zip(params, fisher):
                 relative = total / mean.clamp(min=torch.finfo(torch.float32).tiny)
-                std = (args.fisher_alpha / relative.clamp(min=FISHER_FLOOR)).sqrt()
+                std = (config.fisher_alpha / relative.clamp(min=FISHER_FLOOR)).sqrt()
                 noise = torch.randn(param.shape, generator=generator).to(param.device) * std
                 param.add_(noise.to(param.dtype))
-                noise_norm += float(noise.pow(2).sum())
-        self.noise_norm = noise_norm**0.5
 
-    def compute_loss(self, trainer, model, batch):
+    def compute_loss(self, context, model, batch):
         return cross_entropy(model, batch["retain"])

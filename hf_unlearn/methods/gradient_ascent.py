@@ -9,14 +9,35 @@ Golatkar et al., CVPR 2020).
 
 from __future__ import annotations
 
-from .base import UnlearningMethod, cross_entropy
+from dataclasses import dataclass
+
+from .base import MethodConfig, Paper, UnlearningMethod, cross_entropy
+from .pgu import PGUConfig
+
+
+@dataclass
+class GradientAscentConfig(MethodConfig):
+    training_defaults = {"optim": "adamw_torch", "learning_rate": 1e-4, "num_train_epochs": 5.0}
+    paper = Paper(
+        title="Unrolling SGD: Understanding Factors Influencing Machine Unlearning",
+        authors="Thudi, Anvith and Deza, Gabriel and Chandrasekaran, Varun and Papernot, Nicolas",
+        venue="IEEE EuroS&P",
+        year=2022,
+        arxiv="2109.13398",
+    )
+
+
+@dataclass
+class GradientAscentProjectedConfig(MethodConfig):
+    training_defaults = {"optim": "adamw_torch", "learning_rate": 5e-3, "num_train_epochs": 10.0}
+    paper = PGUConfig.paper  # the protection is PGU's
 
 
 class GradientAscent(UnlearningMethod):
     name = "gradient_ascent"
-    default_overrides = {"optim": "adamw_torch", "learning_rate": 1e-4, "num_train_epochs": 5.0}
+    config_class = GradientAscentConfig
 
-    def compute_loss(self, trainer, model, batch):
+    def compute_loss(self, context, model, batch):
         return -cross_entropy(model, batch["forget"])
 
 
@@ -24,6 +45,6 @@ class GradientAscentProjected(GradientAscent):
     """GA whose updates avoid the Core Gradient Space (protection borrowed from PGU)."""
 
     name = "ga_projected"
+    config_class = GradientAscentProjectedConfig
     uses_projection = True
     trains_unprotected = False
-    default_overrides = {"optim": "adamw_torch", "learning_rate": 5e-3, "num_train_epochs": 10.0}

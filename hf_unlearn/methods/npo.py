@@ -9,10 +9,29 @@ forgotten, which is what keeps NPO from GA's collapse. β = 0.1 (the paper's val
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 
-from .base import UnlearningMethod, frozen_copy, split_labels
+from .base import MethodConfig, Paper, UnlearningMethod, frozen_copy, split_labels
+
+
+@dataclass
+class NPOConfig(MethodConfig):
+    npo_beta: float = field(default=0.1, metadata={"help": "Inverse temperature beta (the paper's 0.1)."})
+    training_defaults = {"optim": "adamw_torch", "learning_rate": 1e-4, "num_train_epochs": 5.0}
+    paper = Paper(
+        title="Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning",
+        authors="Zhang, Ruiqi and Lin, Licong and Bai, Yu and Mei, Song",
+        venue="COLM",
+        year=2024,
+        arxiv="2404.05868",
+    )
+
+    def __post_init__(self):
+        if self.npo_beta <= 0:
+            raise ValueError(f"npo_beta must be positive, got {self.npo_beta}")
 
 
 def label_log_prob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -25,13 +44,13 @@ def npo_loss(log_prob: torch.Tensor, reference_log_prob: torch.Tensor, beta: flo
 
 class NPO(UnlearningMethod):
     name = "npo"
-    default_overrides = {"optim": "adamw_torch", "learning_rate": 1e-4, "num_train_epochs": 5.0}
+    config_class = NPOConfig
 
-    def setup(self, trainer):
-        self.reference = frozen_copy(trainer.model)
+    def setup(self, context):
+        self.reference = frozen_copy(context.model)
 
-    def compute_loss(self, trainer, model, batch):
+    def compute_loss(self, context, model, batch):
         features, labels = split_labels(batch["forget"])
         with torch.no_grad():
             reference = label_log_prob(self.reference(**features).logits, labels)
-        return npo_loss(label_log_prob(model(**features).logits, labels), reference, self.args.npo_beta)
+        return npo_loss(label_log_prob(model(**features).logits, labels), reference, self.config.npo_beta)

@@ -8,23 +8,32 @@ step pushes away from the label being forgotten.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-from .base import UnlearningMethod, logits_and_labels, random_wrong_labels
+from .base import MethodConfig, UnlearningMethod, logits_and_labels, random_wrong_labels
+from .papers import GOLATKAR_2020
+
+
+@dataclass
+class RandomLabelsConfig(MethodConfig):
+    training_defaults = {"optim": "adamw_torch", "learning_rate": 3e-4, "num_train_epochs": 5.0}
+    paper = GOLATKAR_2020
 
 
 class RandomLabels(UnlearningMethod):
     name = "random_labels"
-    default_overrides = {"optim": "adamw_torch", "learning_rate": 3e-4, "num_train_epochs": 5.0}
+    config_class = RandomLabelsConfig
 
-    def __init__(self, args):
-        super().__init__(args)
-        self.generator = torch.Generator().manual_seed(args.seed)
+    def __init__(self, config, seed: int = 0):
+        super().__init__(config, seed)
+        self.generator = torch.Generator().manual_seed(seed)
 
     def forget_loss(self, model, inputs) -> torch.Tensor:
         logits, labels = logits_and_labels(model, inputs)
         return F.cross_entropy(logits, random_wrong_labels(labels, logits.shape[-1], self.generator))
 
-    def compute_loss(self, trainer, model, batch):
+    def compute_loss(self, context, model, batch):
         return self.forget_loss(model, batch["forget"])

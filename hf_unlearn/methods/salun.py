@@ -13,11 +13,35 @@ retain loss. With weight decay, masked weights still decay (as in the reference 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 
-from .base import all_reduce_sum, batches, cross_entropy, trainable_parameters
+from .base import MethodConfig, Paper, all_reduce_sum, batches, cross_entropy, trainable_parameters
 from .random_labels import RandomLabels
+
+
+@dataclass
+class SalUnConfig(MethodConfig):
+    salun_mask_ratio: float = field(
+        default=0.5, metadata={"help": "Share of weights updated, by forget-gradient saliency (paper: 0.5)."}
+    )
+    salun_retain_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the retain cross-entropy (the paper's eq. 5; code: 1)."}
+    )
+    training_defaults = {"optim": "adamw_torch", "learning_rate": 3e-4, "num_train_epochs": 5.0}
+    paper = Paper(
+        title="SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency in Both Image "
+        "Classification and Generation",
+        authors="Fan, Chongyu and Liu, Jiancheng and Zhang, Yihua and Wong, Eric and Wei, Dennis and Liu, Sijia",
+        venue="ICLR",
+        year=2024,
+        arxiv="2310.12508",
+    )
+
+    def __post_init__(self):
+        if not 0.0 < self.salun_mask_ratio <= 1.0 or self.salun_retain_weight < 0:
+            raise ValueError("salun_mask_ratio must lie in (0, 1] and salun_retain_weight be non-negative")
 
 
 def saliency_masks(saliency: list[torch.Tensor], ratio: float) -> list[torch.Tensor]:
@@ -31,16 +55,16 @@ def saliency_masks(saliency: list[torch.Tensor], ratio: float) -> list[torch.Ten
 class SalUn(RandomLabels):
     name = "salun"
     needs_retain = True
-    default_overrides = {"optim": "adamw_torch", "learning_rate": 3e-4, "num_train_epochs": 5.0}
+    config_class = SalUnConfig
 
-    def setup(self, trainer):
-        model = trainer.model
+    def setup(self, context):
+        model = context.model
         params = [p for _, p in trainable_parameters(model)]
         saliency = [torch.zeros_like(p) for p in params]
         was_training = model.training
         model.eval()
         try:
-            for batch in batches(trainer, trainer.forget_dataset):
+            for batch in batches(context, context.forget_dataset):
                 grads = torch.autograd.grad(cross_entropy(model, batch), params, allow_unused=True)
                 for total, grad in zip(saliency, grads):
                     if grad is not None:
@@ -48,14 +72,14 @@ class SalUn(RandomLabels):
         finally:
             model.train(was_training)
         all_reduce_sum(saliency)
-        self.masks = list(zip(params, saliency_masks(saliency, self.args.salun_mask_ratio)))
+        self.masks = list(zip(params, saliency_masks(saliency, self.config.salun_mask_ratio)))
 
-    def compute_loss(self, trainer, model, batch):
+    def compute_loss(self, context, model, batch):
         forget = self.forget_loss(model, batch["forget"])
         retain = cross_entropy(model, batch["retain"])
-        return forget + self.args.salun_retain_weight * retain
+        return forget + self.config.salun_retain_weight * retain
 
-    def before_optimizer_step(self, trainer, model):
+    def before_optimizer_step(self, context, model):
         for param, mask in self.masks:
             if param.grad is not None:
                 param.grad.mul_(mask)

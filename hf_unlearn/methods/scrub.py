@@ -11,10 +11,29 @@ the same first-order update and fits the one-batch contract.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 
-from .base import UnlearningMethod, frozen_copy, split_labels
+from .base import MethodConfig, UnlearningMethod, frozen_copy, split_labels
+from .papers import KURMANJI_2023
+
+
+@dataclass
+class SCRUBConfig(MethodConfig):
+    scrub_alpha: float = field(default=0.001, metadata={"help": "Weight of the retain distillation KL (alpha)."})
+    scrub_gamma: float = field(default=0.99, metadata={"help": "Weight of the retain cross-entropy (gamma)."})
+    scrub_temperature: float = field(default=4.0, metadata={"help": "Distillation temperature (kd_T)."})
+    scrub_max_epochs: float = field(
+        default=2.0, metadata={"help": "Epochs with the forget (max) term (msteps in the reference code)."}
+    )
+    training_defaults = {"optim": "adamw_torch", "learning_rate": 3e-4, "num_train_epochs": 5.0}
+    paper = KURMANJI_2023
+
+    def __post_init__(self):
+        if self.scrub_alpha < 0 or self.scrub_gamma < 0 or self.scrub_max_epochs < 0 or self.scrub_temperature <= 0:
+            raise ValueError("SCRUB weights and scrub_max_epochs must be non-negative, scrub_temperature positive")
 
 
 def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -27,10 +46,10 @@ def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
 class SCRUB(UnlearningMethod):
     name = "scrub"
     needs_retain = True
-    default_overrides = {"optim": "adamw_torch", "learning_rate": 3e-4, "num_train_epochs": 5.0}
+    config_class = SCRUBConfig
 
-    def setup(self, trainer):
-        self.teacher = frozen_copy(trainer.model)
+    def setup(self, context):
+        self.teacher = frozen_copy(context.model)
 
     def _student_and_teacher(self, model, inputs):
         features, labels = split_labels(inputs)
@@ -38,14 +57,14 @@ class SCRUB(UnlearningMethod):
             teacher = self.teacher(**features).logits
         return model(**features).logits, teacher, labels
 
-    def compute_loss(self, trainer, model, batch):
-        args = self.args
+    def compute_loss(self, context, model, batch):
+        config = self.config
         student, teacher, labels = self._student_and_teacher(model, batch["retain"])
-        loss = args.scrub_gamma * F.cross_entropy(student, labels)
-        loss = loss + args.scrub_alpha * distillation_kl(student, teacher, args.scrub_temperature)
-        if (trainer.state.epoch or 0.0) < args.scrub_max_epochs:
+        loss = config.scrub_gamma * F.cross_entropy(student, labels)
+        loss = loss + config.scrub_alpha * distillation_kl(student, teacher, config.scrub_temperature)
+        if (context.state.epoch or 0.0) < config.scrub_max_epochs:
             student, teacher, _ = self._student_and_teacher(model, batch["forget"])
-            forget_kl = distillation_kl(student, teacher, args.scrub_temperature)
+            forget_kl = distillation_kl(student, teacher, config.scrub_temperature)
             self.track("forget_kl", forget_kl.detach())
             loss = loss - forget_kl
         return loss

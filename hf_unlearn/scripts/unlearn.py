@@ -1,7 +1,7 @@
 """Unlearn part of a classifier's training data: the ``accelerate launch`` recipe.
 
-    # the embedded digits data, the forget set as a whole class, a YAML config
-    accelerate launch recipes/unlearn.py --config recipes/configs/digits_pgu.yaml
+    # the embedded digits data, the forget set as a whole class, a YAML config (after `make demo`)
+    accelerate launch recipes/unlearn.py --config recipes/configs/digits_class.yaml
 
     # any local or Hub image/text classifier, with CLI overrides
     python recipes/unlearn.py --model_name_or_path ./my-model --dataset_name ./my-data \\
@@ -17,17 +17,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from transformers import (
     AutoImageProcessor,
     AutoModelForImageClassification,
     AutoModelForSequenceClassification,
     AutoTokenizer,
-    HfArgumentParser,
 )
 
 from .. import models  # noqa: F401  (registers the small CNN with the Auto classes)
@@ -38,55 +34,9 @@ from ..data.loading import ensure_splits, load_raw, process_images, rename_label
 from ..evaluation import evaluate_unlearning, per_example_loss, write_report
 from ..exact import TrainingRecipe, retrain_from_scratch
 from ..trainer import UnlearningTrainer
+from .arguments import ForgetSetArguments, ScriptArguments, parse_args
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class ScriptArguments:
-    model_name_or_path: str = field(metadata={"help": "A local model folder or a Hub id."})
-    dataset_name: str | None = field(
-        default=None, metadata={"help": "Hub id, local dataset folder, or 'digits' / 'mnist5k' (embedded)."}
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
-    data_files: list[str] | None = field(default=None, metadata={"help": "Local csv/json/parquet training files."})
-    train_split: str = field(default="train", metadata={"help": "Split the model was trained on."})
-    eval_split: str | None = field(default=None, metadata={"help": "Held-out split (default: validation or test)."})
-    label_column: str = field(default="labels", metadata={"help": "Label column."})
-    text_column: str | None = field(default=None, metadata={"help": "Text column (text models)."})
-    image_column: str | None = field(default=None, metadata={"help": "Image column (raw images to preprocess)."})
-    max_length: int = field(default=128, metadata={"help": "Token limit for text models."})
-    split_seed: int = field(default=0, metadata={"help": "Seed of the split for datasets without a held-out split."})
-    core_gradient_space: str | None = field(
-        default=None, metadata={"help": "A cached Core Gradient Space folder (built from the training set if absent)."}
-    )
-    compare_with_retrain: bool = field(
-        default=False, metadata={"help": "Also retrain from scratch without the forget set and write a report."}
-    )
-    retrain_epochs: float = field(default=40.0, metadata={"help": "Epochs of the original recipe (for retraining)."})
-    retrain_learning_rate: float = field(default=2e-3, metadata={"help": "Learning rate of the original recipe."})
-    retrain_batch_size: int = field(default=32, metadata={"help": "Batch size of the original recipe."})
-    retrain_cache_dir: str | None = field(default=None, metadata={"help": "Where retrained references are cached."})
-
-
-def _yaml_to_argv(path: str) -> list[str]:
-    values = yaml.safe_load(Path(path).read_text()) or {}
-    argv: list[str] = []
-    for key, value in values.items():
-        argv.append(f"--{key}")
-        argv.extend(str(v) for v in value) if isinstance(value, list) else argv.append(str(value))
-    return argv
-
-
-def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, UnlearningArguments]:
-    """CLI flags, optionally on top of ``--config file.yaml`` (flags given on the command line win)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--config" in argv:
-        at = argv.index("--config")
-        argv = _yaml_to_argv(argv[at + 1]) + argv[:at] + argv[at + 2 :]
-    parser = HfArgumentParser((ScriptArguments, UnlearningArguments))
-    script_args, args = parser.parse_args_into_dataclasses(args=argv)
-    return script_args, args
 
 
 def load_model_and_data(script_args: ScriptArguments):
@@ -111,11 +61,15 @@ def load_model_and_data(script_args: ScriptArguments):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    script_args, args = parse_args(argv)
+    """Parse the command line (and ``--config``), then run the recipe."""
+    return run(*parse_args(argv))
+
+
+def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: UnlearningArguments) -> dict:
     logging.basicConfig(level=logging.INFO if args.should_log else logging.WARNING)
     model, data, eval_split, processing_class = load_model_and_data(script_args)
     train = data[script_args.train_split]
-    forget, retain = split_forget_retain(train, select_forget_indices(train, args))
+    forget, retain = split_forget_retain(train, select_forget_indices(train, **forget_args.selection()))
     space = None
     if script_args.core_gradient_space and Path(script_args.core_gradient_space).is_dir():
         space = CoreGradientSpace.from_pretrained(script_args.core_gradient_space, model)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from .core import CGSMismatchError
-from .core.layers import TRANSPOSED_LINEAR, layer_kind
+from ..core import CGSMismatchError
+from ..core.layers import TRANSPOSED_LINEAR, layer_kind
 
 PEFT_PREFIX = "base_model.model."
 

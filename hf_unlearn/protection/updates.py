@@ -13,7 +13,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from .core import LayerProjector
+from ..core import LayerProjector
 
 
 class ProjectedUpdates:

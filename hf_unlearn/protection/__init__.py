@@ -1,0 +1,21 @@
+"""How a method protects what must be kept, outside the Trainer: PGU's space, freezing, PEFT."""
+
+from .freezing import batch_norms_in_eval_mode, freeze_parameters
+from .membership import check_membership, forget_fingerprints
+from .peft import PeftTargets, is_peft_model, peft_targets
+from .space import CGS_DIR, SpaceProtection, SpaceSettings
+from .updates import ProjectedUpdates
+
+__all__ = [
+    "CGS_DIR",
+    "PeftTargets",
+    "ProjectedUpdates",
+    "SpaceProtection",
+    "SpaceSettings",
+    "batch_norms_in_eval_mode",
+    "check_membership",
+    "forget_fingerprints",
+    "freeze_parameters",
+    "is_peft_model",
+    "peft_targets",
+]

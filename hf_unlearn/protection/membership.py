@@ -1,0 +1,35 @@
+"""Which examples a request names, and whether the model was trained on them.
+
+Examples are identified by fingerprints of their column values (``core.fingerprint_examples``), so
+a request can be checked against the training set, or against a cached space's ledger, without the
+model.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..core import fingerprint_examples
+
+
+def forget_fingerprints(forget_dataset, columns: list[str], source: str) -> torch.Tensor:
+    """Fingerprints of the forget examples on the columns ``source`` identifies examples by."""
+    missing = [c for c in columns if c not in forget_dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"{source} identifies examples by columns {columns}; the forget set lacks {missing}. "
+            "Select the forget set from the same dataset."
+        )
+    return fingerprint_examples(forget_dataset.select_columns(columns), columns)
+
+
+def check_membership(original_fingerprints: torch.Tensor, forget_dataset, columns: list[str]) -> None:
+    """Refuse a request naming examples that are not in the training set."""
+    known = set(original_fingerprints.tolist())
+    forget = forget_fingerprints(forget_dataset, columns, "original_dataset").tolist()
+    unknown = sum(fp not in known for fp in forget)
+    if unknown:
+        raise ValueError(
+            f"{unknown} of {len(forget)} forget examples are not in original_dataset: "
+            "only examples the model was trained on can be forgotten."
+        )

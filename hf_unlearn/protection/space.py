@@ -1,0 +1,174 @@
+"""PGU's protection in one place: the space built or loaded, the request subtracted, updates projected.
+
+The order matters and is kept here: the space is checked against the model and the request against
+the space's ledger *before* any weight moves; the forget set's Gram matrices are collected with the
+model that built the space (so retain-by-subtraction is exact); only then are projectors made. The
+trainer calls ``prepare`` once and ``snapshot``/``project`` around every optimizer step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..core import CoreGradientSpace, collect_gram_matrices, fingerprint_examples, model_fingerprint
+from .freezing import freeze_parameters, freeze_peft_parameters
+from .membership import forget_fingerprints
+from .peft import PeftTargets, is_peft_model, peft_targets
+from .updates import ProjectedUpdates
+
+logger = logging.getLogger(__name__)
+CGS_DIR = "core_gradient_space"
+
+
+@dataclass
+class SpaceSettings:
+    """How the space is built and thresholded (from ``UnlearningArguments``)."""
+
+    gamma: float = 0.8
+    energy: str = "sigma"
+    protect_layers: list[str] | None = None
+    exclude_layers: list[str] | None = None
+    batch_size: int = 128
+    show_progress: bool = True
+
+
+def shard(dataset, world_size: int, process_index: int):
+    """This process's contiguous share, so statistics summed across processes count each row once."""
+    return dataset if world_size == 1 else dataset.shard(world_size, process_index, contiguous=True)
+
+
+class SpaceProtection:
+    """Build or load the Core Gradient Space, subtract a request, freeze, and project updates."""
+
+    def __init__(
+        self,
+        settings: SpaceSettings,
+        *,
+        space: CoreGradientSpace | None = None,
+        original_dataset=None,
+        collate_fn=None,
+        world_size: int = 1,
+        process_index: int = 0,
+    ):
+        if space is None and original_dataset is None:
+            raise ValueError(
+                "Projection needs the Core Gradient Space: pass core_gradient_space=CoreGradientSpace."
+                "from_pretrained(...) or original_dataset=<training set>."
+            )
+        self.settings = settings
+        self.space = space
+        self.original_dataset = original_dataset
+        self.collate_fn = collate_fn
+        self.world_size = world_size
+        self.process_index = process_index
+        self.projection: ProjectedUpdates | None = None
+        self.peft: PeftTargets | None = None
+
+    # ------------------------------------------------------------------ the space
+    def build(self, model: nn.Module, original_model_inputs) -> CoreGradientSpace:
+        """The space of ``original_model_inputs`` (the training set with model columns only)."""
+        logger.info("Building the Core Gradient Space from %d training examples", len(self.original_dataset))
+        s = self.settings
+        stats = collect_gram_matrices(
+            model,
+            shard(original_model_inputs, self.world_size, self.process_index),
+            include=s.protect_layers,
+            exclude=s.exclude_layers,
+            batch_size=s.batch_size,
+            collate_fn=self.collate_fn,
+            show_progress=s.show_progress,
+        )
+        columns = self.original_dataset.column_names
+        return CoreGradientSpace(
+            stats.grams,
+            stats.layers,
+            stats.num_examples,
+            gamma=s.gamma,
+            energy=s.energy,
+            model_fingerprint=model_fingerprint(model, stats.layers),
+            train_fingerprints=fingerprint_examples(self.original_dataset, columns),
+            fingerprint_columns=columns,
+        )
+
+    def protected_modules(self, model: nn.Module, space: CoreGradientSpace) -> dict[str, nn.Module]:
+        """The module holding each protected layer's weight and inputs (``base_layer`` under PEFT)."""
+        if is_peft_model(model):
+            self.peft = peft_targets(model, space.layers)
+            return self.peft.stats_modules
+        modules = dict(model.named_modules())
+        return {n: modules[n] for n in space.layers if n in modules}
+
+    def prepare(
+        self,
+        model: nn.Module,
+        *,
+        forget_model_inputs,
+        forget_dataset,
+        original_model_inputs=None,
+        note: str = "",
+        resume_from_checkpoint: str | None = None,
+    ) -> CoreGradientSpace:
+        """Every check and the subtraction of the request, before any weight changes."""
+        saved = os.path.join(resume_from_checkpoint, CGS_DIR) if resume_from_checkpoint else None
+        if saved and os.path.isdir(saved):
+            # the checkpoint's space already has this request subtracted; its weights moved on purpose
+            space = CoreGradientSpace.from_pretrained(saved)
+            space.check_model(model, check_weights=False, modules=self.protected_modules(model, space))
+        else:
+            space = self.space if self.space is not None else self.build(model, original_model_inputs)
+            modules = self.protected_modules(model, space)
+            space.check_model(model, modules=modules)
+            columns = space.fingerprint_columns or list(forget_dataset.column_names)
+            fingerprints = forget_fingerprints(forget_dataset, columns, "The cache")
+            space.check_request(fingerprints)
+            forget_stats = collect_gram_matrices(
+                model,
+                shard(forget_model_inputs, self.world_size, self.process_index),
+                layers=modules,
+                batch_size=self.settings.batch_size,
+                collate_fn=self.collate_fn,
+                show_progress=False,
+            )
+            space.subtract(forget_stats, fingerprints, note=note)
+        space.set_threshold(self.settings.gamma, self.settings.energy)  # the run's arguments decide
+        if self.peft is not None:
+            self.projection = ProjectedUpdates(space.projectors(), self.peft.updates)
+            self.projection.project_weights([k for k in self.peft.updates if "#lora_A." in k])
+        else:
+            self.projection = ProjectedUpdates.for_layers(model, space.projectors())
+        self.space = space
+        return space
+
+    def freeze(self, model: nn.Module, *, freeze_bias_and_norm: bool, train_unprotected: bool) -> None:
+        """Only the weights the space protects move (plus LoRA B under PEFT), unless asked otherwise."""
+        if self.peft is not None:
+            freeze_peft_parameters(
+                model, self.peft, freeze_bias_and_norm=freeze_bias_and_norm, train_unprotected=train_unprotected
+            )
+        else:
+            freeze_parameters(
+                model,
+                protected_layers=set(self.space.layers),
+                freeze_bias_and_norm=freeze_bias_and_norm,
+                train_unprotected=train_unprotected,
+            )
+
+    # ------------------------------------------------------------------ around every optimizer step
+    def snapshot(self) -> None:
+        if self.projection is not None:
+            self.projection.snapshot()
+
+    def project(self) -> None:
+        if self.projection is not None:
+            self.projection.project()
+
+    def bind(self, model: nn.Module) -> None:
+        """Tie the saved space to the weights it now protects (after training)."""
+        modules = self.peft.stats_modules if self.peft is not None else None
+        with torch.no_grad():
+            self.space.bind_model(model, modules)

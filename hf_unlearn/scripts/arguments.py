@@ -1,0 +1,153 @@
+"""The recipe's arguments: where the model and data are, which examples to forget, and the parse.
+
+Parsing is two-phase so every method's hyperparameters are reachable and documented from the
+command line and YAML without a shared list of prefixed fields: the method is read first (from
+``--method`` or the YAML file, default ``pgu``), then its ``MethodConfig`` joins the parser, so
+``--help`` shows exactly the options that run takes. A YAML file gives typed parser defaults
+(command-line flags still win), and a key no dataclass knows is refused by name.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser
+
+from ..arguments import UnlearningArguments
+from ..methods import get_method, hyperparameter_owners
+
+
+@dataclass
+class ScriptArguments:
+    _argument_group_name = "model and data"
+
+    model_name_or_path: str = field(metadata={"help": "A local model folder or a Hub id."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub id, local dataset folder, or 'digits' / 'mnist5k' (embedded)."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
+    data_files: list[str] | None = field(default=None, metadata={"help": "Local csv/json/parquet training files."})
+    train_split: str = field(default="train", metadata={"help": "Split the model was trained on."})
+    eval_split: str | None = field(default=None, metadata={"help": "Held-out split (default: validation or test)."})
+    label_column: str = field(default="labels", metadata={"help": "Label column."})
+    text_column: str | None = field(default=None, metadata={"help": "Text column (text models)."})
+    image_column: str | None = field(default=None, metadata={"help": "Image column (raw images to preprocess)."})
+    max_length: int = field(default=128, metadata={"help": "Token limit for text models."})
+    split_seed: int = field(default=0, metadata={"help": "Seed of the split for datasets without a held-out split."})
+    core_gradient_space: str | None = field(
+        default=None, metadata={"help": "A cached Core Gradient Space folder (built from the training set if absent)."}
+    )
+    compare_with_retrain: bool = field(
+        default=False, metadata={"help": "Also retrain from scratch without the forget set and write a report."}
+    )
+    retrain_epochs: float = field(default=40.0, metadata={"help": "Epochs of the original recipe (for retraining)."})
+    retrain_learning_rate: float = field(default=2e-3, metadata={"help": "Learning rate of the original recipe."})
+    retrain_batch_size: int = field(default=32, metadata={"help": "Batch size of the original recipe."})
+    retrain_cache_dir: str | None = field(default=None, metadata={"help": "Where retrained references are cached."})
+
+
+@dataclass
+class ForgetSetArguments:
+    """Which training examples the request names (exactly one way)."""
+
+    _argument_group_name = "forget set"
+
+    forget_index_file: str | None = field(
+        default=None, metadata={"help": "File of training-set row indices to forget (one per line, or JSON list)."}
+    )
+    forget_class: list[int] | None = field(default=None, metadata={"help": "Forget every example of these labels."})
+    forget_fraction: float | None = field(default=None, metadata={"help": "Forget a random fraction of training."})
+    forget_seed: int = field(default=0, metadata={"help": "Seed of the random forget fraction."})
+    forget_filter: str | None = field(
+        default=None, metadata={"help": "Forget rows where COLUMN==VALUE (also !=, <, >, in: 'user_id==17')."}
+    )
+
+    def __post_init__(self):
+        if self.forget_fraction is not None and not 0.0 < self.forget_fraction < 1.0:
+            raise ValueError(f"forget_fraction must lie in (0, 1), got {self.forget_fraction}")
+        chosen = [
+            n for n in ("forget_index_file", "forget_class", "forget_fraction", "forget_filter") if getattr(self, n)
+        ]
+        if len(chosen) > 1:
+            raise ValueError(f"Choose the forget set one way only; got {chosen}.")
+
+    def selection(self) -> dict:
+        """Keyword arguments of ``data.forget.select_forget_indices``."""
+        return dict(
+            index_file=self.forget_index_file,
+            classes=self.forget_class,
+            fraction=self.forget_fraction,
+            seed=self.forget_seed,
+            filter_expression=self.forget_filter,
+        )
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    for i, token in enumerate(argv):
+        if token == f"--{name}" and i + 1 < len(argv):
+            return argv[i + 1]
+        if token.startswith(f"--{name}="):
+            return token.split("=", 1)[1]
+    return None
+
+
+def load_yaml_config(path: str) -> dict:
+    config_path = Path(path)
+    if not config_path.is_file():
+        raise FileNotFoundError(f"--config {path}: no such file.")
+    values = yaml.safe_load(config_path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"--config {path}: expected a mapping of option names to values.")
+    return values
+
+
+def build_parser(method: str) -> HfArgumentParser:
+    """The recipe's parser for ``method``: its hyperparameters join the script and training options."""
+    config_class = get_method(method).config_class
+    config_class._argument_group_name = f"{method} hyperparameters"
+    return HfArgumentParser((ScriptArguments, ForgetSetArguments, config_class, UnlearningArguments))
+
+
+def _apply_yaml_defaults(parser: HfArgumentParser, values: dict, source: str, method: str) -> None:
+    known = {action.dest for action in parser._actions}
+    unknown = sorted(k for k in values if k not in known)
+    if unknown:
+        hints = "".join(
+            f" ({k} is a hyperparameter of {', '.join(hyperparameter_owners(k))}, not of {method})"
+            for k in unknown
+            if hyperparameter_owners(k)
+        )
+        raise ValueError(f"{source}: unknown option(s) {', '.join(unknown)}{hints}.")
+    for action in parser._actions:
+        if action.dest in values:
+            action.required = False  # the file provides it; the command line may still override it
+    parser.set_defaults(**values)
+
+
+def parse_args(argv: list[str] | None = None):
+    """``(script_args, forget_args, args)`` from flags, optionally on top of ``--config file.yaml``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    values: dict = {}
+    config_path = _option(argv, "config")
+    if config_path is not None:
+        values = load_yaml_config(config_path)
+        argv = [
+            t
+            for i, t in enumerate(argv)
+            if t != "--config" and not t.startswith("--config=") and not (i > 0 and argv[i - 1] == "--config")
+        ]
+    method = _option(argv, "method") or values.get("method", "pgu")
+    parser = build_parser(method)
+    parser.add_argument("--config", help="A YAML file of option: value pairs (flags given on the command line win).")
+    if values:
+        _apply_yaml_defaults(parser, values, f"--config {config_path}", method)
+    script_args, forget_args, method_config, args, *_ = parser.parse_args_into_dataclasses(args=argv)
+    # named flags (--pgu_delta) win over --method_kwargs JSON, which wins over the method's defaults
+    defaults = type(method_config)().to_dict()
+    merged = args.method_config.to_dict()
+    merged.update({k: v for k, v in method_config.to_dict().items() if v != defaults[k]})
+    args.set_method_config(merged)
+    return script_args, forget_args, args
