@@ -83,13 +83,31 @@ class UnlearningArguments(TrainingArguments):
         },
     )
     class_forget_target: float = field(
-        default=1.0, metadata={"help": "Class removal: stop once forget accuracy (in percent) is at or below this."}
+        default=1.0, metadata={"help": "Class removal: stop once forget accuracy (in percent) is at or below this..."}
     )
-    class_retain_drop: float = field(
-        default=5.0, metadata={"help": "Class removal: stop once validation accuracy drops by this many points."}
+    class_forget_probability: float = field(
+        default=0.05,
+        metadata={"help": "...and the forgotten classes' mean probability on the forget set is at or below this."},
+    )
+    check_every_steps: int = field(
+        default=0,
+        metadata={"help": "Optimizer steps between the checks that drive the guard and stop rule (0: ~4 per epoch)."},
+    )
+    utility_tolerance: float = field(
+        default=3.0,
+        metadata={
+            "help": "Utility guard: points of retain-sample or validation accuracy a check may lose against the "
+            "original before the run rolls back to the last good state and shrinks the learning rate."
+        },
+    )
+    max_backtracks: int = field(
+        default=6, metadata={"help": "Utility guard: learning-rate halvings before the run stops at its best state."}
+    )
+    control_samples: int = field(
+        default=512, metadata={"help": "At most this many forget and validation examples per check (cached)."}
     )
     eval_retain_samples: int = field(
-        default=128, metadata={"help": "Retain examples sampled for the retain accuracy logged during training."}
+        default=256, metadata={"help": "Retain examples sampled for the retain accuracy logged during training."}
     )
 
     # ------------------------------------------------------------------ TrainingArguments defaults for unlearning
@@ -106,7 +124,9 @@ class UnlearningArguments(TrainingArguments):
     )
     lr_scheduler_type: str = field(default="constant", metadata={"help": "Learning-rate schedule."})
     max_grad_norm: float = field(default=5.0, metadata={"help": "Gradient clipping (0 disables)."})
-    eval_strategy: str = field(default="epoch", metadata={"help": "When to log forget/retain/test accuracy."})
+    eval_strategy: str = field(
+        default="no", metadata={"help": "Full evaluations (the step-level checks run and log regardless)."}
+    )
     save_strategy: str = field(default="no", metadata={"help": "Checkpoint strategy."})
     logging_strategy: str = field(default="epoch", metadata={"help": "Logging strategy."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False: batches have two streams."})
@@ -120,6 +140,8 @@ class UnlearningArguments(TrainingArguments):
             raise ValueError(f"scenario must be one of {SCENARIOS}, got {self.scenario!r}")
         if self.stop_rule not in STOP_RULES:
             raise ValueError(f"stop_rule must be one of {STOP_RULES}, got {self.stop_rule!r}")
+        if self.utility_tolerance < 0 or self.max_backtracks < 0 or self.check_every_steps < 0:
+            raise ValueError("utility_tolerance, max_backtracks and check_every_steps must be non-negative")
         if self.remove_unused_columns:
             raise ValueError("remove_unused_columns must be False: unlearning batches carry forget and retain streams.")
         self.set_method_config(self.method_kwargs)

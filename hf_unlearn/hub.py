@@ -42,6 +42,9 @@ class UnlearningCardData:
     seconds: float | None = None
     comparison: dict[str, dict[str, float]] | None = None
     tags: list[str] = field(default_factory=list)
+    unlearned: bool | None = None  # None: no run recorded (e.g. a card written before training)
+    outcome: str = ""  # why the run ended, in words
+    backtracks: int = 0
 
 
 def _ledger_rows(data: UnlearningCardData) -> str:
@@ -102,14 +105,26 @@ def render_model_card(data: UnlearningCardData) -> str:
         citation = f"The method comes from *{data.paper_title}*{link}:\n\n```bibtex\n{data.paper_bibtex}\n```"
     else:
         citation = "No paper is attached to this method."
+    if data.unlearned is False:
+        summary = (
+            f"**Not unlearned.** A request to remove {data.forget_count} training examples with `{data.method}` was "
+            f"run, but {data.outcome}. The weights are the original's (or unchanged in effect), and the request "
+            "is not recorded as carried out."
+        )
+    else:
+        summary = (
+            f"{data.forget_count} training examples were removed with the method `{data.method}` "
+            f"({data.scenario} removal)."
+        )
+        if data.outcome:
+            summary += f" The run ended because {data.outcome}"
+            summary += f" (the utility guard rolled back {data.backtracks} time(s))." if data.backtracks else "."
     template = resources.files("hf_unlearn").joinpath("templates/model_card.md").read_text()
     return template.format(
         yaml=yaml.safe_dump(metadata, sort_keys=False).strip(),
         model_name=data.model_name,
         base_model=data.base_model,
-        forget_count=data.forget_count,
-        method=data.method,
-        scenario=data.scenario,
+        summary=summary,
         ledger_rows=_ledger_rows(data),
         optim=data.optim,
         learning_rate=data.learning_rate,

@@ -18,10 +18,12 @@ from torch import nn
 from transformers import DataCollatorWithPadding, IntervalStrategy, Trainer, default_data_collator
 
 from .arguments import UnlearningArguments
-from .callbacks import StepHooksCallback, StopRule, StopRuleCallback, resolve_stop_rule
+from .callbacks import StepHooksCallback, resolve_stop_rule
+from .control import ControlSettings, RunOutcome, UnlearningControl
 from .core import CGSMismatchError, CoreGradientSpace, fingerprint_examples
 from .data.columns import keep_model_columns, label_array
 from .data.memory import materialize
+from .data.requests import check_label_range, detect_scenario
 from .data.streams import ForgetRetainDataset, TwoStreamCollator
 from .evaluation.predict import collect_outputs
 from .gc_utils import frozen_heap
@@ -103,8 +105,8 @@ class UnlearningTrainer(Trainer):
             )
         self.forget_dataset = keep_model_columns(model, forget_dataset)
         self.retain_dataset = keep_model_columns(model, retain_dataset)
-        self._check_labels(model)
-        self.scenario = self._detect_scenario(args)
+        check_label_range(model, forget=self.forget_dataset, retain=self.retain_dataset)
+        self.scenario = detect_scenario(args.scenario, self.forget_dataset, self.retain_dataset)
         self._in_memory: dict[int, tuple] = {}
         streams = ForgetRetainDataset(
             self._memory(self.forget_dataset),
@@ -114,7 +116,7 @@ class UnlearningTrainer(Trainer):
         if eval_dataset is None and args.eval_strategy != IntervalStrategy.NO:
             logger.warning("No eval_dataset: per-epoch evaluation and the stop rule are off (eval_strategy='no').")
             args.eval_strategy = IntervalStrategy.NO  # the Trainer refuses evaluation without an eval set
-        self.stop_rule = StopRuleCallback(StopRule(), evaluate=self.evaluate)
+        self.control_callback = UnlearningControl(ControlSettings(), measure=self.control_metrics, log=self.log)
         step_hooks = StepHooksCallback(
             before=[lambda: self.method.before_optimizer_step(self, self.model), self._snapshot],
             after=[self._project, lambda: self.method.after_optimizer_step(self, self.model)],
@@ -126,13 +128,15 @@ class UnlearningTrainer(Trainer):
             eval_dataset=keep_model_columns(model, eval_dataset),
             data_collator=TwoStreamCollator(data_collator),
             processing_class=processing_class,
-            callbacks=[*(callbacks or []), step_hooks, self.stop_rule],
+            callbacks=[*(callbacks or []), step_hooks, self.control_callback],
             **kwargs,
         )
         self.unlearning_seconds: float | None = None
         self.comparison: dict[str, dict[str, float]] | None = None  # metrics per model, e.g. beside "retrain"
         self._prepared = False
         self._retain_sample = None
+        self._control_samples: dict[str, object] = {}
+        self.outcome: RunOutcome | None = None
 
     @property
     def core_gradient_space(self) -> CoreGradientSpace | None:
@@ -154,27 +158,6 @@ class UnlearningTrainer(Trainer):
             self.protection.project()
 
     # ------------------------------------------------------------------ input checks
-    def _check_labels(self, model: nn.Module) -> None:
-        num_labels = getattr(getattr(model, "config", None), "num_labels", None)
-        for name, dataset in (("forget", self.forget_dataset), ("retain", self.retain_dataset)):
-            if dataset is None or num_labels is None:
-                continue
-            labels = label_array(dataset)
-            if labels.size and (labels.min() < 0 or labels.max() >= num_labels):
-                raise ValueError(
-                    f"The {name} set has labels in [{int(labels.min())}, {int(labels.max())}] but the model has "
-                    f"{num_labels} labels: these examples cannot come from this model's training data."
-                )
-
-    def _detect_scenario(self, args: UnlearningArguments) -> str:
-        if args.scenario != "auto":
-            return args.scenario
-        if self.retain_dataset is None:
-            return "samples"
-        forget_labels = set(label_array(self.forget_dataset).tolist())
-        retain_labels = set(label_array(self.retain_dataset).tolist())
-        return "class" if not forget_labels & retain_labels else "samples"
-
     @property
     def forgotten_classes(self) -> list[int]:
         if self.scenario != "class":
@@ -222,14 +205,25 @@ class UnlearningTrainer(Trainer):
             resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
         start = time.perf_counter()
         args = self.args
-        kind = resolve_stop_rule(args.stop_rule, self.scenario, self.eval_dataset is not None)
-        self.stop_rule.rule = StopRule(kind, args.class_forget_target, args.class_retain_drop)
+        self.control_callback.settings = ControlSettings(
+            rule=resolve_stop_rule(args.stop_rule, self.scenario, self.eval_dataset is not None),
+            check_every=args.check_every_steps,
+            tolerance=args.utility_tolerance,
+            max_backtracks=args.max_backtracks,
+            class_forget_target=args.class_forget_target,
+            class_probability=args.class_forget_probability,
+        )
         self.prepare_unlearning(resume_from_checkpoint)
         with frozen_heap():
             output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         self.unlearning_seconds = time.perf_counter() - start
+        self.outcome = self.control_callback.outcome
         if self.protection is not None:
-            self.protection.bind(self.accelerator.unwrap_model(self.model))
+            if self.outcome.unlearned:
+                self.protection.bind(self.accelerator.unwrap_model(self.model))
+            else:
+                self.protection.revert()  # the request was not carried out: the ledger must not say it was
+        output.metrics.update({"unlearned": self.outcome.unlearned, "unlearning_outcome": self.outcome.reason})
         return output
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -286,6 +280,9 @@ class UnlearningTrainer(Trainer):
             seconds=self.unlearning_seconds,
             comparison=self.comparison,
             tags=list(tags or []) if not isinstance(tags, str) else [tags],
+            unlearned=self.outcome.unlearned if self.outcome else None,
+            outcome=self.outcome.reason if self.outcome else "",
+            backtracks=self.outcome.backtracks if self.outcome else 0,
         )
 
     # ------------------------------------------------------------------ evaluation
@@ -312,6 +309,53 @@ class UnlearningTrainer(Trainer):
     @staticmethod
     def _percent(correct: torch.Tensor) -> float:
         return 100.0 * correct.float().mean().item() if correct.numel() else float("nan")
+
+    def _sample(self, name: str, dataset, size: int):
+        """A fixed random sample of ``dataset`` (the same examples at every check)."""
+        if name not in self._control_samples:
+            if dataset is not None and len(dataset) > size:
+                dataset = dataset.shuffle(seed=self.args.seed).select(range(size))
+            self._control_samples[name] = dataset
+        return self._control_samples[name]
+
+    def _outputs(self, dataset) -> dict[str, torch.Tensor]:
+        return collect_outputs(
+            self.accelerator.unwrap_model(self.model),
+            self._memory(dataset),
+            collate_fn=self.base_collator,
+            batch_size=max(256, self.args.per_device_eval_batch_size),
+            device=self.args.device,
+        )
+
+    def control_metrics(self) -> dict[str, float]:
+        """What the guard and stop rules read: accuracies (%) on small cached samples, one pass each.
+
+        ``forget_probability`` is the mean probability of the true label on the forget sample: for a
+        removed class, how much the model still believes in it.
+        """
+        size = self.args.control_samples
+        out = self._outputs(self._sample("forget", self.forget_dataset, size))
+        p_true = out["logits"].softmax(-1).gather(1, out["labels"][:, None]).squeeze(1)
+        metrics = {
+            "forget_accuracy": self._percent(out["logits"].argmax(-1) == out["labels"]),
+            "forget_probability": float(p_true.mean()),
+        }
+        retain = self._sample("retain", self.retain_dataset, self.args.eval_retain_samples)
+        if retain is not None and len(retain) and self.args.eval_retain_samples > 0:
+            out = self._outputs(retain)
+            metrics["retain_accuracy"] = self._percent(out["logits"].argmax(-1) == out["labels"])
+            metrics["retain_accuracy_count"] = len(retain)
+        validation = self._sample("validation", self.eval_dataset, size)
+        if validation is not None and len(validation):
+            out = self._outputs(validation)
+            correct = out["logits"].argmax(-1) == out["labels"]
+            metrics["validation_accuracy"] = self._percent(correct)
+            metrics["validation_accuracy_count"] = len(validation)
+            if self.scenario == "class":
+                kept = ~torch.isin(out["labels"], torch.tensor(self.forgotten_classes))
+                metrics["validation_accuracy_kept"] = self._percent(correct[kept])
+                metrics["validation_accuracy_kept_count"] = int(kept.sum())
+        return metrics
 
     def unlearning_metrics(self, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Accuracy (%) on the forget set, a retain sample and the eval set (kept classes in class mode)."""

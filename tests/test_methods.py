@@ -281,6 +281,7 @@ def test_every_method_runs_on_a_text_classifier(tmp_path):
         start = {n: p.detach().clone() for n, p in model.named_parameters()}
         args = _args(
             tmp_path, name, max_steps=2, per_device_train_batch_size=4, eval_strategy="no", learning_rate=1e-2,
+            utility_tolerance=100.0,  # random labels: this test checks the plumbing, not the guard
             **({"fisher_num_samples": 8} if name == "fisher" else {}),
         )
         trainer = UnlearningTrainer(

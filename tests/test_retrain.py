@@ -24,3 +24,23 @@ def test_retraining_is_cached_and_keyed_by_what_defines_it(digits, tmp_path):
     assert retrain_key(SmallCNNConfig(hidden_size=32), retain, recipe) != key
     trained_on = model(pixel_values=retain[:]["pixel_values"]).logits.argmax(-1)
     assert (trained_on == retain[:]["labels"]).float().mean() > 0.5  # it did learn from the retain set
+
+
+def test_a_fine_tuned_reference_starts_from_the_base(digits, tmp_path):
+    """With ``base_model`` the reference starts from the base's weights, not from a fresh initialisation."""
+    torch.set_num_threads(1)
+    from hf_unlearn.models import SmallCNNForImageClassification
+
+    torch.manual_seed(123)
+    base = SmallCNNForImageClassification(SmallCNNConfig())
+    base.save_pretrained(tmp_path / "base")
+    retain = digits["train"].select(range(64))
+    frozen_recipe = TrainingRecipe(num_train_epochs=1, learning_rate=0.0, seed=0)  # lr 0: weights stay at the start
+    tuned, _, _ = retrain_from_scratch(base.config, retain, frozen_recipe, base_model=tmp_path / "base")
+    for (name, a), b in zip(base.named_parameters(), tuned.parameters()):
+        assert torch.equal(a, b), name
+    scratch, _, _ = retrain_from_scratch(base.config, retain, frozen_recipe)
+    assert not all(torch.equal(a, b) for a, b in zip(base.parameters(), scratch.parameters()))
+    assert retrain_key(base.config, retain, frozen_recipe, tmp_path / "base") != retrain_key(
+        base.config, retain, frozen_recipe
+    )

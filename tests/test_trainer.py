@@ -1,5 +1,6 @@
 """UnlearningTrainer with PGU end to end on digits: behaviour, protection, resume, bad input."""
 
+import copy
 import json
 
 import pytest
@@ -205,3 +206,43 @@ def test_methods_without_a_space_also_refuse_examples_outside_the_training_set(t
     with pytest.raises(ValueError, match="not in original_dataset"):
         trainer.train()
     assert all(torch.equal(p, before[n]) for n, p in trained_model.named_parameters())
+
+
+def test_the_guard_rolls_back_a_too_large_step_and_keeps_utility(trained_model, digits, tmp_path):
+    """Gradient ascent at a rate that wrecks the model within a step: the guard backtracks until it holds."""
+    indices = random_indices(len(digits["train"]), 0.1, seed=1)
+    forget, retain = split_forget_retain(digits["train"], indices)
+    retain_before = accuracy(trained_model, retain)
+    original_state = copy.deepcopy(trained_model.state_dict())
+    args = _args(tmp_path, method="gradient_ascent", learning_rate=0.5, num_train_epochs=2, check_every_steps=1)
+    trainer = UnlearningTrainer(trained_model, args, forget_dataset=forget, retain_dataset=retain,
+                                eval_dataset=digits["validation"])
+    trainer.train()
+    outcome = trainer.outcome
+    assert outcome.backtracks >= 1 and outcome.learning_rate_scale < 1.0
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * outcome.learning_rate_scale)
+    assert accuracy(trained_model, retain) >= retain_before - 5.0  # the wrecked states were rolled back
+    unguarded = _args(tmp_path, method="gradient_ascent", learning_rate=0.5, num_train_epochs=2,
+                      utility_tolerance=100.0, stop_rule="none")
+    trained_model.load_state_dict(original_state)
+    UnlearningTrainer(trained_model, unguarded, forget_dataset=forget, retain_dataset=retain,
+                      eval_dataset=digits["validation"]).train()
+    assert accuracy(trained_model, retain) < retain_before - 20.0  # negative control: without the guard it collapses
+
+
+def test_a_run_that_unlearns_nothing_says_so_and_leaves_the_ledger_alone(trained_model, digits, tmp_path):
+    indices = random_indices(len(digits["train"]), 0.1, seed=2)
+    space = CoreGradientSpace.from_model(trained_model, digits["train"], show_progress=False)
+    start = _weights(trained_model)
+    # every step wrecks the model and no backtrack is allowed: the run rolls back to where it began
+    trainer = _trainer(trained_model, digits, indices, tmp_path, space=space, learning_rate=1e4, max_backtracks=0,
+                       check_every_steps=1, utility_tolerance=0.0)
+    output = trainer.train()
+    assert trainer.outcome.unlearned is False and output.metrics["unlearned"] is False
+    assert all(torch.equal(v, start[k]) for k, v in _weights(trained_model).items())
+    assert space.ledger == [] and trainer.core_gradient_space.ledger == []  # not recorded as carried out
+    trainer.save_model()
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "**Not unlearned.**" in card and "were removed" not in card
+    saved = json.loads((tmp_path / "run" / "core_gradient_space" / "cgs_config.json").read_text())
+    assert saved["ledger"] == []

@@ -52,8 +52,16 @@ class TrainingRecipe:
         return TrainingArguments(**values)
 
 
-def train_classifier(model, train_dataset, recipe: TrainingRecipe, *, output_dir: str, data_collator=None,
-                     processing_class=None, **training_overrides) -> float:
+def train_classifier(
+    model,
+    train_dataset,
+    recipe: TrainingRecipe,
+    *,
+    output_dir: str,
+    data_collator=None,
+    processing_class=None,
+    **training_overrides,
+) -> float:
     """Train ``model`` in place with ``recipe``; returns the wall time in seconds.
 
     Small fixed-shape datasets are read into memory first (as the unlearning trainer does), so a
@@ -83,8 +91,10 @@ def _auto_class(config):
 _RUNTIME_CONFIG_KEYS = ("architectures", "use_cache", "dtype", "torch_dtype", "_name_or_path", "transformers_version")
 
 
-def retrain_key(config, retain_dataset, recipe: TrainingRecipe) -> str:
+def retrain_key(config, retain_dataset, recipe: TrainingRecipe, base_model: str | Path | None = None) -> str:
     digest = hashlib.sha256()
+    if base_model is not None:
+        digest.update(f"base:{base_model}".encode())
     defining = {k: v for k, v in config.to_dict().items() if k not in _RUNTIME_CONFIG_KEYS}
     digest.update(json.dumps(defining, sort_keys=True, default=str).encode())
     digest.update(fingerprint_examples(retain_dataset, retain_dataset.column_names).numpy().tobytes())
@@ -101,27 +111,45 @@ def retrain_from_scratch(
     model_class=None,
     data_collator=None,
     processing_class=None,
+    base_model: str | Path | None = None,
 ):
-    """A freshly initialised model trained with ``recipe`` on ``retain_dataset`` only.
+    """The reference: ``recipe`` run on ``retain_dataset`` only, from where the original started.
 
+    For a model trained from scratch that is a fresh initialisation of ``config``. For a model
+    fine-tuned from a pretrained checkpoint, pass ``base_model`` (a local folder or Hub id): the
+    reference is fine-tuned from that same base (heads the base lacks are initialised as for the
+    original), since a model retrained from random weights may only predict the majority class.
     Returns ``(model, seconds, from_cache)``. ``seconds`` is the wall time of the training that
     produced the model, also when it comes from the cache. ``model_class`` defaults to the Auto
     class matching ``config.architectures``.
     """
     model_class = model_class or _auto_class(config)
-    key = retrain_key(config, retain_dataset, recipe)
+    key = retrain_key(config, retain_dataset, recipe, base_model)
     target = Path(cache_dir) / f"retrain-{key}" if cache_dir is not None else None
     if target is not None and (target / META_NAME).is_file():
         meta = json.loads((target / META_NAME).read_text())
         return model_class.from_pretrained(target), float(meta["seconds"]), True
     torch.manual_seed(recipe.seed)
-    model = model_class.from_config(copy.deepcopy(config))
+    if base_model is not None:
+        model = model_class.from_pretrained(base_model, config=copy.deepcopy(config))
+    else:
+        model = model_class.from_config(copy.deepcopy(config))
     seconds = train_classifier(
-        model, retain_dataset, recipe, output_dir=str(target or Path("outputs") / "retrain"),
-        data_collator=data_collator, processing_class=processing_class,
+        model,
+        retain_dataset,
+        recipe,
+        output_dir=str(target or Path("outputs") / "retrain"),
+        data_collator=data_collator,
+        processing_class=processing_class,
     )
     if target is not None:
         model.save_pretrained(target)
-        meta = {"seconds": seconds, "key": key, "num_examples": len(retain_dataset), "recipe": asdict(recipe)}
+        meta = {
+            "seconds": seconds,
+            "key": key,
+            "num_examples": len(retain_dataset),
+            "recipe": asdict(recipe),
+            "start": str(base_model) if base_model is not None else "random initialisation",
+        }
         (target / META_NAME).write_text(json.dumps(meta, indent=2))
     return model, seconds, False

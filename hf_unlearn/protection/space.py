@@ -8,6 +8,7 @@ trainer calls ``prepare`` once and ``snapshot``/``project`` around every optimiz
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ class SpaceProtection:
         self.process_index = process_index
         self.projection: ProjectedUpdates | None = None
         self.peft: PeftTargets | None = None
+        self.space_before_request: CoreGradientSpace | None = None
 
     # ------------------------------------------------------------------ the space
     def build(self, model: nn.Module, original_model_inputs) -> CoreGradientSpace:
@@ -120,7 +122,11 @@ class SpaceProtection:
             space = CoreGradientSpace.from_pretrained(saved)
             space.check_model(model, check_weights=False, modules=self.protected_modules(model, space))
         else:
-            space = self.space if self.space is not None else self.build(model, original_model_inputs)
+            given = self.space if self.space is not None else self.build(model, original_model_inputs)
+            self.space_before_request = given
+            # the request is subtracted from a copy: the caller's space, and the saved ledger, change only
+            # once ``commit`` says the run really unlearned (see ``revert``)
+            space = copy.deepcopy(given)
             modules = self.protected_modules(model, space)
             space.check_model(model, modules=modules)
             columns = space.fingerprint_columns or list(forget_dataset.column_names)
@@ -166,6 +172,11 @@ class SpaceProtection:
     def project(self) -> None:
         if self.projection is not None:
             self.projection.project()
+
+    def revert(self) -> None:
+        """The run did not unlearn: keep the space as it was before this request (ledger unchanged)."""
+        if self.space_before_request is not None:
+            self.space = self.space_before_request
 
     def bind(self, model: nn.Module) -> None:
         """Tie the saved space to the weights it now protects (after training)."""

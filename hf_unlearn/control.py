@@ -1,0 +1,216 @@
+"""Step-level control of an unlearning run: checks, a utility guard with backtracking, stop rules.
+
+Epoch-level checks are too coarse: one epoch of PGU at SGD 0.5 was enough to wreck a BatchNorm
+ResNet. Every ``check_every`` optimizer steps this callback measures forget, retain-sample and
+validation accuracy on small cached samples (one batched pass each) and then:
+
+1. **Guard.** If retain-sample or validation accuracy (kept classes for class removal) fell more than
+   ``tolerance`` points below the original's, the step was too large: the weights go back to the last
+   good state, every learning rate is multiplied by ``shrink`` and the run continues (backtracking).
+   On a small sample the tolerance is at least three examples' worth, so noise alone never trips it.
+   After ``max_backtracks`` the run stops at the best good state. No architecture-specific step size
+   is needed: the guard finds one.
+2. **Stop rules**, judged only on good states. Sample removal: stop once forget accuracy falls below
+   validation accuracy, keeping whichever of this and the previous good state is closer to it (both
+   passed the guard, so a collapsed state is never kept). Class removal: stop once the forgotten
+   classes are no longer predicted *and* their mean probability on the forget set is below
+   ``class_probability``, which is how a model that never saw them treats them.
+
+What happened is kept in ``RunOutcome``: a run that made no step, ended at its starting weights,
+ended non-finite, or stopped at the original state is ``unlearned=False``, and the trainer neither
+records the request in the ledger nor lets the card claim a removal.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ControlSettings:
+    rule: str = "none"  # forget_below_validation, class_removal or none (already resolved)
+    check_every: int = 0  # optimizer steps between checks; 0 = about four checks per epoch
+    tolerance: float = 3.0  # points of retain / validation accuracy the guard allows to lose
+    shrink: float = 0.5
+    max_backtracks: int = 6
+    class_forget_target: float = 1.0  # percent
+    class_probability: float = 0.05
+
+
+@dataclass
+class RunOutcome:
+    """What the run did, for the log, the model card, the ledger and the caller."""
+
+    unlearned: bool = False
+    reason: str = "not run"
+    steps: int = 0
+    checks: int = 0
+    backtracks: int = 0
+    learning_rate_scale: float = 1.0
+    stopped_by: str = "budget"
+    initial: dict[str, float] = field(default_factory=dict)
+    final: dict[str, float] = field(default_factory=dict)
+    weight_change: float = 0.0  # relative L2 change of the trainable weights
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _trainable(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _restore(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+
+
+def _utility(metrics: dict[str, float]) -> dict[str, float]:
+    keys = ("retain_accuracy", "validation_accuracy_kept", "validation_accuracy")
+    found = {k: metrics[k] for k in keys if k in metrics and not math.isnan(metrics[k])}
+    if "validation_accuracy_kept" in found:
+        found.pop("validation_accuracy", None)
+    return found
+
+
+class UnlearningControl(TrainerCallback):
+    """Checks every few steps; guards utility by backtracking; applies the stop rule on good states."""
+
+    def __init__(
+        self,
+        settings: ControlSettings,
+        measure: Callable[[], dict[str, float]],
+        log: Callable[[dict], None] | None = None,
+    ):
+        self.settings = settings
+        self.measure = measure  # forget_accuracy, forget_probability, retain_accuracy, validation_accuracy(_kept)
+        self.log = log or (lambda metrics: None)
+        self.outcome = RunOutcome()
+
+    # ------------------------------------------------------------------ helpers
+    def _check_every(self, state) -> int:
+        if self.settings.check_every > 0:
+            return self.settings.check_every
+        per_epoch = max(1, math.ceil(state.max_steps / max(state.num_train_epochs, 1)))
+        return max(1, math.ceil(per_epoch / 4))
+
+    def _too_damaged(self, metrics: dict[str, float]) -> list[str]:
+        """Utility metrics that fell more than the tolerance (at least three examples of the sample)."""
+        start = _utility(self.outcome.initial)
+        now = _utility(metrics)
+        damaged = []
+        for key in start:
+            count = metrics.get(f"{key}_count", 0)
+            allowed = max(self.settings.tolerance, 300.0 / count if count else 0.0)
+            if key in now and now[key] < start[key] - allowed:
+                damaged.append(f"{key} {now[key]:.1f} < {start[key]:.1f} - {allowed:.3g}")
+        return damaged
+
+    def _backtrack(self, optimizer, lr_scheduler) -> None:
+        s = self.settings.shrink
+        for group in optimizer.param_groups:
+            group["lr"] *= s
+        if lr_scheduler is not None and hasattr(lr_scheduler, "base_lrs"):
+            lr_scheduler.base_lrs = [lr * s for lr in lr_scheduler.base_lrs]
+        self.outcome.backtracks += 1
+        self.outcome.learning_rate_scale *= s
+
+    # ------------------------------------------------------------------ Trainer events
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.model = model
+        self.outcome = RunOutcome(reason="running")
+        self.start = _trainable(model)
+        self.outcome.initial = self.measure()
+        self.log({f"control_{k}": v for k, v in self.outcome.initial.items() if not k.endswith("_count")})
+        self.good = (self.outcome.initial, self.start)  # the last state that passed the guard
+        self.previous_good = None
+
+    def on_step_end(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
+        self.outcome.steps = state.global_step
+        if state.global_step % self._check_every(state) and state.global_step < state.max_steps:
+            return
+        self._check(state, control, optimizer, lr_scheduler)
+
+    def _check(self, state, control, optimizer, lr_scheduler) -> None:
+        metrics = self.measure()
+        self.outcome.checks += 1
+        self.log({f"control_{k}": v for k, v in metrics.items() if not k.endswith("_count")})
+        finite = all(torch.isfinite(p).all() for p in self.model.parameters())
+        damage = self._too_damaged(metrics) if finite else ["non-finite weights"]
+        if damage:
+            _restore(self.model, self.good[1])
+            if self.outcome.backtracks >= self.settings.max_backtracks:
+                self._stop(
+                    control,
+                    "guard",
+                    f"utility guard: still {damage[0]} after {self.outcome.backtracks} "
+                    "backtracks; kept the last good state",
+                )
+                return
+            self._backtrack(optimizer, lr_scheduler)
+            logger.warning(
+                "Utility guard: %s; rolled back and scaled the learning rate by %.3g",
+                "; ".join(damage),
+                self.outcome.learning_rate_scale,
+            )
+            return
+        self.previous_good, self.good = self.good, (metrics, _trainable(self.model))
+        self._apply_rule(metrics, control)
+
+    def _apply_rule(self, metrics: dict[str, float], control) -> None:
+        rule = self.settings.rule
+        if rule == "forget_below_validation":
+            validation = metrics.get("validation_accuracy", math.nan)
+            if metrics["forget_accuracy"] < validation:
+                previous = self.previous_good[0] if self.previous_good else None
+                if previous is not None and abs(
+                    previous["forget_accuracy"] - previous.get("validation_accuracy", 0)
+                ) < abs(metrics["forget_accuracy"] - validation):
+                    _restore(self.model, self.previous_good[1])
+                    self.good = self.previous_good
+                self._stop(control, "rule", "forget accuracy fell below validation accuracy")
+        elif rule == "class_removal":
+            if (
+                metrics["forget_accuracy"] <= self.settings.class_forget_target
+                and metrics.get("forget_probability", 1.0) <= self.settings.class_probability
+            ):
+                self._stop(control, "rule", "the forgotten classes are no longer predicted")
+
+    def _stop(self, control, by: str, reason: str) -> None:
+        control.should_training_stop = True
+        self.outcome.stopped_by = by
+        self.outcome.reason = reason
+        logger.info("Unlearning stopped: %s", reason)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        end = _trainable(self.model)
+        finite = all(torch.isfinite(v).all() for v in end.values())
+        if not finite:  # never hand back NaN weights: the last good state is finite by construction
+            _restore(self.model, self.good[1])
+            end = self.good[1]
+        change = sum(float((end[k].double() - v.double()).pow(2).sum()) for k, v in self.start.items())
+        norm = sum(float(v.double().pow(2).sum()) for v in self.start.values())
+        self.outcome.weight_change = math.sqrt(change / norm) if norm > 0 else math.sqrt(change)
+        self.outcome.final = self.measure()
+        if state.global_step == 0:
+            self.outcome.unlearned, self.outcome.reason = False, "no optimizer step was taken"
+        elif self.outcome.weight_change == 0.0:
+            self.outcome.unlearned = False
+            self.outcome.reason = f"the run ended at the starting weights ({self.outcome.reason})"
+        else:
+            self.outcome.unlearned = True
+            if self.outcome.stopped_by == "budget":
+                self.outcome.reason = "the step budget ended"
+        if not self.outcome.unlearned:
+            logger.warning("NOT UNLEARNED: %s. The request is not recorded.", self.outcome.reason)

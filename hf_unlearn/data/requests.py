@@ -1,0 +1,32 @@
+"""What a request's labels say: whether they fit the model, and whether a whole class is removed."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .columns import label_array
+
+
+def check_label_range(model: nn.Module, **datasets) -> None:
+    """Refuse examples whose labels the model cannot have been trained on (before anything changes)."""
+    num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+    for name, dataset in datasets.items():
+        if dataset is None or num_labels is None:
+            continue
+        labels = label_array(dataset)
+        if labels.size and (labels.min() < 0 or labels.max() >= num_labels):
+            raise ValueError(
+                f"The {name} set has labels in [{int(labels.min())}, {int(labels.max())}] but the model has "
+                f"{num_labels} labels: these examples cannot come from this model's training data."
+            )
+
+
+def detect_scenario(requested: str, forget_dataset, retain_dataset) -> str:
+    """``class`` when no retained example shares a label with the forget set, else ``samples``."""
+    if requested != "auto":
+        return requested
+    if retain_dataset is None:
+        return "samples"
+    forget_labels = set(label_array(forget_dataset).tolist())
+    retain_labels = set(label_array(retain_dataset).tolist())
+    return "class" if not forget_labels & retain_labels else "samples"
