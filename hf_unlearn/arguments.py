@@ -91,7 +91,7 @@ class UnlearningArguments(TrainingArguments):
     )
     check_every_steps: int = field(
         default=0,
-        metadata={"help": "Optimizer steps between the checks that drive the guard and stop rule (0: ~4 per epoch)."},
+        metadata={"help": "Optimizer steps between the checks that drive the guard and stop rule (0: 2 per epoch)."},
     )
     utility_tolerance: float = field(
         default=3.0,
@@ -104,10 +104,10 @@ class UnlearningArguments(TrainingArguments):
         default=6, metadata={"help": "Utility guard: learning-rate halvings before the run stops at its best state."}
     )
     control_samples: int = field(
-        default=512, metadata={"help": "At most this many forget and validation examples per check (cached)."}
+        default=256, metadata={"help": "At most this many forget and validation examples per check (cached)."}
     )
     eval_retain_samples: int = field(
-        default=256, metadata={"help": "Retain examples sampled for the retain accuracy logged during training."}
+        default=128, metadata={"help": "Retain examples sampled for the retain accuracy logged during training."}
     )
 
     # ------------------------------------------------------------------ TrainingArguments defaults for unlearning

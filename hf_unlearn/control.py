@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class ControlSettings:
     rule: str = "none"  # forget_below_validation, class_removal or none (already resolved)
-    check_every: int = 0  # optimizer steps between checks; 0 = about four checks per epoch
+    check_every: int = 0  # optimizer steps between checks; 0 = two checks per epoch
     tolerance: float = 3.0  # points of retain / validation accuracy the guard allows to lose
     shrink: float = 0.5
     max_backtracks: int = 6
@@ -103,7 +103,7 @@ class UnlearningControl(TrainerCallback):
         if self.settings.check_every > 0:
             return self.settings.check_every
         per_epoch = max(1, math.ceil(state.max_steps / max(state.num_train_epochs, 1)))
-        return max(1, math.ceil(per_epoch / 4))
+        return max(1, math.ceil(per_epoch / 2))
 
     def _too_damaged(self, metrics: dict[str, float]) -> list[str]:
         """Utility metrics that fell more than the tolerance (at least three examples of the sample)."""
