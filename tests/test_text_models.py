@@ -63,7 +63,7 @@ def test_pgu_forgets_a_class_of_a_text_classifier_and_keeps_updates_out_of_the_s
     space = trainer.core_gradient_space
     kinds = {info.kind for info in space.layers.values()}
     assert kinds == ({"linear"} if family == "bert" else {"transposed_linear", "linear"})
-    assert trainer.unlearning_metrics()["eval_forget_accuracy"] <= 5.0
+    assert round(trainer.unlearning_metrics()["eval_forget_accuracy"], 4) <= 5.0  # 4 of 80 is 5.0000001 in float32
     assert trainer.unlearning_metrics()["eval_test_accuracy_kept_classes"] >= 90.0
     for name, info in space.layers.items():
         delta = (model.get_submodule(name).weight.detach() - before[f"{name}.weight"]).double()
