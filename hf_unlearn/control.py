@@ -38,7 +38,9 @@ logger = logging.getLogger(__name__)
 @dataclass
 class ControlSettings:
     rule: str = "none"  # forget_below_validation, class_removal or none (already resolved)
-    check_every: int = 0  # optimizer steps between checks; 0 = two checks per epoch
+    check_every: int = 0  # optimizer steps between checks; 0 = automatic (see ``_interval``)
+    check_examples: int = 0  # examples one check runs forward (forget + retain + validation samples)
+    examples_per_step: int = 1  # examples one optimizer step trains on (both streams, all processes)
     tolerance: float = 3.0  # points of retain / validation accuracy the guard allows to lose
     shrink: float = 0.5
     max_backtracks: int = 6
@@ -97,17 +99,27 @@ class UnlearningControl(TrainerCallback):
         self.measure = measure  # forget_accuracy, forget_probability, retain_accuracy, validation_accuracy(_kept)
         self.log = log or (lambda metrics: None)
         self.outcome = RunOutcome()
+        self.original_metrics: dict[str, float] | None = None  # set by the trainer before any setup
+        self.setup_changed_weights = False
 
     # ------------------------------------------------------------------ helpers
-    def _check_every(self, state) -> int:
+    def _interval(self, state) -> int:
+        """Two checks per epoch; up to one per epoch when a check costs more than the steps between.
+
+        A check is forward-only over ``check_examples``; a step is a forward and a backward (about three
+        forwards) over ``examples_per_step``. The rule uses these counts, not measured times, so a seeded
+        run checks at the same steps on any machine.
+        """
         if self.settings.check_every > 0:
             return self.settings.check_every
         per_epoch = max(1, math.ceil(state.max_steps / max(state.num_train_epochs, 1)))
-        return max(1, math.ceil(per_epoch / 2))
+        base = max(1, math.ceil(per_epoch / 2))
+        affordable = math.ceil(self.settings.check_examples / (3 * max(1, self.settings.examples_per_step)))
+        return max(base, min(affordable, per_epoch))
 
     def _too_damaged(self, metrics: dict[str, float]) -> list[str]:
         """Utility metrics that fell more than the tolerance (at least three examples of the sample)."""
-        start = _utility(self.outcome.initial)
+        start = _utility(self.reference)
         now = _utility(metrics)
         damaged = []
         for key in start:
@@ -131,19 +143,40 @@ class UnlearningControl(TrainerCallback):
         self.model = model
         self.outcome = RunOutcome(reason="running")
         self.start = _trainable(model)
-        self.outcome.initial = self.measure()
+        # the original's utility, measured before a method's setup may have changed the weights (Fisher's noise)
+        self.outcome.initial = self.original_metrics if self.original_metrics is not None else self.measure()
+        self.original_metrics = None
+        # a method that changes the weights before its first step (Fisher's noise) may start below the
+        # original; the guard then holds the run to where it started, so the repair can proceed
+        self.reference = dict(self.outcome.initial)
+        if self.setup_changed_weights:
+            started_at = self.measure()
+            self.reference = {k: min(v, started_at.get(k, v)) for k, v in self.reference.items()}
         self.log({f"control_{k}": v for k, v in self.outcome.initial.items() if not k.endswith("_count")})
-        self.good = (self.outcome.initial, self.start)  # the last state that passed the guard
+        self.good = (self.reference, self.start)  # the last state that passed the guard
         self.previous_good = None
+        self.last_checked = 0
+        initial = self.outcome.initial
+        if self.settings.rule == "forget_below_validation" and initial["forget_accuracy"] < initial.get(
+            "validation_accuracy", -math.inf
+        ):
+            self._stop(
+                control,
+                "rule",
+                "the forget set already looks like held-out data (forget accuracy "
+                f"{initial['forget_accuracy']:.1f} < validation {initial['validation_accuracy']:.1f}): "
+                "nothing to unlearn",
+            )
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
         self.outcome.steps = state.global_step
-        if state.global_step % self._check_every(state) and state.global_step < state.max_steps:
+        if state.global_step - self.last_checked < self._interval(state) and state.global_step < state.max_steps:
             return
         self._check(state, control, optimizer, lr_scheduler)
 
     def _check(self, state, control, optimizer, lr_scheduler) -> None:
         metrics = self.measure()
+        self.last_checked = state.global_step
         self.outcome.checks += 1
         self.log({f"control_{k}": v for k, v in metrics.items() if not k.endswith("_count")})
         finite = all(torch.isfinite(p).all() for p in self.model.parameters())
@@ -199,10 +232,19 @@ class UnlearningControl(TrainerCallback):
         if not finite:  # never hand back NaN weights: the last good state is finite by construction
             _restore(self.model, self.good[1])
             end = self.good[1]
+        elif self.last_checked != state.global_step:  # steps since the last check get one more look
+            metrics = self.measure()
+            if self._too_damaged(metrics):
+                _restore(self.model, self.good[1])
+                end = self.good[1]
+            else:
+                self.good = (metrics, end)
+        # otherwise the weights are the last good state's (the run ended on a check, or a stop or rollback
+        # restored it) and its metrics describe them: no extra pass
+        self.outcome.final = dict(self.good[0])
         change = sum(float((end[k].double() - v.double()).pow(2).sum()) for k, v in self.start.items())
         norm = sum(float(v.double().pow(2).sum()) for v in self.start.values())
         self.outcome.weight_change = math.sqrt(change / norm) if norm > 0 else math.sqrt(change)
-        self.outcome.final = self.measure()
         if state.global_step == 0:
             self.outcome.unlearned, self.outcome.reason = False, "no optimizer step was taken"
         elif self.outcome.weight_change == 0.0:

@@ -22,12 +22,11 @@ from .callbacks import StepHooksCallback, resolve_stop_rule
 from .control import ControlSettings, RunOutcome, UnlearningControl
 from .core import CGSMismatchError, CoreGradientSpace, fingerprint_examples
 from .data.columns import keep_model_columns, label_array
-from .data.memory import materialize
 from .data.requests import check_label_range, detect_scenario
 from .data.streams import ForgetRetainDataset, TwoStreamCollator
-from .evaluation.predict import collect_outputs
 from .gc_utils import frozen_heap
 from .hub import UnlearningCardData, write_model_card
+from .measurements import UnlearningMeasurements
 from .methods import get_method
 from .protection import (
     CGS_DIR,
@@ -41,7 +40,13 @@ from .protection import (
 logger = logging.getLogger(__name__)
 
 
-class UnlearningTrainer(Trainer):
+def _weights_summary(model: nn.Module) -> torch.Tensor:
+    """One number per parameter tensor: enough to tell whether a setup step moved any weight."""
+    with torch.no_grad():
+        return torch.stack([p.detach().double().sum() for p in model.parameters()])
+
+
+class UnlearningTrainer(UnlearningMeasurements, Trainer):
     """Unlearn ``forget_dataset`` from ``model`` with ``args.method`` (PGU by default).
 
     Args:
@@ -107,7 +112,7 @@ class UnlearningTrainer(Trainer):
         self.retain_dataset = keep_model_columns(model, retain_dataset)
         check_label_range(model, forget=self.forget_dataset, retain=self.retain_dataset)
         self.scenario = detect_scenario(args.scenario, self.forget_dataset, self.retain_dataset)
-        self._in_memory: dict[int, tuple] = {}
+        self._init_measurements()
         streams = ForgetRetainDataset(
             self._memory(self.forget_dataset),
             self._memory(self.retain_dataset) if self.method.needs_retain else None,
@@ -134,8 +139,6 @@ class UnlearningTrainer(Trainer):
         self.unlearning_seconds: float | None = None
         self.comparison: dict[str, dict[str, float]] | None = None  # metrics per model, e.g. beside "retrain"
         self._prepared = False
-        self._retain_sample = None
-        self._control_samples: dict[str, object] = {}
         self.outcome: RunOutcome | None = None
 
     @property
@@ -212,8 +215,16 @@ class UnlearningTrainer(Trainer):
             max_backtracks=args.max_backtracks,
             class_forget_target=args.class_forget_target,
             class_probability=args.class_forget_probability,
+            check_examples=sum(len(d) for d in self._check_samples()),
+            examples_per_step=args.per_device_train_batch_size
+            * args.gradient_accumulation_steps
+            * (2 if self.method.needs_retain else 1),
         )
+        if not self._prepared:
+            self.control_callback.original_metrics = self.control_metrics()
+        weights_before = _weights_summary(self.model)
         self.prepare_unlearning(resume_from_checkpoint)
+        self.control_callback.setup_changed_weights = not torch.equal(weights_before, _weights_summary(self.model))
         with frozen_heap():
             output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         self.unlearning_seconds = time.perf_counter() - start
@@ -286,95 +297,6 @@ class UnlearningTrainer(Trainer):
         )
 
     # ------------------------------------------------------------------ evaluation
-    def _memory(self, dataset):
-        """The dataset read once into memory when small (see data/memory.py), shared by every pass over it."""
-        if dataset is None:
-            return None
-        key = id(dataset)
-        if key not in self._in_memory:
-            self._in_memory[key] = (dataset, materialize(dataset))  # keep the original alive: ids stay unique
-        return self._in_memory[key][1]
-
-    def _correct(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-example correctness and labels, from one batched pass."""
-        out = collect_outputs(
-            self.accelerator.unwrap_model(self.model),
-            self._memory(dataset),
-            collate_fn=self.base_collator,
-            batch_size=max(256, self.args.per_device_eval_batch_size),
-            device=self.args.device,
-        )
-        return out["logits"].argmax(-1) == out["labels"], out["labels"]
-
-    @staticmethod
-    def _percent(correct: torch.Tensor) -> float:
-        return 100.0 * correct.float().mean().item() if correct.numel() else float("nan")
-
-    def _sample(self, name: str, dataset, size: int):
-        """A fixed random sample of ``dataset`` (the same examples at every check)."""
-        if name not in self._control_samples:
-            if dataset is not None and len(dataset) > size:
-                dataset = dataset.shuffle(seed=self.args.seed).select(range(size))
-            self._control_samples[name] = dataset
-        return self._control_samples[name]
-
-    def _outputs(self, dataset) -> dict[str, torch.Tensor]:
-        return collect_outputs(
-            self.accelerator.unwrap_model(self.model),
-            self._memory(dataset),
-            collate_fn=self.base_collator,
-            batch_size=max(256, self.args.per_device_eval_batch_size),
-            device=self.args.device,
-        )
-
-    def control_metrics(self) -> dict[str, float]:
-        """What the guard and stop rules read: accuracies (%) on small cached samples, one pass each.
-
-        ``forget_probability`` is the mean probability of the true label on the forget sample: for a
-        removed class, how much the model still believes in it.
-        """
-        size = self.args.control_samples
-        out = self._outputs(self._sample("forget", self.forget_dataset, size))
-        p_true = out["logits"].softmax(-1).gather(1, out["labels"][:, None]).squeeze(1)
-        metrics = {
-            "forget_accuracy": self._percent(out["logits"].argmax(-1) == out["labels"]),
-            "forget_probability": float(p_true.mean()),
-        }
-        retain = self._sample("retain", self.retain_dataset, self.args.eval_retain_samples)
-        if retain is not None and len(retain) and self.args.eval_retain_samples > 0:
-            out = self._outputs(retain)
-            metrics["retain_accuracy"] = self._percent(out["logits"].argmax(-1) == out["labels"])
-            metrics["retain_accuracy_count"] = len(retain)
-        validation = self._sample("validation", self.eval_dataset, size)
-        if validation is not None and len(validation):
-            out = self._outputs(validation)
-            correct = out["logits"].argmax(-1) == out["labels"]
-            metrics["validation_accuracy"] = self._percent(correct)
-            metrics["validation_accuracy_count"] = len(validation)
-            if self.scenario == "class":
-                kept = ~torch.isin(out["labels"], torch.tensor(self.forgotten_classes))
-                metrics["validation_accuracy_kept"] = self._percent(correct[kept])
-                metrics["validation_accuracy_kept_count"] = int(kept.sum())
-        return metrics
-
-    def unlearning_metrics(self, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """Accuracy (%) on the forget set, a retain sample and the eval set (kept classes in class mode)."""
-        metrics = {f"{metric_key_prefix}_forget_accuracy": self._percent(self._correct(self.forget_dataset)[0])}
-        if self.retain_dataset is not None and self.args.eval_retain_samples > 0:
-            if self._retain_sample is None:
-                retain = self.retain_dataset
-                if len(retain) > self.args.eval_retain_samples:
-                    retain = retain.shuffle(seed=self.args.seed).select(range(self.args.eval_retain_samples))
-                self._retain_sample = retain
-            metrics[f"{metric_key_prefix}_retain_accuracy"] = self._percent(self._correct(self._retain_sample)[0])
-        if self.eval_dataset is not None:
-            correct, labels = self._correct(self.eval_dataset)
-            metrics[f"{metric_key_prefix}_test_accuracy"] = self._percent(correct)
-            if self.scenario == "class":
-                kept = ~torch.isin(labels, torch.tensor(self.forgotten_classes))
-                metrics[f"{metric_key_prefix}_test_accuracy_kept_classes"] = self._percent(correct[kept])
-        return metrics
-
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         if eval_dataset is not None:
             self.eval_dataset = keep_model_columns(self.model, eval_dataset)

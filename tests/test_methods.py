@@ -98,7 +98,7 @@ def test_forgets_a_class_and_keeps_the_rest(method, tmp_path, digits, original, 
         original_dataset=train if method in NEEDS_CGS else None,
     )
     forget_acc, retain_acc = _accuracy(model, forget), _accuracy(model, retain)
-    print(f"{method}: forget {forget_acc:.1f} retain {retain_acc:.1f} epochs {trainer.state.epoch:.1f}")
+    print(f"{method}: forget {forget_acc:.1f} retain {retain_acc:.1f} epochs {trainer.state.epoch:.1f}", trainer.outcome)
     assert forget_acc <= MAX_FORGET_ACCURACY.get(method, DEFAULT_MAX_FORGET_ACCURACY)
     assert retain_acc >= MIN_RETAIN_ACCURACY
     history = trainer.state.log_history

@@ -31,8 +31,12 @@ def _args(tmp_path, **kw):
 def _trainer(model, digits, indices, tmp_path, space=None, **kw):
     forget, retain = split_forget_retain(digits["train"], indices)
     return UnlearningTrainer(
-        model=model, args=_args(tmp_path, **kw), forget_dataset=forget, retain_dataset=retain,
-        eval_dataset=digits["validation"], core_gradient_space=space,
+        model=model,
+        args=_args(tmp_path, **kw),
+        forget_dataset=forget,
+        retain_dataset=retain,
+        eval_dataset=digits["validation"],
+        core_gradient_space=space,
         original_dataset=None if space is not None else digits["train"],
     )
 
@@ -77,15 +81,21 @@ def _leak(model, before, space, name):
 @pytest.mark.parametrize(
     "optim, accumulation, weight_decay", [("sgd", 1, 0.0), ("adamw_torch", 1, 0.01), ("adamw_torch", 2, 0.01)]
 )
-def test_updates_stay_out_of_the_space_for_any_optimizer(_trained, digits, tmp_path, optim, accumulation,
-                                                          weight_decay):
+def test_updates_stay_out_of_the_space_for_any_optimizer(_trained, digits, tmp_path, optim, accumulation, weight_decay):
     import copy
 
     indices = random_indices(len(digits["train"]), 0.1, seed=1)
-    settings = dict(optim=optim, learning_rate=0.5 if optim == "sgd" else 0.01,
-                    gradient_accumulation_steps=accumulation,
-                    weight_decay=weight_decay, num_train_epochs=3, stop_rule="none", gamma=0.95,
-                    per_device_train_batch_size=16)
+    settings = dict(
+        optim=optim,
+        learning_rate=0.5 if optim == "sgd" else 0.01,
+        gradient_accumulation_steps=accumulation,
+        weight_decay=weight_decay,
+        num_train_epochs=3,
+        stop_rule="none",
+        gamma=0.95,
+        per_device_train_batch_size=16,
+        utility_tolerance=100.0,
+    )  # guard off: the unprojected control may damage
     leaks, moved_layers = {}, []
     for projected in (True, False):
         model = copy.deepcopy(_trained)
@@ -148,8 +158,13 @@ def test_bad_input_is_refused_before_any_weight_changes(trained_model, digits, t
 
     strangers = digits["test"].select(range(5))  # never trained on
     with pytest.raises(LedgerError, match="not in the data"):
-        UnlearningTrainer(model=trained_model, args=_args(tmp_path), forget_dataset=strangers,
-                          eval_dataset=digits["validation"], core_gradient_space=space).train()
+        UnlearningTrainer(
+            model=trained_model,
+            args=_args(tmp_path),
+            forget_dataset=strangers,
+            eval_dataset=digits["validation"],
+            core_gradient_space=space,
+        ).train()
 
     other = SmallCNNForImageClassification(SmallCNNConfig())
     other_space = CoreGradientSpace.from_model(other, train, show_progress=False)
@@ -163,8 +178,9 @@ def test_bad_input_is_refused_before_any_weight_changes(trained_model, digits, t
 
     bad_labels = train.select(range(4)).cast_column("labels", Value("int64")).map(lambda row: {"labels": 12})
     with pytest.raises(ValueError, match="10 labels"):
-        UnlearningTrainer(model=trained_model, args=_args(tmp_path), forget_dataset=bad_labels,
-                          core_gradient_space=space)
+        UnlearningTrainer(
+            model=trained_model, args=_args(tmp_path), forget_dataset=bad_labels, core_gradient_space=space
+        )
 
     for name, value in _weights(trained_model).items():
         assert torch.equal(value, snapshot[name]), f"{name} changed although the request was refused"
@@ -200,8 +216,12 @@ def test_normalised_gradient_option_rescales_the_step_to_unit_norm(trained_model
 
 def test_methods_without_a_space_also_refuse_examples_outside_the_training_set(trained_model, digits, tmp_path):
     strangers = digits["test"].select(range(4))
-    trainer = UnlearningTrainer(model=trained_model, args=_args(tmp_path, method="gradient_ascent"),
-                                forget_dataset=strangers, original_dataset=digits["train"])
+    trainer = UnlearningTrainer(
+        model=trained_model,
+        args=_args(tmp_path, method="gradient_ascent"),
+        forget_dataset=strangers,
+        original_dataset=digits["train"],
+    )
     before = _weights(trained_model)
     with pytest.raises(ValueError, match="not in original_dataset"):
         trainer.train()
@@ -215,18 +235,26 @@ def test_the_guard_rolls_back_a_too_large_step_and_keeps_utility(trained_model, 
     retain_before = accuracy(trained_model, retain)
     original_state = copy.deepcopy(trained_model.state_dict())
     args = _args(tmp_path, method="gradient_ascent", learning_rate=0.5, num_train_epochs=2, check_every_steps=1)
-    trainer = UnlearningTrainer(trained_model, args, forget_dataset=forget, retain_dataset=retain,
-                                eval_dataset=digits["validation"])
+    trainer = UnlearningTrainer(
+        trained_model, args, forget_dataset=forget, retain_dataset=retain, eval_dataset=digits["validation"]
+    )
     trainer.train()
     outcome = trainer.outcome
     assert outcome.backtracks >= 1 and outcome.learning_rate_scale < 1.0
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * outcome.learning_rate_scale)
     assert accuracy(trained_model, retain) >= retain_before - 5.0  # the wrecked states were rolled back
-    unguarded = _args(tmp_path, method="gradient_ascent", learning_rate=0.5, num_train_epochs=2,
-                      utility_tolerance=100.0, stop_rule="none")
+    unguarded = _args(
+        tmp_path,
+        method="gradient_ascent",
+        learning_rate=0.5,
+        num_train_epochs=2,
+        utility_tolerance=100.0,
+        stop_rule="none",
+    )
     trained_model.load_state_dict(original_state)
-    UnlearningTrainer(trained_model, unguarded, forget_dataset=forget, retain_dataset=retain,
-                      eval_dataset=digits["validation"]).train()
+    UnlearningTrainer(
+        trained_model, unguarded, forget_dataset=forget, retain_dataset=retain, eval_dataset=digits["validation"]
+    ).train()
     assert accuracy(trained_model, retain) < retain_before - 20.0  # negative control: without the guard it collapses
 
 
@@ -235,8 +263,17 @@ def test_a_run_that_unlearns_nothing_says_so_and_leaves_the_ledger_alone(trained
     space = CoreGradientSpace.from_model(trained_model, digits["train"], show_progress=False)
     start = _weights(trained_model)
     # every step wrecks the model and no backtrack is allowed: the run rolls back to where it began
-    trainer = _trainer(trained_model, digits, indices, tmp_path, space=space, learning_rate=1e4, max_backtracks=0,
-                       check_every_steps=1, utility_tolerance=0.0)
+    trainer = _trainer(
+        trained_model,
+        digits,
+        indices,
+        tmp_path,
+        space=space,
+        learning_rate=1e4,
+        max_backtracks=0,
+        check_every_steps=1,
+        utility_tolerance=0.0,
+    )
     output = trainer.train()
     assert trainer.outcome.unlearned is False and output.metrics["unlearned"] is False
     assert all(torch.equal(v, start[k]) for k, v in _weights(trained_model).items())

@@ -1,0 +1,120 @@
+"""The accuracies an unlearning run is steered and judged by, as a mixin of ``UnlearningTrainer``.
+
+Two kinds: ``control_metrics`` (small cached samples, read by the guard and stop rules every few
+steps, so they must be cheap) and ``unlearning_metrics`` (whole sets, for ``evaluate``). Small
+datasets are read into memory once and shared by every pass.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .data.memory import materialize
+from .evaluation.predict import collect_outputs
+
+
+class UnlearningMeasurements:
+    """Needs ``args``, ``model``, ``accelerator``, ``base_collator``, the three datasets and ``scenario``."""
+
+    def _init_measurements(self) -> None:
+        self._in_memory: dict[int, tuple] = {}
+        self._retain_sample = None
+        self._control_samples: dict[str, object] = {}
+
+    def _memory(self, dataset):
+        """The dataset read once into memory when small (see data/memory.py), shared by every pass over it."""
+        if dataset is None:
+            return None
+        key = id(dataset)
+        if key not in self._in_memory:
+            self._in_memory[key] = (dataset, materialize(dataset))  # keep the original alive: ids stay unique
+        return self._in_memory[key][1]
+
+    def _correct(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example correctness and labels, from one batched pass."""
+        out = collect_outputs(
+            self.accelerator.unwrap_model(self.model),
+            self._memory(dataset),
+            collate_fn=self.base_collator,
+            batch_size=max(256, self.args.per_device_eval_batch_size),
+            device=self.args.device,
+        )
+        return out["logits"].argmax(-1) == out["labels"], out["labels"]
+
+    @staticmethod
+    def _percent(correct: torch.Tensor) -> float:
+        return 100.0 * correct.float().mean().item() if correct.numel() else float("nan")
+
+    def _sample(self, name: str, dataset, size: int):
+        """A fixed random sample of ``dataset`` (the same examples at every check)."""
+        if name not in self._control_samples:
+            if dataset is not None and len(dataset) > size:
+                dataset = dataset.shuffle(seed=self.args.seed).select(range(size))
+            if dataset is not None and "input_ids" in dataset.column_names:  # less padding per batch
+                lengths = [len(ids) for ids in dataset.with_format(None)["input_ids"]]
+                dataset = dataset.select(sorted(range(len(lengths)), key=lengths.__getitem__))
+            self._control_samples[name] = dataset
+        return self._control_samples[name]
+
+    def _outputs(self, dataset) -> dict[str, torch.Tensor]:
+        return collect_outputs(
+            self.accelerator.unwrap_model(self.model),
+            self._memory(dataset),
+            collate_fn=self.base_collator,
+            batch_size=max(64, self.args.per_device_eval_batch_size),
+            device=self.args.device,
+        )
+
+    def _check_samples(self) -> tuple:
+        """The cached forget / retain / validation samples every check reads (empty lists when absent)."""
+        size, retain_size = self.args.control_samples, self.args.eval_retain_samples
+        retain = self._sample("retain", self.retain_dataset, retain_size) if retain_size > 0 else None
+        validation = self._sample("validation", self.eval_dataset, size)
+        return (self._sample("forget", self.forget_dataset, size), retain or [], validation or [])
+
+    def control_metrics(self) -> dict[str, float]:
+        """What the guard and stop rules read: accuracies (%) on small cached samples, one pass each.
+
+        ``forget_probability`` is the mean probability of the true label on the forget sample: for a
+        removed class, how much the model still believes in it.
+        """
+        forget, retain, validation = self._check_samples()
+        out = self._outputs(forget)
+        p_true = out["logits"].softmax(-1).gather(1, out["labels"][:, None]).squeeze(1)
+        metrics = {
+            "forget_accuracy": self._percent(out["logits"].argmax(-1) == out["labels"]),
+            "forget_probability": float(p_true.mean()),
+        }
+        if len(retain):
+            out = self._outputs(retain)
+            metrics["retain_accuracy"] = self._percent(out["logits"].argmax(-1) == out["labels"])
+            metrics["retain_accuracy_count"] = len(retain)
+        if len(validation):
+            out = self._outputs(validation)
+            correct = out["logits"].argmax(-1) == out["labels"]
+            metrics["validation_accuracy"] = self._percent(correct)
+            metrics["validation_accuracy_count"] = len(validation)
+            if self.scenario == "class":
+                kept = ~torch.isin(out["labels"], torch.tensor(self.forgotten_classes))
+                metrics["validation_accuracy_kept"] = self._percent(correct[kept])
+                metrics["validation_accuracy_kept_count"] = int(kept.sum())
+        return metrics
+
+    def unlearning_metrics(self, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Accuracy (%) on the forget set, a retain sample and the eval set (kept classes in class mode)."""
+        metrics = {f"{metric_key_prefix}_forget_accuracy": self._percent(self._correct(self.forget_dataset)[0])}
+        if self.retain_dataset is not None and self.args.eval_retain_samples > 0:
+            if self._retain_sample is None:
+                retain = self.retain_dataset
+                if len(retain) > self.args.eval_retain_samples:
+                    retain = retain.shuffle(seed=self.args.seed).select(range(self.args.eval_retain_samples))
+                self._retain_sample = retain
+            metrics[f"{metric_key_prefix}_retain_accuracy"] = self._percent(self._correct(self._retain_sample)[0])
+        if self.eval_dataset is not None:
+            correct, labels = self._correct(self.eval_dataset)
+            metrics[f"{metric_key_prefix}_test_accuracy"] = self._percent(correct)
+            if self.scenario == "class":
+                kept = ~torch.isin(labels, torch.tensor(self.forgotten_classes))
+                metrics[f"{metric_key_prefix}_test_accuracy_kept_classes"] = self._percent(correct[kept])
+        return metrics
+
