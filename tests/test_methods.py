@@ -30,9 +30,10 @@ FORGET_CLASS = 3
 NEEDS_CGS = {"pgu", "ga_projected"}
 BUILT_HERE = sorted(set(METHODS) - {"pgu"})  # PGU is covered by the trainer's own tests
 
-# Forget accuracy (%) after forgetting class 3 with the defaults; the original model scores 100 (measured:
-# finetune 87.4, gradient_ascent 78.3, npo 78.3, fisher 85.3, ga_projected 62.2, scrub 16.8, others <= 5.6).
-# Retain accuracy must stay >= 94 % for every method (original: 100; lowest measured: random_labels 95.8).
+# Forget accuracy (%) after forgetting class 3 with the defaults; the original model scores 100. Measured with the
+# utility guard (2026-11-23): finetune 87.4, gradient_ascent 78.3, npo 78.3, fisher 84.6, ga_projected 63.6,
+# scrub 16.8, random_labels 12.6, others <= 4.2. The guard holds retain accuracy within its 3-point tolerance
+# (lowest measured: salun 98.1; random_labels was 95.8 before the guard, at forget 3.5).
 MAX_FORGET_ACCURACY = {
     "finetune": 95.0,  # catastrophic forgetting only: the weakest baseline
     "gradient_ascent": 90.0,
@@ -42,7 +43,7 @@ MAX_FORGET_ACCURACY = {
     "scrub": 40.0,
 }
 DEFAULT_MAX_FORGET_ACCURACY = 15.0
-MIN_RETAIN_ACCURACY = 94.0
+MIN_RETAIN_ACCURACY = 96.0  # the guard's 3 points below the original's 100, plus sample noise
 
 
 def _args(tmp_path, method: str, **kwargs) -> UnlearningArguments:
@@ -98,7 +99,7 @@ def test_forgets_a_class_and_keeps_the_rest(method, tmp_path, digits, original, 
         original_dataset=train if method in NEEDS_CGS else None,
     )
     forget_acc, retain_acc = _accuracy(model, forget), _accuracy(model, retain)
-    print(f"{method}: forget {forget_acc:.1f} retain {retain_acc:.1f} epochs {trainer.state.epoch:.1f}", trainer.outcome)
+    print(f"{method}: forget {forget_acc:.1f} retain {retain_acc:.1f} epochs {trainer.state.epoch:.1f}")
     assert forget_acc <= MAX_FORGET_ACCURACY.get(method, DEFAULT_MAX_FORGET_ACCURACY)
     assert retain_acc >= MIN_RETAIN_ACCURACY
     history = trainer.state.log_history
