@@ -27,7 +27,7 @@ from hf_unlearn.methods.eupmu_explicit import EUPMUExplicit, EUPMUExplicitConfig
 from hf_unlearn.trainer import UnlearningTrainer
 
 FORGET_CLASS = 3
-NEEDS_CGS = {"pgu", "ga_projected"}
+NEEDS_CGS = {name for name, method in METHODS.items() if method.uses_projection}
 BUILT_HERE = sorted(set(METHODS) - {"pgu"})  # PGU is covered by the trainer's own tests
 
 # Forget accuracy (%) after forgetting class 3 with the defaults; the original model scores 100. Measured with the

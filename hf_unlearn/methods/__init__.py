@@ -16,12 +16,14 @@ from .gradient_ascent import GradientAscent, GradientAscentProjected
 from .neggrad_plus import NegGradPlus
 from .npo import NPO
 from .pgu import PGU
+from .pgu_retain import PGURetain
 from .random_labels import RandomLabels
 from .salun import SalUn
 from .scrub import SCRUB
 
 _REGISTERED: tuple[type[UnlearningMethod], ...] = (
     PGU,
+    PGURetain,
     EUPMU,
     EUPMUExplicit,
     FineTune,

