@@ -41,6 +41,7 @@ class UnlearningCardData:
     ledger: list[dict] = field(default_factory=list)
     seconds: float | None = None
     comparison: dict[str, dict[str, float]] | None = None
+    comparison_reference: str = ""  # how the reference was made, e.g. "fine-tuned from `org/base`"
     tags: list[str] = field(default_factory=list)
     unlearned: bool | None = None  # None: no run recorded (e.g. a card written before training)
     outcome: str = ""  # why the run ended, in words
@@ -84,7 +85,8 @@ def render_model_card(data: UnlearningCardData) -> str:
             "\n\nUA = 100 − forget accuracy, RA = retain accuracy, TA = test accuracy, MIA = MIA-efficacy "
             "(all %). Avg. Gap = mean |metric − retrained model's metric|."
         )
-        note = "The figures above compare it with such a model, retrained in the same run."
+        how = f" ({data.comparison_reference} on the retain set)" if data.comparison_reference else ""
+        note = f"The figures above compare it with such a model, retrained in the same run{how}."
     else:
         comparison = "Not measured in this run: no model retrained without the forget set was evaluated."
         note = "No retrained reference was evaluated for this card, so its closeness to retraining is unknown."

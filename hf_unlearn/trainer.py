@@ -138,6 +138,7 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
         )
         self.unlearning_seconds: float | None = None
         self.comparison: dict[str, dict[str, float]] | None = None  # metrics per model, e.g. beside "retrain"
+        self.comparison_reference = ""  # how the "retrain" model of the comparison was made
         self._prepared = False
         self.outcome: RunOutcome | None = None
 
@@ -290,6 +291,7 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
             ledger=list(space.ledger) if self.protection is not None and space is not None else [],
             seconds=self.unlearning_seconds,
             comparison=self.comparison,
+            comparison_reference=self.comparison_reference,
             tags=list(tags or []) if not isinstance(tags, str) else [tags],
             unlearned=self.outcome.unlearned if self.outcome else None,
             outcome=self.outcome.reason if self.outcome else "",

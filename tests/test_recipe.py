@@ -72,5 +72,14 @@ def test_help_lists_the_unlearning_options(capsys):
         parse_args(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--forget_class", "--forget_filter", "--gamma", "--compare_with_retrain", "--method"):
+    for option in ("--forget_class", "--forget_filter", "--gamma", "--compare_with_retrain", "--method",
+                   "--pgu_delta", "--retrain_base_model"):
         assert option in text
+    assert "--scrub_alpha SCRUB_ALPHA" not in text  # only the chosen method's hyperparameters
+
+
+def test_help_for_another_method_lists_its_hyperparameters(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--method", "scrub", "--help"])
+    text = capsys.readouterr().out
+    assert "--scrub_alpha" in text and "scrub hyperparameters" in text and "--pgu_delta PGU_DELTA" not in text

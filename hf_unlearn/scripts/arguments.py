@@ -47,6 +47,14 @@ class ScriptArguments:
     retrain_learning_rate: float = field(default=2e-3, metadata={"help": "Learning rate of the original recipe."})
     retrain_batch_size: int = field(default=32, metadata={"help": "Batch size of the original recipe."})
     retrain_cache_dir: str | None = field(default=None, metadata={"help": "Where retrained references are cached."})
+    retrain_base_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "The pretrained checkpoint the original was fine-tuned from (folder or Hub id): the reference "
+            "is then fine-tuned from it on the retain set. Without it the reference starts from random weights, "
+            "which for a fine-tuned model gives a reference that may only predict the majority class."
+        },
+    )
 
 
 @dataclass

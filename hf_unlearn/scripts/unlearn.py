@@ -105,9 +105,13 @@ def compare_with_retrain(script_args, trainer, original, forget, retain, test) -
         seed=trainer.args.seed,
     )
     cache = script_args.retrain_cache_dir or str(Path(trainer.args.output_dir) / "retrain_cache")
+    base = script_args.retrain_base_model
     retrained, seconds, _ = retrain_from_scratch(
-        original.config, retain, recipe, cache_dir=cache, processing_class=trainer.processing_class
+        original.config, retain, recipe, cache_dir=cache, processing_class=trainer.processing_class, base_model=base
     )
+    start = f"fine-tuned from `{base}`" if base else "trained from a random initialisation"
+    logger.info("Reference: %s on the retain set with the original recipe", start)
+    trainer.comparison_reference = start
     collate = trainer.base_collator
     results = {}
     for name, model, time_s in (
@@ -132,7 +136,10 @@ def compare_with_retrain(script_args, trainer, original, forget, retain, test) -
             "forget (retrain)": per_example_loss(retrained, forget, collate_fn=collate),
         }
         write_report(
-            results, trainer.args.output_dir, loss_histograms=histograms, title=f"{trainer.args.method} vs retraining"
+            results,
+            trainer.args.output_dir,
+            loss_histograms=histograms,
+            title=f"{trainer.args.method} vs retraining (reference {start} on the retain set)",
         )
     return results
 
