@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from .methods import METHODS, get_method, hyperparameter_owners
+from .methods import METHODS, get_method, hyperparameter_owners, resolve_method
 from .methods.base import TRAINING_KEYS, MethodConfig, UnlearningMethod
+from .methods.pgu_retain import PGURetainConfig
 
 SCENARIOS = ("auto", "samples", "class")
 STOP_RULES = ("auto", "forget_below_validation", "class_removal", "none")
@@ -34,7 +35,11 @@ LIBRARY_TRAINING_DEFAULTS = {
 class UnlearningArguments(TrainingArguments):
     # ------------------------------------------------------------------ which method
     method: str = field(
-        default="pgu", metadata={"help": f"Unlearning method: {', '.join(METHODS)} (`hf-unlearn methods NAME`)."}
+        default="auto",
+        metadata={
+            "help": "Unlearning method: 'auto' (the default path: pgu_retain when a retain set is given, pgu "
+            f"otherwise) or one of {', '.join(METHODS)} (`hf-unlearn methods NAME`)."
+        },
     )
     method_kwargs: dict | str | None = field(
         default=None,
@@ -146,6 +151,18 @@ class UnlearningArguments(TrainingArguments):
             raise ValueError("remove_unused_columns must be False: unlearning batches carry forget and retain streams.")
         self.set_method_config(self.method_kwargs)
         super().__post_init__()
+
+    def resolve_default_path(self, has_retain: bool) -> None:
+        """Turn ``method="auto"`` into the method it means for this run (called by the trainer)."""
+        if self.method != "auto":
+            return
+        self.method = resolve_method("auto", has_retain)
+        values = self.method_config.to_dict()
+        if self.method == "pgu":
+            weight = values.pop("pgu_retain_weight")
+            if weight != PGURetainConfig.pgu_retain_weight:
+                raise ValueError("pgu_retain_weight was set, but there is no retain set: pass retain_dataset=...")
+        self.set_method_config(values)
 
     def set_method_config(self, config: MethodConfig | dict | str | None) -> None:
         """Validate the method's hyperparameters and fill every unset training value from the method.

@@ -77,7 +77,9 @@ def run_scenario(name: str, indices, original, original_path: Path, data, recipe
     model = copy.deepcopy(original)
     start = time.perf_counter()
     space = CoreGradientSpace.from_pretrained(original_path / "core_gradient_space", model)
-    args = UnlearningArguments(output_dir=str(out / "pgu"), seed=seed, disable_tqdm=True, logging_strategy="no")
+    args = UnlearningArguments(
+        output_dir=str(out / "pgu"), method="pgu", seed=seed, disable_tqdm=True, logging_strategy="no"
+    )
     trainer = UnlearningTrainer(
         model=model, args=args, forget_dataset=forget, retain_dataset=retain, eval_dataset=validation,
         core_gradient_space=space,

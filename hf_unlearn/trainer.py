@@ -78,6 +78,7 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
     ):
         if not isinstance(args, UnlearningArguments):
             raise TypeError("UnlearningTrainer needs UnlearningArguments (a TrainingArguments subclass).")
+        args.resolve_default_path(has_retain=retain_dataset is not None and len(retain_dataset) > 0)
         self.method = get_method(args.method)(args.method_config, seed=args.seed)
         if forget_dataset is None or len(forget_dataset) == 0:
             raise ValueError("The forget set is empty: there is nothing to unlearn.")

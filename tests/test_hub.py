@@ -118,7 +118,7 @@ def _card(files: dict[str, bytes]) -> str:
 def test_trainer_pushes_model_space_and_an_honest_card(hub, xet_spy, trained_model, digits, tmp_path, one_thread):
     forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
     args = UnlearningArguments(
-        output_dir=str(tmp_path / "run"), disable_tqdm=True, seed=0, logging_strategy="no",
+        output_dir=str(tmp_path / "run"), method="pgu", disable_tqdm=True, seed=0, logging_strategy="no",
         save_strategy="epoch", push_to_hub=True, hub_model_id=REPO_ID, hub_strategy="end",
     )
     trainer = UnlearningTrainer(

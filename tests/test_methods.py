@@ -293,3 +293,17 @@ def test_every_method_runs_on_a_text_classifier(tmp_path):
         output = trainer.train()
         assert torch.isfinite(torch.tensor(output.training_loss)), name
         assert any(not torch.equal(p, start[n]) for n, p in model.named_parameters()), name
+
+
+def test_the_default_path_adds_a_retain_loss_only_when_a_retain_set_is_given(tmp_path, digits, original, class_split):
+    forget, retain = class_split
+    args = UnlearningArguments(output_dir=str(tmp_path), report_to="none")
+    assert args.method == "auto" and args.learning_rate == 0.5  # PGU's training values either way
+    trainer = UnlearningTrainer(copy.deepcopy(original), args, forget, retain, original_dataset=digits["train"])
+    assert args.method == "pgu_retain" and trainer.method.needs_retain and trainer.method.uses_projection
+    alone = UnlearningArguments(output_dir=str(tmp_path), report_to="none", method_kwargs={"pgu_delta": 0.1})
+    trainer = UnlearningTrainer(copy.deepcopy(original), alone, forget, original_dataset=digits["train"])
+    assert alone.method == "pgu" and not trainer.method.needs_retain and trainer.method.config.pgu_delta == 0.1
+    weighted = UnlearningArguments(output_dir=str(tmp_path), report_to="none", method_kwargs={"pgu_retain_weight": 2})
+    with pytest.raises(ValueError, match="pgu_retain_weight was set, but there is no retain set"):
+        UnlearningTrainer(copy.deepcopy(original), weighted, forget, original_dataset=digits["train"])

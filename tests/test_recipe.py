@@ -22,7 +22,7 @@ def test_yaml_config_with_command_line_overrides(tmp_path):
     script, forget, args = parse_args(["--config", str(config), "--gamma", "0.9"])
     assert script.model_name_or_path == "some/model" and script.dataset_name == "digits"
     assert forget.forget_class == [3, 5] and args.gamma == 0.9  # the command line wins over the file
-    assert args.method == "pgu" and args.learning_rate == 0.5  # unset: PGU's recommended value
+    assert args.method == "auto" and args.learning_rate == 0.5  # unset: PGU's recommended value (the default path)
 
 
 def test_method_hyperparameters_from_yaml_and_command_line(tmp_path):
@@ -54,7 +54,7 @@ def test_recipe_forgets_a_class_and_writes_checkpoint_space_and_card(saved_model
     saved = json.loads((out / "core_gradient_space" / "cgs_config.json").read_text())
     assert [r["num_examples"] for r in saved["ledger"]] == [122]  # every "3" of the digits training split
     card = (out / "README.md").read_text()
-    assert "`pgu`" in card and "Not measured" in card
+    assert "`pgu_retain`" in card and "Not measured" in card  # the default path with a retain set
     assert json.loads((out / "unlearning_metrics.json").read_text()) == metrics
 
 

@@ -39,16 +39,30 @@ _REGISTERED: tuple[type[UnlearningMethod], ...] = (
 METHODS: dict[str, type[UnlearningMethod]] = {method.name: method for method in _REGISTERED}
 
 
+DEFAULT_PATH = "auto"
+
+
+def resolve_method(name: str, has_retain: bool) -> str:
+    """``auto``, the library's default path: PGU with a retain loss when retain examples are given
+    (it ended closer to retraining on every model of the fidelity suite, docs/benchmarks.md), PGU
+    alone when only the forget set is."""
+    if name != DEFAULT_PATH:
+        return name
+    return "pgu_retain" if has_retain else "pgu"
+
+
 def hyperparameter_owners(name: str) -> list[str]:
     """The methods that take a hyperparameter called ``name`` (for error messages that point the way)."""
     return [m for m, cls in METHODS.items() if name in {f.name for f in dataclasses.fields(cls.config_class)}]
 
 
 def get_method(name: str) -> type[UnlearningMethod]:
+    """The method class; ``auto`` gives the class whose hyperparameters it accepts (``pgu_retain``'s)."""
     try:
-        return METHODS[name]
+        return METHODS[resolve_method(name, has_retain=True)]
     except KeyError:
-        raise ValueError(f"Unknown unlearning method {name!r}. Choose one of: {', '.join(sorted(METHODS))}.") from None
+        choices = ", ".join([DEFAULT_PATH, *sorted(METHODS)])
+        raise ValueError(f"Unknown unlearning method {name!r}. Choose one of: {choices}.") from None
 
 
 __all__ = [
