@@ -147,7 +147,7 @@ def parse_args(argv: list[str] | None = None):
             for i, t in enumerate(argv)
             if t != "--config" and not t.startswith("--config=") and not (i > 0 and argv[i - 1] == "--config")
         ]
-    method = _option(argv, "method") or values.get("method", "pgu")
+    method = _option(argv, "method") or values.get("method", "auto")
     parser = build_parser(method)
     parser.add_argument("--config", help="A YAML file of option: value pairs (flags given on the command line win).")
     if values:
