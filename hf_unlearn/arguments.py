@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -150,6 +151,7 @@ class UnlearningArguments(TrainingArguments):
         if self.remove_unused_columns:
             raise ValueError("remove_unused_columns must be False: unlearning batches carry forget and retain streams.")
         self.set_method_config(self.method_kwargs)
+        check_training_values(self)
         super().__post_init__()
 
     def resolve_default_path(self, has_retain: bool) -> None:
@@ -180,6 +182,37 @@ class UnlearningArguments(TrainingArguments):
                 setattr(self, key, value)
                 applied[key] = value
         self.method_defaults_applied = applied
+
+
+def check_training_values(args: UnlearningArguments) -> None:
+    """Refuse values that would make a run "succeed" without unlearning, or fail after the request was applied.
+
+    A NaN or negative learning rate, a zero budget or a non-finite threshold used to run to the end (NaN
+    weights saved, the request recorded) or fail inside the optimizer; here they fail before any model loads.
+    """
+    problems = []
+    lr = args.learning_rate
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        problems.append(f"learning_rate must be a finite number > 0, got {lr!r}")
+    has_step_budget = args.max_steps is not None and args.max_steps > 0  # replaces the epoch budget
+    if not has_step_budget and not (math.isfinite(args.num_train_epochs) and args.num_train_epochs > 0):
+        problems.append(f"num_train_epochs must be > 0 (or max_steps > 0), got {args.num_train_epochs!r}")
+    if not args.per_device_train_batch_size or args.per_device_train_batch_size < 1:
+        problems.append(f"per_device_train_batch_size must be >= 1, got {args.per_device_train_batch_size!r}")
+    if args.gradient_accumulation_steps < 1:
+        problems.append(f"gradient_accumulation_steps must be >= 1, got {args.gradient_accumulation_steps!r}")
+    for name in ("max_grad_norm", "weight_decay", "utility_tolerance"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value >= 0):
+            problems.append(f"{name} must be a finite number >= 0, got {value!r}")
+    for name in ("class_forget_target", "class_forget_probability"):
+        value = getattr(args, name)
+        if not math.isfinite(value):
+            problems.append(f"{name} must be finite, got {value!r}")
+    if args.control_samples < 1 or args.eval_retain_samples < 0 or args.cgs_batch_size < 1:
+        problems.append("control_samples and cgs_batch_size must be >= 1 and eval_retain_samples >= 0")
+    if problems:
+        raise ValueError("Invalid unlearning arguments: " + "; ".join(problems) + ".")
 
 
 def build_method_config(method_class: type[UnlearningMethod], config: MethodConfig | dict | str | None) -> MethodConfig:

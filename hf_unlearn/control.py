@@ -101,6 +101,29 @@ class UnlearningControl(TrainerCallback):
         self.outcome = RunOutcome()
         self.original_metrics: dict[str, float] | None = None  # set by the trainer before any setup
         self.setup_changed_weights = False
+        self.resume_state: dict | None = None  # from a checkpoint (``state_dict``), restored at train begin
+
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs to decide as the uninterrupted one would (saved in checkpoints)."""
+        return {
+            "outcome": self.outcome.to_dict(),
+            "start": self.start,
+            "reference": self.reference,
+            "good": list(self.good),
+            "previous_good": list(self.previous_good) if self.previous_good else None,
+            "last_checked": self.last_checked,
+        }
+
+    def _restore_state(self, state: dict) -> None:
+        self.outcome = RunOutcome(**state["outcome"])
+        self.start = state["start"]
+        self.reference = state["reference"]
+        self.good = tuple(state["good"])
+        self.previous_good = tuple(state["previous_good"]) if state["previous_good"] else None
+        self.last_checked = state["last_checked"]
+        self.original_metrics = None
+        logger.info("Resumed the unlearning control at step %d (%d backtracks so far)", self.last_checked,
+                    self.outcome.backtracks)
 
     # ------------------------------------------------------------------ helpers
     def _interval(self, state) -> int:
@@ -141,6 +164,10 @@ class UnlearningControl(TrainerCallback):
     # ------------------------------------------------------------------ Trainer events
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.model = model
+        if self.resume_state is not None:
+            self._restore_state(self.resume_state)
+            self.resume_state = None
+            return
         self.outcome = RunOutcome(reason="running")
         self.start = _trainable(model)
         # the original's utility, measured before a method's setup may have changed the weights (Fisher's noise)

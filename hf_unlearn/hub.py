@@ -17,6 +17,24 @@ import yaml
 from .evaluation.tables import markdown_table
 
 COMPARISON_KEYS = ("UA", "RA", "TA", "MIA")
+# what stays on the owner's disk when an output folder is pushed: the pickled arguments (they can name the
+# forget filter), the retrained reference (a second full model), mid-run checkpoints, logs and staging files
+UNPUBLISHED_PATTERNS = (
+    "_*",
+    "checkpoint-*",
+    "training_args.bin",
+    "retrain_cache/*",
+    "runs/*",
+    "*.partial",
+    ".*",
+)
+
+
+def public_name(name: str) -> str:
+    """A model's name as a card may publish it: Hub ids as they are, local paths reduced to their last part."""
+    text = str(name)
+    local = text.startswith((".", "/", "~")) or "\\" in text or Path(text).expanduser().exists()
+    return f"a local model ({Path(text).name})" if local else text
 
 
 @dataclass
@@ -125,7 +143,7 @@ def render_model_card(data: UnlearningCardData) -> str:
     return template.format(
         yaml=yaml.safe_dump(metadata, sort_keys=False).strip(),
         model_name=data.model_name,
-        base_model=data.base_model,
+        base_model=public_name(data.base_model),
         summary=summary,
         ledger_rows=_ledger_rows(data),
         optim=data.optim,

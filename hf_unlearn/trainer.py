@@ -16,16 +16,19 @@ import time
 import torch
 from torch import nn
 from transformers import DataCollatorWithPadding, IntervalStrategy, Trainer, default_data_collator
+from transformers.utils.hub import hf_api
 
 from .arguments import UnlearningArguments
 from .callbacks import StepHooksCallback, resolve_stop_rule
+from .checkpoints import check_resume, request_digest, resolve_resume, write_checkpoint_extras
 from .control import ControlSettings, RunOutcome, UnlearningControl
 from .core import CGSMismatchError, CoreGradientSpace, fingerprint_examples
+from .data.checks import check_model_inputs, check_request_inputs
 from .data.columns import keep_model_columns, label_array
 from .data.requests import check_label_range, detect_scenario
 from .data.streams import ForgetRetainDataset, TwoStreamCollator
 from .gc_utils import frozen_heap
-from .hub import UnlearningCardData, write_model_card
+from .hub import UNPUBLISHED_PATTERNS, UnlearningCardData, write_model_card
 from .measurements import UnlearningMeasurements
 from .methods import get_method
 from .protection import (
@@ -34,7 +37,9 @@ from .protection import (
     SpaceSettings,
     batch_norms_in_eval_mode,
     check_membership,
+    forget_fingerprints,
     freeze_parameters,
+    space_saved_with,
 )
 
 logger = logging.getLogger(__name__)
@@ -80,10 +85,19 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
             raise TypeError("UnlearningTrainer needs UnlearningArguments (a TrainingArguments subclass).")
         args.resolve_default_path(has_retain=retain_dataset is not None and len(retain_dataset) > 0)
         self.method = get_method(args.method)(args.method_config, seed=args.seed)
-        if forget_dataset is None or len(forget_dataset) == 0:
-            raise ValueError("The forget set is empty: there is nothing to unlearn.")
+        check_request_inputs(
+            forget=forget_dataset,
+            retain=retain_dataset,
+            eval_dataset=eval_dataset,
+            original_dataset=original_dataset,
+            space=core_gradient_space,
+        )
         if self.method.needs_retain and (retain_dataset is None or len(retain_dataset) == 0):
             raise ValueError(f"Method {args.method!r} needs a retain set: pass retain_dataset=...")
+        if core_gradient_space is None and (saved := space_saved_with(model)) is not None:
+            core_gradient_space, where = saved
+            logger.info("Using the Core Gradient Space saved with the model (%s, %d earlier request(s))",
+                        where, len(core_gradient_space.ledger))
         self.raw_forget_dataset = forget_dataset
         self.original_dataset = original_dataset
         self._given_space = core_gradient_space
@@ -95,14 +109,7 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
         self.protection: SpaceProtection | None = None
         if self.method.uses_projection:
             self.protection = SpaceProtection(
-                SpaceSettings(
-                    gamma=args.gamma,
-                    energy=args.gamma_energy,
-                    protect_layers=args.protect_layers,
-                    exclude_layers=args.exclude_layers,
-                    batch_size=args.cgs_batch_size,
-                    show_progress=not args.disable_tqdm and args.process_index == 0,
-                ),
+                SpaceSettings.from_args(args),
                 space=core_gradient_space,
                 original_dataset=original_dataset,
                 collate_fn=data_collator,
@@ -111,7 +118,13 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
             )
         self.forget_dataset = keep_model_columns(model, forget_dataset)
         self.retain_dataset = keep_model_columns(model, retain_dataset)
-        check_label_range(model, forget=self.forget_dataset, retain=self.retain_dataset)
+        model_eval = keep_model_columns(model, eval_dataset)
+        check_model_inputs(
+            forget=(self.forget_dataset, forget_dataset.column_names),
+            retain=(self.retain_dataset, getattr(retain_dataset, "column_names", [])),
+            eval=(model_eval, getattr(eval_dataset, "column_names", [])),
+        )
+        check_label_range(model, forget=self.forget_dataset, retain=self.retain_dataset, eval=model_eval)
         self.scenario = detect_scenario(args.scenario, self.forget_dataset, self.retain_dataset)
         self._init_measurements()
         streams = ForgetRetainDataset(
@@ -131,7 +144,7 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
             model=model,
             args=args,
             train_dataset=streams,
-            eval_dataset=keep_model_columns(model, eval_dataset),
+            eval_dataset=model_eval,
             data_collator=TwoStreamCollator(data_collator),
             processing_class=processing_class,
             callbacks=[*(callbacks or []), step_hooks, self.control_callback],
@@ -146,9 +159,9 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
     @property
     def core_gradient_space(self) -> CoreGradientSpace | None:
         """The space this run protects (with the request subtracted once prepared), or the one given."""
-        if self.protection is not None and self.protection.space is not None:
+        if self.protection is not None:
             return self.protection.space
-        return self._given_space
+        return None  # a method without projection leaves the space behind: its statistics no longer fit
 
     @property
     def projection(self):
@@ -192,6 +205,16 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
                 train_unprotected=args.train_unprotected or self.method.trains_unprotected,
             )
         else:
+            if self._given_space is not None:  # its ledger still refuses repeated and unknown examples
+                space = self._given_space
+                columns = space.fingerprint_columns or list(self.raw_forget_dataset.column_names)
+                space.check_request(forget_fingerprints(self.raw_forget_dataset, columns, "The cache"))
+                logger.warning(
+                    "%s does not maintain the Core Gradient Space: the unlearned model is saved without one "
+                    "(its ledger of %d earlier request(s) stays with the input model).",
+                    args.method,
+                    len(space.ledger),
+                )
             if self.original_dataset is not None:
                 columns = list(self.original_dataset.column_names)
                 fingerprints = fingerprint_examples(self.original_dataset, columns)
@@ -204,10 +227,12 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
 
     # ------------------------------------------------------------------ Trainer overrides
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
-        if resume_from_checkpoint is True:
-            from transformers.trainer_utils import get_last_checkpoint
-
-            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+        """Unlearn. ``resume_from_checkpoint=True`` (or "last") resumes from the newest complete checkpoint."""
+        resume_from_checkpoint = resolve_resume(resume_from_checkpoint, self.args.output_dir)
+        if resume_from_checkpoint:
+            self.control_callback.resume_state = check_resume(
+                resume_from_checkpoint, self._request_digest(), self.args.method
+            )
         start = time.perf_counter()
         args = self.args
         self.control_callback.settings = ControlSettings(
@@ -239,6 +264,19 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
         output.metrics.update({"unlearned": self.outcome.unlearned, "unlearning_outcome": self.outcome.reason})
         return output
 
+    def _request_digest(self) -> str:
+        if getattr(self, "_digest", None) is None:
+            self._digest = request_digest(self.raw_forget_dataset)
+        return self._digest
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """The Trainer's checkpoint, then the control's state and, last, the marker saying it is complete."""
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            state = self.control_callback.state_dict()
+            write_checkpoint_extras(folder, state, self._request_digest(), self.args.method, self.state.global_step)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if "forget" not in inputs:  # a plain batch (e.g. Trainer.predict): the model's own loss
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -261,6 +299,44 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
         if self.core_gradient_space is not None:
             self.core_gradient_space.save_pretrained(os.path.join(output_dir, CGS_DIR))
         write_model_card(self.card_data(), output_dir)
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs,
+    ):
+        """Save first (a push that fails offline loses nothing), then upload only what is meant to be public.
+
+        Left out: ``training_args.bin`` (it can name the forget filter), the retrain cache, checkpoints and
+        logs (``hub.UNPUBLISHED_PATTERNS``). The model card names local base models by their folder only.
+        """
+        self.save_model(_internal_call=True)
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        token = token if token is not None else self.args.hub_token
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        if not self.is_world_process_zero():
+            return None
+        model_name = kwargs.pop("model_name", None) or self.hub_model_id.split("/")[-1]
+        self.create_model_card(model_name=model_name, tags=kwargs.get("tags"))
+        self._finish_current_push()
+        return hf_api().upload_folder(
+            repo_id=self.hub_model_id,
+            folder_path=self.args.output_dir,
+            commit_message=commit_message,
+            token=token,
+            run_as_future=not blocking,
+            ignore_patterns=list(UNPUBLISHED_PATTERNS),
+            revision=revision if revision is not None else self.args.hub_revision,
+        )
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Mid-run checkpoints are not published: a half-finished request is not a model anyone should pull."""
+        logger.info("Not pushing checkpoint %s: the unlearned model is pushed once the run ends.", checkpoint_folder)
 
     def create_model_card(self, model_name: str | None = None, tags=None, **kwargs) -> None:
         """An honest card: what was forgotten, how, and (when measured) how close to retraining."""

@@ -63,10 +63,41 @@ def fingerprint_examples(rows: Iterable[Mapping], columns: Sequence[str]) -> tor
     return torch.tensor(values, dtype=torch.int64)
 
 
+_ADAPTER_MARKERS = ("lora_", ".modules_to_save.")
+
+
+def _canonical_name(name: str) -> str | None:
+    """A parameter's name as in the plain model (PEFT wrappers removed), or None for adapter weights."""
+    if any(marker in name for marker in _ADAPTER_MARKERS):
+        return None
+    name = name.removeprefix("base_model.model.")
+    return name.replace(".base_layer.", ".").replace(".original_module.", ".")
+
+
+def state_fingerprint(model: nn.Module) -> str:
+    """A hash of every parameter and floating-point buffer (biases, norms, running statistics).
+
+    The inputs a protected layer sees depend on everything before it, not only on the protected weights:
+    a model whose biases differ gives Grams that differ by hundreds of percent in deeper layers. Integer
+    buffers (position ids, BatchNorm's batch counter) are left out; adapter weights (LoRA) too, so a
+    space built on a base model still matches the same model wrapped by PEFT.
+    """
+    tensors = {}
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        canonical = _canonical_name(name)
+        if canonical is not None and tensor.is_floating_point():
+            tensors.setdefault(canonical, tensor)
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def model_fingerprint(
     model: nn.Module, layer_names: Iterable[str], modules: Mapping[str, nn.Module] | None = None
 ) -> dict[str, str]:
-    """Hashes of the protected layers' architecture and of their current weights.
+    """Hashes of the protected layers' architecture, of their weights and of the whole model state.
 
     ``modules`` maps layer names to modules when they differ from ``model.named_modules()`` (a PEFT
     model, whose protected weights live in ``base_layer`` under a prefixed name).
@@ -80,4 +111,8 @@ def model_fingerprint(
             continue
         arch.update(f"{name}:{layer_kind(module)}:{tuple(module.weight.shape)};".encode())
         weights.update(module.weight.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return {"architecture": arch.hexdigest()[:16], "weights": weights.hexdigest()[:16]}
+    return {
+        "architecture": arch.hexdigest()[:16],
+        "weights": weights.hexdigest()[:16],
+        "state": state_fingerprint(model),
+    }

@@ -16,17 +16,19 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from .covariance import GramStatistics, collect_gram_matrices
 from .fingerprint import fingerprint_examples, model_fingerprint
 from .layers import LayerInfo
 from .projection import LayerProjector
+from .storage import CGSLoadError, read_saved, sha256_of
 
 CONFIG_NAME = "cgs_config.json"
 TENSORS_NAME = "cgs.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds the tensor file's checksum and the whole-model state fingerprint
+READABLE_VERSIONS = (1, 2)
 ENERGY_MEASURES = ("sigma", "sigma2")
 DEFAULT_ENERGY = "sigma"
 
@@ -67,6 +69,20 @@ def energy_rank(eigenvalues: torch.Tensor, gamma: float, energy: str = DEFAULT_E
     return min(k, values.numel())
 
 
+def _check_grams(grams: Mapping[str, torch.Tensor], source: str, *, symmetric: bool = True) -> None:
+    """Grams are finite and (up to round-off) symmetric; anything else was corrupted on the way."""
+    for name, gram in grams.items():
+        if not torch.isfinite(gram).all():
+            raise ValueError(
+                f"{source}: the Gram matrix of layer '{name}' has NaN or infinite entries. The data that built it "
+                "had non-finite values, or the model produced them: clean the data, then rebuild."
+            )
+        if symmetric and gram.numel():
+            scale = gram.abs().max().clamp_min(torch.finfo(gram.dtype).tiny)
+            if (gram - gram.T).abs().max() > 1e-9 * scale:
+                raise ValueError(f"{source}: the Gram matrix of layer '{name}' is not symmetric, so it is corrupted.")
+
+
 class CoreGradientSpace:
     """Per-layer spaces of the retained data's inputs, with thresholds, a ledger and persistence."""
 
@@ -94,6 +110,7 @@ class CoreGradientSpace:
         if energy not in ENERGY_MEASURES:
             raise ValueError(f"energy must be one of {ENERGY_MEASURES}, got {energy!r}")
         self.grams = {name: gram.to(torch.float64) for name, gram in grams.items()}
+        _check_grams(self.grams, "The Core Gradient Space")
         self.layers = dict(layers)
         self.num_examples = int(num_examples)
         self.gamma = _check_gamma(gamma, "gamma")
@@ -221,13 +238,21 @@ class CoreGradientSpace:
                     f"{info.weight_shape}. Rebuild the cache for this model."
                 )
         if check_weights and self.model_fingerprint.get("weights"):
-            current = model_fingerprint(model, self.layers, modules)["weights"]
-            if current != self.model_fingerprint["weights"]:
-                raise CGSMismatchError(
-                    "The model's weights differ from those the cache was built (or last updated) with "
-                    f"(fingerprint {current} vs {self.model_fingerprint['weights']}). A cache describes one "
-                    "trained model: rebuild it for this one, or pass check_weights=False if you know better."
+            current = model_fingerprint(model, self.layers, modules)
+            if current["weights"] != self.model_fingerprint["weights"]:
+                what = "the protected layers' weights differ"
+            elif self.model_fingerprint.get("state", current["state"]) != current["state"]:
+                what = (
+                    "the protected weights match but other parameters or buffers (biases, norms, running "
+                    "statistics) differ"
                 )
+            else:
+                return
+            raise CGSMismatchError(
+                f"The model is not the one this cache was built (or last updated) with: {what}. The inputs every "
+                "protected layer sees depend on all of them, so the cached statistics would be wrong. A cache "
+                "describes one trained model: rebuild it for this one, or pass check_weights=False if you know better."
+            )
 
     def bind_model(self, model: nn.Module, modules: Mapping[str, nn.Module] | None = None) -> None:
         """Record ``model``'s current weights as the ones this space now describes (after a request)."""
@@ -240,14 +265,21 @@ class CoreGradientSpace:
             raise LedgerError("The forget set is empty: there is nothing to unlearn.")
         wanted = Counter(fingerprints.tolist())
         done = Counter(torch.cat(self.ledger_fingerprints).tolist()) if self.ledger_fingerprints else Counter()
-        if self.train_fingerprints is not None:
-            have = Counter(self.train_fingerprints.tolist())
+        have = Counter(self.train_fingerprints.tolist()) if self.train_fingerprints is not None else None
+        if have is not None:
             unknown = [fp for fp in wanted if fp not in have]
             if unknown:
                 raise LedgerError(
                     f"{len(unknown)} of {len(wanted)} forget examples are not in the data this cache was built "
                     f"from (compared on columns {self.fingerprint_columns}). Only training examples can be forgotten."
                 )
+        twice = [fp for fp, n in wanted.items() if n > 1 and (have is None or n > have[fp])]
+        if twice:
+            raise LedgerError(
+                f"{len(twice)} example(s) appear more than once in this request"
+                f"{' (more often than in the training data)' if have is not None else ''}: remove the duplicates."
+            )
+        if have is not None:
             repeated = [fp for fp, n in wanted.items() if n + done[fp] > have[fp]]
         else:
             repeated = [fp for fp in wanted if done[fp]]
@@ -267,6 +299,7 @@ class CoreGradientSpace:
                 f"The forget statistics come from {forget.num_examples} examples but {fingerprints.numel()} "
                 "fingerprints were given."
             )
+        _check_grams(forget.grams, "The forget set's statistics", symmetric=False)
         for name, gram in forget.grams.items():
             if gram.shape != self.grams[name].shape:
                 raise CGSMismatchError(
@@ -296,9 +329,12 @@ class CoreGradientSpace:
             tensors["train_fingerprints"] = self.train_fingerprints.contiguous()
         for i, fps in enumerate(self.ledger_fingerprints):
             tensors[f"ledger.{i}"] = fps.contiguous()
-        save_file(tensors, str(path / TENSORS_NAME))
+        staged = path / f".{TENSORS_NAME}.partial"
+        save_file(tensors, str(staged))
+        staged.replace(path / TENSORS_NAME)
         config = {
             "format_version": FORMAT_VERSION,
+            "tensors_sha256": sha256_of(path / TENSORS_NAME),
             "layers": {n: {"kind": i.kind, "weight_shape": list(i.weight_shape)} for n, i in self.layers.items()},
             "num_examples": self.num_examples,
             "gamma": self.gamma,
@@ -308,7 +344,10 @@ class CoreGradientSpace:
             "fingerprint_columns": self.fingerprint_columns,
             "ledger": self.ledger,
         }
-        (path / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+        # the config goes last, through a rename: a crash mid-save never leaves a config naming other tensors
+        partial = path / f".{CONFIG_NAME}.partial"
+        partial.write_text(json.dumps(config, indent=2))
+        partial.replace(path / CONFIG_NAME)
 
     @classmethod
     def from_pretrained(
@@ -326,26 +365,32 @@ class CoreGradientSpace:
         ``gamma``, ``gamma_overrides`` and ``energy`` replace the saved thresholds when given.
         """
         path = Path(directory)
-        if not (path / CONFIG_NAME).is_file():
-            raise FileNotFoundError(f"No {CONFIG_NAME} in {path}: not a saved Core Gradient Space.")
-        config = json.loads((path / CONFIG_NAME).read_text())
-        if config.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"Unsupported CGS format version {config.get('format_version')} in {path}")
-        tensors = load_file(str(path / TENSORS_NAME))
-        layers = {n: LayerInfo(v["kind"], tuple(v["weight_shape"])) for n, v in config["layers"].items()}
-        space = cls(
-            {n: tensors[f"gram.{n}"] for n in layers},
-            layers,
-            config["num_examples"],
-            gamma=config["gamma"] if gamma is None else gamma,
-            gamma_overrides=config["gamma_overrides"] if gamma_overrides is None else gamma_overrides,
-            energy=config["energy"] if energy is None else energy,
-            model_fingerprint=config["model_fingerprint"],
-            train_fingerprints=tensors.get("train_fingerprints"),
-            fingerprint_columns=config["fingerprint_columns"],
-            ledger=config["ledger"],
-            ledger_fingerprints=[tensors[f"ledger.{i}"] for i in range(len(config["ledger"]))],
-        )
+        config, tensors = read_saved(path, CONFIG_NAME, TENSORS_NAME, READABLE_VERSIONS)
+        fix = f"Rebuild it with CoreGradientSpace.from_model (or restore {path} from a backup)."
+        where = f"The saved Core Gradient Space in {path}"
+        try:
+            layers = {n: LayerInfo(v["kind"], tuple(v["weight_shape"])) for n, v in config["layers"].items()}
+            space = cls(
+                {n: tensors[f"gram.{n}"] for n in layers},
+                layers,
+                config["num_examples"],
+                gamma=config["gamma"] if gamma is None else gamma,
+                gamma_overrides=config["gamma_overrides"] if gamma_overrides is None else gamma_overrides,
+                energy=config["energy"] if energy is None else energy,
+                model_fingerprint=config["model_fingerprint"],
+                train_fingerprints=tensors.get("train_fingerprints"),
+                fingerprint_columns=config["fingerprint_columns"],
+                ledger=config["ledger"],
+                ledger_fingerprints=[tensors[f"ledger.{i}"] for i in range(len(config["ledger"]))],
+            )
+        except KeyError as error:
+            raise CGSLoadError(f"{where} is incomplete: {error} is missing. {fix}") from error
+        except (TypeError, AttributeError) as error:
+            raise CGSLoadError(f"{where} has a malformed config ({error}). {fix}") from error
+        except CGSMismatchError:
+            raise
+        except ValueError as error:
+            raise CGSLoadError(f"{where} cannot be used: {error} {fix}") from error
         if model is not None:
             space.check_model(model, check_weights=check_weights)
         return space

@@ -21,8 +21,19 @@ _FILTER = re.compile(r"^\s*(\w+)\s*(==|!=|<=|>=|<|>| in )\s*(.+?)\s*$")
 
 def indices_from_file(path: str | Path, num_rows: int) -> list[int]:
     text = Path(path).read_text().strip()
-    values = json.loads(text) if text.startswith("[") else [int(line) for line in text.split() if line.strip()]
-    indices = sorted({int(v) for v in values})
+    try:
+        values = json.loads(text) if text.startswith("[") else [json.loads(token) for token in text.split()]
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"Cannot read forget indices from {path}: {error}. Expected one integer per line or a JSON list."
+        ) from error
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int)]
+    if bad:
+        raise ValueError(
+            f"{len(bad)} entries of {path} are not integer row numbers (e.g. {bad[:3]}): floats and booleans are "
+            "refused rather than truncated."
+        )
+    indices = sorted(set(values))
     bad = [i for i in indices if not 0 <= i < num_rows]
     if bad:
         raise ValueError(

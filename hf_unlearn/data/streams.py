@@ -1,15 +1,15 @@
 """Two-stream batches: ``{"forget": batch, "retain": batch}``, one contract for every method.
 
 The Trainer iterates over the forget set (one epoch = one pass over it); each forget example is
-paired with a retain example drawn at random, so methods that need the retain data get a batch of
-the same size at no extra bookkeeping.
+paired with a retain example drawn at random (seeded by the batch itself), so methods that need the
+retain data get a batch of the same size at no extra bookkeeping.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
+import numpy as np
 from torch.utils.data import Dataset as TorchDataset
 
 from .memory import materialize
@@ -23,7 +23,7 @@ class ForgetRetainDataset(TorchDataset):
             raise ValueError("The forget set is empty: there is nothing to unlearn.")
         self.forget = materialize(forget)
         self.retain = materialize(retain) if retain is not None and len(retain) > 0 else None
-        self._generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.forget)
@@ -36,7 +36,10 @@ class ForgetRetainDataset(TorchDataset):
         forget = _rows(self.forget, indices)
         if self.retain is None:
             return [{"forget": f} for f in forget]
-        partners = torch.randint(len(self.retain), (len(indices),), generator=self._generator).tolist()
+        # a function of the batch, not of how many batches came before: a run resumed from a checkpoint (which
+        # skips the batches already trained on) pairs every forget example exactly as an uninterrupted run
+        rng = np.random.default_rng([self.seed, *indices])
+        partners = rng.integers(len(self.retain), size=len(indices)).tolist()
         return [{"forget": f, "retain": r} for f, r in zip(forget, _rows(self.retain, partners))]
 
 

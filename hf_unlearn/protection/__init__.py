@@ -3,7 +3,7 @@
 from .freezing import batch_norms_in_eval_mode, freeze_parameters
 from .membership import check_membership, forget_fingerprints
 from .peft import PeftTargets, is_peft_model, peft_targets
-from .space import CGS_DIR, SpaceProtection, SpaceSettings
+from .space import CGS_DIR, SpaceProtection, SpaceSettings, space_saved_with
 from .updates import ProjectedUpdates
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "freeze_parameters",
     "is_peft_model",
     "peft_targets",
+    "space_saved_with",
 ]

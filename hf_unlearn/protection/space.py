@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core import CoreGradientSpace, collect_gram_matrices, fingerprint_examples, model_fingerprint
+from ..core import CGSMismatchError, CoreGradientSpace, collect_gram_matrices, fingerprint_examples, model_fingerprint
+from ..core.space import CONFIG_NAME
 from .freezing import freeze_parameters, freeze_peft_parameters
 from .membership import forget_fingerprints
 from .peft import PeftTargets, is_peft_model, peft_targets
@@ -36,6 +37,40 @@ class SpaceSettings:
     exclude_layers: list[str] | None = None
     batch_size: int = 128
     show_progress: bool = True
+
+    @classmethod
+    def from_args(cls, args) -> SpaceSettings:
+        return cls(
+            gamma=args.gamma,
+            energy=args.gamma_energy,
+            protect_layers=args.protect_layers,
+            exclude_layers=args.exclude_layers,
+            batch_size=args.cgs_batch_size,
+            show_progress=not args.disable_tqdm and args.process_index == 0,
+        )
+
+
+def space_saved_with(model: nn.Module) -> tuple[CoreGradientSpace, str] | None:
+    """The space saved in the folder ``model`` was loaded from, checked against it, with that folder.
+
+    An unlearned model's folder carries its space and ledger; building a fresh space from such a model
+    would lose the record of earlier requests and let them be applied again, so it must be used.
+    """
+    config = getattr(model, "config", None)
+    folder = getattr(config, "_name_or_path", None) or getattr(model, "name_or_path", None)
+    if not folder or not os.path.isfile(os.path.join(folder, CGS_DIR, CONFIG_NAME)):
+        return None
+    target = model.get_base_model() if is_peft_model(model) else model
+    where = os.path.join(folder, CGS_DIR)
+    space = CoreGradientSpace.from_pretrained(where)
+    try:
+        space.check_model(target)
+    except CGSMismatchError as error:
+        raise CGSMismatchError(
+            f"The model folder carries a Core Gradient Space ({where}) that does not fit the model: {error} "
+            "If the model was changed on purpose, pass core_gradient_space= explicitly or move that folder away."
+        ) from error
+    return space, where
 
 
 def shard(dataset, world_size: int, process_index: int):

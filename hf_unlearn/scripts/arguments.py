@@ -38,7 +38,15 @@ class ScriptArguments:
     max_length: int = field(default=128, metadata={"help": "Token limit for text models."})
     split_seed: int = field(default=0, metadata={"help": "Seed of the split for datasets without a held-out split."})
     core_gradient_space: str | None = field(
-        default=None, metadata={"help": "A cached Core Gradient Space folder (built from the training set if absent)."}
+        default=None,
+        metadata={
+            "help": "A saved Core Gradient Space folder for the model (it must exist, unless "
+            "--build_core_gradient_space). Default: the one saved with the model, else built from the training set."
+        },
+    )
+    build_core_gradient_space: bool = field(
+        default=False,
+        metadata={"help": "Build the space from the training set and write it to --core_gradient_space first."},
     )
     compare_with_retrain: bool = field(
         default=False, metadata={"help": "Also retrain from scratch without the forget set and write a report."}

@@ -24,15 +24,21 @@ from transformers import (
     AutoModelForImageClassification,
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    DataCollatorWithPadding,
+    default_data_collator,
 )
 
 from .. import models  # noqa: F401  (registers the small CNN with the Auto classes)
 from ..arguments import UnlearningArguments
 from ..core import CoreGradientSpace
+from ..core.space import CONFIG_NAME
+from ..data.columns import keep_model_columns
 from ..data.forget import select_forget_indices, split_forget_retain
 from ..data.loading import ensure_splits, load_raw, process_images, rename_label, tokenize
 from ..evaluation import evaluate_unlearning, per_example_loss, write_report
 from ..exact import TrainingRecipe, retrain_from_scratch
+from ..hub import public_name
+from ..protection import SpaceProtection, SpaceSettings
 from ..trainer import UnlearningTrainer
 from .arguments import ForgetSetArguments, ScriptArguments, parse_args
 
@@ -70,9 +76,7 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
     model, data, eval_split, processing_class = load_model_and_data(script_args)
     train = data[script_args.train_split]
     forget, retain = split_forget_retain(train, select_forget_indices(train, **forget_args.selection()))
-    space = None
-    if script_args.core_gradient_space and Path(script_args.core_gradient_space).is_dir():
-        space = CoreGradientSpace.from_pretrained(script_args.core_gradient_space, model)
+    space = named_space(script_args, args, model, train, processing_class)
     original = copy.deepcopy(model) if script_args.compare_with_retrain else None
     trainer = UnlearningTrainer(
         model=model,
@@ -84,16 +88,49 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
         core_gradient_space=space,
         processing_class=processing_class,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    # saved first: a failure in the comparison or the push below must never lose the unlearned model
+    trainer.save_model(_internal_call=True)  # model, core_gradient_space/ and the model card
     metrics = trainer.evaluate()
-    if script_args.compare_with_retrain:
-        trainer.comparison = compare_with_retrain(script_args, trainer, original, forget, retain, data[eval_split])
-    trainer.save_model()  # model, core_gradient_space/ and the model card
     if trainer.is_world_process_zero():
         Path(args.output_dir, "unlearning_metrics.json").write_text(json.dumps(metrics, indent=2))
+    if script_args.compare_with_retrain:
+        trainer.comparison = compare_with_retrain(script_args, trainer, original, forget, retain, data[eval_split])
+        trainer.create_model_card()  # the card now shows the measured comparison
     if args.push_to_hub:
         trainer.push_to_hub()
     return metrics
+
+
+def named_space(script_args: ScriptArguments, args: UnlearningArguments, model, train, processing_class):
+    """The space ``--core_gradient_space`` names: loaded (it must exist), or built and written there first.
+
+    A mistyped folder used to be ignored and the space silently rebuilt, bypassing its ledger.
+    """
+    folder = script_args.core_gradient_space
+    if folder is None:
+        if script_args.build_core_gradient_space:
+            raise ValueError("--build_core_gradient_space needs --core_gradient_space DIR: where to write it.")
+        return None  # the trainer uses the space saved with the model, or builds one from the training set
+    if Path(folder, CONFIG_NAME).is_file():
+        if script_args.build_core_gradient_space:
+            raise ValueError(f"{folder} already holds a Core Gradient Space: drop --build_core_gradient_space.")
+        return CoreGradientSpace.from_pretrained(folder, model)
+    if not script_args.build_core_gradient_space:
+        raise FileNotFoundError(
+            f"--core_gradient_space {folder}: no saved Core Gradient Space there ({CONFIG_NAME} missing). Check the "
+            "path, or add --build_core_gradient_space true to build it from the training set and write it there."
+        )
+    logger.info("Building the Core Gradient Space from %d training examples into %s", len(train), folder)
+    collate = DataCollatorWithPadding(processing_class) if hasattr(processing_class, "pad") else default_data_collator
+    protection = SpaceProtection(
+        SpaceSettings.from_args(args), original_dataset=train, collate_fn=collate,
+        world_size=args.world_size, process_index=args.process_index,
+    )
+    space = protection.build(model, keep_model_columns(model, train))
+    if args.process_index == 0:
+        space.save_pretrained(folder)
+    return space
 
 
 def compare_with_retrain(script_args, trainer, original, forget, retain, test) -> dict[str, dict[str, float]]:
@@ -109,10 +146,12 @@ def compare_with_retrain(script_args, trainer, original, forget, retain, test) -
     retrained, seconds, _ = retrain_from_scratch(
         original.config, retain, recipe, cache_dir=cache, processing_class=trainer.processing_class, base_model=base
     )
-    start = f"fine-tuned from `{base}`" if base else "trained from a random initialisation"
+    start = f"fine-tuned from `{public_name(base)}`" if base else "trained from a random initialisation"
     logger.info("Reference: %s on the retain set with the original recipe", start)
     trainer.comparison_reference = start
     collate = trainer.base_collator
+    # the model sees only its input columns (raw text would reach it otherwise)
+    forget, retain, test = (keep_model_columns(trainer.model, d) for d in (forget, retain, test))
     results = {}
     for name, model, time_s in (
         ("original", original, None),

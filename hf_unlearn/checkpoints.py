@@ -1,0 +1,92 @@
+"""What an unlearning checkpoint adds to the Trainer's, so a killed run resumes exactly where it was.
+
+Beside the weights, optimizer and space, a checkpoint holds the control's state (the original's
+utility, the last good states the guard rolls back to, the backtracks so far) and, written last,
+a marker naming the request it belongs to. The marker is how a resume tells a complete checkpoint
+from one cut off mid-write, and refuses a checkpoint made for another forget set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from .core import fingerprint_examples
+
+logger = logging.getLogger(__name__)
+CONTROL_STATE = "unlearning_control.pt"
+REQUEST_MARKER = "unlearning_request.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+AUTO_RESUME = ("true", "True", "last")
+
+
+def request_digest(forget_dataset) -> str:
+    """A digest of the request's rows (order-free), to match a checkpoint with its forget set."""
+    columns = list(forget_dataset.column_names)
+    fingerprints = fingerprint_examples(forget_dataset, columns).sort().values
+    digest = hashlib.sha256(",".join(columns).encode())
+    digest.update(fingerprints.numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def write_checkpoint_extras(folder: str, control_state: dict, digest: str, method: str, step: int) -> None:
+    torch.save(control_state, os.path.join(folder, CONTROL_STATE))
+    marker = {"request": digest, "method": method, "global_step": step}
+    partial = Path(folder, f".{REQUEST_MARKER}.partial")
+    partial.write_text(json.dumps(marker))
+    partial.replace(Path(folder, REQUEST_MARKER))  # last: its presence means the checkpoint is complete
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / REQUEST_MARKER).is_file() and (folder / "trainer_state.json").is_file()
+
+
+def resolve_resume(value: str | bool | None, output_dir: str) -> str | None:
+    """The checkpoint to resume from: ``True``/"last" means the newest *complete* one in ``output_dir``."""
+    if value in (None, False, ""):
+        return None
+    if value is True or value in AUTO_RESUME:
+        found = sorted(
+            (int(m.group(1)), p)
+            for p in Path(output_dir).glob("checkpoint-*")
+            if p.is_dir() and (m := _CHECKPOINT.match(p.name))
+        )
+        for _step, path in reversed(found):
+            if _is_complete(path):
+                return str(path)
+            logger.warning("Skipping %s: the checkpoint is incomplete (the run stopped while writing it)", path)
+        raise FileNotFoundError(f"No complete unlearning checkpoint in {output_dir} to resume from.")
+    path = Path(value)
+    if not path.is_dir():
+        raise FileNotFoundError(f"resume_from_checkpoint: {path} is not a folder.")
+    if not (path / "trainer_state.json").is_file() or (
+        not (path / REQUEST_MARKER).is_file() and (path / CONTROL_STATE).exists()
+    ):
+        raise ValueError(
+            f"{path} is an incomplete checkpoint (the run stopped while writing it). Resume from the previous one, "
+            "or pass resume_from_checkpoint=True to take the newest complete checkpoint."
+        )
+    return str(path)
+
+
+def check_resume(folder: str, digest: str, method: str) -> dict | None:
+    """Refuse a checkpoint made for another request or method; the control state to restore, if saved."""
+    marker_path = Path(folder, REQUEST_MARKER)
+    if not marker_path.is_file():
+        return None  # a checkpoint from before markers existed: nothing to compare
+    marker = json.loads(marker_path.read_text())
+    if marker.get("request") != digest:
+        raise ValueError(
+            f"{folder} was saved while unlearning a different forget set. Resuming it with this one would record the "
+            "wrong examples as forgotten: pass the forget set the run started with, or start a new run."
+        )
+    if marker.get("method") != method:
+        raise ValueError(f"{folder} was saved by method {marker.get('method')!r}, not {method!r}.")
+    state_path = Path(folder, CONTROL_STATE)
+    return torch.load(state_path, weights_only=True) if state_path.is_file() else None

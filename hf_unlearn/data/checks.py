@@ -1,0 +1,133 @@
+"""Input checks that run before any weight moves: each failure says what is wrong and how to fix it.
+
+Careless inputs used to fail deep inside a model (raw text reaching BERT), pass silently (NaN
+pixels training to NaN weights, an eval set whose labels the model cannot predict), or corrupt
+the record (a retain set that still holds the forget rows). These checks read each set once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import torch
+
+from ..core.fingerprint import fingerprint_examples
+from ..core.labels import LABEL_KEYS
+
+_CHUNK = 1024
+
+
+def require_dataset(name: str, dataset) -> None:
+    """A ``datasets.Dataset`` (columns, ``select``): lists and torch datasets get a recipe to convert."""
+    if dataset is None:
+        return
+    if not (hasattr(dataset, "column_names") and hasattr(dataset, "select")):
+        raise TypeError(
+            f"{name} must be a datasets.Dataset, got {type(dataset).__name__}. Convert it first, e.g. "
+            "datasets.Dataset.from_list(rows) for a list of dicts, or Dataset.from_dict({'pixel_values': x, "
+            "'labels': y}) for tensors."
+        )
+
+
+def require_model_inputs(name: str, dataset, raw_columns: list[str]) -> None:
+    """After pruning to what ``model.forward`` accepts, something besides the labels must be left."""
+    if dataset is None:
+        return
+    if not [c for c in dataset.column_names if c not in LABEL_KEYS]:
+        hint = (
+            f" Its columns {raw_columns} look like raw data: tokenise text (dataset.map(lambda b: tokenizer(b['text'], "
+            "truncation=True), batched=True)) or process images into pixel_values first."
+        )
+        raise ValueError(f"The {name} set has no column the model takes as input.{hint}")
+
+
+def require_finite(name: str, dataset) -> None:
+    """Refuse NaN or infinite values in floating-point input columns (they train to NaN weights)."""
+    if dataset is None or len(dataset) == 0:
+        return
+    view = dataset.with_format("numpy")
+    for start in range(0, len(dataset), _CHUNK):
+        for column, values in view[start : start + _CHUNK].items():
+            array = _as_array(values)
+            if array is not None and array.dtype.kind == "f" and not np.isfinite(array).all():
+                bad = int((~np.isfinite(array)).reshape(len(array), -1).any(axis=1).sum())
+                raise ValueError(
+                    f"The {name} set has NaN or infinite values in column {column!r} ({bad} row(s) from row "
+                    f"{start}). Clean or drop those rows: a non-finite input makes non-finite weights."
+                )
+
+
+def _as_array(values) -> np.ndarray | None:
+    if torch.is_tensor(values):
+        return values.numpy()
+    if isinstance(values, np.ndarray):
+        if values.dtype == object:
+            try:
+                return np.stack([np.asarray(v) for v in values]) if len(values) else None
+            except ValueError:  # ragged rows (token ids): not floating point anyway
+                return None
+        return values
+    return None
+
+
+def check_no_overlap(forget, retain, columns: list[str], training: torch.Tensor | None) -> None:
+    """Forget rows must not also be kept: a row may be in both only as often as the training data has it.
+
+    ``training`` holds the training set's fingerprints on ``columns`` (from ``original_dataset`` or the
+    space) and gives each row's multiplicity; without it any shared row is refused, since duplicates
+    cannot be told from a retain set that still contains the forget set.
+    """
+    if retain is None or len(retain) == 0:
+        return
+    usable = [c for c in columns if c in forget.column_names and c in retain.column_names]
+    if not usable:
+        return
+    forget_counts = Counter(fingerprint_examples(forget, usable).tolist())
+    retain_counts = Counter(fingerprint_examples(retain, usable).tolist())
+    have = Counter(training.tolist()) if training is not None else None
+    shared = [fp for fp in forget_counts if fp in retain_counts]
+    if have is not None:
+        shared = [fp for fp in shared if forget_counts[fp] + retain_counts[fp] > have.get(fp, 0)]
+    if shared:
+        rows = sum(forget_counts[fp] for fp in shared)
+        source = "more often than the training data holds them" if have is not None else "(compared on all columns)"
+        raise ValueError(
+            f"{rows} forget example(s) are also in the retain set {source}. The retain set must be the training "
+            "data without the forget set: build both with hf_unlearn.data.forget.split_forget_retain."
+        )
+
+
+def check_not_everything(forget, original_dataset, space) -> None:
+    """Forgetting every training example leaves nothing to keep: that is retraining from scratch."""
+    total = len(original_dataset) if original_dataset is not None else getattr(space, "num_examples", None)
+    if total is not None and len(forget) >= total:
+        raise ValueError(
+            f"The forget set ({len(forget)} examples) is the whole training set ({total}): nothing would be kept. "
+            "Train a new model instead (hf_unlearn.exact.retrain_from_scratch needs a non-empty retain set too)."
+        )
+
+
+def check_request_inputs(*, forget, retain, eval_dataset, original_dataset, space) -> None:
+    """Every check on the raw sets that needs no model: types, size of the request, overlap."""
+    for name, dataset in (("forget_dataset", forget), ("retain_dataset", retain), ("eval_dataset", eval_dataset),
+                          ("original_dataset", original_dataset)):
+        require_dataset(name, dataset)
+    if forget is None or len(forget) == 0:
+        raise ValueError("The forget set is empty: there is nothing to unlearn.")
+    check_not_everything(forget, original_dataset, space)
+    if space is not None and getattr(space, "fingerprint_columns", None):
+        columns, training = list(space.fingerprint_columns), space.train_fingerprints
+    elif original_dataset is not None:
+        columns = list(original_dataset.column_names)
+        training = fingerprint_examples(original_dataset, columns)
+    else:
+        columns, training = list(forget.column_names), None
+    check_no_overlap(forget, retain, columns, training)
+
+
+def check_model_inputs(**datasets) -> None:
+    """On the sets pruned to the model's inputs: something to feed the model, and finite values."""
+    for name, (pruned, raw_columns) in datasets.items():
+        require_model_inputs(name, pruned, raw_columns)
+        require_finite(name, pruned)
