@@ -1,0 +1,123 @@
+"""Nothing lost, nothing recorded that did not happen: failures, the recipe's spaces, saving first, resuming."""
+
+import json
+
+import pytest
+import torch
+from digits_models import make_args
+
+from hf_unlearn import UnlearningTrainer
+from hf_unlearn.checkpoints import REQUEST_MARKER
+from hf_unlearn.core import CoreGradientSpace, LedgerError
+from hf_unlearn.data.forget import indices_of_classes, random_indices, split_forget_retain
+from hf_unlearn.scripts import unlearn as recipe
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def saved_model(trained_model, tmp_path):
+    path = tmp_path / "original"
+    trained_model.save_pretrained(path)
+    return path
+
+
+def _recipe(model_path, out, *extra):
+    return recipe.main(["--model_name_or_path", str(model_path), "--dataset_name", "digits", "--output_dir", str(out),
+                        "--disable_tqdm", "true", "--logging_strategy", "no", *extra])
+
+
+def test_a_run_that_fails_leaves_the_callers_space_as_it_was_and_a_retry_is_accepted(
+    trained_model, digits, tmp_path, monkeypatch
+):
+    space = CoreGradientSpace.from_model(trained_model, digits["train"], show_progress=False)
+    forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
+
+    def trainer():
+        return UnlearningTrainer(model=trained_model, args=make_args(tmp_path, max_steps=4), forget_dataset=forget,
+                                 retain_dataset=retain, eval_dataset=digits["validation"], core_gradient_space=space)
+
+    failing = trainer()
+    monkeypatch.setattr(failing.method, "compute_loss", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        failing.train()
+    assert space.ledger == [] and space.num_examples == len(digits["train"])
+    retry = trainer()
+    retry.train()
+    assert retry.outcome.unlearned and len(retry.core_gradient_space.ledger) == 1
+
+
+def test_a_named_space_folder_must_exist_unless_asked_to_build_it(saved_model, tmp_path):
+    missing = tmp_path / "typo_cgs"
+    with pytest.raises(FileNotFoundError, match="no saved Core Gradient Space there.*--build_core_gradient_space"):
+        _recipe(saved_model, tmp_path / "run", "--forget_class", "3", "--core_gradient_space", str(missing))
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    _recipe(saved_model, tmp_path / "run", "--forget_class", "3", "--core_gradient_space", str(missing),
+            "--build_core_gradient_space", "true", "--max_steps", "2")
+    built = CoreGradientSpace.from_pretrained(missing)
+    assert built.ledger == [] and built.num_examples == 1258  # the original's space, before the request
+
+
+def test_an_unlearned_model_folder_brings_its_ledger_and_a_repeat_is_refused(saved_model, tmp_path):
+    first = tmp_path / "first"
+    _recipe(saved_model, first, "--forget_class", "3")
+    assert len(json.loads((first / "core_gradient_space" / "cgs_config.json").read_text())["ledger"]) == 1
+    with pytest.raises(LedgerError, match="already forgotten by an earlier request"):
+        _recipe(first, tmp_path / "again", "--forget_class", "3")
+    assert not (tmp_path / "again" / "model.safetensors").exists()
+    _recipe(first, tmp_path / "second", "--forget_class", "5")
+    ledger = json.loads((tmp_path / "second" / "core_gradient_space" / "cgs_config.json").read_text())["ledger"]
+    assert [r["num_examples"] for r in ledger] == [122, 121]  # both requests, in order
+
+
+def test_the_recipe_saves_before_the_comparison_can_fail(saved_model, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("comparison failed")
+
+    monkeypatch.setattr(recipe, "compare_with_retrain", broken)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="comparison failed"):
+        _recipe(saved_model, out, "--forget_class", "3", "--compare_with_retrain", "true")
+    assert (out / "model.safetensors").is_file() and (out / "core_gradient_space" / "cgs_config.json").is_file()
+    assert "`pgu_retain`" in (out / "README.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------- resuming
+def _checkpointed(model, digits, tmp_path, indices, **kw):
+    forget, retain = split_forget_retain(digits["train"], indices)
+    args = make_args(tmp_path, method="neggrad_plus", save_strategy="steps", save_steps=3, stop_rule="none",
+                     check_every_steps=2, **kw)
+    return UnlearningTrainer(model=model, args=args, forget_dataset=forget, retain_dataset=retain,
+                             eval_dataset=digits["validation"], original_dataset=digits["train"])
+
+
+def test_resume_refuses_a_checkpoint_of_another_forget_set(trained_model, digits, tmp_path):
+    _checkpointed(trained_model, digits, tmp_path, random_indices(1258, 0.05, 0), max_steps=3).train()
+    other = _checkpointed(trained_model, digits, tmp_path, random_indices(1258, 0.05, 1), max_steps=6)
+    with pytest.raises(ValueError, match="saved while unlearning a different forget set"):
+        other.train(resume_from_checkpoint=True)
+
+
+def test_neggrad_plus_resumes_to_the_uninterrupted_weights_past_an_incomplete_checkpoint(_trained, digits, tmp_path):
+    """Retain partners depend on the batch, not on how many batches came before, so a resume pairs alike."""
+    import copy
+
+    indices = random_indices(1258, 0.1, 0)
+    full = copy.deepcopy(_trained)
+    _checkpointed(full, digits, tmp_path / "full", indices, max_steps=9).train()
+
+    cut = copy.deepcopy(_trained)
+    _checkpointed(cut, digits, tmp_path / "cut", indices, max_steps=6).train()  # checkpoints 3 and 6
+    (tmp_path / "cut" / "run" / "checkpoint-6" / REQUEST_MARKER).unlink()  # as if killed while writing it
+    resumed_model = copy.deepcopy(_trained)
+    resumed = _checkpointed(resumed_model, digits, tmp_path / "cut", indices, max_steps=9)
+    resumed.train(resume_from_checkpoint=True)  # skips the incomplete checkpoint-6, resumes from 3
+    assert resumed.state.global_step == 9
+    for (name, a), b in zip(full.named_parameters(), resumed_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
