@@ -4,6 +4,7 @@ The fake Hub (``tests/hub_server.py``) runs on 127.0.0.1 and stores what it rece
 connection is refused for the duration of the test, so nothing can reach the real network.
 """
 
+import dataclasses
 import json
 import socket
 
@@ -137,6 +138,7 @@ def test_trainer_pushes_model_space_and_an_honest_card(hub, xet_spy, trained_mod
     assert {"README.md", "config.json", "model.safetensors",
             "core_gradient_space/cgs_config.json", "core_gradient_space/cgs.safetensors"} <= set(files)
     assert not [p for p in files if p.startswith("checkpoint-") or p.startswith("_")]
+    assert (tmp_path / "run" / "training_args.bin").is_file() and "training_args.bin" not in files  # stays local
 
     weights = load_safetensors(files["model.safetensors"])
     for name, param in trainer.model.state_dict().items():
@@ -233,3 +235,27 @@ def test_render_model_card_on_hand_made_numbers():
     assert "| 1 | 7 | this run | no Core Gradient Space was used |" in plain
     assert "none beyond the method's own loss" in plain
     assert NOT_MEASURED in plain and UNKNOWN_CLOSENESS in plain and "Avg. Gap" not in plain
+
+
+def test_push_saves_first_so_an_offline_push_loses_nothing(trained_model, digits, tmp_path, no_remote_connections,
+                                                            monkeypatch, one_thread):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
+    args = UnlearningArguments(output_dir=str(tmp_path / "run"), method="pgu", disable_tqdm=True, seed=0,
+                               logging_strategy="no", hub_model_id=REPO_ID, max_steps=2)
+    trainer = UnlearningTrainer(model=trained_model, args=args, forget_dataset=forget, retain_dataset=retain,
+                                eval_dataset=digits["validation"], original_dataset=digits["train"])
+    trainer.train()
+    with pytest.raises(Exception, match="(?i)offline"):
+        trainer.push_to_hub()
+    out = tmp_path / "run"
+    assert (out / "model.safetensors").is_file() and (out / "core_gradient_space" / "cgs_config.json").is_file()
+    assert (out / "README.md").is_file()
+
+
+def test_a_card_names_a_local_base_model_by_its_folder_only(tmp_path):
+    local = tmp_path / "private" / "my-finetuned-model"
+    local.mkdir(parents=True)
+    card = render_model_card(dataclasses.replace(_card_data(), base_model=str(local)))
+    assert str(tmp_path) not in card and "a local model (my-finetuned-model)" in card
+    assert "base_model:" not in card  # not a Hub id: no metadata link
