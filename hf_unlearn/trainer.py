@@ -208,7 +208,8 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
             if self._given_space is not None:  # its ledger still refuses repeated and unknown examples
                 space = self._given_space
                 columns = space.fingerprint_columns or list(self.raw_forget_dataset.column_names)
-                space.check_request(forget_fingerprints(self.raw_forget_dataset, columns, "The cache"))
+                key = space.fingerprint_key()
+                space.check_request(forget_fingerprints(self.raw_forget_dataset, columns, "The cache", key))
                 logger.warning(
                     "%s does not maintain the Core Gradient Space: the unlearned model is saved without one "
                     "(its ledger of %d earlier request(s) stays with the input model).",

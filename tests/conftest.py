@@ -5,12 +5,19 @@ and each test takes a deep copy, so tests never affect each other.
 """
 
 import copy
+import os
+import tempfile
 
 import pytest
 from digits_models import fit_small_cnn
 
 import hf_unlearn.models  # noqa: F401  (registers the small CNN with the Auto classes)
 from hf_unlearn.data.builtin import load_digits_dataset
+
+# the ledger key file is created on first use: in a folder of the test run, never in the user's home;
+# subprocesses (torchrun, the fault-injection recipe) inherit it and fingerprint with the same key
+os.environ.pop("HF_UNLEARN_LEDGER_KEY", None)
+os.environ["HF_UNLEARN_HOME"] = tempfile.mkdtemp(prefix="hf_unlearn_home_")
 
 
 @pytest.fixture(scope="session")

@@ -31,11 +31,16 @@ NEEDS_CGS = {name for name, method in METHODS.items() if method.uses_projection}
 BUILT_HERE = sorted(set(METHODS) - {"pgu"})  # PGU is covered by the trainer's own tests
 
 # Forget accuracy (%) after forgetting class 3 with the defaults; the original model scores 100. Measured with the
-# utility guard (2026-11-23): finetune 87.4, gradient_ascent 78.3, npo 78.3, fisher 84.6, ga_projected 63.6,
+# utility guard (2026-11-23): gradient_ascent 78.3, npo 78.3, fisher 84.6, ga_projected 63.6,
 # scrub 16.8, random_labels 12.6, others <= 4.2. The guard holds retain accuracy within its 3-point tolerance
 # (lowest measured: salun 98.1; random_labels was 95.8 before the guard, at forget 3.5).
+# finetune forgets only by catastrophic forgetting, which depends on which retain examples it replays. Since the
+# retain partners are drawn per batch (so a resumed run pairs exactly as an uninterrupted one), finetune measures
+# 93.0-99.3 over 7 draws (seeds 0-3, three partner generators); the earlier 87.4 (81.1-90.9 over seeds 0-3) came
+# from a partner generator seeded like the global RNG that seeds the sampler, i.e. correlated with the batch order.
+# No bound on it would be both true and meaningful; its retain accuracy is still checked.
 MAX_FORGET_ACCURACY = {
-    "finetune": 95.0,  # catastrophic forgetting only: the weakest baseline
+    "finetune": 100.0,
     "gradient_ascent": 90.0,
     "npo": 90.0,
     "fisher": 95.0,

@@ -189,3 +189,23 @@ def test_a_model_whose_biases_differ_is_not_the_model_of_the_space(saved_space, 
         bias.add_(0.01)
     with pytest.raises(CGSMismatchError, match="protected weights match but other parameters or buffers"):
         CoreGradientSpace.from_pretrained(saved_space, trained_model)
+
+
+# ---------------------------------------------------------------------------------------------- published ledgers
+def test_a_published_space_cannot_confirm_a_guessed_row(trained_model, digits, monkeypatch):
+    import hashlib
+
+    from hf_unlearn.core import example_fingerprint
+    from hf_unlearn.core.ledger_key import KEY_ENV, key_path, ledger_key
+
+    space = CoreGradientSpace.from_model(trained_model, digits["train"], show_progress=False)
+    assert key_path().is_file() and oct(key_path().stat().st_mode & 0o777) == "0o600"  # created on first use
+    guess = digits["train"].with_format("numpy")[7]
+    columns = space.fingerprint_columns
+    known = set(space.train_fingerprints.tolist())
+    assert example_fingerprint(guess, columns, ledger_key()) in known  # the owner can check a request ...
+    assert example_fingerprint(guess, columns) not in known  # ... an unkeyed hash of the guess confirms nothing
+    assert example_fingerprint(guess, columns, hashlib.sha256(b"attacker").digest()) not in known
+    monkeypatch.setenv(KEY_ENV, "someone else's key")
+    with pytest.raises(LedgerError, match=rf"made with ledger key {space.fingerprint_key_id}.*{KEY_ENV}"):
+        space.check_request(fingerprint_examples(digits["train"].select([1]), columns))

@@ -9,6 +9,7 @@ int64) so a row hashes the same whether it comes as Python lists or as tensors.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from .layers import layer_kind
+from .ledger_key import ledger_key
 
 
 def _normalise(value) -> bytes:
@@ -34,17 +36,27 @@ def _normalise(value) -> bytes:
     return array.dtype.str.encode() + str(array.shape).encode() + np.ascontiguousarray(array).tobytes()
 
 
-def example_fingerprint(example: Mapping, columns: Sequence[str]) -> int:
-    """A signed 64-bit fingerprint of one example's values in ``columns``."""
-    digest = hashlib.sha256()
+LOCAL_KEY = "local"  # fingerprint_examples' default: this owner's key (see ledger_key.py)
+
+
+def example_fingerprint(example: Mapping, columns: Sequence[str], key: bytes | None = None) -> int:
+    """A signed 64-bit fingerprint of one example's values in ``columns`` (HMAC-SHA256 when keyed)."""
+    digest = hmac.new(key, digestmod=hashlib.sha256) if key is not None else hashlib.sha256()
     for column in columns:
         digest.update(column.encode("utf-8"))
         digest.update(_normalise(example[column]))
     return int.from_bytes(digest.digest()[:8], "little", signed=True)
 
 
-def fingerprint_examples(rows: Iterable[Mapping], columns: Sequence[str]) -> torch.Tensor:
-    """Fingerprints of every row, as an int64 tensor (one entry per row, duplicates kept)."""
+def fingerprint_examples(
+    rows: Iterable[Mapping], columns: Sequence[str], key: bytes | str | None = LOCAL_KEY
+) -> torch.Tensor:
+    """Fingerprints of every row, as an int64 tensor (one entry per row, duplicates kept).
+
+    Keyed by this owner's ledger key by default; ``key=None`` gives the unkeyed fingerprints of spaces
+    saved before keys existed (``CoreGradientSpace.fingerprint_key`` says which a space needs).
+    """
+    key = ledger_key() if key == LOCAL_KEY else key
     columns = list(columns)
     if not columns:
         raise ValueError("At least one column is needed to fingerprint examples.")
@@ -59,7 +71,7 @@ def fingerprint_examples(rows: Iterable[Mapping], columns: Sequence[str]) -> tor
         missing = [c for c in columns if c not in row]
         if missing:
             raise KeyError(f"Example has no column(s) {missing}; fingerprint columns are {columns}.")
-        values.append(example_fingerprint(row, columns))
+        values.append(example_fingerprint(row, columns, key))
     return torch.tensor(values, dtype=torch.int64)
 
 

@@ -20,17 +20,17 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .covariance import GramStatistics, collect_gram_matrices
-from .fingerprint import fingerprint_examples, model_fingerprint
+from .energy import DEFAULT_ENERGY, ENERGY_MEASURES, check_gamma, energy_rank
+from .fingerprint import LOCAL_KEY, fingerprint_examples, model_fingerprint
 from .layers import LayerInfo
+from .ledger_key import KEY_ENV, key_id, key_path, ledger_key
 from .projection import LayerProjector
 from .storage import CGSLoadError, read_saved, sha256_of
 
 CONFIG_NAME = "cgs_config.json"
 TENSORS_NAME = "cgs.safetensors"
-FORMAT_VERSION = 2  # 2 adds the tensor file's checksum and the whole-model state fingerprint
-READABLE_VERSIONS = (1, 2)
-ENERGY_MEASURES = ("sigma", "sigma2")
-DEFAULT_ENERGY = "sigma"
+FORMAT_VERSION = 3  # 2: the tensor file's checksum, whole-model fingerprint; 3: keyed example fingerprints
+READABLE_VERSIONS = (1, 2, 3)
 
 
 class CGSMismatchError(ValueError):
@@ -39,34 +39,6 @@ class CGSMismatchError(ValueError):
 
 class LedgerError(ValueError):
     """A deletion request the ledger cannot accept (empty, repeated, or unknown examples)."""
-
-
-def _check_gamma(gamma: float, where: str) -> float:
-    gamma = float(gamma)
-    if not 0.0 < gamma <= 1.0:
-        raise ValueError(f"{where}: gamma must lie in (0, 1], got {gamma}")
-    return gamma
-
-
-def energy_rank(eigenvalues: torch.Tensor, gamma: float, energy: str = DEFAULT_ENERGY) -> int:
-    """Smallest k whose top-k energy share reaches ``gamma``; eigenvalues sorted descending, ≥ 0.
-
-    ``energy="sigma"`` measures energy with singular values σ = √λ (PGU's reference code);
-    ``"sigma2"`` with λ = σ² (GPM-style code). σ-energy is flatter, so it keeps more directions.
-    """
-    if energy not in ENERGY_MEASURES:
-        raise ValueError(f"energy must be one of {ENERGY_MEASURES}, got {energy!r}")
-    # eigenvalues below round-off of the largest are zeros that eigh reported as ~1e-14;
-    # under σ-energy their square roots would otherwise count as real directions
-    noise = eigenvalues.max().clamp_min(0) * eigenvalues.numel() * 10 * torch.finfo(eigenvalues.dtype).eps
-    eigenvalues = torch.where(eigenvalues > noise, eigenvalues, torch.zeros_like(eigenvalues))
-    values = eigenvalues.sqrt() if energy == "sigma" else eigenvalues
-    total = values.sum()
-    if total <= 0:
-        return 0
-    share = torch.cumsum(values, 0) / total
-    k = int(torch.searchsorted(share, torch.tensor(gamma - 1e-12, dtype=share.dtype)).item()) + 1
-    return min(k, values.numel())
 
 
 def _check_grams(grams: Mapping[str, torch.Tensor], source: str, *, symmetric: bool = True) -> None:
@@ -100,6 +72,7 @@ class CoreGradientSpace:
         fingerprint_columns: Iterable[str] | None = None,
         ledger: list[dict] | None = None,
         ledger_fingerprints: list[torch.Tensor] | None = None,
+        fingerprint_key_id: str | None = LOCAL_KEY,
     ):
         if set(grams) != set(layers):
             raise ValueError("grams and layers must name the same layers")
@@ -113,9 +86,9 @@ class CoreGradientSpace:
         _check_grams(self.grams, "The Core Gradient Space")
         self.layers = dict(layers)
         self.num_examples = int(num_examples)
-        self.gamma = _check_gamma(gamma, "gamma")
+        self.gamma = check_gamma(gamma, "gamma")
         self.gamma_overrides = {
-            p: _check_gamma(g, f"gamma_overrides[{p!r}]") for p, g in (gamma_overrides or {}).items()
+            p: check_gamma(g, f"gamma_overrides[{p!r}]") for p, g in (gamma_overrides or {}).items()
         }
         self.energy = energy
         self.model_fingerprint = dict(model_fingerprint or {})
@@ -123,6 +96,8 @@ class CoreGradientSpace:
         self.fingerprint_columns = list(fingerprint_columns) if fingerprint_columns else None
         self.ledger = list(ledger or [])
         self.ledger_fingerprints = list(ledger_fingerprints or [])
+        # which key made the fingerprints: this owner's by default, None for unkeyed ones (saved before keys)
+        self.fingerprint_key_id = key_id(ledger_key()) if fingerprint_key_id == LOCAL_KEY else fingerprint_key_id
         self._eigen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ----------------------------------------------------------------- building
@@ -181,7 +156,7 @@ class CoreGradientSpace:
 
     def set_threshold(self, gamma: float, energy: str | None = None) -> None:
         """Change the default γ (and energy measure); bases are derived, so nothing is recomputed."""
-        self.gamma = _check_gamma(gamma, "gamma")
+        self.gamma = check_gamma(gamma, "gamma")
         if energy is not None:
             if energy not in ENERGY_MEASURES:
                 raise ValueError(f"energy must be one of {ENERGY_MEASURES}, got {energy!r}")
@@ -259,8 +234,22 @@ class CoreGradientSpace:
         self.model_fingerprint = model_fingerprint(model, self.layers, modules)
 
     # ----------------------------------------------------------------- deletion requests
+    def fingerprint_key(self) -> bytes | None:
+        """The key to fingerprint examples with for this space (this owner's; None for an unkeyed space)."""
+        if self.fingerprint_key_id is None:
+            return None
+        key = ledger_key()
+        if key_id(key) != self.fingerprint_key_id:
+            raise LedgerError(
+                f"This space's example fingerprints were made with ledger key {self.fingerprint_key_id}, but this "
+                f"machine's key is {key_id(key)}. Set {KEY_ENV} (or copy the key file {key_path()}) from where the "
+                "space was built; see docs/guarantees.md."
+            )
+        return key
+
     def check_request(self, fingerprints: torch.Tensor) -> None:
         """Raise :class:`LedgerError` if these examples cannot be forgotten (nothing changes)."""
+        self.fingerprint_key()  # fingerprints made under another key would all look unknown
         if fingerprints.numel() == 0:
             raise LedgerError("The forget set is empty: there is nothing to unlearn.")
         wanted = Counter(fingerprints.tolist())
@@ -342,6 +331,7 @@ class CoreGradientSpace:
             "energy": self.energy,
             "model_fingerprint": self.model_fingerprint,
             "fingerprint_columns": self.fingerprint_columns,
+            "fingerprint_key_id": self.fingerprint_key_id,
             "ledger": self.ledger,
         }
         # the config goes last, through a rename: a crash mid-save never leaves a config naming other tensors
@@ -382,6 +372,7 @@ class CoreGradientSpace:
                 fingerprint_columns=config["fingerprint_columns"],
                 ledger=config["ledger"],
                 ledger_fingerprints=[tensors[f"ledger.{i}"] for i in range(len(config["ledger"]))],
+                fingerprint_key_id=config.get("fingerprint_key_id"),  # absent: unkeyed (format 1 and 2)
             )
         except KeyError as error:
             raise CGSLoadError(f"{where} is incomplete: {error} is missing. {fix}") from error

@@ -12,7 +12,7 @@ from collections import Counter
 import numpy as np
 import torch
 
-from ..core.fingerprint import fingerprint_examples
+from ..core.fingerprint import LOCAL_KEY, fingerprint_examples
 from ..core.labels import LABEL_KEYS
 
 _CHUNK = 1024
@@ -71,7 +71,9 @@ def _as_array(values) -> np.ndarray | None:
     return None
 
 
-def check_no_overlap(forget, retain, columns: list[str], training: torch.Tensor | None) -> None:
+def check_no_overlap(
+    forget, retain, columns: list[str], training: torch.Tensor | None, key: bytes | str | None = LOCAL_KEY
+) -> None:
     """Forget rows must not also be kept: a row may be in both only as often as the training data has it.
 
     ``training`` holds the training set's fingerprints on ``columns`` (from ``original_dataset`` or the
@@ -83,8 +85,8 @@ def check_no_overlap(forget, retain, columns: list[str], training: torch.Tensor 
     usable = [c for c in columns if c in forget.column_names and c in retain.column_names]
     if not usable:
         return
-    forget_counts = Counter(fingerprint_examples(forget, usable).tolist())
-    retain_counts = Counter(fingerprint_examples(retain, usable).tolist())
+    forget_counts = Counter(fingerprint_examples(forget, usable, key).tolist())
+    retain_counts = Counter(fingerprint_examples(retain, usable, key).tolist())
     have = Counter(training.tolist()) if training is not None else None
     shared = [fp for fp in forget_counts if fp in retain_counts]
     if have is not None:
@@ -116,14 +118,15 @@ def check_request_inputs(*, forget, retain, eval_dataset, original_dataset, spac
     if forget is None or len(forget) == 0:
         raise ValueError("The forget set is empty: there is nothing to unlearn.")
     check_not_everything(forget, original_dataset, space)
+    key = LOCAL_KEY
     if space is not None and getattr(space, "fingerprint_columns", None):
-        columns, training = list(space.fingerprint_columns), space.train_fingerprints
+        columns, training, key = list(space.fingerprint_columns), space.train_fingerprints, space.fingerprint_key()
     elif original_dataset is not None:
         columns = list(original_dataset.column_names)
         training = fingerprint_examples(original_dataset, columns)
     else:
         columns, training = list(forget.column_names), None
-    check_no_overlap(forget, retain, columns, training)
+    check_no_overlap(forget, retain, columns, training, key)
 
 
 def check_model_inputs(**datasets) -> None:

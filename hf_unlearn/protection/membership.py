@@ -10,9 +10,12 @@ from __future__ import annotations
 import torch
 
 from ..core import fingerprint_examples
+from ..core.fingerprint import LOCAL_KEY
 
 
-def forget_fingerprints(forget_dataset, columns: list[str], source: str) -> torch.Tensor:
+def forget_fingerprints(
+    forget_dataset, columns: list[str], source: str, key: bytes | str | None = LOCAL_KEY
+) -> torch.Tensor:
     """Fingerprints of the forget examples on the columns ``source`` identifies examples by."""
     missing = [c for c in columns if c not in forget_dataset.column_names]
     if missing:
@@ -20,7 +23,7 @@ def forget_fingerprints(forget_dataset, columns: list[str], source: str) -> torc
             f"{source} identifies examples by columns {columns}; the forget set lacks {missing}. "
             "Select the forget set from the same dataset."
         )
-    return fingerprint_examples(forget_dataset.select_columns(columns), columns)
+    return fingerprint_examples(forget_dataset.select_columns(columns), columns, key)
 
 
 def check_membership(original_fingerprints: torch.Tensor, forget_dataset, columns: list[str]) -> None:

@@ -165,7 +165,7 @@ class SpaceProtection:
             modules = self.protected_modules(model, space)
             space.check_model(model, modules=modules)
             columns = space.fingerprint_columns or list(forget_dataset.column_names)
-            fingerprints = forget_fingerprints(forget_dataset, columns, "The cache")
+            fingerprints = forget_fingerprints(forget_dataset, columns, "The cache", space.fingerprint_key())
             space.check_request(fingerprints)
             forget_stats = collect_gram_matrices(
                 model,
