@@ -121,3 +121,39 @@ def test_neggrad_plus_resumes_to_the_uninterrupted_weights_past_an_incomplete_ch
     assert resumed.state.global_step == 9
     for (name, a), b in zip(full.named_parameters(), resumed_model.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+
+
+def test_the_recipe_compares_a_text_model_with_retraining_and_keeps_raw_text_away_from_it(tmp_path):
+    from text_fixtures import save_text_model, write_messages
+
+    messages = write_messages(tmp_path / "messages.csv")
+    model = save_text_model(tmp_path / "model", messages)
+    out = tmp_path / "run"
+    recipe.main(["--model_name_or_path", str(model), "--data_files", str(messages), "--text_column", "text",
+                 "--label_column", "label", "--forget_fraction", "0.1", "--output_dir", str(out),
+                 "--compare_with_retrain", "true", "--retrain_epochs", "3", "--disable_tqdm", "true",
+                 "--logging_strategy", "no"])
+    report = json.loads((out / "report.json").read_text())
+    assert (out / "model.safetensors").is_file()
+    assert set(report["results"]) == {"original", "retrain", "pgu_retain"}  # every model evaluated
+    card = (out / "README.md").read_text()
+    assert "| retrain |" in card and str(tmp_path) not in card
+
+
+def test_non_finite_losses_never_reach_the_saved_weights_or_the_ledger(trained_model, digits, tmp_path, monkeypatch):
+    space = CoreGradientSpace.from_model(trained_model, digits["train"], show_progress=False)
+    forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
+    before = {n: p.detach().clone() for n, p in trained_model.named_parameters()}
+    trainer = UnlearningTrainer(model=trained_model, args=make_args(tmp_path, max_steps=4, check_every_steps=1,
+                                                                    max_backtracks=1),
+                                forget_dataset=forget, retain_dataset=retain, eval_dataset=digits["validation"],
+                                core_gradient_space=space)
+    real_loss = trainer.method.compute_loss
+    monkeypatch.setattr(trainer.method, "compute_loss", lambda *a: real_loss(*a) * float("nan"))
+    trainer.train()
+    trainer.save_model()
+    assert not trainer.outcome.unlearned and trainer.outcome.backtracks == 1
+    assert all(torch.equal(p, before[n]) for n, p in trained_model.named_parameters())
+    saved = CoreGradientSpace.from_pretrained(tmp_path / "run" / "core_gradient_space")
+    assert saved.ledger == [] and space.ledger == []
+    assert "**Not unlearned.**" in (tmp_path / "run" / "README.md").read_text()

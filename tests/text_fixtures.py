@@ -1,0 +1,57 @@
+"""A tiny text classifier saved like a Hub model (word-level tokenizer + small BERT), built offline in seconds."""
+
+import csv
+import random
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+WORDS = {0: ["meeting", "lunch", "tomorrow", "call", "home"], 1: ["prize", "win", "free", "claim", "cash"]}
+FILLER = ["the", "a", "you", "now", "please", "today", "my", "our"]
+
+
+def write_messages(path: Path, n: int = 160, seed: int = 0) -> Path:
+    """A csv of short 'ham' (0) and 'spam' (1) messages: each has two words of its class among filler."""
+    rng = random.Random(seed)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for i in range(n):
+            label = i % 2
+            words = rng.sample(FILLER, 4) + rng.sample(WORDS[label], 2)
+            rng.shuffle(words)
+            writer.writerow([" ".join(words), label])
+    return path
+
+
+def save_text_model(folder: Path, messages: Path, epochs: int = 15) -> Path:
+    """Tokenizer and a 2-layer BERT trained on ``messages``, saved to ``folder``."""
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3}
+    for word in sorted({w for ws in WORDS.values() for w in ws} | set(FILLER)):
+        vocab[word] = len(vocab)
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]",
+                                        cls_token="[CLS]", sep_token="[SEP]")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=32, num_labels=2,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = BertForSequenceClassification(config)
+    rows = list(csv.DictReader(open(messages)))
+    batch = tokenizer([r["text"] for r in rows], padding=True, return_tensors="pt")
+    labels = torch.tensor([int(r["label"]) for r in rows])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(rows), generator=torch.Generator().manual_seed(0)).split(32):
+            loss = model(input_ids=batch["input_ids"][idx], attention_mask=batch["attention_mask"][idx],
+                         labels=labels[idx]).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
