@@ -14,6 +14,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+import torch
 from transformers import TrainingArguments
 
 from .methods import METHODS, get_method, hyperparameter_owners, resolve_method
@@ -136,6 +137,9 @@ class UnlearningArguments(TrainingArguments):
     save_strategy: str = field(default="no", metadata={"help": "Checkpoint strategy."})
     logging_strategy: str = field(default="epoch", metadata={"help": "Logging strategy."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False: batches have two streams."})
+    dataloader_pin_memory: bool | None = field(
+        default=None, metadata={"help": "Pin DataLoader memory (default: only when a GPU is present)."}
+    )
 
     def __post_init__(self):
         if not 0.0 < self.gamma <= 1.0:
@@ -152,6 +156,8 @@ class UnlearningArguments(TrainingArguments):
             raise ValueError("remove_unused_columns must be False: unlearning batches carry forget and retain streams.")
         self.set_method_config(self.method_kwargs)
         check_training_values(self)
+        if self.dataloader_pin_memory is None:  # pinning without an accelerator only warns, every epoch
+            self.dataloader_pin_memory = torch.cuda.is_available()
         super().__post_init__()
 
     def resolve_default_path(self, has_retain: bool) -> None:
