@@ -48,3 +48,39 @@ def test_classes_fraction_and_filters(table):
 def test_forget_and_retain_are_complements(table):
     forget, retain = split_forget_retain(table, [3, 1])
     assert forget["text"][:] == ["b", "d"] and retain["text"][:] == ["a", "c", "e"]
+
+
+def test_text_filters_contains_and_matches_and_type_errors():
+    from datasets import Dataset
+
+    from hf_unlearn.data.forget import indices_from_filter
+
+    data = Dataset.from_dict({"text": ["call 555-0199 now", "hello", "my number: 555-0199", "555 0199"],
+                              "user": [1, 2, 3, 4]})
+    assert indices_from_filter(data, 'text contains "555-0199"') == [0, 2]
+    assert indices_from_filter(data, r'text matches "\d{3}[- ]\d{4}"') == [0, 2, 3]
+    assert indices_from_filter(data, "user >= 3") == [2, 3]
+    with pytest.raises(ValueError, match="compare numbers with numbers"):
+        indices_from_filter(data, "text > 3")
+    with pytest.raises(ValueError, match="'contains' needs a text column"):
+        indices_from_filter(data, "user contains 3")
+    with pytest.raises(ValueError, match="Invalid regular expression"):
+        indices_from_filter(data, 'text matches "(unclosed"')
+
+
+def test_no_validation_is_carved_unless_asked_and_file_rows_keep_their_numbers():
+    from datasets import Dataset, DatasetDict
+
+    from hf_unlearn.data.loading import ensure_splits, file_rows_to_train_rows
+
+    data = DatasetDict(train=Dataset.from_dict({"x": list(range(50)), "labels": [0] * 50}))
+    same, kept = ensure_splits(data, None, seed=0)
+    assert list(same) == ["train"] and kept is None  # nothing carved silently
+    carved, kept = ensure_splits(data, None, seed=0, validation_percentage=10)
+    assert len(carved["validation"]) == 5 and carved["train"]["x"] == kept  # train keeps file order
+    rows = [r for r in range(50) if r in kept][:3]
+    train_rows = file_rows_to_train_rows(rows, kept)
+    assert [carved["train"][i]["x"] for i in train_rows] == rows  # row numbers of the user's file
+    held_out = next(r for r in range(50) if r not in kept)
+    with pytest.raises(ValueError, match="carved into the validation split"):
+        file_rows_to_train_rows([held_out], kept)

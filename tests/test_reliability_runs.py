@@ -123,21 +123,28 @@ def test_neggrad_plus_resumes_to_the_uninterrupted_weights_past_an_incomplete_ch
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
 
 
-def test_the_recipe_compares_a_text_model_with_retraining_and_keeps_raw_text_away_from_it(tmp_path):
+def test_the_text_recipe_with_a_validation_file_a_contains_filter_and_the_comparison(tmp_path):
+    """Raw text never reaches the model (the comparison used to crash on it), the card says what was measured."""
     from text_fixtures import save_text_model, write_messages
 
     messages = write_messages(tmp_path / "messages.csv")
+    validation = write_messages(tmp_path / "validation.csv", n=60, seed=1)
     model = save_text_model(tmp_path / "model", messages)
     out = tmp_path / "run"
-    recipe.main(["--model_name_or_path", str(model), "--data_files", str(messages), "--text_column", "text",
-                 "--label_column", "label", "--forget_fraction", "0.1", "--output_dir", str(out),
+    recipe.main(["--model_name_or_path", str(model), "--data_files", str(messages), "--validation_file",
+                 str(validation), "--text_column", "text", "--label_column", "label",
+                 "--forget_filter", 'text contains "prize"', "--output_dir", str(out),
                  "--compare_with_retrain", "true", "--retrain_epochs", "3", "--disable_tqdm", "true",
                  "--logging_strategy", "no"])
     report = json.loads((out / "report.json").read_text())
-    assert (out / "model.safetensors").is_file()
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     assert set(report["results"]) == {"original", "retrain", "pgu_retain"}  # every model evaluated
+    wanted = sum("prize" in line for line in messages.read_text().splitlines()[1:])
+    ledger = json.loads((out / "core_gradient_space" / "cgs_config.json").read_text())["ledger"]
     card = (out / "README.md").read_text()
     assert "| retrain |" in card and str(tmp_path) not in card
+    assert [r["num_examples"] for r in ledger] == [wanted]
+    assert f"{wanted} training examples" in card
 
 
 def test_non_finite_losses_never_reach_the_saved_weights_or_the_ledger(trained_model, digits, tmp_path, monkeypatch):

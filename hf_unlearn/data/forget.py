@@ -16,7 +16,7 @@ import numpy as np
 from .columns import column_array, label_array
 
 _OPS = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
-_FILTER = re.compile(r"^\s*(\w+)\s*(==|!=|<=|>=|<|>| in )\s*(.+?)\s*$")
+_FILTER = re.compile(r"^\s*(\w+)\s*(==|!=|<=|>=|<|>| in | contains | matches )\s*(.+?)\s*$")
 
 
 def indices_from_file(path: str | Path, num_rows: int) -> list[int]:
@@ -64,20 +64,37 @@ def _parse_value(text: str):
 
 
 def indices_from_filter(dataset, expression: str) -> list[int]:
-    """``COLUMN OP VALUE`` with OP in ==, !=, <, <=, >, >=, or ``COLUMN in [v1, v2]``."""
+    """``COLUMN OP VALUE``: OP in ==, !=, <, <=, >, >=; ``COLUMN in [v1, v2]``; on text columns
+    ``COLUMN contains "text"`` (case-sensitive substring) and ``COLUMN matches "regex"`` (``re.search``)."""
     match = _FILTER.match(expression)
     if not match:
         raise ValueError(
-            f"Cannot parse forget filter {expression!r}; expected e.g. 'user_id==17' or 'source in [1,2]'."
+            f"Cannot parse forget filter {expression!r}; expected e.g. 'user_id==17', 'source in [1,2]', "
+            "'text contains \"555-0199\"' or 'text matches \"\\d{3}-\\d{4}\"'."
         )
     column, op, raw = match.group(1), match.group(2).strip(), match.group(3)
     if column not in dataset.column_names:
         raise ValueError(f"Forget filter column {column!r} is not in the dataset (columns: {dataset.column_names}).")
     value = _parse_value(raw)
     values = column_array(dataset, column).tolist()
+    if op in ("contains", "matches"):
+        if values and not isinstance(values[0], str):
+            raise ValueError(f"'{op}' needs a text column; {column!r} holds {type(values[0]).__name__} values.")
+        if op == "contains":
+            return [i for i, v in enumerate(values) if str(value) in v]
+        try:
+            pattern = re.compile(str(value))
+        except re.error as error:
+            raise ValueError(f"Invalid regular expression {value!r} in the forget filter: {error}") from error
+        return [i for i, v in enumerate(values) if pattern.search(v)]
     if op == "in":
         wanted = set(value if isinstance(value, list) else [value])
         return [i for i, v in enumerate(values) if v in wanted]
+    if op in ("<", "<=", ">", ">=") and values and isinstance(values[0], str) != isinstance(value, str):
+        raise ValueError(
+            f"Cannot compare column {column!r} ({type(values[0]).__name__} values) with {value!r} using '{op}': "
+            "compare numbers with numbers, or use 'contains' / 'matches' for text."
+        )
     return [i for i, v in enumerate(values) if _OPS[op](v, value)]
 
 

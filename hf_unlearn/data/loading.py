@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from datasets import DatasetDict, load_dataset, load_from_disk
 
 from .builtin import load_digits_dataset, load_mnist5k_dataset
@@ -17,13 +18,18 @@ _FILE_TYPES = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "pa
 
 
 def load_raw(name: str | None, config: str | None = None, data_files: list[str] | None = None,
-             seed: int = 0) -> DatasetDict:
+             seed: int = 0, validation_file: str | None = None) -> DatasetDict:
     """``digits``/``mnist5k`` (embedded), local files, a ``save_to_disk`` folder, or a Hub id / script folder."""
     if data_files:
         kind = _FILE_TYPES.get(Path(data_files[0]).suffix)
         if kind is None:
             raise ValueError(f"Cannot tell the format of {data_files[0]}; use .csv, .json, .jsonl or .parquet files.")
-        return load_dataset(kind, data_files={"train": data_files})
+        files = {"train": list(data_files)}
+        if validation_file:
+            files["validation"] = [validation_file]
+        return load_dataset(kind, data_files=files)
+    if validation_file:
+        raise ValueError("--validation_file goes with --data_files (local training files).")
     if not name:
         raise ValueError("Give dataset_name (a Hub id, a local path, or 'digits'/'mnist5k') or data_files.")
     if name in BUILTIN:
@@ -33,15 +39,46 @@ def load_raw(name: str | None, config: str | None = None, data_files: list[str] 
     return load_dataset(name, config)
 
 
-def ensure_splits(data: DatasetDict, eval_split: str | None, seed: int) -> DatasetDict:
-    """Carve a held-out split from ``train`` when the dataset has none (10 %, seeded)."""
-    if eval_split and eval_split in data:
-        return data
-    for candidate in ("validation", "test"):
-        if candidate in data:
-            return data
-    split = data["train"].train_test_split(test_size=0.1, seed=seed)
-    return DatasetDict(train=split["train"], validation=split["test"])
+def ensure_splits(
+    data: DatasetDict, eval_split: str | None, seed: int, validation_percentage: float | None = None
+) -> tuple[DatasetDict, list[int] | None]:
+    """The data with its held-out split, and which training-file rows the ``train`` split kept.
+
+    A dataset without a held-out split gets one only when asked (``validation_percentage``): carving it
+    silently would compare the stop rule against rows the model was trained on. The carved rows leave
+    ``train`` in file order, and the kept file rows are returned so row numbers from the user's file can
+    still be mapped (``None``: nothing was carved, train rows are the file's).
+    """
+    if eval_split:
+        if eval_split not in data:
+            raise ValueError(f"No split {eval_split!r} in the dataset (splits: {list(data)}).")
+        return data, None
+    if any(candidate in data for candidate in ("validation", "test")):
+        return data, None
+    if not validation_percentage:
+        return data, None
+    if not 0 < validation_percentage < 100:
+        raise ValueError(f"validation_split_percentage must lie in (0, 100), got {validation_percentage}")
+    rows = len(data["train"])
+    count = max(1, int(round(rows * validation_percentage / 100)))
+    held_out = set(np.random.default_rng(seed).choice(rows, size=count, replace=False).tolist())
+    kept = [i for i in range(rows) if i not in held_out]
+    carved = DatasetDict(train=data["train"].select(kept), validation=data["train"].select(sorted(held_out)))
+    return carved, kept
+
+
+def file_rows_to_train_rows(file_rows: list[int], kept: list[int] | None) -> list[int]:
+    """Row numbers of the user's training file as rows of the ``train`` split (after carving)."""
+    if kept is None:
+        return list(file_rows)
+    position = {row: i for i, row in enumerate(kept)}
+    carved = [row for row in file_rows if row not in position]
+    if carved:
+        raise ValueError(
+            f"{len(carved)} forget row(s) (e.g. {carved[:5]}) were carved into the validation split by "
+            "--validation_split_percentage: they are held out, not trained on. Give a --validation_file instead."
+        )
+    return [position[row] for row in file_rows]
 
 
 def rename_label(data: DatasetDict, label_column: str) -> DatasetDict:

@@ -32,6 +32,16 @@ class ScriptArguments:
     data_files: list[str] | None = field(default=None, metadata={"help": "Local csv/json/parquet training files."})
     train_split: str = field(default="train", metadata={"help": "Split the model was trained on."})
     eval_split: str | None = field(default=None, metadata={"help": "Held-out split (default: validation or test)."})
+    validation_file: str | None = field(
+        default=None, metadata={"help": "A held-out csv/json/parquet file (with --data_files): drives the stop rule."}
+    )
+    validation_split_percentage: float | None = field(
+        default=None,
+        metadata={
+            "help": "Carve this percent of the training data as validation when the dataset has no held-out split "
+            "(only if the model was not trained on it). Default: no carving, and no validation set."
+        },
+    )
     label_column: str = field(default="labels", metadata={"help": "Label column."})
     text_column: str | None = field(default=None, metadata={"help": "Text column (text models)."})
     image_column: str | None = field(default=None, metadata={"help": "Image column (raw images to preprocess)."})

@@ -33,8 +33,15 @@ from ..arguments import UnlearningArguments
 from ..core import CoreGradientSpace
 from ..core.space import CONFIG_NAME
 from ..data.columns import keep_model_columns
-from ..data.forget import select_forget_indices, split_forget_retain
-from ..data.loading import ensure_splits, load_raw, process_images, rename_label, tokenize
+from ..data.forget import indices_from_file, select_forget_indices, split_forget_retain
+from ..data.loading import (
+    ensure_splits,
+    file_rows_to_train_rows,
+    load_raw,
+    process_images,
+    rename_label,
+    tokenize,
+)
 from ..evaluation import evaluate_unlearning, per_example_loss, write_report
 from ..exact import TrainingRecipe, retrain_from_scratch
 from ..hub import public_name
@@ -48,10 +55,16 @@ logger = logging.getLogger(__name__)
 def load_model_and_data(script_args: ScriptArguments):
     seed = script_args.split_seed
     data = rename_label(
-        load_raw(script_args.dataset_name, script_args.dataset_config, script_args.data_files, seed),
+        load_raw(
+            script_args.dataset_name,
+            script_args.dataset_config,
+            script_args.data_files,
+            seed,
+            validation_file=script_args.validation_file,
+        ),
         script_args.label_column,
     )
-    data = ensure_splits(data, script_args.eval_split, seed)
+    data, kept_rows = ensure_splits(data, script_args.eval_split, seed, script_args.validation_split_percentage)
     processing_class = None
     if script_args.text_column:
         processing_class = AutoTokenizer.from_pretrained(script_args.model_name_or_path)
@@ -62,8 +75,13 @@ def load_model_and_data(script_args: ScriptArguments):
             processing_class = AutoImageProcessor.from_pretrained(script_args.model_name_or_path)
             data = process_images(data, processing_class, script_args.image_column)
         model = AutoModelForImageClassification.from_pretrained(script_args.model_name_or_path)
-    eval_split = script_args.eval_split or next(s for s in ("validation", "test") if s in data)
-    return model, data.with_format("torch"), eval_split, processing_class
+    eval_split = script_args.eval_split or next((s for s in ("validation", "test") if s in data), None)
+    if eval_split is None:
+        logger.warning(
+            "No held-out split: unlearning runs without a validation set (the sample-removal stop rule is off). "
+            "Give --validation_file, or --validation_split_percentage if the model was not trained on all rows."
+        )
+    return model, data.with_format("torch"), eval_split, processing_class, kept_rows
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -73,9 +91,18 @@ def main(argv: list[str] | None = None) -> dict:
 
 def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: UnlearningArguments) -> dict:
     logging.basicConfig(level=logging.INFO if args.should_log else logging.WARNING)
-    model, data, eval_split, processing_class = load_model_and_data(script_args)
+    model, data, eval_split, processing_class, kept_rows = load_model_and_data(script_args)
     train = data[script_args.train_split]
-    forget, retain = split_forget_retain(train, select_forget_indices(train, **forget_args.selection()))
+    selection = forget_args.selection()
+    if selection["index_file"] and kept_rows is not None:  # the file's row numbers refer to the user's file
+        file_rows = indices_from_file(selection["index_file"], len(kept_rows) + len(data[eval_split]))
+        indices = file_rows_to_train_rows(file_rows, kept_rows)
+    else:
+        indices = select_forget_indices(train, **selection)
+    forget, retain = split_forget_retain(train, indices)
+    test = data[eval_split] if eval_split else None
+    if script_args.compare_with_retrain and test is None:
+        raise ValueError("--compare_with_retrain needs a held-out split to measure test accuracy on.")
     space = named_space(script_args, args, model, train, processing_class)
     original = copy.deepcopy(model) if script_args.compare_with_retrain else None
     trainer = UnlearningTrainer(
@@ -83,7 +110,7 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
         args=args,
         forget_dataset=forget,
         retain_dataset=retain,
-        eval_dataset=data[eval_split],
+        eval_dataset=test,
         original_dataset=train if space is None else None,
         core_gradient_space=space,
         processing_class=processing_class,
@@ -95,7 +122,7 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
     if trainer.is_world_process_zero():
         Path(args.output_dir, "unlearning_metrics.json").write_text(json.dumps(metrics, indent=2))
     if script_args.compare_with_retrain:
-        trainer.comparison = compare_with_retrain(script_args, trainer, original, forget, retain, data[eval_split])
+        trainer.comparison = compare_with_retrain(script_args, trainer, original, forget, retain, test)
         trainer.create_model_card()  # the card now shows the measured comparison
     if args.push_to_hub:
         trainer.push_to_hub()
