@@ -74,3 +74,27 @@ def test_pgu_forgets_a_class_of_a_text_classifier_and_keeps_updates_out_of_the_s
     embeddings = [n for n in before if "embed" in n or n.startswith("transformer.w")]
     for name in embeddings:  # not protectable by the space: frozen for PGU
         assert torch.equal(dict(model.named_parameters())[name], before[name]), name
+
+
+def test_space_from_a_tokenised_dataset_with_its_raw_text_column_and_a_tokenizer(tmp_path):
+    """Variable-length rows and a leftover text column: the tokenizer pads, only model inputs reach the model."""
+    from text_fixtures import save_text_model, write_messages
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+    from hf_unlearn import CoreGradientSpace
+
+    torch.set_num_threads(1)
+    messages = write_messages(tmp_path / "messages.csv", n=40)
+    folder = save_text_model(tmp_path / "model", messages, epochs=1)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    raw = Dataset.from_csv(str(messages)).rename_column("label", "labels")
+    raw = raw.map(lambda row, i: {"text": row["text"] + " now" * (i % 4)}, with_indices=True)  # ragged lengths
+    tokenised = raw.map(lambda batch: tokenizer(batch["text"]), batched=True)
+    space = CoreGradientSpace.from_model(model, tokenised, processing_class=tokenizer, show_progress=False)
+    assert "text" in space.fingerprint_columns  # examples are identified by their text too
+    inputs = tokenised.remove_columns(["text"])
+    direct = CoreGradientSpace.from_model(model, inputs, collate_fn=DataCollatorWithPadding(tokenizer),
+                                          show_progress=False)
+    for name, gram in direct.grams.items():
+        torch.testing.assert_close(space.grams[name], gram, rtol=1e-10, atol=1e-10)

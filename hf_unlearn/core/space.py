@@ -9,6 +9,7 @@ the same examples are never subtracted twice and examples the cache never saw ar
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import json
 import time
 from collections import Counter
@@ -115,16 +116,26 @@ class CoreGradientSpace:
         gamma_overrides: Mapping[str, float] | None = None,
         energy: str = DEFAULT_ENERGY,
         show_progress: bool = True,
+        processing_class=None,
         **collect_kwargs,
     ) -> CoreGradientSpace:
         """Build the space from the full training data (a ``datasets.Dataset``, DataLoader or batches).
 
         With a ``datasets.Dataset`` and ``fingerprint_columns`` (default: all its columns), the
         fingerprints of every training example are kept so later requests can be checked against them.
+        ``processing_class`` (a tokenizer) pads each batch, and only the columns ``model.forward``
+        takes are fed to the model, as ``UnlearningTrainer`` does: a tokenised dataset that still has
+        its raw text column works as it is.
         """
+        model_inputs = data
+        if hasattr(data, "column_names"):
+            accepted = set(inspect.signature(model.forward).parameters)
+            model_inputs = data.select_columns([c for c in data.column_names if c in accepted])
+            if processing_class is not None and hasattr(processing_class, "pad"):
+                collect_kwargs.setdefault("collate_fn", lambda rows: processing_class.pad(rows, return_tensors="pt"))
         stats = collect_gram_matrices(
             model,
-            data,
+            model_inputs,
             include=include,
             exclude=exclude,
             batch_size=batch_size,
