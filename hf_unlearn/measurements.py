@@ -8,6 +8,7 @@ datasets are read into memory once and shared by every pass.
 from __future__ import annotations
 
 import torch
+from transformers import EvalPrediction
 
 from .data.memory import materialize
 from .evaluation.predict import collect_outputs
@@ -111,10 +112,15 @@ class UnlearningMeasurements:
                 self._retain_sample = retain
             metrics[f"{metric_key_prefix}_retain_accuracy"] = self._percent(self._correct(self._retain_sample)[0])
         if self.eval_dataset is not None:
-            correct, labels = self._correct(self.eval_dataset)
+            out = self._outputs(self.eval_dataset)
+            correct, labels = out["logits"].argmax(-1) == out["labels"], out["labels"]
             metrics[f"{metric_key_prefix}_test_accuracy"] = self._percent(correct)
             if self.scenario == "class":
                 kept = ~torch.isin(labels, torch.tensor(self.forgotten_classes))
                 metrics[f"{metric_key_prefix}_test_accuracy_kept_classes"] = self._percent(correct[kept])
+            if self.compute_metrics is not None:  # the user's metrics (e.g. F1 on an imbalanced set), on the eval set
+                prediction = EvalPrediction(predictions=out["logits"].cpu().numpy(), label_ids=labels.cpu().numpy())
+                user = self.compute_metrics(prediction)
+                metrics.update({f"{metric_key_prefix}_{k}": v for k, v in user.items()})
         return metrics
 

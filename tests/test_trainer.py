@@ -283,3 +283,21 @@ def test_a_run_that_unlearns_nothing_says_so_and_leaves_the_ledger_alone(trained
     assert "**Not unlearned.**" in card and "were removed" not in card
     saved = json.loads((tmp_path / "run" / "core_gradient_space" / "cgs_config.json").read_text())
     assert saved["ledger"] == []
+
+
+def test_compute_metrics_is_honoured_in_evaluate(trained_model, digits, tmp_path):
+    from sklearn.metrics import f1_score
+
+    calls = []
+
+    def macro_f1(prediction):
+        calls.append(prediction.predictions.shape)
+        return {"f1": 100 * f1_score(prediction.label_ids, prediction.predictions.argmax(-1), average="macro")}
+
+    forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
+    trainer = UnlearningTrainer(model=trained_model, args=_args(tmp_path, max_steps=1), forget_dataset=forget,
+                                retain_dataset=retain, eval_dataset=digits["validation"],
+                                original_dataset=digits["train"], compute_metrics=macro_f1)
+    metrics = trainer.evaluate()
+    assert calls == [(len(digits["validation"]), 10)]
+    assert 0 < metrics["eval_f1"] <= 100 and metrics["eval_f1"] <= metrics["eval_test_accuracy"] + 5
