@@ -1,10 +1,15 @@
-"""``hf-unlearn``: the command line. ``demo`` runs the main job; ``unlearn`` the recipe; ``methods`` lists them."""
+"""``hf-unlearn``: the command line: ``demo`` (the main job), ``unlearn`` (the recipe), ``methods``, ``cgs``."""
 
 from __future__ import annotations
 
 import sys
 
-COMMANDS = {"demo": "hf_unlearn.demo", "unlearn": "hf_unlearn.scripts.unlearn", "methods": "hf_unlearn.scripts.methods"}
+COMMANDS = {
+    "demo": "hf_unlearn.demo",
+    "unlearn": "hf_unlearn.scripts.unlearn",
+    "methods": "hf_unlearn.scripts.methods",
+    "cgs": "hf_unlearn.scripts.cgs",
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,10 +21,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not argv or argv[0] not in COMMANDS:
         print(
-            "usage: hf-unlearn {demo,unlearn,methods} [options]\n"
+            "usage: hf-unlearn {demo,unlearn,methods,cgs} [options]\n"
             "  demo      train a small CNN on digits, unlearn with PGU, compare with retraining\n"
             "  unlearn   the recipe (hf-unlearn unlearn --method NAME --help for that run's options)\n"
-            "  methods   the registered methods; `hf-unlearn methods NAME` for one method's hyperparameters"
+            "  methods   the registered methods; `hf-unlearn methods NAME` for one method's hyperparameters\n"
+            "  cgs       build | info | push a model's Core Gradient Space (once, right after training)"
         )
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
     from importlib import import_module

@@ -259,3 +259,19 @@ def test_a_card_names_a_local_base_model_by_its_folder_only(tmp_path):
     card = render_model_card(dataclasses.replace(_card_data(), base_model=str(local)))
     assert str(tmp_path) not in card and "a local model (my-finetuned-model)" in card
     assert "base_model:" not in card  # not a Hub id: no metadata link
+
+
+def test_cgs_push_uploads_a_verified_space_only(hub, trained_model, digits, tmp_path):
+    from hf_unlearn import CoreGradientSpace
+    from hf_unlearn.scripts import cgs
+
+    folder = tmp_path / "space"
+    CoreGradientSpace.from_model(trained_model, digits["train"], show_progress=False).save_pretrained(folder)
+    (folder / "notes.txt").write_text("private notes")
+    cgs.main(["push", str(folder), "--repo_id", REPO_ID])
+    files = hub.files(REPO_ID)
+    assert set(files) == {"core_gradient_space/cgs_config.json", "core_gradient_space/cgs.safetensors"}
+    assert files["core_gradient_space/cgs.safetensors"] == (folder / "cgs.safetensors").read_bytes()
+    (folder / "cgs.safetensors").write_bytes(b"corrupted")
+    with pytest.raises(ValueError, match="does not match the checksum"):
+        cgs.main(["push", str(folder), "--repo_id", REPO_ID])

@@ -76,11 +76,6 @@ def load_model_and_data(script_args: ScriptArguments):
             data = process_images(data, processing_class, script_args.image_column)
         model = AutoModelForImageClassification.from_pretrained(script_args.model_name_or_path)
     eval_split = script_args.eval_split or next((s for s in ("validation", "test") if s in data), None)
-    if eval_split is None:
-        logger.warning(
-            "No held-out split: unlearning runs without a validation set (the sample-removal stop rule is off). "
-            "Give --validation_file, or --validation_split_percentage if the model was not trained on all rows."
-        )
     return model, data.with_format("torch"), eval_split, processing_class, kept_rows
 
 
@@ -101,6 +96,11 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
         indices = select_forget_indices(train, **selection)
     forget, retain = split_forget_retain(train, indices)
     test = data[eval_split] if eval_split else None
+    if test is None:
+        logger.warning(
+            "No held-out split: unlearning runs without a validation set (the sample-removal stop rule is off). "
+            "Give --validation_file, or --validation_split_percentage if the model was not trained on all rows."
+        )
     if script_args.compare_with_retrain and test is None:
         raise ValueError("--compare_with_retrain needs a held-out split to measure test accuracy on.")
     space = named_space(script_args, args, model, train, processing_class)
