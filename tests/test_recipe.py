@@ -83,3 +83,17 @@ def test_help_for_another_method_lists_its_hyperparameters(capsys):
         parse_args(["--method", "scrub", "--help"])
     text = capsys.readouterr().out
     assert "--scrub_alpha" in text and "scrub hyperparameters" in text and "--pgu_delta PGU_DELTA" not in text
+
+
+def test_config_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)  # anywhere but the repository
+    script, forget, args = parse_args(["--config", str(root / "recipes/configs/digits_class.yaml")])
+    assert script.model_name_or_path == str(root / "outputs/demo/original")
+    assert args.output_dir == str(root / "outputs/recipes/digits-class3") and forget.forget_class == [3]
+    config = tmp_path / "mine.yaml"
+    config.write_text("model_name_or_path: some/hub-id\ndataset_name: digits\noutput_dir: ./out\n")
+    script, _, args = parse_args(["--config", str(config)])
+    assert script.model_name_or_path == "some/hub-id" and args.output_dir == str(tmp_path / "out")

@@ -44,3 +44,22 @@ def test_a_fine_tuned_reference_starts_from_the_base(digits, tmp_path):
     assert retrain_key(base.config, retain, frozen_recipe, tmp_path / "base") != retrain_key(
         base.config, retain, frozen_recipe
     )
+
+
+def test_training_overrides_reach_the_reference_trainer_but_not_its_cache_key(digits, tmp_path, monkeypatch):
+    seen = []
+    real = TrainingRecipe.training_arguments
+
+    def spy(self, output_dir, **overrides):
+        args = real(self, output_dir, **overrides)
+        seen.append(args.ddp_find_unused_parameters)
+        return args
+
+    monkeypatch.setattr(TrainingRecipe, "training_arguments", spy)
+    recipe = TrainingRecipe(num_train_epochs=1, per_device_train_batch_size=64)
+    retain = digits["train"].select(range(64))
+    _, _, cached = retrain_from_scratch(SmallCNNConfig(), retain, recipe, cache_dir=tmp_path,
+                                        training_overrides={"ddp_find_unused_parameters": True})
+    assert seen == [True] and not cached
+    _, _, cached = retrain_from_scratch(SmallCNNConfig(), retain, recipe, cache_dir=tmp_path)
+    assert cached  # the override does not change what is learnt, so the same reference is reused

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from ..data.columns import keep_model_columns
 from ..data.memory import materialize
 from ..gc_utils import frozen_heap
 
+logger = logging.getLogger(__name__)
 META_NAME = "retrain_meta.json"
 
 
@@ -112,6 +114,7 @@ def retrain_from_scratch(
     data_collator=None,
     processing_class=None,
     base_model: str | Path | None = None,
+    training_overrides: dict | None = None,
 ):
     """The reference: ``recipe`` run on ``retain_dataset`` only, from where the original started.
 
@@ -121,7 +124,8 @@ def retrain_from_scratch(
     original), since a model retrained from random weights may only predict the majority class.
     Returns ``(model, seconds, from_cache)``. ``seconds`` is the wall time of the training that
     produced the model, also when it comes from the cache. ``model_class`` defaults to the Auto
-    class matching ``config.architectures``.
+    class matching ``config.architectures``. ``training_overrides`` are extra ``TrainingArguments`` that do
+    not change what is learnt (e.g. ``ddp_find_unused_parameters`` under ``accelerate launch``).
     """
     model_class = model_class or _auto_class(config)
     key = retrain_key(config, retain_dataset, recipe, base_model)
@@ -129,6 +133,8 @@ def retrain_from_scratch(
     if target is not None and (target / META_NAME).is_file():
         meta = json.loads((target / META_NAME).read_text())
         return model_class.from_pretrained(target), float(meta["seconds"]), True
+    start = f"fine-tuning {base_model}" if base_model is not None else "training from a random initialisation"
+    logger.info("Retraining the reference: %s on %d retain examples", start, len(retain_dataset))
     torch.manual_seed(recipe.seed)
     if base_model is not None:
         model = model_class.from_pretrained(base_model, config=copy.deepcopy(config))
@@ -141,6 +147,7 @@ def retrain_from_scratch(
         output_dir=str(target or Path("outputs") / "retrain"),
         data_collator=data_collator,
         processing_class=processing_class,
+        **(training_overrides or {}),
     )
     if target is not None:
         model.save_pretrained(target)

@@ -120,14 +120,39 @@ def _option(argv: list[str], name: str) -> str | None:
     return None
 
 
+PATH_KEYS = (
+    "model_name_or_path",
+    "dataset_name",
+    "data_files",
+    "validation_file",
+    "core_gradient_space",
+    "retrain_cache_dir",
+    "retrain_base_model",
+    "forget_index_file",
+    "output_dir",
+    "logging_dir",
+)
+
+
+def _relative_to(base: Path, value):
+    """``./x`` and ``../x`` are relative to the config file, so a config works from any directory."""
+    if isinstance(value, list):
+        return [_relative_to(base, v) for v in value]
+    if isinstance(value, str) and value.startswith(("./", "../")):
+        return str((base / value).resolve())
+    return value
+
+
 def load_yaml_config(path: str) -> dict:
+    """The file's options; paths that start with ``./`` or ``../`` are taken relative to the file."""
     config_path = Path(path)
     if not config_path.is_file():
         raise FileNotFoundError(f"--config {path}: no such file.")
     values = yaml.safe_load(config_path.read_text()) or {}
     if not isinstance(values, dict):
         raise ValueError(f"--config {path}: expected a mapping of option names to values.")
-    return values
+    base = config_path.resolve().parent
+    return {k: _relative_to(base, v) if k in PATH_KEYS else v for k, v in values.items()}
 
 
 def build_parser(method: str) -> HfArgumentParser:

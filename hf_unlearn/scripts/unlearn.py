@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: UnlearningArguments) -> dict:
     logging.basicConfig(level=logging.INFO if args.should_log else logging.WARNING)
+    logger.info("Unlearning with %d process(es) on %s", args.world_size, args.device)
     model, data, eval_split, processing_class, kept_rows = load_model_and_data(script_args)
     train = data[script_args.train_split]
     selection = forget_args.selection()
@@ -170,8 +171,17 @@ def compare_with_retrain(script_args, trainer, original, forget, retain, test) -
     )
     cache = script_args.retrain_cache_dir or str(Path(trainer.args.output_dir) / "retrain_cache")
     base = script_args.retrain_base_model
+    overrides = {}
+    if trainer.args.ddp_find_unused_parameters is not None:
+        overrides["ddp_find_unused_parameters"] = trainer.args.ddp_find_unused_parameters
     retrained, seconds, _ = retrain_from_scratch(
-        original.config, retain, recipe, cache_dir=cache, processing_class=trainer.processing_class, base_model=base
+        original.config,
+        retain,
+        recipe,
+        cache_dir=cache,
+        processing_class=trainer.processing_class,
+        base_model=base,
+        training_overrides=overrides,
     )
     start = f"fine-tuned from `{public_name(base)}`" if base else "trained from a random initialisation"
     logger.info("Reference: %s on the retain set with the original recipe", start)
