@@ -76,6 +76,11 @@ def test_help_lists_the_unlearning_options(capsys):
                    "--pgu_delta", "--retrain_base_model"):
         assert option in text
     assert "--scrub_alpha SCRUB_ALPHA" not in text  # only the chosen method's hyperparameters
+    # the unlearning options come before the hundred-odd TrainingArguments, and the method names are listed
+    assert text.index("--method METHOD") < text.index("--gradient_checkpointing") and "--config CONFIG" in text
+    assert text.index("unlearning (UnlearningArguments)") < text.index("training (TrainingArguments")
+    assert "pgu_retain, eupmu" in " ".join(text.split())
+    assert len(text[: text.index("model and data:")].splitlines()) < 15  # a short usage line, not 150
 
 
 def test_help_for_another_method_lists_its_hyperparameters(capsys):

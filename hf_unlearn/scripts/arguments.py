@@ -9,15 +9,16 @@ command line and YAML without a shared list of prefixed fields: the method is re
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, TrainingArguments
 
 from ..arguments import UnlearningArguments
-from ..methods import get_method, hyperparameter_owners
+from ..methods import METHODS, get_method, hyperparameter_owners
 
 
 @dataclass
@@ -156,10 +157,47 @@ def load_yaml_config(path: str) -> dict:
 
 
 def build_parser(method: str) -> HfArgumentParser:
-    """The recipe's parser for ``method``: its hyperparameters join the script and training options."""
+    """The recipe's parser for ``method``: its hyperparameters join the script and training options.
+
+    ``--help`` lists, in this order: model and data, the forget set, the unlearning options (the
+    method, the space, the guard and stop rules), the method's hyperparameters, and only then the
+    hundred-odd ``TrainingArguments``.
+    """
     config_class = get_method(method).config_class
     config_class._argument_group_name = f"{method} hyperparameters"
-    return HfArgumentParser((ScriptArguments, ForgetSetArguments, config_class, UnlearningArguments))
+    parser = HfArgumentParser(
+        (ScriptArguments, ForgetSetArguments, config_class, UnlearningArguments),
+        description="Unlearn part of a classifier's training data. Methods: "
+        f"{', '.join(['auto', *METHODS])} (hf-unlearn methods NAME). Options can also come from "
+        "--config FILE.yaml (option: value pairs; ./ and ../ paths are relative to the file; flags win).",
+    )
+    training_fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    own = {f.name for f in dataclasses.fields(UnlearningArguments)} - training_fields
+    own |= {"learning_rate", "optim", "num_train_epochs", "per_device_train_batch_size", "output_dir"}
+    unlearning = parser.add_argument_group("unlearning (UnlearningArguments)")
+    for group in parser._action_groups:
+        if group is unlearning:
+            continue
+        for action in [a for a in group._group_actions if a.dest in own]:
+            group._group_actions.remove(action)
+            unlearning._group_actions.append(action)
+    parser._action_groups.remove(unlearning)
+    method_group = next(g for g in parser._action_groups if g.title == config_class._argument_group_name)
+    parser._action_groups.insert(parser._action_groups.index(method_group), unlearning)
+    parser.usage = (
+        "hf-unlearn unlearn [--config FILE.yaml] --model_name_or_path MODEL (--dataset_name NAME | --data_files F) "
+        "(--forget_class C | --forget_fraction P | --forget_filter EXPR | --forget_index_file F) [--method NAME] "
+        "[options]"
+    )
+    model_group = next(g for g in parser._action_groups if g.title == "model and data")
+    model_group.add_argument(
+        "--config", help="A YAML file of option: value pairs (./ and ../ paths relative to it; flags win)."
+    )
+    training = next(g for g in parser._action_groups if g.title == "options")
+    training.title = "training (TrainingArguments; the unlearning defaults above replace some of them)"
+    parser._action_groups.remove(training)
+    parser._action_groups.append(training)
+    return parser
 
 
 def _apply_yaml_defaults(parser: HfArgumentParser, values: dict, source: str, method: str) -> None:
@@ -192,7 +230,6 @@ def parse_args(argv: list[str] | None = None):
         ]
     method = _option(argv, "method") or values.get("method", "auto")
     parser = build_parser(method)
-    parser.add_argument("--config", help="A YAML file of option: value pairs (flags given on the command line win).")
     if values:
         _apply_yaml_defaults(parser, values, f"--config {config_path}", method)
     script_args, forget_args, method_config, args, *_ = parser.parse_args_into_dataclasses(args=argv)
