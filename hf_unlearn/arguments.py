@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -158,6 +159,8 @@ class UnlearningArguments(TrainingArguments):
         check_training_values(self)
         if self.dataloader_pin_memory is None:  # pinning without an accelerator only warns, every epoch
             self.dataloader_pin_memory = torch.cuda.is_available()
+        if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            self.use_cpu = True  # several processes and no GPU: gloo on CPU (else each process runs alone)
         super().__post_init__()
 
     def resolve_default_path(self, has_retain: bool) -> None:
