@@ -85,6 +85,10 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
             raise TypeError("UnlearningTrainer needs UnlearningArguments (a TrainingArguments subclass).")
         args.resolve_default_path(has_retain=retain_dataset is not None and len(retain_dataset) > 0)
         self.method = get_method(args.method)(args.method_config, seed=args.seed)
+        if core_gradient_space is None and (saved := space_saved_with(model)) is not None:
+            core_gradient_space, where = saved
+            logger.info("Using the Core Gradient Space saved with the model (%s, %d earlier request(s))",
+                        where, len(core_gradient_space.ledger))
         check_request_inputs(
             forget=forget_dataset,
             retain=retain_dataset,
@@ -94,10 +98,6 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
         )
         if self.method.needs_retain and (retain_dataset is None or len(retain_dataset) == 0):
             raise ValueError(f"Method {args.method!r} needs a retain set: pass retain_dataset=...")
-        if core_gradient_space is None and (saved := space_saved_with(model)) is not None:
-            core_gradient_space, where = saved
-            logger.info("Using the Core Gradient Space saved with the model (%s, %d earlier request(s))",
-                        where, len(core_gradient_space.ledger))
         self.raw_forget_dataset = forget_dataset
         self.original_dataset = original_dataset
         self._given_space = core_gradient_space

@@ -209,3 +209,32 @@ def test_a_published_space_cannot_confirm_a_guessed_row(trained_model, digits, m
     monkeypatch.setenv(KEY_ENV, "someone else's key")
     with pytest.raises(LedgerError, match=rf"made with ledger key {space.fingerprint_key_id}.*{KEY_ENV}"):
         space.check_request(fingerprint_examples(digits["train"].select([1]), columns))
+
+
+def test_without_the_training_data_a_retain_set_holding_the_forget_set_is_refused_and_a_duplicate_warned(
+    trained_model, digits, tmp_path, caplog
+):
+    forget, retain = split_forget_retain(digits["train"], [0, 1, 2, 3])
+    with pytest.raises(ValueError, match="4 of 4 forget examples are also in the retain set"):
+        UnlearningTrainer(model=trained_model, args=make_args(tmp_path, method="finetune"), forget_dataset=forget,
+                          retain_dataset=digits["train"])
+    with_copy = split_forget_retain(digits["train"].select([*range(len(digits["train"])), 0]), [0, 1, 2, 3])[1]
+    UnlearningTrainer(model=trained_model, args=make_args(tmp_path, method="finetune"), forget_dataset=forget,
+                      retain_dataset=with_copy)
+    assert "1 forget example(s) have an identical copy in the retain set" in caplog.text
+
+
+def test_the_space_saved_with_the_model_settles_duplicates_exactly(trained_model, digits, tmp_path):
+    """Loaded from a folder with its space, the model's training multiplicities are known: a duplicate is fine."""
+    from transformers import AutoModelForImageClassification
+
+    train = digits["train"].select([*range(len(digits["train"])), 0])  # row 0 twice in the training data
+    folder = tmp_path / "model"
+    trained_model.save_pretrained(folder)
+    CoreGradientSpace.from_model(trained_model, train, show_progress=False).save_pretrained(
+        folder / "core_gradient_space"
+    )
+    model = AutoModelForImageClassification.from_pretrained(folder)
+    forget, retain = split_forget_retain(train, [0, 1])
+    trainer = UnlearningTrainer(model=model, args=make_args(tmp_path), forget_dataset=forget, retain_dataset=retain)
+    assert trainer._given_space.num_examples == len(train)  # the folder's space, with its ledger

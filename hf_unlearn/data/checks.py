@@ -7,6 +7,7 @@ the record (a retain set that still holds the forget rows). These checks read ea
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import numpy as np
@@ -16,6 +17,7 @@ from ..core.fingerprint import LOCAL_KEY, fingerprint_examples
 from ..core.labels import LABEL_KEYS
 
 _CHUNK = 1024
+logger = logging.getLogger(__name__)
 
 
 def require_dataset(name: str, dataset) -> None:
@@ -77,8 +79,9 @@ def check_no_overlap(
     """Forget rows must not also be kept: a row may be in both only as often as the training data has it.
 
     ``training`` holds the training set's fingerprints on ``columns`` (from ``original_dataset`` or the
-    space) and gives each row's multiplicity; without it any shared row is refused, since duplicates
-    cannot be told from a retain set that still contains the forget set.
+    space) and gives each row's multiplicity, so the check is exact. Without it, duplicates in the data
+    (SMS spam has many) cannot be told from a retain set that still holds the forget set: half or more
+    of the forget rows shared is refused, fewer is a warning.
     """
     if retain is None or len(retain) == 0:
         return
@@ -91,12 +94,22 @@ def check_no_overlap(
     shared = [fp for fp in forget_counts if fp in retain_counts]
     if have is not None:
         shared = [fp for fp in shared if forget_counts[fp] + retain_counts[fp] > have.get(fp, 0)]
-    if shared:
-        rows = sum(forget_counts[fp] for fp in shared)
-        source = "more often than the training data holds them" if have is not None else "(compared on all columns)"
+    rows = sum(forget_counts[fp] for fp in shared)
+    fix = (
+        "The retain set must be the training data without the forget set: build both with "
+        "hf_unlearn.data.forget.split_forget_retain."
+    )
+    if have is not None and rows:
         raise ValueError(
-            f"{rows} forget example(s) are also in the retain set {source}. The retain set must be the training "
-            "data without the forget set: build both with hf_unlearn.data.forget.split_forget_retain."
+            f"{rows} forget example(s) are also in the retain set more often than the training data holds them. {fix}"
+        )
+    if have is None and rows * 2 >= len(forget):
+        raise ValueError(f"{rows} of {len(forget)} forget examples are also in the retain set. {fix}")
+    if rows:  # without the training data's multiplicities a few shared rows are most likely duplicates in the data
+        logger.warning(
+            "%d forget example(s) have an identical copy in the retain set (duplicates in the data?): the kept copy "
+            "still teaches the model what the forgotten one did. Pass original_dataset to check exactly.",
+            rows,
         )
 
 
