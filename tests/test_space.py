@@ -193,3 +193,15 @@ def test_fingerprints_do_not_depend_on_the_format():
     plain = fingerprint_examples(data, data.column_names)
     as_torch = fingerprint_examples(data.with_format("torch"), data.column_names)
     assert torch.equal(plain, as_torch) and plain.unique().numel() == 3
+
+
+def test_fingerprints_survive_a_renamed_label_column(trained_model, digits):
+    """A space built on 'labels' accepts a request whose dataset calls the column 'label' (and vice versa)."""
+    from hf_unlearn.protection import forget_fingerprints
+
+    space = CoreGradientSpace.from_model(trained_model, digits["train"], show_progress=False)
+    assert "labels" in space.fingerprint_columns
+    renamed = digits["train"].select(range(5)).rename_column("labels", "label")
+    fps = forget_fingerprints(renamed, space.fingerprint_columns, "The cache", space.fingerprint_key())
+    assert torch.equal(fps, fingerprint_examples(digits["train"].select(range(5)), space.fingerprint_columns))
+    space.check_request(fps)  # known examples, not "unknown"

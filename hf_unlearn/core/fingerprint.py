@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .labels import LABEL_KEYS
 from .layers import layer_kind
 from .ledger_key import ledger_key
 
@@ -61,11 +62,13 @@ def fingerprint_examples(
     if not columns:
         raise ValueError("At least one column is needed to fingerprint examples.")
     if hasattr(rows, "with_format") and hasattr(rows, "column_names"):  # a datasets.Dataset: one Arrow read
-        missing = [c for c in columns if c not in rows.column_names]
+        source = label_aliases(columns, rows.column_names)
+        missing = [c for c in columns if source[c] not in rows.column_names]
         if missing:
             raise KeyError(f"Dataset has no column(s) {missing}; fingerprint columns are {columns}.")
-        batch = rows.select_columns(columns).with_format("numpy")[:] if len(rows) else {c: [] for c in columns}
-        rows = ({c: batch[c][i] for c in columns} for i in range(len(rows)))
+        read = sorted(set(source.values()))
+        batch = rows.select_columns(read).with_format("numpy")[:] if len(rows) else {c: [] for c in read}
+        rows = ({c: batch[source[c]][i] for c in columns} for i in range(len(rows)))
     values = []
     for row in rows:
         missing = [c for c in columns if c not in row]
@@ -73,6 +76,13 @@ def fingerprint_examples(
             raise KeyError(f"Example has no column(s) {missing}; fingerprint columns are {columns}.")
         values.append(example_fingerprint(row, columns, key))
     return torch.tensor(values, dtype=torch.int64)
+
+
+def label_aliases(columns: Sequence[str], available: Sequence[str]) -> dict[str, str]:
+    """Where to read each fingerprint column: a label column renamed since (``label`` → ``labels``) is
+    read under its new name and still hashed under the old one, so the same example keeps its fingerprint."""
+    present = [c for c in LABEL_KEYS if c in available]
+    return {c: present[0] if c in LABEL_KEYS and c not in available and len(present) == 1 else c for c in columns}
 
 
 _ADAPTER_MARKERS = ("lora_", ".modules_to_save.")

@@ -13,7 +13,7 @@ from collections import Counter
 import numpy as np
 import torch
 
-from ..core.fingerprint import LOCAL_KEY, fingerprint_examples
+from ..core.fingerprint import LOCAL_KEY, fingerprint_examples, label_aliases
 from ..core.labels import LABEL_KEYS
 
 _CHUNK = 1024
@@ -85,9 +85,12 @@ def check_no_overlap(
     """
     if retain is None or len(retain) == 0:
         return
-    usable = [c for c in columns if c in forget.column_names and c in retain.column_names]
+    in_forget, in_retain = label_aliases(columns, forget.column_names), label_aliases(columns, retain.column_names)
+    usable = [c for c in columns if in_forget[c] in forget.column_names and in_retain[c] in retain.column_names]
     if not usable:
         return
+    if usable != list(columns):
+        training = None  # fingerprints on fewer columns cannot be looked up in the training data's
     forget_counts = Counter(fingerprint_examples(forget, usable, key).tolist())
     retain_counts = Counter(fingerprint_examples(retain, usable, key).tolist())
     have = Counter(training.tolist()) if training is not None else None

@@ -10,20 +10,22 @@ from __future__ import annotations
 import torch
 
 from ..core import fingerprint_examples
-from ..core.fingerprint import LOCAL_KEY
+from ..core.fingerprint import LOCAL_KEY, label_aliases
 
 
 def forget_fingerprints(
     forget_dataset, columns: list[str], source: str, key: bytes | str | None = LOCAL_KEY
 ) -> torch.Tensor:
     """Fingerprints of the forget examples on the columns ``source`` identifies examples by."""
-    missing = [c for c in columns if c not in forget_dataset.column_names]
+    available = forget_dataset.column_names
+    read = label_aliases(columns, available)
+    missing = [c for c in columns if read[c] not in available]
     if missing:
         raise ValueError(
             f"{source} identifies examples by columns {columns}; the forget set lacks {missing}. "
             "Select the forget set from the same dataset."
         )
-    return fingerprint_examples(forget_dataset.select_columns(columns), columns, key)
+    return fingerprint_examples(forget_dataset.select_columns(sorted(set(read.values()))), columns, key)
 
 
 def check_membership(original_fingerprints: torch.Tensor, forget_dataset, columns: list[str]) -> None:
