@@ -128,11 +128,13 @@ class CoreGradientSpace:
         its raw text column works as it is.
         """
         model_inputs = data
-        if hasattr(data, "column_names"):
-            accepted = set(inspect.signature(model.forward).parameters)
-            model_inputs = data.select_columns([c for c in data.column_names if c in accepted])
-            if processing_class is not None and hasattr(processing_class, "pad"):
-                collect_kwargs.setdefault("collate_fn", lambda rows: processing_class.pad(rows, return_tensors="pt"))
+        if hasattr(data, "column_names") and "forward_fn" not in collect_kwargs:  # a forward_fn picks its own inputs
+            parameters = inspect.signature(model.forward).parameters
+            accepted = [c for c in data.column_names if c in parameters]
+            if accepted:  # a forward(input) module takes none by name: its batches go as they are
+                model_inputs = data.select_columns(accepted)
+        if processing_class is not None and hasattr(processing_class, "pad"):
+            collect_kwargs.setdefault("collate_fn", lambda rows: processing_class.pad(rows, return_tensors="pt"))
         stats = collect_gram_matrices(
             model,
             model_inputs,
