@@ -65,12 +65,10 @@ def resolve_resume(value: str | bool | None, output_dir: str) -> str | None:
     path = Path(value)
     if not path.is_dir():
         raise FileNotFoundError(f"resume_from_checkpoint: {path} is not a folder.")
-    if not (path / "trainer_state.json").is_file() or (
-        not (path / REQUEST_MARKER).is_file() and (path / CONTROL_STATE).exists()
-    ):
+    if not _is_complete(path):
         raise ValueError(
-            f"{path} is an incomplete checkpoint (the run stopped while writing it). Resume from the previous one, "
-            "or pass resume_from_checkpoint=True to take the newest complete checkpoint."
+            f"{path} is not a complete unlearning checkpoint (no {REQUEST_MARKER}: the run stopped while writing "
+            "it). Resume from the previous one, or pass resume_from_checkpoint=True to take the newest complete one."
         )
     return str(path)
 

@@ -164,3 +164,12 @@ def test_non_finite_losses_never_reach_the_saved_weights_or_the_ledger(trained_m
     saved = CoreGradientSpace.from_pretrained(tmp_path / "run" / "core_gradient_space")
     assert saved.ledger == [] and space.ledger == []
     assert "**Not unlearned.**" in (tmp_path / "run" / "README.md").read_text()
+
+
+def test_an_explicitly_named_incomplete_checkpoint_is_refused(trained_model, digits, tmp_path):
+    trainer = _checkpointed(trained_model, digits, tmp_path, random_indices(1258, 0.05, 0), max_steps=3)
+    trainer.train()
+    checkpoint = tmp_path / "run" / "checkpoint-3"
+    (checkpoint / REQUEST_MARKER).unlink()
+    with pytest.raises(ValueError, match="not a complete unlearning checkpoint"):
+        trainer.train(resume_from_checkpoint=str(checkpoint))
