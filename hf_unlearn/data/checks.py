@@ -15,6 +15,7 @@ import torch
 
 from ..core.fingerprint import LOCAL_KEY, fingerprint_examples, label_aliases
 from ..core.labels import LABEL_KEYS
+from .arrow_values import column_values, row_digests
 
 _CHUNK = 1024
 logger = logging.getLogger(__name__)
@@ -48,7 +49,14 @@ def require_finite(name: str, dataset) -> None:
     """Refuse NaN or infinite values in floating-point input columns (they train to NaN weights)."""
     if dataset is None or len(dataset) == 0:
         return
-    view = dataset.with_format("numpy")
+    suspect = []
+    for column in dataset.column_names:  # read from Arrow at once; a superset of rows for ragged columns
+        found = column_values(dataset, column)
+        if found is not None and found[0].dtype.kind == "f" and not np.isfinite(found[0]).all():
+            suspect.append(column)
+    if not suspect:
+        return
+    view = dataset.select_columns(suspect).with_format("numpy")  # the slow path, only to say where
     for start in range(0, len(dataset), _CHUNK):
         for column, values in view[start : start + _CHUNK].items():
             array = _as_array(values)
@@ -91,6 +99,14 @@ def check_no_overlap(
         return
     if usable != list(columns):
         training = None  # fingerprints on fewer columns cannot be looked up in the training data's
+    requested = len(forget)
+    forget_digests, retain_digests = row_digests(forget, usable), row_digests(retain, usable)
+    if forget_digests is not None and retain_digests is not None:  # only rows with a twin need fingerprints
+        candidates = np.intersect1d(forget_digests, retain_digests)
+        if not len(candidates):
+            return
+        forget = forget.select(np.flatnonzero(np.isin(forget_digests, candidates)).tolist())
+        retain = retain.select(np.flatnonzero(np.isin(retain_digests, candidates)).tolist())
     forget_counts = Counter(fingerprint_examples(forget, usable, key).tolist())
     retain_counts = Counter(fingerprint_examples(retain, usable, key).tolist())
     have = Counter(training.tolist()) if training is not None else None
@@ -106,8 +122,8 @@ def check_no_overlap(
         raise ValueError(
             f"{rows} forget example(s) are also in the retain set more often than the training data holds them. {fix}"
         )
-    if have is None and rows * 2 >= len(forget):
-        raise ValueError(f"{rows} of {len(forget)} forget examples are also in the retain set. {fix}")
+    if have is None and rows * 2 >= requested:
+        raise ValueError(f"{rows} of {requested} forget examples are also in the retain set. {fix}")
     if rows:  # without the training data's multiplicities a few shared rows are most likely duplicates in the data
         logger.warning(
             "%d forget example(s) have an identical copy in the retain set (duplicates in the data?): the kept copy "
