@@ -183,17 +183,16 @@ class UnlearningControl(TrainerCallback):
         self.good = (self.reference, self.start)  # the last state that passed the guard
         self.previous_good = None
         self.last_checked = 0
-        initial = self.outcome.initial
-        if self.settings.rule == "forget_below_validation" and initial["forget_accuracy"] < initial.get(
-            "validation_accuracy", -math.inf
-        ):
-            self._stop(
-                control,
-                "rule",
-                "the forget set already looks like held-out data (forget accuracy "
-                f"{initial['forget_accuracy']:.1f} < validation {initial['validation_accuracy']:.1f}): "
-                "nothing to unlearn",
+
+    def nothing_to_unlearn(self, metrics: dict[str, float]) -> str | None:
+        """Why no step should be taken at all (the sample-removal rule already holds), or None."""
+        validation = metrics.get("validation_accuracy", -math.inf)
+        if self.settings.rule == "forget_below_validation" and metrics["forget_accuracy"] < validation:
+            return (
+                f"the forget set already looks like held-out data (forget accuracy {metrics['forget_accuracy']:.1f} "
+                f"< validation {validation:.1f}), so the stop rule ends the run before its first step"
             )
+        return None
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
         self.outcome.steps = state.global_step

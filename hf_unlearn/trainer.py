@@ -16,7 +16,7 @@ import time
 import torch
 from torch import nn
 from transformers import DataCollatorWithPadding, IntervalStrategy, Trainer, default_data_collator
-from transformers.utils.hub import hf_api
+from transformers.trainer_utils import TrainOutput
 
 from .arguments import UnlearningArguments
 from .callbacks import StepHooksCallback, resolve_stop_rule
@@ -28,11 +28,9 @@ from .data.columns import keep_model_columns, label_array
 from .data.requests import check_label_range, detect_scenario
 from .data.streams import ForgetRetainDataset, TwoStreamCollator
 from .gc_utils import frozen_heap
-from .hub import UNPUBLISHED_PATTERNS, UnlearningCardData, write_model_card
 from .measurements import UnlearningMeasurements
 from .methods import get_method
 from .protection import (
-    CGS_DIR,
     SpaceProtection,
     SpaceSettings,
     batch_norms_in_eval_mode,
@@ -41,6 +39,7 @@ from .protection import (
     freeze_parameters,
     space_saved_with,
 )
+from .publishing import UnlearningPublishing
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def _weights_summary(model: nn.Module) -> torch.Tensor:
         return torch.stack([p.detach().double().sum() for p in model.parameters()])
 
 
-class UnlearningTrainer(UnlearningMeasurements, Trainer):
+class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
     """Unlearn ``forget_dataset`` from ``model`` with ``args.method`` (PGU by default).
 
     Args:
@@ -250,6 +249,11 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
         )
         if not self._prepared:
             self.control_callback.original_metrics = self.control_metrics()
+            reason = None if resume_from_checkpoint else self.control_callback.nothing_to_unlearn(
+                self.control_callback.original_metrics
+            )
+            if reason:
+                return self._no_step(reason, start)
         weights_before = _weights_summary(self.model)
         self.prepare_unlearning(resume_from_checkpoint)
         self.control_callback.setup_changed_weights = not torch.equal(weights_before, _weights_summary(self.model))
@@ -264,6 +268,26 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
                 self.protection.revert()  # the request was not carried out: the ledger must not say it was
         output.metrics.update({"unlearned": self.outcome.unlearned, "unlearning_outcome": self.outcome.reason})
         return output
+
+    def _no_step(self, reason: str, start: float) -> TrainOutput:
+        """Every check of the request still runs, then the model is left exactly as it was; nothing is recorded."""
+        saved = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.prepare_unlearning()  # a bad request is still refused, not silently skipped
+        self.model.load_state_dict(saved)
+        if self.protection is not None:
+            self.protection.revert()
+        metrics = self.control_callback.original_metrics
+        self.outcome = RunOutcome(
+            unlearned=False,
+            reason=f"{reason}. The weights are unchanged. To remove these examples anyway, run with stop_rule='none' "
+            "and a step budget, and compare with a retrained model",
+            stopped_by="rule",
+            initial=dict(metrics),
+            final=dict(metrics),
+        )
+        self.unlearning_seconds = time.perf_counter() - start
+        logger.warning("NOT UNLEARNED: %s. The request is not recorded.", self.outcome.reason)
+        return TrainOutput(0, 0.0, {"unlearned": False, "unlearning_outcome": self.outcome.reason})
 
     def _request_digest(self) -> str:
         if getattr(self, "_digest", None) is None:
@@ -290,91 +314,6 @@ class UnlearningTrainer(UnlearningMeasurements, Trainer):
         if "loss" in logs:
             logs = {**logs, **self.method.logs()}
         super().log(logs, start_time)
-
-    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        """The model, its space (with the ledger) and the model card travel together."""
-        super()._save(output_dir, state_dict)
-        if not self.args.should_save:
-            return
-        output_dir = output_dir or self.args.output_dir
-        if self.core_gradient_space is not None:
-            self.core_gradient_space.save_pretrained(os.path.join(output_dir, CGS_DIR))
-        write_model_card(self.card_data(), output_dir)
-
-    def push_to_hub(
-        self,
-        commit_message: str | None = "End of training",
-        blocking: bool = True,
-        token: str | None = None,
-        revision: str | None = None,
-        private: bool | None = None,
-        **kwargs,
-    ):
-        """Save first (a push that fails offline loses nothing), then upload only what is meant to be public.
-
-        Left out: ``training_args.bin`` (it can name the forget filter), the retrain cache, checkpoints and
-        logs (``hub.UNPUBLISHED_PATTERNS``). The model card names local base models by their folder only.
-        """
-        self.save_model(_internal_call=True)
-        self.callback_handler.on_push_begin(self.args, self.state, self.control)
-        token = token if token is not None else self.args.hub_token
-        if self.hub_model_id is None:
-            self.init_hf_repo(token=token, private=private)
-        if not self.is_world_process_zero():
-            return None
-        model_name = kwargs.pop("model_name", None) or self.hub_model_id.split("/")[-1]
-        self.create_model_card(model_name=model_name, tags=kwargs.get("tags"))
-        self._finish_current_push()
-        return hf_api().upload_folder(
-            repo_id=self.hub_model_id,
-            folder_path=self.args.output_dir,
-            commit_message=commit_message,
-            token=token,
-            run_as_future=not blocking,
-            ignore_patterns=list(UNPUBLISHED_PATTERNS),
-            revision=revision if revision is not None else self.args.hub_revision,
-        )
-
-    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        """Mid-run checkpoints are not published: a half-finished request is not a model anyone should pull."""
-        logger.info("Not pushing checkpoint %s: the unlearned model is pushed once the run ends.", checkpoint_folder)
-
-    def create_model_card(self, model_name: str | None = None, tags=None, **kwargs) -> None:
-        """An honest card: what was forgotten, how, and (when measured) how close to retraining."""
-        if self.is_world_process_zero():
-            write_model_card(self.card_data(model_name, tags), self.args.output_dir)
-
-    def card_data(self, model_name: str | None = None, tags=None) -> UnlearningCardData:
-        """What this run did, as values for the model card."""
-        args = self.args
-        config = getattr(self.model, "config", None)
-        paper = args.method_config.paper
-        space = self.core_gradient_space
-        return UnlearningCardData(
-            model_name=model_name or os.path.basename(os.path.normpath(args.output_dir)),
-            base_model=getattr(config, "_name_or_path", "") or type(self.model).__name__,
-            method=args.method,
-            scenario=self.scenario,
-            forget_count=len(self.forget_dataset),
-            optim=getattr(args.optim, "value", args.optim),
-            learning_rate=args.learning_rate,
-            epochs=args.num_train_epochs,
-            stop_rule=args.stop_rule,
-            stopped_epoch=self.state.epoch,
-            method_config=args.method_config.to_dict(),
-            paper_title=paper.title if paper else None,
-            paper_url=paper.url if paper else None,
-            paper_bibtex=paper.bibtex if paper else None,
-            projection=f"gamma={args.gamma}, energy `{args.gamma_energy}`" if self.method.uses_projection else None,
-            ledger=list(space.ledger) if self.protection is not None and space is not None else [],
-            seconds=self.unlearning_seconds,
-            comparison=self.comparison,
-            comparison_reference=self.comparison_reference,
-            tags=list(tags or []) if not isinstance(tags, str) else [tags],
-            unlearned=self.outcome.unlearned if self.outcome else None,
-            outcome=self.outcome.reason if self.outcome else "",
-            backtracks=self.outcome.backtracks if self.outcome else 0,
-        )
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:

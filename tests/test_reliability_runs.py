@@ -173,3 +173,29 @@ def test_an_explicitly_named_incomplete_checkpoint_is_refused(trained_model, dig
     (checkpoint / REQUEST_MARKER).unlink()
     with pytest.raises(ValueError, match="not a complete unlearning checkpoint"):
         trainer.train(resume_from_checkpoint=str(checkpoint))
+
+
+def test_a_forget_set_that_already_looks_unseen_takes_no_step_and_is_not_recorded(digits, tmp_path):
+    """The sample-removal rule holds before any step: the model is left exactly as it was, and the card says so."""
+    from digits_models import fit_small_cnn
+
+    from hf_unlearn.evaluation.predict import collect_outputs
+
+    batch = digits["train"][:]
+    model = fit_small_cnn(batch["pixel_values"], batch["labels"], epochs=1, lr=1e-3)  # underfit: some rows wrong
+    out = collect_outputs(model, digits["train"])
+    wrong = (out["logits"].argmax(-1) != out["labels"]).nonzero().flatten().tolist()[:20]
+    assert len(wrong) >= 5
+    forget, retain = split_forget_retain(digits["train"], wrong)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = UnlearningTrainer(model=model, args=make_args(tmp_path, method="pgu"), forget_dataset=forget,
+                                retain_dataset=retain, eval_dataset=digits["validation"],
+                                original_dataset=digits["train"])
+    output = trainer.train()
+    trainer.save_model()
+    assert output.global_step == 0 and not trainer.outcome.unlearned
+    assert "stop_rule='none'" in trainer.outcome.reason
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    saved = CoreGradientSpace.from_pretrained(tmp_path / "run" / "core_gradient_space")
+    assert saved.ledger == []
+    assert "**Not unlearned.**" in (tmp_path / "run" / "README.md").read_text()
