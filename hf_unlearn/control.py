@@ -62,6 +62,7 @@ class RunOutcome:
     initial: dict[str, float] = field(default_factory=dict)
     final: dict[str, float] = field(default_factory=dict)
     weight_change: float = 0.0  # relative L2 change of the trainable weights
+    warnings: list[str] = field(default_factory=list)  # e.g. a full-set utility drop the sampled guard missed
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -64,6 +64,7 @@ class UnlearningCardData:
     unlearned: bool | None = None  # None: no run recorded (e.g. a card written before training)
     outcome: str = ""  # why the run ended, in words
     backtracks: int = 0
+    warnings: list[str] = field(default_factory=list)  # full-set utility drops measured at the end
 
 
 def _ledger_rows(data: UnlearningCardData) -> str:
@@ -139,6 +140,8 @@ def render_model_card(data: UnlearningCardData) -> str:
         if data.outcome:
             summary += f" The run ended because {data.outcome}"
             summary += f" (the utility guard rolled back {data.backtracks} time(s))." if data.backtracks else "."
+        if data.warnings:
+            summary += " **Utility warning:** " + "; ".join(data.warnings) + "."
     template = resources.files("hf_unlearn").joinpath("templates/model_card.md").read_text()
     return template.format(
         yaml=yaml.safe_dump(metadata, sort_keys=False).strip(),

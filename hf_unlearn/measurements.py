@@ -101,6 +101,22 @@ class UnlearningMeasurements:
                 metrics["validation_accuracy_kept_count"] = int(kept.sum())
         return metrics
 
+    def full_utility(self, retain_examples: int = 512) -> dict[str, float]:
+        """Validation accuracy on the whole eval set (kept classes for class removal) and retain accuracy on
+        up to ``retain_examples`` retain examples: what the end-of-run utility check compares."""
+        utility = {}
+        if self.eval_dataset is not None:
+            correct, labels = self._correct(self.eval_dataset)
+            if self.scenario == "class":
+                correct = correct[~torch.isin(labels, torch.tensor(self.forgotten_classes))]
+            utility["validation accuracy"] = self._percent(correct)
+        if self.retain_dataset is not None and len(self.retain_dataset):
+            retain = self.retain_dataset
+            if len(retain) > retain_examples:
+                retain = retain.shuffle(seed=self.args.seed).select(range(retain_examples))
+            utility["retain accuracy"] = self._percent(self._correct(retain)[0])
+        return utility
+
     def unlearning_metrics(self, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Accuracy (%) on the forget set, a retain sample and the eval set (kept classes in class mode)."""
         metrics = {f"{metric_key_prefix}_forget_accuracy": self._percent(self._correct(self.forget_dataset)[0])}

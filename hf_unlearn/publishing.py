@@ -104,5 +104,6 @@ class UnlearningPublishing:
             unlearned=self.outcome.unlearned if self.outcome else None,
             outcome=self.outcome.reason if self.outcome else "",
             backtracks=self.outcome.backtracks if self.outcome else 0,
+            warnings=list(self.outcome.warnings) if self.outcome else [],
         )
 

@@ -44,6 +44,16 @@ from .publishing import UnlearningPublishing
 logger = logging.getLogger(__name__)
 
 
+def utility_drops(before: dict[str, float], after: dict[str, float], tolerance: float) -> list[str]:
+    """Full-set drops beyond the tolerance: the guard reads small samples, so this is the loud last word."""
+    return [
+        f"{name} fell {before[name] - after[name]:.1f} points (from {before[name]:.1f} to {after[name]:.1f}), more "
+        f"than the {tolerance:g}-point tolerance"
+        for name in before
+        if name in after and after[name] < before[name] - tolerance
+    ]
+
+
 def _weights_summary(model: nn.Module) -> torch.Tensor:
     """One number per parameter tensor: enough to tell whether a setup step moved any weight."""
     with torch.no_grad():
@@ -254,6 +264,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             )
             if reason:
                 return self._no_step(reason, start)
+        utility_before = self.full_utility() if not resume_from_checkpoint else None
         weights_before = _weights_summary(self.model)
         self.prepare_unlearning(resume_from_checkpoint)
         self.control_callback.setup_changed_weights = not torch.equal(weights_before, _weights_summary(self.model))
@@ -261,12 +272,17 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         self.unlearning_seconds = time.perf_counter() - start
         self.outcome = self.control_callback.outcome
+        if utility_before is not None and self.outcome.unlearned:
+            self.outcome.warnings += utility_drops(utility_before, self.full_utility(), args.utility_tolerance)
+            for warning in self.outcome.warnings:
+                logger.warning("UTILITY DROP: %s", warning)
         if self.protection is not None:
             if self.outcome.unlearned:
                 self.protection.bind(self.accelerator.unwrap_model(self.model))
             else:
                 self.protection.revert()  # the request was not carried out: the ledger must not say it was
-        output.metrics.update({"unlearned": self.outcome.unlearned, "unlearning_outcome": self.outcome.reason})
+        output.metrics.update({"unlearned": self.outcome.unlearned, "unlearning_outcome": self.outcome.reason,
+                               "utility_warnings": len(self.outcome.warnings)})
         return output
 
     def _no_step(self, reason: str, start: float) -> TrainOutput:

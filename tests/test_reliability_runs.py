@@ -199,3 +199,25 @@ def test_a_forget_set_that_already_looks_unseen_takes_no_step_and_is_not_recorde
     saved = CoreGradientSpace.from_pretrained(tmp_path / "run" / "core_gradient_space")
     assert saved.ledger == []
     assert "**Not unlearned.**" in (tmp_path / "run" / "README.md").read_text()
+
+
+def test_a_full_set_utility_drop_the_sampled_guard_missed_is_reported_loudly(trained_model, digits, tmp_path,
+                                                                              monkeypatch):
+    from hf_unlearn.trainer import utility_drops
+
+    assert utility_drops({"validation accuracy": 97.0}, {"validation accuracy": 93.5}, 3.0) == [
+        "validation accuracy fell 3.5 points (from 97.0 to 93.5), more than the 3-point tolerance"
+    ]
+    assert utility_drops({"retain accuracy": 99.0}, {"retain accuracy": 96.5}, 3.0) == []
+    forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
+    trainer = UnlearningTrainer(model=trained_model, args=make_args(tmp_path, max_steps=2), forget_dataset=forget,
+                                retain_dataset=retain, eval_dataset=digits["validation"],
+                                original_dataset=digits["train"])
+    measured = iter([{"validation accuracy": 98.0, "retain accuracy": 100.0},
+                     {"validation accuracy": 92.0, "retain accuracy": 99.0}])
+    monkeypatch.setattr(trainer, "full_utility", lambda: next(measured))
+    output = trainer.train()
+    trainer.save_model()
+    assert trainer.outcome.unlearned and output.metrics["utility_warnings"] == 1
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "**Utility warning:** validation accuracy fell 6.0 points (from 98.0 to 92.0)" in card
