@@ -101,19 +101,20 @@ class UnlearningMeasurements:
                 metrics["validation_accuracy_kept_count"] = int(kept.sum())
         return metrics
 
-    def full_utility(self, retain_examples: int = 512) -> dict[str, float]:
-        """Validation accuracy on the whole eval set (kept classes for class removal) and retain accuracy on
-        up to ``retain_examples`` retain examples: what the end-of-run utility check compares."""
+    def full_utility(self, retain_examples: int = 256) -> dict[str, float]:
+        """What the end-of-run utility check compares: validation accuracy on the whole eval set (kept classes
+        for class removal) and retain accuracy on ``retain_examples`` retain examples. A set the guard's
+        samples already cover whole is left out (the guard saw all of it)."""
         utility = {}
-        if self.eval_dataset is not None:
+        if self.eval_dataset is not None and len(self.eval_dataset) > self.args.control_samples:
             correct, labels = self._correct(self.eval_dataset)
             if self.scenario == "class":
                 correct = correct[~torch.isin(labels, torch.tensor(self.forgotten_classes))]
             utility["validation accuracy"] = self._percent(correct)
-        if self.retain_dataset is not None and len(self.retain_dataset):
-            retain = self.retain_dataset
+        retain = self.retain_dataset
+        if retain is not None and len(retain) > self.args.eval_retain_samples:
             if len(retain) > retain_examples:
-                retain = retain.shuffle(seed=self.args.seed).select(range(retain_examples))
+                retain = retain.shuffle(seed=self.args.seed + 1).select(range(retain_examples))
             utility["retain accuracy"] = self._percent(self._correct(retain)[0])
         return utility
 
