@@ -292,6 +292,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         self.model.load_state_dict(saved)
         if self.protection is not None:
             self.protection.revert()
+        self._prepared = False  # a later train() (e.g. with stop_rule="none") starts from the checks again
         metrics = self.control_callback.original_metrics
         self.outcome = RunOutcome(
             unlearned=False,

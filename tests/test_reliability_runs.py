@@ -199,6 +199,11 @@ def test_a_forget_set_that_already_looks_unseen_takes_no_step_and_is_not_recorde
     saved = CoreGradientSpace.from_pretrained(tmp_path / "run" / "core_gradient_space")
     assert saved.ledger == []
     assert "**Not unlearned.**" in (tmp_path / "run" / "README.md").read_text()
+    # what the message suggests: no stop rule and a step budget removes them after all
+    trainer.args.stop_rule, trainer.args.max_steps = "none", 3
+    output = trainer.train()
+    assert output.global_step == 3 and trainer.outcome.unlearned
+    assert [r["num_examples"] for r in trainer.core_gradient_space.ledger] == [len(wrong)]
 
 
 def test_a_full_set_utility_drop_the_sampled_guard_missed_is_reported_loudly(trained_model, digits, tmp_path,
