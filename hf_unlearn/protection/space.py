@@ -121,6 +121,7 @@ class SpaceProtection:
             show_progress=s.show_progress,
         )
         columns = self.original_dataset.column_names
+        logger.info("Fingerprinting %d training examples for the ledger", len(self.original_dataset))
         return CoreGradientSpace(
             stats.grams,
             stats.layers,

@@ -195,6 +195,7 @@ def compare_with_retrain(script_args, trainer, original, forget, retain, test) -
         ("retrain", retrained, seconds),
         (trainer.args.method, trainer.model, trainer.unlearning_seconds),
     ):
+        logger.info("Evaluating the %s model on forget, retain and test sets for the report", name)
         results[name] = evaluate_unlearning(
             model,
             forget,
