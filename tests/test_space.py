@@ -205,3 +205,20 @@ def test_fingerprints_survive_a_renamed_label_column(trained_model, digits):
     fps = forget_fingerprints(renamed, space.fingerprint_columns, "The cache", space.fingerprint_key())
     assert torch.equal(fps, fingerprint_examples(digits["train"].select(range(5)), space.fingerprint_columns))
     space.check_request(fps)  # known examples, not "unknown"
+
+
+def test_the_overlap_check_reads_a_renamed_label_column(trained_model, digits, tmp_path):
+    from digits_models import make_args
+
+    from hf_unlearn import UnlearningTrainer
+    from hf_unlearn.data.forget import split_forget_retain
+
+    space = CoreGradientSpace.from_model(trained_model, digits["train"], show_progress=False)
+    renamed = digits["train"].rename_column("labels", "label")
+    forget, retain = split_forget_retain(renamed, [0, 1, 2])
+    trainer = UnlearningTrainer(model=trained_model, args=make_args(tmp_path), forget_dataset=forget,
+                                retain_dataset=retain, core_gradient_space=space)
+    assert len(trainer.forget_dataset) == 3
+    with pytest.raises(ValueError, match="also in the retain set"):
+        UnlearningTrainer(model=trained_model, args=make_args(tmp_path), forget_dataset=forget,
+                          retain_dataset=renamed, core_gradient_space=space)

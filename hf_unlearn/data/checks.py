@@ -100,7 +100,8 @@ def check_no_overlap(
     if usable != list(columns):
         training = None  # fingerprints on fewer columns cannot be looked up in the training data's
     requested = len(forget)
-    forget_digests, retain_digests = row_digests(forget, usable), row_digests(retain, usable)
+    forget_digests = row_digests(forget, [in_forget[c] for c in usable])  # the same columns, in the same order
+    retain_digests = row_digests(retain, [in_retain[c] for c in usable])
     if forget_digests is not None and retain_digests is not None:  # only rows with a twin need fingerprints
         candidates = np.intersect1d(forget_digests, retain_digests)
         if not len(candidates):
