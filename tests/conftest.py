@@ -9,6 +9,7 @@ import os
 import tempfile
 
 import pytest
+import torch
 from digits_models import fit_small_cnn
 
 import hf_unlearn.models  # noqa: F401  (registers the small CNN with the Auto classes)
@@ -18,6 +19,15 @@ from hf_unlearn.data.builtin import load_digits_dataset
 # subprocesses (torchrun, the fault-injection recipe) inherit it and fingerprint with the same key
 os.environ.pop("HF_UNLEARN_LEDGER_KEY", None)
 os.environ["HF_UNLEARN_HOME"] = tempfile.mkdtemp(prefix="hf_unlearn_home_")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: intra-op threads only add overhead, badly so on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -104,14 +104,6 @@ def hub(tmp_path, monkeypatch, no_remote_connections, xet_spy):
         yield server
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _card(files: dict[str, bytes]) -> str:
     return files["README.md"].decode()
 

@@ -14,13 +14,7 @@ from hf_unlearn.core import CGSLoadError, CGSMismatchError, CoreGradientSpace, L
 from hf_unlearn.core.fingerprint import fingerprint_examples
 from hf_unlearn.data.forget import indices_from_file, indices_of_classes, split_forget_retain
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

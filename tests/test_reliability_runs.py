@@ -12,13 +12,7 @@ from hf_unlearn.core import CoreGradientSpace, LedgerError
 from hf_unlearn.data.forget import indices_of_classes, random_indices, split_forget_retain
 from hf_unlearn.scripts import unlearn as recipe
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

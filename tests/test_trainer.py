@@ -15,13 +15,7 @@ from hf_unlearn.evaluation import accuracy
 from hf_unlearn.models import SmallCNNConfig, SmallCNNForImageClassification
 from hf_unlearn.scripts.arguments import ForgetSetArguments
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _args(tmp_path, **kw):

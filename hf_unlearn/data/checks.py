@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -82,14 +83,18 @@ def _as_array(values) -> np.ndarray | None:
 
 
 def check_no_overlap(
-    forget, retain, columns: list[str], training: torch.Tensor | None, key: bytes | str | None = LOCAL_KEY
+    forget,
+    retain,
+    columns: list[str],
+    training: Callable[[], torch.Tensor] | None,
+    key: bytes | str | None = LOCAL_KEY,
 ) -> None:
     """Forget rows must not also be kept: a row may be in both only as often as the training data has it.
 
-    ``training`` holds the training set's fingerprints on ``columns`` (from ``original_dataset`` or the
-    space) and gives each row's multiplicity, so the check is exact. Without it, duplicates in the data
-    (SMS spam has many) cannot be told from a retain set that still holds the forget set: half or more
-    of the forget rows shared is refused, fewer is a warning.
+    ``training`` returns the training set's fingerprints on ``columns`` (from ``original_dataset`` or the
+    space; called only when some row has a twin) and so each row's multiplicity: the check is exact.
+    Without it, duplicates in the data (SMS spam has many) cannot be told from a retain set that still
+    holds the forget set: half or more of the forget rows shared is refused, fewer is a warning.
     """
     if retain is None or len(retain) == 0:
         return
@@ -110,7 +115,7 @@ def check_no_overlap(
         retain = retain.select(np.flatnonzero(np.isin(retain_digests, candidates)).tolist())
     forget_counts = Counter(fingerprint_examples(forget, usable, key).tolist())
     retain_counts = Counter(fingerprint_examples(retain, usable, key).tolist())
-    have = Counter(training.tolist()) if training is not None else None
+    have = Counter(training().tolist()) if training is not None else None
     shared = [fp for fp in forget_counts if fp in retain_counts]
     if have is not None:
         shared = [fp for fp in shared if forget_counts[fp] + retain_counts[fp] > have.get(fp, 0)]
@@ -153,10 +158,11 @@ def check_request_inputs(*, forget, retain, eval_dataset, original_dataset, spac
     check_not_everything(forget, original_dataset, space)
     key = LOCAL_KEY
     if space is not None and getattr(space, "fingerprint_columns", None):
-        columns, training, key = list(space.fingerprint_columns), space.train_fingerprints, space.fingerprint_key()
+        columns, key = list(space.fingerprint_columns), space.fingerprint_key()
+        training = (lambda: space.train_fingerprints) if space.train_fingerprints is not None else None
     elif original_dataset is not None:
         columns = list(original_dataset.column_names)
-        training = fingerprint_examples(original_dataset, columns)
+        training = lambda: fingerprint_examples(original_dataset, columns)  # noqa: E731  (a pass over all rows)
     else:
         columns, training = list(forget.column_names), None
     check_no_overlap(forget, retain, columns, training, key)
