@@ -11,8 +11,10 @@ validation accuracy on small cached samples (one batched pass each) and then:
    After ``max_backtracks`` the run stops at the best good state. No architecture-specific step size
    is needed: the guard finds one.
 2. **Stop rules**, judged only on good states. Sample removal: stop once forget accuracy falls below
-   validation accuracy, keeping whichever of this and the previous good state is closer to it (both
-   passed the guard, so a collapsed state is never kept). Class removal: stop once the forgotten
+   validation accuracy. If the previous good state was closer to it, the last steps overshot: the
+   weights go back there and the step is halved (up to ``max_overshoots`` times, a bisection towards
+   the crossing); after that the closer of the two is kept, unless it is the starting state, which
+   would be no removal at all (both passed the guard, so a collapsed state is never kept). Class removal: stop once the forgotten
    classes are no longer predicted *and* their mean probability on the forget set is below
    ``class_probability``, which is how a model that never saw them treats them.
 
@@ -44,6 +46,7 @@ class ControlSettings:
     tolerance: float = 3.0  # points of retain / validation accuracy the guard allows to lose
     shrink: float = 0.5
     max_backtracks: int = 6
+    max_overshoots: int = 3  # sample removal: returns to the previous good state at half the step (bisection)
     class_forget_target: float = 1.0  # percent
     class_probability: float = 0.05
 
@@ -57,6 +60,7 @@ class RunOutcome:
     steps: int = 0
     checks: int = 0
     backtracks: int = 0
+    overshoots: int = 0  # times the sample-removal target was crossed too far and the step halved
     learning_rate_scale: float = 1.0
     stopped_by: str = "budget"
     initial: dict[str, float] = field(default_factory=dict)
@@ -77,6 +81,10 @@ def _restore(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for name, value in weights.items():
             params[name].copy_(value)
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _utility(metrics: dict[str, float]) -> dict[str, float]:
@@ -153,13 +161,12 @@ class UnlearningControl(TrainerCallback):
                 damaged.append(f"{key} {now[key]:.1f} < {start[key]:.1f} - {allowed:.3g}")
         return damaged
 
-    def _backtrack(self, optimizer, lr_scheduler) -> None:
+    def _shrink_step(self, optimizer, lr_scheduler) -> None:
         s = self.settings.shrink
         for group in optimizer.param_groups:
             group["lr"] *= s
         if lr_scheduler is not None and hasattr(lr_scheduler, "base_lrs"):
             lr_scheduler.base_lrs = [lr * s for lr in lr_scheduler.base_lrs]
-        self.outcome.backtracks += 1
         self.outcome.learning_rate_scale *= s
 
     # ------------------------------------------------------------------ Trainer events
@@ -218,7 +225,8 @@ class UnlearningControl(TrainerCallback):
                     "backtracks; kept the last good state",
                 )
                 return
-            self._backtrack(optimizer, lr_scheduler)
+            self._shrink_step(optimizer, lr_scheduler)
+            self.outcome.backtracks += 1
             logger.warning(
                 "Utility guard: %s; rolled back and scaled the learning rate by %.3g",
                 "; ".join(damage),
@@ -226,17 +234,32 @@ class UnlearningControl(TrainerCallback):
             )
             return
         self.previous_good, self.good = self.good, (metrics, _trainable(self.model))
-        self._apply_rule(metrics, control)
+        self._apply_rule(metrics, control, optimizer, lr_scheduler)
 
-    def _apply_rule(self, metrics: dict[str, float], control) -> None:
+    def _apply_rule(self, metrics: dict[str, float], control, optimizer=None, lr_scheduler=None) -> None:
         rule = self.settings.rule
         if rule == "forget_below_validation":
             validation = metrics.get("validation_accuracy", math.nan)
             if metrics["forget_accuracy"] < validation:
                 previous = self.previous_good[0] if self.previous_good else None
-                if previous is not None and abs(
+                overshot = previous is not None and abs(
                     previous["forget_accuracy"] - previous.get("validation_accuracy", 0)
-                ) < abs(metrics["forget_accuracy"] - validation):
+                ) < abs(metrics["forget_accuracy"] - validation)
+                if overshot and optimizer is not None and self.outcome.overshoots < self.settings.max_overshoots:
+                    # the last steps crossed the target by more than the previous state missed it: go back
+                    # there and approach it again with half the step (bisection), instead of stopping
+                    _restore(self.model, self.previous_good[1])
+                    self.good, self.previous_good = self.previous_good, None
+                    self._shrink_step(optimizer, lr_scheduler)
+                    self.outcome.overshoots += 1
+                    logger.info(
+                        "Overshot the sample-removal target (forget %.1f vs validation %.1f); back to the previous "
+                        "good state with the learning rate scaled by %.3g",
+                        metrics["forget_accuracy"], validation, self.outcome.learning_rate_scale,
+                    )
+                    return
+                if overshot and not _same(self.previous_good[1], self.start):
+                    # out of halvings: the closer of the two, but never the starting weights (that is no removal)
                     _restore(self.model, self.previous_good[1])
                     self.good = self.previous_good
                 self._stop(control, "rule", "forget accuracy fell below validation accuracy")

@@ -8,12 +8,14 @@ of implying a guarantee.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
+from .evaluation.suite import avg_gap
 from .evaluation.tables import markdown_table
 
 COMPARISON_KEYS = ("UA", "RA", "TA", "MIA")
@@ -75,20 +77,25 @@ def _ledger_rows(data: UnlearningCardData) -> str:
     )
 
 
+def _cell(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.2f}"
+
+
 def comparison_table(results: dict[str, dict[str, float]]) -> str:
     """A markdown table of UA/RA/TA/MIA (and Avg. Gap to ``retrain`` when present).
 
     A missing metric leaves its cell empty, and the row's Avg. Gap too: a mean over fewer metrics
-    would not compare with the other rows.
+    would not compare with the other rows. A metric measured but undefined (MIA-efficacy when only one
+    class is kept) reads "n/a" in every row and the gaps leave it out alike.
     """
     reference = results.get("retrain")
     rows = []
     for name, metrics in results.items():
-        cells = [f"{metrics[k]:.2f}" if k in metrics else "" for k in COMPARISON_KEYS]
+        cells = [_cell(metrics[k]) if k in metrics else "" for k in COMPARISON_KEYS]
         gap = ""
         complete = reference is not None and all(k in metrics and k in reference for k in COMPARISON_KEYS)
         if complete and name != "retrain":
-            gap = f"{sum(abs(metrics[k] - reference[k]) for k in COMPARISON_KEYS) / len(COMPARISON_KEYS):.2f}"
+            gap = f"{avg_gap(metrics, reference, COMPARISON_KEYS):.2f}"
         rows.append([name, *cells, gap])
     return markdown_table(["model", *COMPARISON_KEYS, "Avg. Gap"], rows)
 

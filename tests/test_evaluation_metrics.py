@@ -256,6 +256,22 @@ def test_evaluate_unlearning_runs_each_dataset_once(forget_split_models):
     assert same["JS"] == pytest.approx(0.0, abs=1e-9) and same["act_dist"] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_mia_is_undefined_when_the_attacker_saw_one_class_only(forget_split_models):
+    """Class removal on a binary task: members and non-members are all the kept class; MIA is NaN."""
+    original = forget_split_models["original"]
+    data = forget_split_models["test"]
+    labels = np.asarray(data["labels"])
+    kept = data.select(np.flatnonzero(labels == 0).tolist())
+    removed = data.select(np.flatnonzero(labels == 3).tolist())
+    result = evaluate_unlearning(original, removed, kept, kept)
+    assert math.isnan(result["MIA"]) and not math.isnan(result["UA"])
+    # a second kept class gives the attacker something to learn from: a number again
+    two = data.select(np.flatnonzero((labels == 0) | (labels == 1)).tolist())
+    assert not math.isnan(evaluate_unlearning(original, removed, two, two)["MIA"])
+    # forget examples of a class the attacker did see are not an extrapolation either
+    assert not math.isnan(evaluate_unlearning(original, kept, kept, kept)["MIA"])
+
+
 # -------------------------------------------------------------------------------- bad input
 def test_missing_labels_raise(forget_split_models):
     unlabeled = forget_split_models["test"].remove_columns("labels")

@@ -40,6 +40,16 @@ def test_avg_gap_and_speedup_by_hand():
         speedup(100.0, 0.0)
 
 
+def test_avg_gap_leaves_out_a_metric_undefined_in_both():
+    nan = float("nan")
+    # MIA undefined on both sides: mean of |5-6|, |99-100|, |90-92| = 4/3
+    assert avg_gap({**FT, "MIA": nan}, {**RETRAIN, "MIA": nan}) == pytest.approx(4 / 3)
+    with pytest.raises(ValueError, match="only one"):
+        avg_gap({**FT, "MIA": nan}, RETRAIN)
+    with pytest.raises(ValueError, match="every metric"):
+        avg_gap({"UA": nan}, {"UA": nan}, keys=("UA",))
+
+
 def test_write_report_files_and_round_trip(tmp_path):
     results = {"FT": FT, "retrain": RETRAIN, "GA": GA}
     rng = np.random.default_rng(0)

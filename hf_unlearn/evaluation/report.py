@@ -63,7 +63,9 @@ def _jsonable(value):
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, np.generic | np.ndarray | torch.Tensor):
-        return value.tolist()
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and math.isnan(value):
+        return None  # an undefined metric (MIA with one kept class); NaN is not JSON
     return value
 
 

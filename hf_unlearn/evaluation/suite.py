@@ -24,6 +24,19 @@ from .predict import collect_outputs
 GAP_KEYS = ("UA", "RA", "TA", "MIA")
 
 
+def _mia_is_extrapolation(retain_out, test_out, forget_out) -> bool:
+    """True when the attacker would only ever see one class and is asked about another.
+
+    Removing one class of a binary task leaves members and non-members of the kept class only; the
+    forget examples' features then lie outside everything the attacker was fit on, and its call on
+    them is an extrapolation of an arbitrary decision boundary (on SMS spam, two references
+    fine-tuned the same way scored 0 and 100). MIA-efficacy is reported as NaN there, not as a number.
+    """
+    seen = set(torch.as_tensor(retain_out["labels"]).tolist()) | set(torch.as_tensor(test_out["labels"]).tolist())
+    asked = set(torch.as_tensor(forget_out["labels"]).tolist())
+    return len(seen) < 2 and not (asked & seen)
+
+
 def _subsample(dataset, n: int | None, seed: int):
     """``n`` examples of ``dataset`` drawn without replacement with ``seed`` (all if ``n`` is None)."""
     if n is None or n >= len(dataset):
@@ -60,7 +73,9 @@ def evaluate_unlearning(
       retain examples when given (retain sets can be 50× the test set; the estimate needs far less);
     * ``"MIA"`` — SalUn's MIA-efficacy in percent (attacker trained on those retain outputs vs the
       test outputs, balanced; ``mia_feature``/``attacker`` as in
-      :func:`~hf_unlearn.evaluation.metrics.mia_efficacy_from_features`);
+      :func:`~hf_unlearn.evaluation.metrics.mia_efficacy_from_features`); NaN when the retain and
+      test sets hold a single class that the forget set does not (class removal on a binary task):
+      the attacker has then seen nothing like the forget examples and its verdict is arbitrary;
     * ``"loss_AUC"`` — loss-threshold attack AUC on forget vs test, in [0, 1];
     * ``"JS"``, ``"act_dist"`` — with ``reference_model`` (normally the retrained model): mean
       Jensen–Shannon divergence and activation distance of the outputs on the forget set;
@@ -77,9 +92,9 @@ def evaluate_unlearning(
         "UA": unlearning_accuracy_from_outputs(forget_out),
         "RA": accuracy_from_outputs(retain_out),
         "TA": accuracy_from_outputs(test_out),
-        "MIA": mia_efficacy_from_outputs(
-            retain_out, test_out, forget_out, feature=mia_feature, attacker=attacker, seed=seed
-        ),
+        "MIA": float("nan")
+        if _mia_is_extrapolation(retain_out, test_out, forget_out)
+        else mia_efficacy_from_outputs(retain_out, test_out, forget_out, feature=mia_feature, attacker=attacker, seed=seed),
         "loss_AUC": loss_threshold_auc(forget_out, test_out),
     }
     if reference_model is not None:
@@ -98,13 +113,22 @@ def avg_gap(
 
     Lower is better: 0 means indistinguishable from retraining on these metrics. Forgetting *more*
     than retraining (UA above the retrained UA) counts against a method just like forgetting less.
+    A metric that is NaN in both results (MIA-efficacy where it is undefined, see
+    :func:`evaluate_unlearning`) is left out of the mean; NaN in only one of them is an error.
     """
     if not keys:
         raise ValueError("avg_gap needs at least one metric key.")
     missing = [k for k in keys if k not in result or k not in retrain_result]
     if missing:
         raise KeyError(f"avg_gap: metrics {missing} are missing from one of the two results.")
-    return float(np.mean([abs(float(result[k]) - float(retrain_result[k])) for k in keys]))
+    pairs = [(float(result[k]), float(retrain_result[k])) for k in keys]
+    one_sided = [k for k, (a, b) in zip(keys, pairs) if np.isnan(a) != np.isnan(b)]
+    if one_sided:
+        raise ValueError(f"avg_gap: {one_sided} is NaN in only one of the two results; they were not measured alike.")
+    defined = [abs(a - b) for a, b in pairs if not np.isnan(a)]
+    if not defined:
+        raise ValueError(f"avg_gap: every metric of {list(keys)} is NaN in both results.")
+    return float(np.mean(defined))
 
 
 def speedup(retrain_seconds: float, seconds: float) -> float:

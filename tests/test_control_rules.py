@@ -1,0 +1,79 @@
+"""The step-level control's decisions, driven by scripted measurements (no training, exact outcomes)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from transformers import TrainerControl, TrainerState
+
+from hf_unlearn.control import ControlSettings, UnlearningControl
+
+START = {"forget_accuracy": 98.0, "validation_accuracy": 90.0, "retain_accuracy": 99.0}
+
+
+class Script:
+    """Returns the queued measurements in order (the first one describes the original)."""
+
+    def __init__(self, *measurements: dict[str, float]):
+        self.queue = [START, *measurements]
+
+    def __call__(self) -> dict[str, float]:
+        return dict(self.queue.pop(0))
+
+
+def _run(script: Script, moves: list[float], **settings):
+    """One step per entry of ``moves`` (added to the weight), a check after each; returns what the run did."""
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    control = UnlearningControl(
+        ControlSettings(rule="forget_below_validation", check_every=1, **settings), script
+    )
+    state, flow = TrainerState(), TrainerControl()
+    state.max_steps, state.num_train_epochs = 100, 1
+    control.on_train_begin(None, state, flow, model=model)
+    for move in moves:
+        with torch.no_grad():
+            model.weight.add_(move)
+        state.global_step += 1
+        control.on_step_end(None, state, flow, model=model, optimizer=optimizer)
+        if flow.should_training_stop:
+            break
+    control.on_train_end(None, state, flow)
+    return control.outcome, float(model.weight.detach()), optimizer.param_groups[0]["lr"], flow.should_training_stop
+
+
+def _at(forget: float, validation: float = 89.0) -> dict[str, float]:
+    return {"forget_accuracy": forget, "validation_accuracy": validation, "retain_accuracy": 98.5}
+
+
+def test_an_overshoot_goes_back_and_halves_the_step_instead_of_keeping_the_start():
+    # start: 8 points above validation; the first step lands 19 below (overshoot), the halved one 3 below
+    outcome, weight, lr, stopped = _run(Script(_at(70.0), _at(86.0)), [1.0, 0.5])
+    assert stopped and outcome.overshoots == 1 and outcome.backtracks == 0
+    assert weight == pytest.approx(1.5)  # back to the start (1.0), then the smaller step: kept
+    assert lr == pytest.approx(0.25) and outcome.learning_rate_scale == pytest.approx(0.5)
+    assert outcome.unlearned and outcome.stopped_by == "rule"
+
+
+def test_out_of_halvings_the_start_is_never_kept():
+    # no halving allowed: the start is closer to the target, but keeping it would remove nothing
+    outcome, weight, _, stopped = _run(Script(_at(70.0)), [1.0], max_overshoots=0)
+    assert stopped and outcome.overshoots == 0
+    assert weight == pytest.approx(2.0) and outcome.unlearned
+
+
+def test_out_of_halvings_a_closer_earlier_state_is_kept():
+    # second check 1 above validation (good, not yet crossed); third 15 below: the earlier state is closer
+    outcome, weight, _, stopped = _run(Script(_at(90.0), _at(74.0)), [1.0, 1.0], max_overshoots=0)
+    assert stopped and weight == pytest.approx(2.0) and outcome.unlearned
+    assert outcome.final["forget_accuracy"] == 90.0
+
+
+def test_a_damaged_state_is_rolled_back_and_counts_as_a_backtrack_not_an_overshoot():
+    damaged = {**_at(40.0), "retain_accuracy": 60.0}
+    outcome, weight, lr, stopped = _run(Script(damaged, _at(86.0)), [1.0, 0.5])
+    assert stopped and outcome.backtracks == 1 and outcome.overshoots == 0
+    assert weight == pytest.approx(1.5) and lr == pytest.approx(0.25)
