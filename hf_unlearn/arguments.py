@@ -117,6 +117,18 @@ class UnlearningArguments(TrainingArguments):
     eval_retain_samples: int = field(
         default=128, metadata={"help": "Retain examples sampled for the retain accuracy logged during training."}
     )
+    push_core_gradient_space: bool = field(
+        default=False,
+        metadata={
+            "help": "Also upload the Core Gradient Space (with its ledger) when pushing: whoever serves later "
+            "deletion requests from the Hub copy needs it. Off by default: it can be larger than the model."
+        },
+    )
+    push_core_gradient_space_dtype: str = field(
+        default="float32",
+        metadata={"help": "Storage type of the uploaded space: float32 (half the size) or float64.",
+                  "choices": ["float32", "float64"]},
+    )
 
     # ------------------------------------------------------------------ TrainingArguments defaults for unlearning
     # None = unset: filled once from the method's recommended values (its MethodConfig.training_defaults)
@@ -153,6 +165,10 @@ class UnlearningArguments(TrainingArguments):
             raise ValueError(f"stop_rule must be one of {STOP_RULES}, got {self.stop_rule!r}")
         if self.utility_tolerance < 0 or self.max_backtracks < 0 or self.check_every_steps < 0:
             raise ValueError("utility_tolerance, max_backtracks and check_every_steps must be non-negative")
+        if self.push_core_gradient_space_dtype not in ("float32", "float64"):
+            raise ValueError(
+                f"push_core_gradient_space_dtype must be 'float32' or 'float64', got {self.push_core_gradient_space_dtype!r}"
+            )
         if self.remove_unused_columns:
             raise ValueError("remove_unused_columns must be False: unlearning batches carry forget and retain streams.")
         self.set_method_config(self.method_kwargs)

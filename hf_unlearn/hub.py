@@ -67,6 +67,39 @@ class UnlearningCardData:
     outcome: str = ""  # why the run ended, in words
     backtracks: int = 0
     warnings: list[str] = field(default_factory=list)  # full-set utility drops measured at the end
+    adapter: bool = False  # a PEFT adapter: the card says ``library_name: peft``
+
+
+METRIC_NAMES = {
+    "UA": "Unlearning accuracy (100 - forget accuracy)",
+    "RA": "Retain accuracy",
+    "TA": "Test accuracy",
+    "MIA": "MIA-efficacy",
+}
+
+
+def _model_index(data: UnlearningCardData) -> list[dict] | None:
+    """The measured comparison as Hub ``model-index`` metadata (the unlearned model's row only)."""
+    metrics = (data.comparison or {}).get(data.method)
+    if not metrics:
+        return None
+    entries = [
+        {"type": key.lower(), "name": name, "value": round(float(metrics[key]), 2)}
+        for key, name in METRIC_NAMES.items()
+        if key in metrics and not math.isnan(metrics[key])
+    ]
+    reference = (data.comparison or {}).get("retrain")
+    if reference and all(k in reference for k in COMPARISON_KEYS) and all(k in metrics for k in COMPARISON_KEYS):
+        entries.append({"type": "avg_gap", "name": "Avg. Gap to the retrained model",
+                        "value": round(avg_gap(metrics, reference, COMPARISON_KEYS), 2)})
+    return [{
+        "name": data.model_name,
+        "results": [{
+            "task": {"type": "machine-unlearning", "name": "Machine unlearning"},
+            "dataset": {"type": "custom", "name": "forget / retain / test splits of the training data"},
+            "metrics": entries,
+        }],
+    }]
 
 
 def _ledger_rows(data: UnlearningCardData) -> str:
@@ -117,12 +150,15 @@ def render_model_card(data: UnlearningCardData) -> str:
         comparison = "Not measured in this run: no model retrained without the forget set was evaluated."
         note = "No retrained reference was evaluated for this card, so its closeness to retraining is unknown."
     metadata = {
-        "library_name": "transformers",
+        "library_name": "peft" if data.adapter else "transformers",
         "tags": sorted({"hf_unlearn", "machine-unlearning", data.method, *data.tags}),
     }
     base = str(data.base_model)
     if base and "/" in base and not Path(base).exists():
         metadata["base_model"] = base
+    model_index = _model_index(data)
+    if model_index:
+        metadata["model-index"] = model_index
     protection = (
         f"updates projected away from the Core Gradient Space ({data.projection})"
         if data.projection

@@ -6,15 +6,35 @@ push saves first and uploads only what is meant to be public (``hub.UNPUBLISHED_
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
 
 from transformers.utils.hub import hf_api
 
 from .hub import UNPUBLISHED_PATTERNS, UnlearningCardData, write_model_card
 from .protection import CGS_DIR
+from .protection.peft import is_peft_model
 
 logger = logging.getLogger(__name__)
+
+
+def _unpublished(relative: str) -> bool:
+    return any(fnmatch.fnmatch(relative, pattern) for pattern in UNPUBLISHED_PATTERNS)
+
+
+def _base_model_name(model, config) -> str:
+    """What the model was made from: an adapter's base checkpoint, else the config's source."""
+    if is_peft_model(model):
+        adapter = next(iter(model.peft_config.values()), None)
+        if adapter is not None and getattr(adapter, "base_model_name_or_path", None):
+            return str(adapter.base_model_name_or_path)
+    return getattr(config, "_name_or_path", "") or type(model).__name__
 
 
 class UnlearningPublishing:
@@ -31,6 +51,37 @@ class UnlearningPublishing:
             self.core_gradient_space.save_pretrained(os.path.join(output_dir, CGS_DIR))
         write_model_card(self.card_data(), output_dir)
 
+    def stage_for_hub(self, folder: str | os.PathLike) -> list[str]:
+        """Write exactly what ``push_to_hub`` uploads into ``folder`` and return its files (a dry run).
+
+        Saves first. Left out: ``training_args.bin`` (it can name the forget filter), the retrain cache,
+        checkpoints and logs (``hub.UNPUBLISHED_PATTERNS``), and the Core Gradient Space unless
+        ``push_core_gradient_space`` (then in ``push_core_gradient_space_dtype``, float32 by default:
+        half the size, and the projectors are computed in float32 anyway). The model card names local
+        base models by their folder only.
+        """
+        self.save_model(_internal_call=True)
+        source, target = Path(self.args.output_dir).resolve(), Path(folder).resolve()
+        if target == source or source in target.parents:
+            raise ValueError(f"Stage the upload outside the output folder {source}, not in {target}.")
+        if target.exists() and any(target.iterdir()):
+            raise ValueError(f"{target} is not empty: the staged upload must contain only what would be pushed.")
+        if not self.is_world_process_zero():
+            return []
+        for path in sorted(source.rglob("*")):
+            relative = path.relative_to(source).as_posix()
+            if path.is_dir() or relative.split("/")[0] == CGS_DIR or _unpublished(relative):
+                continue
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target / relative)
+        if self.args.push_core_gradient_space:
+            if self.core_gradient_space is None:
+                raise ValueError("push_core_gradient_space=True, but this run used no Core Gradient Space.")
+            dtype = getattr(torch, self.args.push_core_gradient_space_dtype)
+            self.core_gradient_space.save_pretrained(target / CGS_DIR, gram_dtype=dtype)
+        target.mkdir(parents=True, exist_ok=True)
+        return sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
+
     def push_to_hub(
         self,
         commit_message: str | None = "End of training",
@@ -40,11 +91,7 @@ class UnlearningPublishing:
         private: bool | None = None,
         **kwargs,
     ):
-        """Save first (a push that fails offline loses nothing), then upload only what is meant to be public.
-
-        Left out: ``training_args.bin`` (it can name the forget filter), the retrain cache, checkpoints and
-        logs (``hub.UNPUBLISHED_PATTERNS``). The model card names local base models by their folder only.
-        """
+        """Save first (a push that fails offline loses nothing), then upload what ``stage_for_hub`` stages."""
         self.save_model(_internal_call=True)
         self.callback_handler.on_push_begin(self.args, self.state, self.control)
         token = token if token is not None else self.args.hub_token
@@ -55,15 +102,17 @@ class UnlearningPublishing:
         model_name = kwargs.pop("model_name", None) or self.hub_model_id.split("/")[-1]
         self.create_model_card(model_name=model_name, tags=kwargs.get("tags"))
         self._finish_current_push()
-        return hf_api().upload_folder(
-            repo_id=self.hub_model_id,
-            folder_path=self.args.output_dir,
-            commit_message=commit_message,
-            token=token,
-            run_as_future=not blocking,
-            ignore_patterns=list(UNPUBLISHED_PATTERNS),
-            revision=revision if revision is not None else self.args.hub_revision,
-        )
+        with tempfile.TemporaryDirectory(prefix="hf_unlearn_push_") as staging:
+            files = self.stage_for_hub(staging)
+            logger.info("Pushing %d files to %s: %s", len(files), self.hub_model_id, ", ".join(files))
+            return hf_api().upload_folder(
+                repo_id=self.hub_model_id,
+                folder_path=staging,
+                commit_message=commit_message,
+                token=token,
+                run_as_future=False,  # the staging folder is removed when this returns
+                revision=revision if revision is not None else self.args.hub_revision,
+            )
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         """Mid-run checkpoints are not published: a half-finished request is not a model anyone should pull."""
@@ -82,7 +131,7 @@ class UnlearningPublishing:
         space = self.core_gradient_space
         return UnlearningCardData(
             model_name=model_name or os.path.basename(os.path.normpath(args.output_dir)),
-            base_model=getattr(config, "_name_or_path", "") or type(self.model).__name__,
+            base_model=_base_model_name(self.model, config),
             method=args.method,
             scenario=self.scenario,
             forget_count=len(self.forget_dataset),
@@ -105,5 +154,6 @@ class UnlearningPublishing:
             outcome=self.outcome.reason if self.outcome else "",
             backtracks=self.outcome.backtracks if self.outcome else 0,
             warnings=list(self.outcome.warnings) if self.outcome else [],
+            adapter=is_peft_model(self.model),
         )
 

@@ -9,6 +9,7 @@ import json
 import socket
 
 import pytest
+import yaml
 import torch
 import transformers.utils.hub
 from hub_server import FakeHub, git_blob_oid
@@ -17,7 +18,7 @@ from huggingface_hub.utils import _detect_agent
 from huggingface_hub.utils._runtime import is_xet_available
 from safetensors.torch import load as load_safetensors
 
-from hf_unlearn import UnlearningArguments, UnlearningTrainer
+from hf_unlearn import CoreGradientSpace, UnlearningArguments, UnlearningTrainer
 from hf_unlearn.data.forget import indices_of_classes, split_forget_retain
 from hf_unlearn.hub import UnlearningCardData, comparison_table, render_model_card
 
@@ -113,6 +114,7 @@ def test_trainer_pushes_model_space_and_an_honest_card(hub, xet_spy, trained_mod
     args = UnlearningArguments(
         output_dir=str(tmp_path / "run"), method="pgu", disable_tqdm=True, seed=0, logging_strategy="no",
         save_strategy="epoch", push_to_hub=True, hub_model_id=REPO_ID, hub_strategy="end",
+        push_core_gradient_space=True,
     )
     trainer = UnlearningTrainer(
         model=trained_model, args=args, forget_dataset=forget, retain_dataset=retain,
@@ -138,6 +140,13 @@ def test_trainer_pushes_model_space_and_an_honest_card(hub, xet_spy, trained_mod
     assert json.loads(files["config.json"])["model_type"] == trained_model.config.model_type
     space_config = json.loads(files["core_gradient_space/cgs_config.json"])
     assert len(space_config["ledger"]) == 1 and space_config["ledger"][0]["num_examples"] == len(forget)
+    # the published space is float32 (half the size); the local one keeps float64
+    grams = {k: v for k, v in load_safetensors(files["core_gradient_space/cgs.safetensors"]).items()
+             if k.startswith("gram.")}
+    assert grams and {v.dtype for v in grams.values()} == {torch.float32}
+    assert space_config["gram_dtype"] == "float32"
+    for name, gram in trainer.core_gradient_space.grams.items():
+        torch.testing.assert_close(grams[f"gram.{name}"], gram.float(), rtol=0, atol=0)
 
     card = _card(files)
     request = trainer.core_gradient_space.ledger[0]
@@ -178,7 +187,8 @@ def test_trainer_pushes_model_space_and_an_honest_card(hub, xet_spy, trained_mod
     assert xet_spy.requested == (2 if is_xet_available() else 0)
     local = tmp_path / "run"
     for path, content in hub.files(REPO_ID).items():
-        assert git_blob_oid(content) == git_blob_oid((local / path).read_bytes()), path
+        if not path.startswith("core_gradient_space/"):  # published in float32, see above
+            assert git_blob_oid(content) == git_blob_oid((local / path).read_bytes()), path
 
 
 def test_comparison_table_avg_gap_by_hand():
@@ -243,6 +253,55 @@ def test_push_saves_first_so_an_offline_push_loses_nothing(trained_model, digits
     out = tmp_path / "run"
     assert (out / "model.safetensors").is_file() and (out / "core_gradient_space" / "cgs_config.json").is_file()
     assert (out / "README.md").is_file()
+
+
+def test_card_metadata_holds_the_measured_metrics_and_names_adapters():
+    metadata = yaml.safe_load(render_model_card(_card_data(COMPARISON)).split("---")[1])
+    [entry] = metadata["model-index"]
+    values = {m["type"]: m["value"] for m in entry["results"][0]["metrics"]}
+    assert values == {"ua": 98.0, "ra": 98.5, "ta": 97.0, "mia": 96.0, "avg_gap": 1.75}  # the pgu row, by hand
+    assert metadata["library_name"] == "transformers"
+    assert "model-index" not in yaml.safe_load(render_model_card(_card_data()).split("---")[1])  # nothing measured
+    adapter = dataclasses.replace(_card_data(), adapter=True)
+    assert yaml.safe_load(render_model_card(adapter).split("---")[1])["library_name"] == "peft"
+    # an undefined MIA (one kept class) is left out of the metadata and the gap, and reads n/a in the table
+    nan = float("nan")
+    one_class = {name: {**row, "MIA": nan} for name, row in COMPARISON.items()}
+    card = render_model_card(_card_data(one_class))
+    values = {m["type"]: m["value"] for m in yaml.safe_load(card.split("---")[1])["model-index"][0]["results"][0]["metrics"]}
+    assert "mia" not in values and values["avg_gap"] == pytest.approx(1.0)  # (2 + 0.5 + 0.5) / 3
+    assert "| pgu | 98.00 | 98.50 | 97.00 | n/a | 1.00 |" in card
+
+
+def test_dry_run_stages_exactly_what_a_push_uploads(trained_model, digits, tmp_path, no_remote_connections, one_thread):
+    forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
+    args = UnlearningArguments(output_dir=str(tmp_path / "run"), method="pgu", disable_tqdm=True, seed=0,
+                               logging_strategy="no", max_steps=2, save_strategy="steps", save_steps=1)
+    trainer = UnlearningTrainer(model=trained_model, args=args, forget_dataset=forget, retain_dataset=retain,
+                                eval_dataset=digits["validation"], original_dataset=digits["train"])
+    trainer.train()
+    files = trainer.stage_for_hub(tmp_path / "staged")
+    assert set(files) >= {"README.md", "config.json", "model.safetensors"}
+    assert files == sorted(p.relative_to(tmp_path / "staged").as_posix()
+                           for p in (tmp_path / "staged").rglob("*") if p.is_file())
+    local = tmp_path / "run"
+    assert (local / "training_args.bin").is_file() and list(local.glob("checkpoint-*"))
+    assert (local / "core_gradient_space" / "cgs_config.json").is_file()
+    # left out: the pickled arguments, checkpoints and, unless asked for, the space
+    assert not [f for f in files if f == "training_args.bin" or f.startswith(("checkpoint-", "core_gradient_space"))]
+    for name in files:
+        assert (tmp_path / "staged" / name).read_bytes() == (local / name).read_bytes()
+    with pytest.raises(ValueError, match="not empty"):
+        trainer.stage_for_hub(tmp_path / "staged")
+    with pytest.raises(ValueError, match="outside the output folder"):
+        trainer.stage_for_hub(local / "inside")
+    trainer.args.push_core_gradient_space = True
+    files = trainer.stage_for_hub(tmp_path / "with_space")
+    assert {"core_gradient_space/cgs_config.json", "core_gradient_space/cgs.safetensors"} <= set(files)
+    published = CoreGradientSpace.from_pretrained(tmp_path / "with_space" / "core_gradient_space", trained_model)
+    assert published.ledger == trainer.core_gradient_space.ledger
+    size = (tmp_path / "with_space" / "core_gradient_space" / "cgs.safetensors").stat().st_size
+    assert size < 0.6 * (local / "core_gradient_space" / "cgs.safetensors").stat().st_size  # float32 Grams
 
 
 def test_a_card_names_a_local_base_model_by_its_folder_only(tmp_path):

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import yaml
 import torch
 from digits_models import make_args
 
@@ -129,7 +130,7 @@ def test_the_text_recipe_with_a_validation_file_a_contains_filter_and_the_compar
                  str(validation), "--text_column", "text", "--label_column", "label",
                  "--forget_filter", 'text contains "prize"', "--output_dir", str(out),
                  "--compare_with_retrain", "true", "--retrain_epochs", "3", "--disable_tqdm", "true",
-                 "--logging_strategy", "no"])
+                 "--logging_strategy", "no", "--push_dry_run", str(tmp_path / "staged")])
     report = json.loads((out / "report.json").read_text())
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     assert set(report["results"]) == {"original", "retrain", "pgu_retain"}  # every model evaluated
@@ -139,6 +140,13 @@ def test_the_text_recipe_with_a_validation_file_a_contains_filter_and_the_compar
     assert "| retrain |" in card and str(tmp_path) not in card
     assert [r["num_examples"] for r in ledger] == [wanted]
     assert f"{wanted} training examples" in card
+    # the dry run staged the push: the card with the measured metrics as metadata, no space, no arguments
+    staged = tmp_path / "staged"
+    assert (staged / "README.md").read_text() == card and (staged / "tokenizer.json").is_file()
+    assert not (staged / "core_gradient_space").exists() and not (staged / "training_args.bin").exists()
+    [entry] = yaml.safe_load(card.split("---")[1])["model-index"]
+    metrics = {m["type"]: m["value"] for m in entry["results"][0]["metrics"]}
+    assert metrics["ra"] == round(report["results"]["pgu_retain"]["RA"], 2) and "avg_gap" in metrics
 
 
 def test_non_finite_losses_never_reach_the_saved_weights_or_the_ledger(trained_model, digits, tmp_path, monkeypatch):

@@ -322,11 +322,14 @@ class CoreGradientSpace:
         self._eigen.clear()
 
     # ----------------------------------------------------------------- persistence
-    def save_pretrained(self, save_directory: str | Path) -> None:
-        """Write ``cgs.safetensors`` (Grams, fingerprints) and ``cgs_config.json``; no pickle."""
+    def save_pretrained(self, save_directory: str | Path, gram_dtype: torch.dtype = torch.float64) -> None:
+        """Write ``cgs.safetensors`` (Grams, fingerprints) and ``cgs_config.json``; no pickle.
+
+        ``gram_dtype=torch.float32`` halves the size (for publishing); a loaded space computes in float64.
+        """
         path = Path(save_directory)
         path.mkdir(parents=True, exist_ok=True)
-        tensors = {f"gram.{name}": gram.contiguous() for name, gram in self.grams.items()}
+        tensors = {f"gram.{name}": gram.to(gram_dtype).contiguous() for name, gram in self.grams.items()}
         if self.train_fingerprints is not None:
             tensors["train_fingerprints"] = self.train_fingerprints.contiguous()
         for i, fps in enumerate(self.ledger_fingerprints):
@@ -336,6 +339,7 @@ class CoreGradientSpace:
         staged.replace(path / TENSORS_NAME)
         config = {
             "format_version": FORMAT_VERSION,
+            "gram_dtype": str(gram_dtype).removeprefix("torch."),
             "tensors_sha256": sha256_of(path / TENSORS_NAME),
             "layers": {n: {"kind": i.kind, "weight_shape": list(i.weight_shape)} for n, i in self.layers.items()},
             "num_examples": self.num_examples,

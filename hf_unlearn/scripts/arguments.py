@@ -66,6 +66,13 @@ class ScriptArguments:
     retrain_learning_rate: float = field(default=2e-3, metadata={"help": "Learning rate of the original recipe."})
     retrain_batch_size: int = field(default=32, metadata={"help": "Batch size of the original recipe."})
     retrain_cache_dir: str | None = field(default=None, metadata={"help": "Where retrained references are cached."})
+    push_dry_run: str | None = field(
+        default=None,
+        metadata={
+            "help": "Instead of pushing, write exactly what --push_to_hub would upload (files, card, and the space "
+            "with --push_core_gradient_space) to this folder and list it."
+        },
+    )
     retrain_base_model: str | None = field(
         default=None,
         metadata={
@@ -129,6 +136,7 @@ PATH_KEYS = (
     "core_gradient_space",
     "retrain_cache_dir",
     "retrain_base_model",
+    "push_dry_run",
     "forget_index_file",
     "output_dir",
     "logging_dir",

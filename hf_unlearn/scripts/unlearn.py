@@ -125,7 +125,13 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
     if script_args.compare_with_retrain:
         trainer.comparison = compare_with_retrain(script_args, trainer, original, forget, retain, test)
         trainer.create_model_card()  # the card now shows the measured comparison
-    if args.push_to_hub:
+    if script_args.push_dry_run:
+        files = trainer.stage_for_hub(script_args.push_dry_run)
+        if trainer.is_world_process_zero():
+            listing = "\n".join(f"  {f} ({Path(script_args.push_dry_run, f).stat().st_size:,} bytes)" for f in files)
+            print(f"Dry run: --push_to_hub would upload these {len(files)} files (written to "
+                  f"{script_args.push_dry_run}):\n{listing}")
+    elif args.push_to_hub:
         trainer.push_to_hub()
     return metrics
 
