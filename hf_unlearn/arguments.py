@@ -167,7 +167,8 @@ class UnlearningArguments(TrainingArguments):
             raise ValueError("utility_tolerance, max_backtracks and check_every_steps must be non-negative")
         if self.push_core_gradient_space_dtype not in ("float32", "float64"):
             raise ValueError(
-                f"push_core_gradient_space_dtype must be 'float32' or 'float64', got {self.push_core_gradient_space_dtype!r}"
+                "push_core_gradient_space_dtype must be 'float32' or 'float64', "
+                f"got {self.push_core_gradient_space_dtype!r}"
             )
         if self.remove_unused_columns:
             raise ValueError("remove_unused_columns must be False: unlearning batches carry forget and retain streams.")

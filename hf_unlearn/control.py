@@ -14,9 +14,9 @@ validation accuracy on small cached samples (one batched pass each) and then:
    validation accuracy. If the previous good state was closer to it, the last steps overshot: the
    weights go back there and the step is halved (up to ``max_overshoots`` times, a bisection towards
    the crossing); after that the closer of the two is kept, unless it is the starting state, which
-   would be no removal at all (both passed the guard, so a collapsed state is never kept). Class removal: stop once the forgotten
-   classes are no longer predicted *and* their mean probability on the forget set is below
-   ``class_probability``, which is how a model that never saw them treats them.
+   would be no removal at all (both passed the guard, so a collapsed state is never kept). Class
+   removal: stop once the forgotten classes are no longer predicted *and* their mean probability on
+   the forget set is below ``class_probability``, which is how a model that never saw them treats them.
 
 What happened is kept in ``RunOutcome``: a run that made no step, ended at its starting weights,
 ended non-finite, or stopped at the original state is ``unlearned=False``, and the trainer neither

@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from transformers.utils.hub import hf_api
 
 from .hub import UNPUBLISHED_PATTERNS, UnlearningCardData, write_model_card

@@ -9,9 +9,9 @@ import json
 import socket
 
 import pytest
-import yaml
 import torch
 import transformers.utils.hub
+import yaml
 from hub_server import FakeHub, git_blob_oid
 from huggingface_hub import _upload_pipeline, constants
 from huggingface_hub.utils import _detect_agent
@@ -268,7 +268,8 @@ def test_card_metadata_holds_the_measured_metrics_and_names_adapters():
     nan = float("nan")
     one_class = {name: {**row, "MIA": nan} for name, row in COMPARISON.items()}
     card = render_model_card(_card_data(one_class))
-    values = {m["type"]: m["value"] for m in yaml.safe_load(card.split("---")[1])["model-index"][0]["results"][0]["metrics"]}
+    [entry] = yaml.safe_load(card.split("---")[1])["model-index"]
+    values = {m["type"]: m["value"] for m in entry["results"][0]["metrics"]}
     assert "mia" not in values and values["avg_gap"] == pytest.approx(1.0)  # (2 + 0.5 + 0.5) / 3
     assert "| pgu | 98.00 | 98.50 | 97.00 | n/a | 1.00 |" in card
 

@@ -3,8 +3,8 @@
 import json
 
 import pytest
-import yaml
 import torch
+import yaml
 from digits_models import make_args
 
 from hf_unlearn import UnlearningTrainer

@@ -94,7 +94,9 @@ def evaluate_unlearning(
         "TA": accuracy_from_outputs(test_out),
         "MIA": float("nan")
         if _mia_is_extrapolation(retain_out, test_out, forget_out)
-        else mia_efficacy_from_outputs(retain_out, test_out, forget_out, feature=mia_feature, attacker=attacker, seed=seed),
+        else mia_efficacy_from_outputs(
+            retain_out, test_out, forget_out, feature=mia_feature, attacker=attacker, seed=seed
+        ),
         "loss_AUC": loss_threshold_auc(forget_out, test_out),
     }
     if reference_model is not None:
