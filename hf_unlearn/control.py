@@ -67,6 +67,7 @@ class RunOutcome:
     final: dict[str, float] = field(default_factory=dict)
     weight_change: float = 0.0  # relative L2 change of the trainable weights
     warnings: list[str] = field(default_factory=list)  # e.g. a full-set utility drop the sampled guard missed
+    incomplete: str = ""  # why the stop rule's target was not reached (budget or guard ended the run first)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -306,3 +307,20 @@ class UnlearningControl(TrainerCallback):
                 self.outcome.reason = "the step budget ended"
         if not self.outcome.unlearned:
             logger.warning("NOT UNLEARNED: %s. The request is not recorded.", self.outcome.reason)
+        elif self.settings.rule != "none" and self.outcome.stopped_by != "rule":
+            self.outcome.incomplete = self._unmet(self.outcome.final)
+            logger.warning("REMOVAL INCOMPLETE: %s (%s).", self.outcome.incomplete, self.outcome.reason)
+
+    def _unmet(self, metrics: dict[str, float]) -> str:
+        """The stop rule's target in words, against where the run ended (it ended before reaching it)."""
+        forget = metrics.get("forget_accuracy", math.nan)
+        if self.settings.rule == "class_removal":
+            return (
+                f"the forgotten classes are still predicted on {forget:.1f} % of the forget sample (target at most "
+                f"{self.settings.class_forget_target:g} %), with mean probability "
+                f"{metrics.get('forget_probability', math.nan):.3f} (target at most {self.settings.class_probability:g})"
+            )
+        return (
+            f"forget accuracy {forget:.1f} is not below validation accuracy "
+            f"{metrics.get('validation_accuracy', math.nan):.1f}: the forget set still looks like training data"
+        )

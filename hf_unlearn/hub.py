@@ -68,6 +68,7 @@ class UnlearningCardData:
     backtracks: int = 0
     warnings: list[str] = field(default_factory=list)  # full-set utility drops measured at the end
     adapter: bool = False  # a PEFT adapter: the card says ``library_name: peft``
+    incomplete: str = ""  # the stop rule's target was not reached, in words
 
 
 METRIC_NAMES = {
@@ -183,6 +184,8 @@ def render_model_card(data: UnlearningCardData) -> str:
         if data.outcome:
             summary += f" The run ended because {data.outcome}"
             summary += f" (the utility guard rolled back {data.backtracks} time(s))." if data.backtracks else "."
+        if data.incomplete:
+            summary += f" **Removal incomplete:** the run ended before its stop rule was met; {data.incomplete}."
         if data.warnings:
             summary += " **Utility warning:** " + "; ".join(data.warnings) + "."
     template = resources.files("hf_unlearn").joinpath("templates/model_card.md").read_text()

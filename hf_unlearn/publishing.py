@@ -154,5 +154,6 @@ class UnlearningPublishing:
             backtracks=self.outcome.backtracks if self.outcome else 0,
             warnings=list(self.outcome.warnings) if self.outcome else [],
             adapter=is_peft_model(self.model),
+            incomplete=self.outcome.incomplete if self.outcome else "",
         )
 

@@ -279,10 +279,13 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         if self.protection is not None:
             if self.outcome.unlearned:
                 self.protection.bind(self.accelerator.unwrap_model(self.model))
+                if self.outcome.incomplete and self.protection.space.ledger:
+                    self.protection.space.ledger[-1]["note"] += "; removal incomplete: the stop rule was not met"
             else:
                 self.protection.revert()  # the request was not carried out: the ledger must not say it was
         output.metrics.update({"unlearned": self.outcome.unlearned, "unlearning_outcome": self.outcome.reason,
-                               "utility_warnings": len(self.outcome.warnings)})
+                               "utility_warnings": len(self.outcome.warnings),
+                               "removal_complete": self.outcome.unlearned and not self.outcome.incomplete})
         return output
 
     def _no_step(self, reason: str, start: float) -> TrainOutput:

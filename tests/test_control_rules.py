@@ -77,3 +77,37 @@ def test_a_damaged_state_is_rolled_back_and_counts_as_a_backtrack_not_an_oversho
     outcome, weight, lr, stopped = _run(Script(damaged, _at(86.0)), [1.0, 0.5])
     assert stopped and outcome.backtracks == 1 and outcome.overshoots == 0
     assert weight == pytest.approx(1.5) and lr == pytest.approx(0.25)
+
+
+def test_a_run_that_ends_before_its_stop_rule_is_met_says_the_removal_is_incomplete():
+    # the budget (two steps) ends with the forget set still above validation accuracy
+    outcome, _, _, stopped = _run(Script(_at(95.0), _at(93.0), _at(93.0)), [0.1, 0.1])
+    assert not stopped and outcome.unlearned and outcome.stopped_by == "budget"
+    assert "forget accuracy 93.0 is not below validation accuracy 89.0" in outcome.incomplete
+    # met: nothing to say
+    outcome, *_ = _run(Script(_at(86.0)), [0.1])
+    assert outcome.unlearned and outcome.incomplete == ""
+
+
+def test_class_removal_stopped_by_the_guard_names_how_much_of_the_class_is_left():
+    start = {"forget_accuracy": 97.0, "forget_probability": 0.9, "retain_accuracy": 99.0}
+    halfway = {"forget_accuracy": 54.3, "forget_probability": 0.44, "retain_accuracy": 98.0}
+    damaged = {"forget_accuracy": 30.0, "forget_probability": 0.3, "retain_accuracy": 90.0}
+    script = Script(halfway, damaged)
+    script.queue[0] = start
+    model = nn.Linear(1, 1, bias=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    control = UnlearningControl(ControlSettings(rule="class_removal", check_every=1, max_backtracks=0), script)
+    state, flow = TrainerState(), TrainerControl()
+    state.max_steps, state.num_train_epochs = 100, 1
+    control.on_train_begin(None, state, flow, model=model)
+    for _ in range(2):
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        state.global_step += 1
+        control.on_step_end(None, state, flow, model=model, optimizer=optimizer)
+    control.on_train_end(None, state, flow)
+    outcome = control.outcome
+    assert flow.should_training_stop and outcome.stopped_by == "guard" and outcome.unlearned
+    assert "still predicted on 54.3 % of the forget sample" in outcome.incomplete
+    assert "mean probability 0.440" in outcome.incomplete

@@ -274,6 +274,13 @@ def test_card_metadata_holds_the_measured_metrics_and_names_adapters():
     assert "| pgu | 98.00 | 98.50 | 97.00 | n/a | 1.00 |" in card
 
 
+def test_a_card_says_when_the_removal_is_incomplete():
+    text = "the forgotten classes are still predicted on 54.3 % of the forget sample"
+    card = render_model_card(dataclasses.replace(_card_data(), unlearned=True, incomplete=text))
+    assert f"**Removal incomplete:** the run ended before its stop rule was met; {text}." in card
+    assert "Removal incomplete" not in render_model_card(dataclasses.replace(_card_data(), unlearned=True))
+
+
 def test_dry_run_stages_exactly_what_a_push_uploads(trained_model, digits, tmp_path, no_remote_connections, one_thread):
     forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
     args = UnlearningArguments(output_dir=str(tmp_path / "run"), method="pgu", disable_tqdm=True, seed=0,

@@ -78,7 +78,7 @@ def _strip_text(dataset):
     return dataset.remove_columns([c for c in ("text",) if c in dataset.column_names])
 
 
-def run_scenario(scenario, seed: int, methods, cache: Path, out: Path) -> dict:
+def run_scenario(scenario, seed: int, methods, cache: Path, out: Path, overrides: dict | None = None) -> dict:
     data, tokenizer = load_data(scenario.family)
     original, space, times = _cached_original(cache, scenario, data, tokenizer, seed)
     train = data["train"]
@@ -128,6 +128,7 @@ def run_scenario(scenario, seed: int, methods, cache: Path, out: Path) -> dict:
             seed=seed,
             use_cpu=True,
             logging_strategy="no",
+            **(overrides or {}),
         )
         trainer = UnlearningTrainer(
             model,
@@ -212,6 +213,15 @@ def summarise(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS))
@@ -220,7 +230,14 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="outputs/fidelity")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", default=None, help="Originals, spaces and references (default: OUT/cache).")
+    parser.add_argument(
+        "--override", nargs="*", default=[], metavar="KEY=VALUE",
+        help="UnlearningArguments for every method instead of the defaults (e.g. gamma=0.9): for sweeps, "
+        "never for the reported defaults.",
+    )
     args = parser.parse_args(argv)
+    overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.override)}
     if args.quick:
         args.scenarios, args.methods = list(QUICK["scenarios"]), list(QUICK["methods"])
     torch.set_num_threads(args.threads)
@@ -236,7 +253,7 @@ def main(argv=None) -> None:
                 continue
             print(f"{name} seed {seed}", flush=True)
             results.setdefault(name, {})[str(seed)] = run_scenario(
-                SCENARIOS[name], seed, args.methods, out / "cache", out
+                SCENARIOS[name], seed, args.methods, Path(args.cache) if args.cache else out / "cache", out, overrides
             )
             results_path.write_text(json.dumps(results, indent=1))
     text = summarise({n: results[n] for n in args.scenarios if n in results})
