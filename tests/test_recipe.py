@@ -102,3 +102,21 @@ def test_config_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
     config.write_text("model_name_or_path: some/hub-id\ndataset_name: digits\noutput_dir: ./out\n")
     script, _, args = parse_args(["--config", str(config)])
     assert script.model_name_or_path == "some/hub-id" and args.output_dir == str(tmp_path / "out")
+
+
+def test_every_shipped_config_parses_and_the_text_one_points_into_the_repository(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    configs = sorted((root / "recipes" / "configs").glob("*.yaml"))
+    assert len(configs) >= 3
+    for config in configs:
+        script, _, args = parse_args(["--config", str(config)])
+        assert Path(args.output_dir).is_relative_to(root / "outputs"), config.name
+    script, forget, args = parse_args(["--config", str(root / "recipes/configs/sms_spam_minilm.yaml")])
+    assert script.data_files == [str(root / "outputs/sms_minilm/train.csv")]
+    assert script.validation_file == str(root / "outputs/sms_minilm/validation.csv")
+    assert script.retrain_base_model == str(root / "outputs/sms_minilm/base")
+    assert forget.forget_filter == 'text contains "call"' and script.max_length == 48
+    assert args.method == "auto"

@@ -178,8 +178,15 @@ class CoreGradientSpace:
     def eigen(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Eigenvalues (descending, round-off negatives clamped to 0) and eigenvectors of the Gram."""
         if name not in self._eigen:
-            values, vectors = torch.linalg.eigh(self.grams[name])
-            self._eigen[name] = (values.flip(0).clamp_min(0.0), vectors.flip(1))
+            gram = self.grams[name]
+            # layers fed the same input (q, k, v) hold equal Grams: decompose once
+            twin = next((o for o in self._eigen if self.grams[o].shape == gram.shape
+                         and torch.equal(self.grams[o], gram)), None)
+            if twin is not None:
+                self._eigen[name] = self._eigen[twin]
+            else:
+                values, vectors = torch.linalg.eigh(gram)
+                self._eigen[name] = (values.flip(0).clamp_min(0.0), vectors.flip(1))
         return self._eigen[name]
 
     def rank(self, name: str) -> int:
