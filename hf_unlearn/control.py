@@ -318,7 +318,8 @@ class UnlearningControl(TrainerCallback):
             return (
                 f"the forgotten classes are still predicted on {forget:.1f} % of the forget sample (target at most "
                 f"{self.settings.class_forget_target:g} %), with mean probability "
-                f"{metrics.get('forget_probability', math.nan):.3f} (target at most {self.settings.class_probability:g})"
+                f"{metrics.get('forget_probability', math.nan):.3f} "
+                f"(target at most {self.settings.class_probability:g})"
             )
         return (
             f"forget accuracy {forget:.1f} is not below validation accuracy "
