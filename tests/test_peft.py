@@ -79,3 +79,28 @@ def test_without_the_projection_lora_a_leaks_into_the_space(base_and_data, tmp_p
              for key in weights if "#lora_A." in key}
     leak, _ = _a_leak(controlled, plain)
     assert leak > 1e-3  # SGD steps on A re-enter the protected directions when nobody projects them
+
+
+def test_the_space_of_a_lora_run_serves_the_same_adapter_and_the_merged_model(base_and_data, tmp_path):
+    trainer, lora, *_ = _lora_run(base_and_data, tmp_path / "run", projected=True)
+    assert trainer.outcome.unlearned
+    trainer.save_model()
+    saved = tmp_path / "run" / "core_gradient_space"
+    space = CoreGradientSpace.from_pretrained(saved)
+    space.check_model(lora, modules=trainer.protection.peft.stats_modules)  # the same adapter: accepted
+    merged = copy.deepcopy(lora).merge_and_unload()
+    assert any(not torch.equal(p, q) for p, q in zip(merged.parameters(), base_and_data[0].parameters()))
+    CoreGradientSpace.from_pretrained(saved, merged)  # the merged model: accepted
+    with pytest.raises(Exception, match="not the one this cache was built"):
+        CoreGradientSpace.from_pretrained(saved, base_and_data[0])  # the model before the request: refused
+    # a follow-up request on the merged model adds to the same ledger
+    _, train, validation = base_and_data
+    forget, retain = split_forget_retain(train, indices_of_classes(train, [1])[:6])
+    follow = UnlearningTrainer(
+        model=merged, args=UnlearningArguments(output_dir=str(tmp_path / "next"), disable_tqdm=True, seed=0,
+                                               logging_strategy="no", method="pgu", max_steps=2, stop_rule="none"),
+        forget_dataset=forget, retain_dataset=retain, eval_dataset=validation,
+        core_gradient_space=CoreGradientSpace.from_pretrained(saved, merged),
+    )
+    follow.train()
+    assert follow.outcome.unlearned and len(follow.core_gradient_space.ledger) == 2

@@ -8,6 +8,7 @@ int64) so a row hashes the same whether it comes as Python lists or as tensors.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import json
@@ -121,9 +122,13 @@ def model_fingerprint(
 ) -> dict[str, str]:
     """Hashes of the protected layers' architecture, of their weights and of the whole model state.
 
-    ``modules`` maps layer names to modules when they differ from ``model.named_modules()`` (a PEFT
-    model, whose protected weights live in ``base_layer`` under a prefixed name).
+    A PEFT model is hashed as the model it computes: its adapters merged (on a copy). A freshly wrapped
+    model (LoRA B = 0) therefore matches its base, and after an unlearning run the adapter model and
+    its ``merge_and_unload()`` match each other but no longer the base, which still knows the data.
+    ``modules`` is ignored then (it maps layer names to a PEFT model's ``base_layer`` modules).
     """
+    if hasattr(model, "peft_config") and hasattr(model, "merge_and_unload"):
+        model, modules = copy.deepcopy(model).merge_and_unload(), None
     modules = dict(modules) if modules is not None else dict(model.named_modules())
     arch, weights = hashlib.sha256(), hashlib.sha256()
     for name in sorted(layer_names):
