@@ -146,6 +146,9 @@ def run_scenario(scenario, seed: int, methods, cache: Path, out: Path, overrides
         row = evaluate(model, reference, seconds)
         row["unlearned"] = float(trainer.outcome.unlearned)
         row["backtracks"] = float(trainer.outcome.backtracks)
+        row["overshoots"] = float(trainer.outcome.overshoots)
+        row["warned"] = float(bool(trainer.outcome.warnings))  # the library's own full-set utility warning
+        row["incomplete"] = float(bool(trainer.outcome.incomplete))  # stopped before its stop rule was met
         row["flag"] = float(min(row["RA"] - original_metrics["RA"], row["TA"] - original_metrics["TA"]) <= -3.0)
         rows[method] = row
         print(
