@@ -222,3 +222,40 @@ def test_the_overlap_check_reads_a_renamed_label_column(trained_model, digits, t
     with pytest.raises(ValueError, match="also in the retain set"):
         UnlearningTrainer(model=trained_model, args=make_args(tmp_path), forget_dataset=forget,
                           retain_dataset=renamed, core_gradient_space=space)
+
+
+def test_layers_that_share_an_input_keep_one_gram_in_memory_and_on_disk(tmp_path):
+    from safetensors import safe_open
+    from test_text_models import _token_data
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from hf_unlearn.core.covariance import GramStatistics
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=16, num_labels=3)).eval()
+    data = _token_data(n=24)
+    space = CoreGradientSpace.from_model(model, data, show_progress=False)
+    q, k, v = (f"bert.encoder.layer.0.attention.self.{x}" for x in ("query", "key", "value"))
+    context = "bert.encoder.layer.0.attention.output.dense"
+    assert space.grams[q] is space.grams[k] is space.grams[v]
+    assert space.grams[context] is not space.grams[q]
+    # the shared Gram is the one computed from the layer's inputs directly (equality checked, not assumed)
+    hidden = model.bert.embeddings(input_ids=data[:]["input_ids"]).reshape(-1, 16).double()
+    torch.testing.assert_close(space.grams[k], hidden.T @ hidden, rtol=1e-10, atol=1e-9)
+    space.save_pretrained(tmp_path / "space")
+    with safe_open(str(tmp_path / "space" / "cgs.safetensors"), "pt") as handle:
+        keys = set(handle.keys())
+    assert f"gram.{q}" in keys and f"gram.{k}" not in keys and f"gram.{v}" not in keys
+    loaded = CoreGradientSpace.from_pretrained(tmp_path / "space", model)
+    assert loaded.grams[k] is loaded.grams[q] and torch.equal(loaded.grams[v], space.grams[v])
+    assert loaded.rank(k) == space.rank(q) and torch.equal(loaded.basis(v), space.basis(q))
+    # a request keeps the sharing, and each layer's Gram is what a per-layer subtraction gives
+    forget = CoreGradientSpace.from_model(model, data.select(range(3)), show_progress=False)
+    expected = {name: space.grams[name] - forget.grams[name] for name in space.grams}
+    stats = GramStatistics(grams=dict(forget.grams), layers=dict(forget.layers), num_examples=3)
+    space.subtract(stats, space.train_fingerprints[:3])
+    assert space.grams[q] is space.grams[v]
+    for name, gram in expected.items():
+        assert torch.equal(space.grams[name], gram), name

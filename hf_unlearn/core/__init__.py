@@ -7,7 +7,8 @@ from .covariance import GramCollector, GramStatistics, collect_gram_matrices
 from .fingerprint import example_fingerprint, fingerprint_examples, model_fingerprint
 from .layers import LayerInfo, UnsupportedLayerError, find_protectable_layers, input_rows, layer_kind
 from .projection import LayerProjector, project_out
-from .space import CGSLoadError, CGSMismatchError, CoreGradientSpace, LedgerError, energy_rank
+from .space import CGSMismatchError, CoreGradientSpace, LedgerError, energy_rank
+from .storage import CGSLoadError
 
 __all__ = [
     "CGSLoadError",

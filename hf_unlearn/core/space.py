@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
-import json
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from .covariance import GramStatistics, collect_gram_matrices
@@ -26,12 +24,13 @@ from .fingerprint import LOCAL_KEY, fingerprint_examples, model_fingerprint
 from .layers import LayerInfo
 from .ledger_key import KEY_ENV, key_id, key_path, ledger_key
 from .projection import LayerProjector
-from .storage import CGSLoadError, read_saved, sha256_of
+from .shared_grams import share_equal
 
 CONFIG_NAME = "cgs_config.json"
 TENSORS_NAME = "cgs.safetensors"
-FORMAT_VERSION = 3  # 2: the tensor file's checksum, whole-model fingerprint; 3: keyed example fingerprints
-READABLE_VERSIONS = (1, 2, 3)
+# 2: the tensor file's checksum, whole-model fingerprint; 3: keyed example fingerprints; 4: equal Grams stored once
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 
 class CGSMismatchError(ValueError):
@@ -83,7 +82,7 @@ class CoreGradientSpace:
                 raise CGSMismatchError(f"Layer '{name}': Gram is {tuple(gram.shape)}, the layer needs ({d}, {d}).")
         if energy not in ENERGY_MEASURES:
             raise ValueError(f"energy must be one of {ENERGY_MEASURES}, got {energy!r}")
-        self.grams = {name: gram.to(torch.float64) for name, gram in grams.items()}
+        self.grams = share_equal({name: gram.to(torch.float64) for name, gram in grams.items()})
         _check_grams(self.grams, "The Core Gradient Space")
         self.layers = dict(layers)
         self.num_examples = int(num_examples)
@@ -179,9 +178,8 @@ class CoreGradientSpace:
         """Eigenvalues (descending, round-off negatives clamped to 0) and eigenvectors of the Gram."""
         if name not in self._eigen:
             gram = self.grams[name]
-            # layers fed the same input (q, k, v) hold equal Grams: decompose once
-            twin = next((o for o in self._eigen if self.grams[o].shape == gram.shape
-                         and torch.equal(self.grams[o], gram)), None)
+            # layers fed the same input (q, k, v) hold one shared Gram: decompose it once
+            twin = next((o for o in self._eigen if self.grams[o] is gram), None)  # shared: see shared_grams.py
             if twin is not None:
                 self._eigen[name] = self._eigen[twin]
             else:
@@ -316,6 +314,7 @@ class CoreGradientSpace:
                 )
         for name, gram in forget.grams.items():
             self.grams[name] = self.grams[name] - gram.to(torch.float64)
+        self.grams = share_equal(self.grams)
         self.num_examples -= forget.num_examples
         self.ledger.append(
             {
@@ -328,40 +327,15 @@ class CoreGradientSpace:
         self.ledger_fingerprints.append(fingerprints.to(torch.int64).clone())
         self._eigen.clear()
 
-    # ----------------------------------------------------------------- persistence
+    # ----------------------------------------------------------------- persistence (space_io.py)
     def save_pretrained(self, save_directory: str | Path, gram_dtype: torch.dtype = torch.float64) -> None:
         """Write ``cgs.safetensors`` (Grams, fingerprints) and ``cgs_config.json``; no pickle.
 
         ``gram_dtype=torch.float32`` halves the size (for publishing); a loaded space computes in float64.
         """
-        path = Path(save_directory)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = {f"gram.{name}": gram.to(gram_dtype).contiguous() for name, gram in self.grams.items()}
-        if self.train_fingerprints is not None:
-            tensors["train_fingerprints"] = self.train_fingerprints.contiguous()
-        for i, fps in enumerate(self.ledger_fingerprints):
-            tensors[f"ledger.{i}"] = fps.contiguous()
-        staged = path / f".{TENSORS_NAME}.partial"
-        save_file(tensors, str(staged))
-        staged.replace(path / TENSORS_NAME)
-        config = {
-            "format_version": FORMAT_VERSION,
-            "gram_dtype": str(gram_dtype).removeprefix("torch."),
-            "tensors_sha256": sha256_of(path / TENSORS_NAME),
-            "layers": {n: {"kind": i.kind, "weight_shape": list(i.weight_shape)} for n, i in self.layers.items()},
-            "num_examples": self.num_examples,
-            "gamma": self.gamma,
-            "gamma_overrides": self.gamma_overrides,
-            "energy": self.energy,
-            "model_fingerprint": self.model_fingerprint,
-            "fingerprint_columns": self.fingerprint_columns,
-            "fingerprint_key_id": self.fingerprint_key_id,
-            "ledger": self.ledger,
-        }
-        # the config goes last, through a rename: a crash mid-save never leaves a config naming other tensors
-        partial = path / f".{CONFIG_NAME}.partial"
-        partial.write_text(json.dumps(config, indent=2))
-        partial.replace(path / CONFIG_NAME)
+        from .space_io import save_space
+
+        save_space(self, Path(save_directory), gram_dtype)
 
     @classmethod
     def from_pretrained(
@@ -378,34 +352,9 @@ class CoreGradientSpace:
 
         ``gamma``, ``gamma_overrides`` and ``energy`` replace the saved thresholds when given.
         """
-        path = Path(directory)
-        config, tensors = read_saved(path, CONFIG_NAME, TENSORS_NAME, READABLE_VERSIONS)
-        fix = f"Rebuild it with CoreGradientSpace.from_model (or restore {path} from a backup)."
-        where = f"The saved Core Gradient Space in {path}"
-        try:
-            layers = {n: LayerInfo(v["kind"], tuple(v["weight_shape"])) for n, v in config["layers"].items()}
-            space = cls(
-                {n: tensors[f"gram.{n}"] for n in layers},
-                layers,
-                config["num_examples"],
-                gamma=config["gamma"] if gamma is None else gamma,
-                gamma_overrides=config["gamma_overrides"] if gamma_overrides is None else gamma_overrides,
-                energy=config["energy"] if energy is None else energy,
-                model_fingerprint=config["model_fingerprint"],
-                train_fingerprints=tensors.get("train_fingerprints"),
-                fingerprint_columns=config["fingerprint_columns"],
-                ledger=config["ledger"],
-                ledger_fingerprints=[tensors[f"ledger.{i}"] for i in range(len(config["ledger"]))],
-                fingerprint_key_id=config.get("fingerprint_key_id"),  # absent: unkeyed (format 1 and 2)
-            )
-        except KeyError as error:
-            raise CGSLoadError(f"{where} is incomplete: {error} is missing. {fix}") from error
-        except (TypeError, AttributeError) as error:
-            raise CGSLoadError(f"{where} has a malformed config ({error}). {fix}") from error
-        except CGSMismatchError:
-            raise
-        except ValueError as error:
-            raise CGSLoadError(f"{where} cannot be used: {error} {fix}") from error
+        from .space_io import load_space
+
+        space = load_space(cls, Path(directory), gamma=gamma, gamma_overrides=gamma_overrides, energy=energy)
         if model is not None:
             space.check_model(model, check_weights=check_weights)
         return space

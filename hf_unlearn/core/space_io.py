@@ -1,0 +1,93 @@
+"""Saving and loading a Core Gradient Space: safetensors plus a JSON config, checksummed, no pickle.
+
+The tensor file is written first and the config last, each through a rename, so a crash mid-save
+never leaves a config that names other tensors; loading verifies the checksum before any tensor is
+used (storage.py). Equal Grams (layers sharing an input) are written once and named in
+``gram_aliases``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from .layers import LayerInfo
+from .shared_grams import aliases
+from .space import CONFIG_NAME, FORMAT_VERSION, READABLE_VERSIONS, TENSORS_NAME, CGSMismatchError
+from .storage import CGSLoadError, read_saved, sha256_of
+
+
+def save_space(space, path: Path, gram_dtype: torch.dtype = torch.float64) -> None:
+    """``space`` to ``path`` (see ``CoreGradientSpace.save_pretrained``)."""
+    path.mkdir(parents=True, exist_ok=True)
+    shared = aliases(space.grams)  # equal Grams (q, k, v) are written once
+    tensors = {f"gram.{n}": g.to(gram_dtype).contiguous() for n, g in space.grams.items() if n not in shared}
+    if space.train_fingerprints is not None:
+        tensors["train_fingerprints"] = space.train_fingerprints.contiguous()
+    for i, fps in enumerate(space.ledger_fingerprints):
+        tensors[f"ledger.{i}"] = fps.contiguous()
+    staged = path / f".{TENSORS_NAME}.partial"
+    save_file(tensors, str(staged))
+    staged.replace(path / TENSORS_NAME)
+    config = {
+        "format_version": FORMAT_VERSION,
+        "gram_dtype": str(gram_dtype).removeprefix("torch."),
+        "gram_aliases": shared,
+        "tensors_sha256": sha256_of(path / TENSORS_NAME),
+        "layers": {n: {"kind": i.kind, "weight_shape": list(i.weight_shape)} for n, i in space.layers.items()},
+        "num_examples": space.num_examples,
+        "gamma": space.gamma,
+        "gamma_overrides": space.gamma_overrides,
+        "energy": space.energy,
+        "model_fingerprint": space.model_fingerprint,
+        "fingerprint_columns": space.fingerprint_columns,
+        "fingerprint_key_id": space.fingerprint_key_id,
+        "ledger": space.ledger,
+    }
+    # the config goes last, through a rename: a crash mid-save never leaves a config naming other tensors
+    partial = path / f".{CONFIG_NAME}.partial"
+    partial.write_text(json.dumps(config, indent=2))
+    partial.replace(path / CONFIG_NAME)
+
+
+def load_space(
+    cls,
+    path: Path,
+    *,
+    gamma: float | None = None,
+    gamma_overrides: Mapping[str, float] | None = None,
+    energy: str | None = None,
+):
+    """A ``cls`` space read from ``path``, every failure named with the fix (``CGSLoadError``)."""
+    config, tensors = read_saved(path, CONFIG_NAME, TENSORS_NAME, READABLE_VERSIONS)
+    fix = f"Rebuild it with CoreGradientSpace.from_model (or restore {path} from a backup)."
+    where = f"The saved Core Gradient Space in {path}"
+    try:
+        layers = {n: LayerInfo(v["kind"], tuple(v["weight_shape"])) for n, v in config["layers"].items()}
+        space = cls(
+            {n: tensors[f"gram.{config.get('gram_aliases', {}).get(n, n)}"] for n in layers},
+            layers,
+            config["num_examples"],
+            gamma=config["gamma"] if gamma is None else gamma,
+            gamma_overrides=config["gamma_overrides"] if gamma_overrides is None else gamma_overrides,
+            energy=config["energy"] if energy is None else energy,
+            model_fingerprint=config["model_fingerprint"],
+            train_fingerprints=tensors.get("train_fingerprints"),
+            fingerprint_columns=config["fingerprint_columns"],
+            ledger=config["ledger"],
+            ledger_fingerprints=[tensors[f"ledger.{i}"] for i in range(len(config["ledger"]))],
+            fingerprint_key_id=config.get("fingerprint_key_id"),  # absent: unkeyed (format 1 and 2)
+        )
+    except KeyError as error:
+        raise CGSLoadError(f"{where} is incomplete: {error} is missing. {fix}") from error
+    except (TypeError, AttributeError) as error:
+        raise CGSLoadError(f"{where} has a malformed config ({error}). {fix}") from error
+    except CGSMismatchError:
+        raise
+    except ValueError as error:
+        raise CGSLoadError(f"{where} cannot be used: {error} {fix}") from error
+    return space
