@@ -85,7 +85,7 @@ class UnlearningArguments(TrainingArguments):
     stop_rule: str = field(
         default="auto",
         metadata={
-            "help": "'forget_below_validation' (stop once forget accuracy < validation accuracy), "
+            "help": "'forget_below_validation' (stop once forget accuracy < the original's validation accuracy), "
             "'class_removal' (stop once the forgotten classes are gone or retain accuracy drops), "
             "'none', or 'auto' (by scenario)."
         },

@@ -11,12 +11,15 @@ validation accuracy on small cached samples (one batched pass each) and then:
    After ``max_backtracks`` the run stops at the best good state. No architecture-specific step size
    is needed: the guard finds one.
 2. **Stop rules**, judged only on good states. Sample removal: stop once forget accuracy falls below
-   validation accuracy. If the previous good state was closer to it, the last steps overshot: the
-   weights go back there and the step is halved (up to ``max_overshoots`` times, a bisection towards
-   the crossing); after that the closer of the two is kept, unless it is the starting state, which
-   would be no removal at all (both passed the guard, so a collapsed state is never kept). Class
-   removal: stop once the forgotten classes are no longer predicted *and* their mean probability on
-   the forget set is below ``class_probability``, which is how a model that never saw them treats them.
+   the original model's validation accuracy (measured before the first step: a retrained model
+   treats the forgotten examples about as it treats held-out data, and a target that falls with a
+   damaged model would be chased instead of reached). If the previous good state was closer to it,
+   the last steps overshot: the weights go back there and the step is halved (up to
+   ``max_overshoots`` times, a bisection towards the crossing); after that the closer of the two is
+   kept, unless it is the starting state, which would be no removal at all (both passed the guard, so
+   a collapsed state is never kept). Class removal: stop once the forgotten classes are no longer
+   predicted *and* their mean probability on the forget set is below ``class_probability``, which is
+   how a model that never saw them treats them.
 
 What happened is kept in ``RunOutcome``: a run that made no step, ended at its starting weights,
 ended non-finite, or stopped at the original state is ``unlearned=False``, and the trainer neither
@@ -240,12 +243,14 @@ class UnlearningControl(TrainerCallback):
     def _apply_rule(self, metrics: dict[str, float], control, optimizer=None, lr_scheduler=None) -> None:
         rule = self.settings.rule
         if rule == "forget_below_validation":
-            validation = metrics.get("validation_accuracy", math.nan)
+            # the original's validation accuracy, not the current one: a step that damages the model lowers
+            # both, and a target that falls with the forget accuracy is chased instead of reached
+            validation = self.outcome.initial.get("validation_accuracy", math.nan)
             if metrics["forget_accuracy"] < validation:
                 previous = self.previous_good[0] if self.previous_good else None
-                overshot = previous is not None and abs(
-                    previous["forget_accuracy"] - previous.get("validation_accuracy", 0)
-                ) < abs(metrics["forget_accuracy"] - validation)
+                overshot = previous is not None and abs(previous["forget_accuracy"] - validation) < abs(
+                    metrics["forget_accuracy"] - validation
+                )
                 if overshot and optimizer is not None and self.outcome.overshoots < self.settings.max_overshoots:
                     # the last steps crossed the target by more than the previous state missed it: go back
                     # there and approach it again with half the step (bisection), instead of stopping
@@ -263,7 +268,7 @@ class UnlearningControl(TrainerCallback):
                     # out of halvings: the closer of the two, but never the starting weights (that is no removal)
                     _restore(self.model, self.previous_good[1])
                     self.good = self.previous_good
-                self._stop(control, "rule", "forget accuracy fell below validation accuracy")
+                self._stop(control, "rule", "forget accuracy fell below the original's validation accuracy")
         elif rule == "class_removal":
             if (
                 metrics["forget_accuracy"] <= self.settings.class_forget_target
@@ -322,6 +327,7 @@ class UnlearningControl(TrainerCallback):
                 f"(target at most {self.settings.class_probability:g})"
             )
         return (
-            f"forget accuracy {forget:.1f} is not below validation accuracy "
-            f"{metrics.get('validation_accuracy', math.nan):.1f}: the forget set still looks like training data"
+            f"forget accuracy {forget:.1f} is not below the original model's validation accuracy "
+            f"{self.outcome.initial.get('validation_accuracy', math.nan):.1f}: the forget set still looks like "
+            "training data"
         )

@@ -83,7 +83,7 @@ def test_a_run_that_ends_before_its_stop_rule_is_met_says_the_removal_is_incompl
     # the budget (two steps) ends with the forget set still above validation accuracy
     outcome, _, _, stopped = _run(Script(_at(95.0), _at(93.0), _at(93.0)), [0.1, 0.1])
     assert not stopped and outcome.unlearned and outcome.stopped_by == "budget"
-    assert "forget accuracy 93.0 is not below validation accuracy 89.0" in outcome.incomplete
+    assert "forget accuracy 93.0 is not below the original model's validation accuracy 90.0" in outcome.incomplete
     # met: nothing to say
     outcome, *_ = _run(Script(_at(86.0)), [0.1])
     assert outcome.unlearned and outcome.incomplete == ""
@@ -111,3 +111,10 @@ def test_class_removal_stopped_by_the_guard_names_how_much_of_the_class_is_left(
     assert flow.should_training_stop and outcome.stopped_by == "guard" and outcome.unlearned
     assert "still predicted on 54.3 % of the forget sample" in outcome.incomplete
     assert "mean probability 0.440" in outcome.incomplete
+
+
+def test_the_sample_removal_target_is_the_original_validation_accuracy_not_one_that_falls_with_damage():
+    # validation falls from 90 to 87.5 (within the guard) while forget falls to 88: the old target would be chased
+    outcome, weight, _, stopped = _run(Script(_at(88.0, validation=87.5)), [1.0])
+    assert stopped and outcome.stopped_by == "rule" and weight == pytest.approx(2.0)
+    assert outcome.final["forget_accuracy"] == 88.0

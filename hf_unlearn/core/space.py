@@ -20,25 +20,13 @@ from torch import nn
 
 from .covariance import GramStatistics, collect_gram_matrices
 from .energy import DEFAULT_ENERGY, ENERGY_MEASURES, check_gamma, energy_rank
+from .errors import CGSMismatchError, LedgerError
 from .fingerprint import LOCAL_KEY, fingerprint_examples, model_fingerprint
 from .layers import LayerInfo
 from .ledger_key import KEY_ENV, key_id, key_path, ledger_key
 from .projection import LayerProjector
 from .shared_grams import share_equal
-
-CONFIG_NAME = "cgs_config.json"
-TENSORS_NAME = "cgs.safetensors"
-# 2: the tensor file's checksum, whole-model fingerprint; 3: keyed example fingerprints; 4: equal Grams stored once
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
-
-
-class CGSMismatchError(ValueError):
-    """The cache does not belong to this model (other layers, shapes or weights)."""
-
-
-class LedgerError(ValueError):
-    """A deletion request the ledger cannot accept (empty, repeated, or unknown examples)."""
+from .space_io import load_space, save_space
 
 
 def _check_grams(grams: Mapping[str, torch.Tensor], source: str, *, symmetric: bool = True) -> None:
@@ -333,8 +321,6 @@ class CoreGradientSpace:
 
         ``gram_dtype=torch.float32`` halves the size (for publishing); a loaded space computes in float64.
         """
-        from .space_io import save_space
-
         save_space(self, Path(save_directory), gram_dtype)
 
     @classmethod
@@ -352,8 +338,6 @@ class CoreGradientSpace:
 
         ``gamma``, ``gamma_overrides`` and ``energy`` replace the saved thresholds when given.
         """
-        from .space_io import load_space
-
         space = load_space(cls, Path(directory), gamma=gamma, gamma_overrides=gamma_overrides, energy=energy)
         if model is not None:
             space.check_model(model, check_weights=check_weights)

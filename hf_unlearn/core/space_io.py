@@ -15,10 +15,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from .errors import CGSMismatchError
 from .layers import LayerInfo
 from .shared_grams import aliases
-from .space import CONFIG_NAME, FORMAT_VERSION, READABLE_VERSIONS, TENSORS_NAME, CGSMismatchError
 from .storage import CGSLoadError, read_saved, sha256_of
+
+CONFIG_NAME = "cgs_config.json"
+TENSORS_NAME = "cgs.safetensors"
+# 2: the tensor file's checksum, whole-model fingerprint; 3: keyed example fingerprints; 4: equal Grams stored once
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 
 def save_space(space, path: Path, gram_dtype: torch.dtype = torch.float64) -> None:

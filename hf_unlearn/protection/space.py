@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..core import CGSMismatchError, CoreGradientSpace, collect_gram_matrices, fingerprint_examples, model_fingerprint
-from ..core.space import CONFIG_NAME
+from ..core.space_io import CONFIG_NAME
 from .freezing import freeze_parameters, freeze_peft_parameters
 from .membership import forget_fingerprints
 from .peft import PeftTargets, is_peft_model, peft_targets

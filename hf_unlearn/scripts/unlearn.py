@@ -31,7 +31,7 @@ from transformers import (
 from .. import models  # noqa: F401  (registers the small CNN with the Auto classes)
 from ..arguments import UnlearningArguments
 from ..core import CoreGradientSpace
-from ..core.space import CONFIG_NAME
+from ..core.space_io import CONFIG_NAME
 from ..data.columns import keep_model_columns
 from ..data.forget import indices_from_file, select_forget_indices, split_forget_retain
 from ..data.loading import (
