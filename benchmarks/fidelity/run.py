@@ -33,6 +33,7 @@ from hf_unlearn.evaluation.tables import markdown_table
 from hf_unlearn.exact import retrain_from_scratch, train_classifier
 from hf_unlearn.methods import METHODS as METHODS_REGISTRY
 
+from .bars import bars_table
 from .scenarios import SCENARIOS, forget_indices, kept_test, load_data, minilm_path, new_model
 
 METHODS = (
@@ -259,7 +260,8 @@ def main(argv=None) -> None:
                 SCENARIOS[name], seed, args.methods, Path(args.cache) if args.cache else out / "cache", out, overrides
             )
             results_path.write_text(json.dumps(results, indent=1))
-    text = summarise({n: results[n] for n in args.scenarios if n in results})
+    chosen = {n: results[n] for n in args.scenarios if n in results}
+    text = "## Against the bars\n\n" + bars_table(chosen) + "\n" + summarise(chosen)
     (out / "results.md").write_text(text)
     print(text)
 

@@ -1,0 +1,71 @@
+"""The issue's bars, read off the suite's results (means over the seeds run).
+
+(a) no method returns a model 3+ points below the original in retain or test accuracy (full sets)
+    without the library flagging it (its end-of-run utility warning);
+(b) PGU and the default path end no farther from retraining than doing nothing and within
+    1.5 × noise floor + 0.5 on random requests, and at most 1.0 Avg. Gap on class removal;
+(c) the default path is the best method or within the noise floor of it;
+(d) the default path's wall time against retraining (≤ 1/10 vision, ≤ 1/3 text).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from hf_unlearn.evaluation.tables import markdown_table
+
+from .scenarios import SCENARIOS
+
+DEFAULT_PATH = "pgu_retain"  # what method="auto" runs when the trainer has a retain set
+NOT_METHODS = ("reference", "reference_2", "do_nothing")
+
+
+def _mean(seeds: list[dict], row: str, key: str) -> float:
+    values = [s["rows"][row][key] for s in seeds if row in s["rows"] and key in s["rows"][row]]
+    return statistics.fmean(values) if values else float("nan")
+
+
+def _b(scenario, gap: float, floor: float, nothing: float) -> str:
+    if scenario.request == "random":
+        return "yes" if gap <= nothing and gap <= 1.5 * floor + 0.5 else "no"
+    if scenario.request == "class":
+        return "yes" if gap <= 1.0 else "no"
+    return "n/a"
+
+
+def unflagged_drops(results: dict) -> list[str]:
+    """(a): every run 3+ points below the original (RA or TA, full sets) that the library did not warn about."""
+    found = []
+    for name, per_seed in results.items():
+        for seed, run in per_seed.items():
+            for method, row in run["rows"].items():
+                if method not in NOT_METHODS and row.get("flag") and not row.get("warned"):
+                    found.append(f"{name} seed {seed} {method}")
+    return found
+
+
+def bars_table(results: dict) -> str:
+    rows = []
+    for name, per_seed in results.items():
+        scenario, seeds = SCENARIOS[name], list(per_seed.values())
+        floor = _mean(seeds, "reference_2", "gap")
+        nothing = _mean(seeds, "do_nothing", "gap")
+        methods = [m for m in seeds[0]["rows"] if m not in NOT_METHODS]
+        gaps = {m: _mean(seeds, m, "gap") for m in methods}
+        best = min(gaps, key=gaps.get)
+        default, pgu = gaps.get(DEFAULT_PATH, float("nan")), gaps.get("pgu", float("nan"))
+        ratio = _mean(seeds, DEFAULT_PATH, "time") / statistics.fmean(s["times"]["reference_s"] for s in seeds)
+        rows.append([
+            f"{name} ({'tuned on' if scenario.tuned_on else 'held out'})",
+            f"{floor:.2f}", f"{nothing:.2f}", f"{pgu:.2f}", f"{default:.2f}", f"{best} ({gaps[best]:.2f})",
+            f"{_b(scenario, pgu, floor, nothing)} / {_b(scenario, default, floor, nothing)}",
+            "yes" if default <= gaps[best] + floor else "no",
+            f"{ratio:.2f}",
+        ])
+    header = ["scenario", "floor", "do nothing", "pgu", f"{DEFAULT_PATH} (default path)", "best method (gap)",
+              "(b) pgu / default", "(c) default ≤ best + floor", "(d) default time ÷ retrain"]
+    drops = unflagged_drops(results)
+    note = ("(a): every run 3+ points below the original was flagged by the library." if not drops else
+            f"(a): {len(drops)} run(s) 3+ points below the original that the library did not flag: "
+            + "; ".join(drops) + ".")
+    return markdown_table(header, rows) + "\n\n" + note + "\n"
