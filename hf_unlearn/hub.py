@@ -69,6 +69,7 @@ class UnlearningCardData:
     warnings: list[str] = field(default_factory=list)  # full-set utility drops measured at the end
     adapter: bool = False  # a PEFT adapter: the card says ``library_name: peft``
     incomplete: str = ""  # the stop rule's target was not reached, in words
+    space_published: bool = False  # core_gradient_space/ is part of the upload (push_core_gradient_space)
 
 
 METRIC_NAMES = {
@@ -104,11 +105,31 @@ def _model_index(data: UnlearningCardData) -> list[dict] | None:
 
 
 def _ledger_rows(data: UnlearningCardData) -> str:
+    if data.unlearned is False:
+        return "| — | 0 | — | nothing recorded: this run did not unlearn |"
     if not data.ledger:
         return f"| 1 | {data.forget_count} | this run | no Core Gradient Space was used |"
     return "\n".join(
         f"| {r['request']} | {r['num_examples']} | {r['created_at']} | {r.get('note', '')} |" for r in data.ledger
     )
+
+
+def _space_paragraph(data: UnlearningCardData) -> str:
+    """What of the examples and the space this repository holds (the space is published only when asked)."""
+    if data.projection is None and not data.ledger:
+        return ("The examples themselves are not stored in this repository. This run used no Core Gradient "
+                "Space, so there is no ledger that later requests could be checked against.")
+    if not data.space_published:
+        return ("The examples themselves are not stored in this repository. The Core Gradient Space (per-layer "
+                "Gram matrices of the retained training inputs, and keyed fingerprints of the examples that later "
+                "requests are checked against) stays with the model's owner and is not published with this model.")
+    removed = ("The forgotten examples' contributions have been subtracted from those matrices, but the"
+               if data.unlearned is not False else "The")
+    return ("The examples themselves are not stored anywhere in this repository: the Core Gradient Space in "
+            "`core_gradient_space/` keeps only per-layer input Gram matrices and 64-bit keyed fingerprints of the "
+            f"examples, so a later request can be checked against what was already removed. {removed} matrices are "
+            "aggregate second moments of the *retained* training inputs of every layer: treat them as statistics "
+            "of the training data when deciding who may download this repository.")
 
 
 def _cell(value: float) -> str:
@@ -195,6 +216,7 @@ def render_model_card(data: UnlearningCardData) -> str:
         base_model=public_name(data.base_model),
         summary=summary,
         ledger_rows=_ledger_rows(data),
+        space_paragraph=_space_paragraph(data),
         optim=data.optim,
         learning_rate=data.learning_rate,
         epochs=data.epochs,

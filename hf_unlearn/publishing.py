@@ -155,5 +155,6 @@ class UnlearningPublishing:
             warnings=list(self.outcome.warnings) if self.outcome else [],
             adapter=is_peft_model(self.model),
             incomplete=self.outcome.incomplete if self.outcome else "",
+            space_published=bool(args.push_core_gradient_space and space is not None),
         )
 

@@ -235,6 +235,7 @@ def test_render_model_card_on_hand_made_numbers():
     plain = render_model_card(_card_data(projection=None))
     assert "# my-model\n" in plain
     assert "| 1 | 7 | this run | no Core Gradient Space was used |" in plain
+    assert "This run used no Core Gradient Space" in plain
     assert "none beyond the method's own loss" in plain
     assert NOT_MEASURED in plain and UNKNOWN_CLOSENESS in plain and "Avg. Gap" not in plain
 
@@ -272,6 +273,16 @@ def test_card_metadata_holds_the_measured_metrics_and_names_adapters():
     values = {m["type"]: m["value"] for m in entry["results"][0]["metrics"]}
     assert "mia" not in values and values["avg_gap"] == pytest.approx(1.0)  # (2 + 0.5 + 0.5) / 3
     assert "| pgu | 98.00 | 98.50 | 97.00 | n/a | 1.00 |" in card
+
+
+def test_the_card_says_where_the_space_is_and_records_nothing_for_a_run_that_did_not_unlearn():
+    kept = render_model_card(dataclasses.replace(_card_data(), unlearned=True))
+    assert "stays with the model's owner and is not published" in kept and "`core_gradient_space/` keeps" not in kept
+    published = render_model_card(dataclasses.replace(_card_data(), unlearned=True, space_published=True))
+    assert "`core_gradient_space/` keeps only" in published and "have been subtracted" in published
+    nothing = render_model_card(dataclasses.replace(_card_data(), unlearned=False, space_published=True))
+    assert "| — | 0 | — | nothing recorded: this run did not unlearn |" in nothing
+    assert "have been subtracted" not in nothing and "| 1 | 7 |" not in nothing
 
 
 def test_a_card_says_when_the_removal_is_incomplete():
