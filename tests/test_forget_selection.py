@@ -66,6 +66,11 @@ def test_text_filters_contains_and_matches_and_type_errors():
         indices_from_filter(data, "user contains 3")
     with pytest.raises(ValueError, match="Invalid regular expression"):
         indices_from_filter(data, 'text matches "(unclosed"')
+    # regex escapes are taken literally (JSON would read \b as a backspace and match nothing)
+    words = Dataset.from_dict({"text": ["Call me", "recall it", "a call now", "CALL"]})
+    assert indices_from_filter(words, r'text matches "(?i)\bcall\b"') == [0, 2, 3]
+    assert indices_from_filter(words, r"text matches '\bcall'") == [2]
+    assert indices_from_filter(words, "text contains call") == [1, 2]
 
 
 def test_no_validation_is_carved_unless_asked_and_file_rows_keep_their_numbers():

@@ -75,7 +75,10 @@ def indices_from_filter(dataset, expression: str) -> list[int]:
     column, op, raw = match.group(1), match.group(2).strip(), match.group(3)
     if column not in dataset.column_names:
         raise ValueError(f"Forget filter column {column!r} is not in the dataset (columns: {dataset.column_names}).")
-    value = _parse_value(raw)
+    # text patterns are taken literally between their quotes: JSON parsing would turn a regex's \b into a backspace
+    text_pattern = op in ("contains", "matches")
+    quoted = len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\""
+    value = (raw[1:-1] if quoted else raw) if text_pattern else _parse_value(raw)
     values = column_array(dataset, column).tolist()
     if op in ("contains", "matches"):
         if values and not isinstance(values[0], str):
