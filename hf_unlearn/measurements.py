@@ -84,6 +84,7 @@ class UnlearningMeasurements:
         p_true = out["logits"].softmax(-1).gather(1, out["labels"][:, None]).squeeze(1)
         metrics = {
             "forget_accuracy": self._percent(out["logits"].argmax(-1) == out["labels"]),
+            "forget_accuracy_count": len(forget),
             "forget_probability": float(p_true.mean()),
         }
         if len(retain):

@@ -118,3 +118,13 @@ def test_the_sample_removal_target_is_the_original_validation_accuracy_not_one_t
     outcome, weight, _, stopped = _run(Script(_at(88.0, validation=87.5)), [1.0])
     assert stopped and outcome.stopped_by == "rule" and weight == pytest.approx(2.0)
     assert outcome.final["forget_accuracy"] == 88.0
+
+
+def test_a_crossing_within_the_samples_resolution_stops_at_the_closer_state_without_halving():
+    # previous check 0.5 above the target (90), this one 1 below: not an overshoot, keep the closer one and stop
+    outcome, weight, lr, stopped = _run(Script(_at(90.5), _at(89.0)), [1.0, 1.0])
+    assert stopped and outcome.overshoots == 0 and lr == pytest.approx(0.5)
+    assert weight == pytest.approx(2.0) and outcome.final["forget_accuracy"] == 90.5
+    # on a sample of 50, two examples are 4 points: a 3-point crossing is within resolution too
+    outcome, *_ = _run(Script(_at(90.5), {**_at(87.0), "forget_accuracy_count": 50}), [1.0, 1.0])
+    assert outcome.overshoots == 0 and outcome.stopped_by == "rule"
