@@ -50,16 +50,18 @@ class UnlearningPublishing:
             self.core_gradient_space.save_pretrained(os.path.join(output_dir, CGS_DIR))
         write_model_card(self.card_data(), output_dir)
 
-    def stage_for_hub(self, folder: str | os.PathLike) -> list[str]:
+    def stage_for_hub(self, folder: str | os.PathLike, *, save: bool = True) -> list[str]:
         """Write exactly what ``push_to_hub`` uploads into ``folder`` and return its files (a dry run).
 
         Saves first. Left out: ``training_args.bin`` (it can name the forget filter), the retrain cache,
         checkpoints and logs (``hub.UNPUBLISHED_PATTERNS``), and the Core Gradient Space unless
         ``push_core_gradient_space`` (then in ``push_core_gradient_space_dtype``, float32 by default:
         half the size, and the projectors are computed in float32 anyway). The model card names local
-        base models by their folder only.
+        base models by their folder only. ``save=False`` stages the output folder as it is (``push_to_hub``
+        has just saved it and written the card under the Hub name).
         """
-        self.save_model(_internal_call=True)
+        if save:
+            self.save_model(_internal_call=True)
         source, target = Path(self.args.output_dir).resolve(), Path(folder).resolve()
         if target == source or source in target.parents:
             raise ValueError(f"Stage the upload outside the output folder {source}, not in {target}.")
@@ -102,7 +104,7 @@ class UnlearningPublishing:
         self.create_model_card(model_name=model_name, tags=kwargs.get("tags"))
         self._finish_current_push()
         with tempfile.TemporaryDirectory(prefix="hf_unlearn_push_") as staging:
-            files = self.stage_for_hub(staging)
+            files = self.stage_for_hub(staging, save=False)
             logger.info("Pushing %d files to %s: %s", len(files), self.hub_model_id, ", ".join(files))
             return hf_api().upload_folder(
                 repo_id=self.hub_model_id,
