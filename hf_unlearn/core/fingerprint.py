@@ -128,7 +128,10 @@ def model_fingerprint(
     ``modules`` is ignored then (it maps layer names to a PEFT model's ``base_layer`` modules).
     """
     if hasattr(model, "peft_config") and hasattr(model, "merge_and_unload"):
-        model, modules = copy.deepcopy(model).merge_and_unload(), None
+        try:
+            model, modules = copy.deepcopy(model).merge_and_unload(), None
+        except (AttributeError, NotImplementedError, TypeError, ValueError):
+            pass  # an adapter type that cannot merge (not LoRA): hashed as its base, adapters left out
     modules = dict(modules) if modules is not None else dict(model.named_modules())
     arch, weights = hashlib.sha256(), hashlib.sha256()
     for name in sorted(layer_names):
