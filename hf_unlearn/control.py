@@ -271,7 +271,7 @@ class UnlearningControl(TrainerCallback):
                     )
                     return
                 if overshot and not _same(self.previous_good[1], self.start):
-                    # out of halvings: the closer of the two, but never the starting weights (that is no removal)
+                    # a narrow crossing, or out of halvings: the closer of the two, never the start (no removal)
                     _restore(self.model, self.previous_good[1])
                     self.good = self.previous_good
                 self._stop(control, "rule", "forget accuracy fell below the original's validation accuracy")
