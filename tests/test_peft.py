@@ -104,3 +104,15 @@ def test_the_space_of_a_lora_run_serves_the_same_adapter_and_the_merged_model(ba
     )
     follow.train()
     assert follow.outcome.unlearned and len(follow.core_gradient_space.ledger) == 2
+
+
+def test_an_adapter_that_is_not_lora_is_refused_by_name(base_and_data):
+    from peft import PromptTuningConfig
+
+    from hf_unlearn.core import CGSMismatchError
+    from hf_unlearn.core.fingerprint import model_fingerprint
+
+    base, train, _ = base_and_data
+    prompt = get_peft_model(copy.deepcopy(base), PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=2))
+    with pytest.raises(CGSMismatchError, match=r"Only LoRA adapters.*PROMPT_TUNING"):
+        model_fingerprint(prompt, ["bert.pooler.dense"])

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import CGSMismatchError
 from .labels import LABEL_KEYS
 from .layers import layer_kind
 from .ledger_key import ledger_key
@@ -127,11 +128,19 @@ def model_fingerprint(
     its ``merge_and_unload()`` match each other but no longer the base, which still knows the data.
     ``modules`` is ignored then (it maps layer names to a PEFT model's ``base_layer`` modules).
     """
-    if hasattr(model, "peft_config") and hasattr(model, "merge_and_unload"):
-        try:
-            model, modules = copy.deepcopy(model).merge_and_unload(), None
-        except (AttributeError, NotImplementedError, TypeError, ValueError):
-            pass  # an adapter type that cannot merge (not LoRA): hashed as its base, adapters left out
+    if hasattr(model, "peft_config"):
+        kinds = {str(getattr(c.peft_type, "value", c.peft_type)) for c in model.peft_config.values()}
+        if not kinds <= {"LORA"}:
+            raise CGSMismatchError(
+                f"Only LoRA adapters can be unlearned through a Core Gradient Space; this model has {sorted(kinds)}. "
+                "Merge the adapter into the model first, or unlearn the base model."
+            )
+        if not hasattr(model, "merge_and_unload"):
+            raise CGSMismatchError(
+                "The model carries adapters but cannot merge them (e.g. loaded with transformers' load_adapter): "
+                "wrap it with peft.PeftModel, or merge the adapter into the weights first."
+            )
+        model, modules = copy.deepcopy(model).merge_and_unload(), None
     modules = dict(modules) if modules is not None else dict(model.named_modules())
     arch, weights = hashlib.sha256(), hashlib.sha256()
     for name in sorted(layer_names):
