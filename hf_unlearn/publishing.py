@@ -6,7 +6,6 @@ push saves first and uploads only what is meant to be public (``hub.UNPUBLISHED_
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
 import shutil
@@ -14,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from huggingface_hub.utils import filter_repo_objects
 from transformers.utils.hub import hf_api
 
 from .hub import UNPUBLISHED_PATTERNS, UnlearningCardData, write_model_card
@@ -21,10 +21,6 @@ from .protection import CGS_DIR
 from .protection.peft import is_peft_model
 
 logger = logging.getLogger(__name__)
-
-
-def _unpublished(relative: str) -> bool:
-    return any(fnmatch.fnmatch(relative, pattern) for pattern in UNPUBLISHED_PATTERNS)
 
 
 def _base_model_name(model, config) -> str:
@@ -69,12 +65,11 @@ class UnlearningPublishing:
             raise ValueError(f"{target} is not empty: the staged upload must contain only what would be pushed.")
         if not self.is_world_process_zero():
             return []
-        for path in sorted(source.rglob("*")):
-            relative = path.relative_to(source).as_posix()
-            if path.is_dir() or relative.split("/")[0] == CGS_DIR or _unpublished(relative):
-                continue
+        files = sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file())
+        # the same filter upload_folder applies to ignore_patterns; the space is added below only when asked
+        for relative in filter_repo_objects(files, ignore_patterns=[*UNPUBLISHED_PATTERNS, f"{CGS_DIR}/*"]):
             (target / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target / relative)
+            shutil.copy2(source / relative, target / relative)
         if self.args.push_core_gradient_space:
             if self.core_gradient_space is None:
                 raise ValueError("push_core_gradient_space=True, but this run used no Core Gradient Space.")
