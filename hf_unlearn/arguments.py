@@ -73,6 +73,13 @@ class UnlearningArguments(TrainingArguments):
         default=False,
         metadata={"help": "PGU: also train parameters the space cannot protect (embeddings, grouped convs)."},
     )
+    unproject_forgotten_outputs: bool = field(
+        default=True,
+        metadata={
+            "help": "Class removal with PGU: the output layer's rows for the forgotten classes move unprojected (a "
+            "retrained model never predicts those classes, on kept inputs either); all other updates stay projected."
+        },
+    )
     cgs_batch_size: int = field(default=128, metadata={"help": "Batch size when collecting CGS statistics."})
 
     # ------------------------------------------------------------------ stopping and evaluation

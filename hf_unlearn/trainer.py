@@ -213,6 +213,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
                 freeze_bias_and_norm=args.freeze_bias_and_norm,
                 train_unprotected=args.train_unprotected or self.method.trains_unprotected,
             )
+            if self.scenario == "class" and args.unproject_forgotten_outputs:
+                self.protection.unproject_forgotten_outputs(model, self._forget_batch(), self.forgotten_classes)
         else:
             if self._given_space is not None:  # its ledger still refuses repeated and unknown examples
                 space = self._given_space
@@ -234,6 +236,12 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             )
         self.method.setup(self)
         self._prepared = True
+
+    def _forget_batch(self, size: int = 8) -> dict:
+        """A few collated forget examples on the model's device (for one forward pass before training)."""
+        rows = self.forget_dataset.select(range(min(size, len(self.forget_dataset))))
+        batch = self.base_collator([rows[i] for i in range(len(rows))])
+        return {k: v.to(self.args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     # ------------------------------------------------------------------ Trainer overrides
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
@@ -267,6 +275,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         utility_before = self.full_utility() if not resume_from_checkpoint else None
         weights_before = _weights_summary(self.model)
         self.prepare_unlearning(resume_from_checkpoint)
+        if self.projection is not None and self.projection.free_rows:  # fast class removal: check it closely
+            self.control_callback.settings.check_density = 4
         self.control_callback.setup_changed_weights = not torch.equal(weights_before, _weights_summary(self.model))
         with frozen_heap():
             output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)

@@ -35,8 +35,8 @@ def _train(model, data, epochs=40):
     return model.eval()
 
 
-@pytest.mark.parametrize("family", ["bert", "gpt2"])
-def test_pgu_forgets_a_class_of_a_text_classifier_and_keeps_updates_out_of_the_space(family, tmp_path):
+@pytest.mark.parametrize("family, free_head_row", [("bert", True), ("gpt2", True), ("bert", False)])
+def test_pgu_forgets_a_class_of_a_text_classifier_and_keeps_updates_out_of_the_space(family, free_head_row, tmp_path):
     torch.manual_seed(0)
     torch.set_num_threads(1)
     if family == "bert":
@@ -55,7 +55,8 @@ def test_pgu_forgets_a_class_of_a_text_classifier_and_keeps_updates_out_of_the_s
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainer = UnlearningTrainer(
         model=model, args=UnlearningArguments(output_dir=str(tmp_path), disable_tqdm=True, logging_strategy="no",
-                                              seed=0, gamma=0.9, utility_tolerance=5.0),  # PGU's 5-point rule
+                                              seed=0, gamma=0.9, utility_tolerance=5.0,  # PGU's 5-point rule
+                                              unproject_forgotten_outputs=free_head_row),
         forget_dataset=forget, retain_dataset=retain, eval_dataset=validation, original_dataset=train,
     )
     trainer.train()
@@ -65,9 +66,13 @@ def test_pgu_forgets_a_class_of_a_text_classifier_and_keeps_updates_out_of_the_s
     assert kinds == ({"linear"} if family == "bert" else {"transposed_linear", "linear"})
     assert round(trainer.unlearning_metrics()["eval_forget_accuracy"], 4) <= 5.0  # 4 of 80 is 5.0000001 in float32
     assert trainer.unlearning_metrics()["eval_test_accuracy_kept_classes"] >= 90.0
+    head = "classifier" if family == "bert" else "score"
     for name, info in space.layers.items():
         delta = (model.get_submodule(name).weight.detach() - before[f"{name}.weight"]).double()
         rows = delta.T if info.kind == "transposed_linear" else delta  # Conv1D stores (in, out)
+        if name == head and free_head_row:  # the forgotten class's logit row moves freely, the rest is projected
+            assert (rows[2] @ space.basis(name)).norm() > 1e-3 * rows[2].norm() > 0
+            rows = rows[[0, 1]]
         leak = (rows @ space.basis(name)).norm()
         rounding = 4 * trainer.state.global_step**0.5 * 2**-24 * model.get_submodule(name).weight.norm()
         assert leak <= 1e-6 * delta.norm() + rounding, name

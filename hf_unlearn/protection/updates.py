@@ -41,6 +41,7 @@ class ProjectedUpdates:
             # float32 at least: in bfloat16 the projection itself left 1-6 % of each update in the protected space
             self.projectors[key] = projector.to(weight.device, torch.promote_types(weight.dtype, torch.float32))
         self._before: dict[str, torch.Tensor] = {}
+        self.free_rows: dict[str, torch.Tensor] = {}  # output units whose updates are applied unprojected
         self._master: dict[str, torch.Tensor] = {}  # float32 copies of bfloat16/float16 weights
 
     @classmethod
@@ -48,6 +49,13 @@ class ProjectedUpdates:
         """The usual case: every protected layer's own weight."""
         modules = dict(model.named_modules())
         return cls(projectors, {n: (n, modules[n].weight, p.transposed) for n, p in projectors.items()})
+
+    def leave_unprojected(self, key: str, outputs: list[int]) -> None:
+        """Apply the updates of these output units (rows of ``(out, in)``, columns if transposed) as they are."""
+        size = self.weights[key].shape[1 if self.projectors[key].transposed else 0]
+        if not outputs or min(outputs) < 0 or max(outputs) >= size:
+            raise ValueError(f"Output units {outputs} do not exist in {key}, which has {size}.")
+        self.free_rows[key] = torch.tensor(sorted(set(outputs)), device=self.weights[key].device)
 
     @torch.no_grad()
     def project_weights(self, keys: list[str]) -> None:
@@ -75,7 +83,12 @@ class ProjectedUpdates:
         for key, before in self._before.items():
             weight, projector = self.weights[key], self.projectors[key]
             delta = weight.to(before.dtype) - before.to(weight.dtype).to(before.dtype)  # the optimizer's step
-            after = before + projector.project(delta)
+            projected = projector.project(delta)
+            rows = self.free_rows.get(key)
+            if rows is not None:
+                dim = 1 if projector.transposed else 0
+                projected.index_copy_(dim, rows, delta.index_select(dim, rows))
+            after = before + projected
             if weight.dtype != after.dtype:
                 self._master[key] = after  # low-precision weights: the exact projected trajectory lives here
             weight.copy_(after)
