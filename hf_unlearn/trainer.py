@@ -96,8 +96,11 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         self.method = get_method(args.method)(args.method_config, seed=args.seed)
         if core_gradient_space is None and (saved := space_saved_with(model)) is not None:
             core_gradient_space, where = saved
-            logger.info("Using the Core Gradient Space saved with the model (%s, %d earlier request(s))",
-                        where, len(core_gradient_space.ledger))
+            logger.info(
+                "Using the Core Gradient Space saved with the model (%s, %d earlier request(s))",
+                where,
+                len(core_gradient_space.ledger),
+            )
         check_request_inputs(
             forget=forget_dataset,
             retain=retain_dataset,
@@ -214,7 +217,9 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
                 train_unprotected=args.train_unprotected or self.method.trains_unprotected,
             )
             if self.scenario == "class" and args.unproject_forgotten_outputs:
-                self.protection.unproject_forgotten_outputs(model, self._forget_batch(), self.forgotten_classes)
+                self.protection.unproject_forgotten_outputs(
+                    model, self._batch_of(self.forget_dataset), self._kept_batch(), self.forgotten_classes
+                )
         else:
             if self._given_space is not None:  # its ledger still refuses repeated and unknown examples
                 space = self._given_space
@@ -237,11 +242,21 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         self.method.setup(self)
         self._prepared = True
 
-    def _forget_batch(self, size: int = 8) -> dict:
-        """A few collated forget examples on the model's device (for one forward pass before training)."""
-        rows = self.forget_dataset.select(range(min(size, len(self.forget_dataset))))
+    def _batch_of(self, dataset, size: int = 8) -> dict:
+        """The first ``size`` examples, collated, on the model's device (for a forward pass before training)."""
+        rows = dataset.select(range(min(size, len(dataset))))
         batch = self.base_collator([rows[i] for i in range(len(rows))])
         return {k: v.to(self.args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _kept_batch(self, size: int = 128) -> dict | None:
+        """Kept examples: a retain sample, else the validation set's kept classes; None when neither exists."""
+        if self.retain_dataset is not None and len(self.retain_dataset) > 0:
+            return self._batch_of(self.retain_dataset.shuffle(seed=self.args.seed), size)
+        if self.eval_dataset is None:
+            return None
+        labels = label_array(self.eval_dataset)
+        kept = [i for i, y in enumerate(labels.tolist()) if y not in set(self.forgotten_classes)]
+        return self._batch_of(self.eval_dataset.select(kept), size) if kept else None
 
     # ------------------------------------------------------------------ Trainer overrides
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
@@ -267,8 +282,10 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         )
         if not self._prepared:
             self.control_callback.original_metrics = self.control_metrics()
-            reason = None if resume_from_checkpoint else self.control_callback.nothing_to_unlearn(
-                self.control_callback.original_metrics
+            reason = (
+                None
+                if resume_from_checkpoint
+                else self.control_callback.nothing_to_unlearn(self.control_callback.original_metrics)
             )
             if reason:
                 return self._no_step(reason, start)
@@ -293,9 +310,14 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
                     self.protection.space.ledger[-1]["note"] += "; removal incomplete: the stop rule was not met"
             else:
                 self.protection.revert()  # the request was not carried out: the ledger must not say it was
-        output.metrics.update({"unlearned": self.outcome.unlearned, "unlearning_outcome": self.outcome.reason,
-                               "utility_warnings": len(self.outcome.warnings),
-                               "removal_complete": self.outcome.unlearned and not self.outcome.incomplete})
+        output.metrics.update(
+            {
+                "unlearned": self.outcome.unlearned,
+                "unlearning_outcome": self.outcome.reason,
+                "utility_warnings": len(self.outcome.warnings),
+                "removal_complete": self.outcome.unlearned and not self.outcome.incomplete,
+            }
+        )
         return output
 
     def _no_step(self, reason: str, start: float) -> TrainOutput:

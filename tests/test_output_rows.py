@@ -132,3 +132,23 @@ def test_no_output_layer_when_the_logits_are_computed_after_the_last_layer():
     model = _ScaledLogits()
     candidates = {"body": model.body, "head": model.head}
     assert find_output_layer(model, candidates, {"x": torch.randn(3, 4), "labels": torch.zeros(3)}) is None
+
+
+def test_a_free_update_that_raises_the_class_on_the_mean_kept_input_is_offset_through_the_bias():
+    projector, _ = _projector(8, 3)
+    weight = nn.Parameter(torch.zeros(3, 8, dtype=torch.float64))
+    bias = nn.Parameter(torch.zeros(3, dtype=torch.float64), requires_grad=False)
+    kept_mean = torch.ones(8, dtype=torch.float64)
+    updates = ProjectedUpdates({"head": projector}, {"head": ("head", weight, False)})
+    updates.leave_unprojected("head", [0, 2], kept_mean=kept_mean, bias=bias)
+    step = torch.zeros(3, 8, dtype=torch.float64)
+    step[0] = 0.5  # raises output 0 on the mean kept input by 4
+    step[2] = -0.25  # lowers output 2 by 2: left alone
+    step[1] = 1.0  # a projected row: never offset
+    updates.snapshot()
+    with torch.no_grad():
+        weight.add_(step)
+    updates.project()
+    torch.testing.assert_close(bias.detach(), torch.tensor([-4.0, 0.0, 0.0], dtype=torch.float64))
+    change = weight.detach() @ kept_mean + bias.detach()  # output change on the mean kept input
+    assert change[0].abs() < 1e-12 and change[2] == pytest.approx(-2.0)

@@ -67,3 +67,20 @@ def forgotten_output_rows(
         layer,
     )
     return layer, list(classes)
+
+
+@torch.no_grad()
+def mean_input(model: nn.Module, layer: nn.Module, inputs: dict) -> torch.Tensor:
+    """The mean input vector of ``layer`` over a batch (every position of a sequence counts once)."""
+    seen: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, args, _out: seen.append(args[0].detach()))
+    training = model.training
+    model.eval()
+    try:
+        features, _ = split_labels(inputs)
+        model(**features)
+    finally:
+        handle.remove()
+        model.train(training)
+    values = seen[0]
+    return values.reshape(-1, values.shape[-1]).double().mean(0)

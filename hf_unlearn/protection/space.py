@@ -20,7 +20,7 @@ from ..core import CGSMismatchError, CoreGradientSpace, collect_gram_matrices, f
 from ..core.space_io import CONFIG_NAME
 from .freezing import freeze_parameters, freeze_peft_parameters
 from .membership import forget_fingerprints
-from .output_rows import forgotten_output_rows
+from .output_rows import forgotten_output_rows, mean_input
 from .peft import PeftTargets, is_peft_model, peft_targets
 from .updates import ProjectedUpdates
 
@@ -201,20 +201,26 @@ class SpaceProtection:
                 train_unprotected=train_unprotected,
             )
 
-    def unproject_forgotten_outputs(self, model: nn.Module, inputs: dict, classes: list[int]) -> str | None:
+    def unproject_forgotten_outputs(
+        self, model: nn.Module, forget_inputs: dict, kept_inputs: dict | None, classes: list[int]
+    ) -> str | None:
         """Class removal: let the logit rows of ``classes`` move freely; the layer's name, or None.
 
-        Under PEFT the classifier is a ``modules_to_save`` copy with its own key; it stays fully projected.
+        ``kept_inputs`` (a batch of kept examples) gives the mean kept input that keeps the free rows from
+        raising the class on kept examples. Under PEFT the classifier is a ``modules_to_save`` copy with its
+        own key; it stays fully projected.
         """
         if self.projection is None or self.peft is not None or not classes:
             return None
         modules = self.protected_modules(model, self.space)
         candidates = {n: m for n, m in modules.items() if n in self.projection.weights}
-        found = forgotten_output_rows(model, candidates, inputs, classes)
+        found = forgotten_output_rows(model, candidates, forget_inputs, classes)
         if found is None:
             return None
         layer, rows = found
-        self.projection.leave_unprojected(layer, rows)
+        bias = getattr(candidates[layer], "bias", None)
+        mean = mean_input(model, candidates[layer], kept_inputs) if kept_inputs and bias is not None else None
+        self.projection.leave_unprojected(layer, rows, kept_mean=mean, bias=bias)
         return layer
 
     # ------------------------------------------------------------------ around every optimizer step

@@ -42,6 +42,7 @@ class ProjectedUpdates:
             self.projectors[key] = projector.to(weight.device, torch.promote_types(weight.dtype, torch.float32))
         self._before: dict[str, torch.Tensor] = {}
         self.free_rows: dict[str, torch.Tensor] = {}  # output units whose updates are applied unprojected
+        self._offsets: dict[str, tuple[torch.Tensor, nn.Parameter]] = {}  # kept-input mean and bias per free layer
         self._master: dict[str, torch.Tensor] = {}  # float32 copies of bfloat16/float16 weights
 
     @classmethod
@@ -50,12 +51,22 @@ class ProjectedUpdates:
         modules = dict(model.named_modules())
         return cls(projectors, {n: (n, modules[n].weight, p.transposed) for n, p in projectors.items()})
 
-    def leave_unprojected(self, key: str, outputs: list[int]) -> None:
-        """Apply the updates of these output units (rows of ``(out, in)``, columns if transposed) as they are."""
+    def leave_unprojected(
+        self, key: str, outputs: list[int], kept_mean: torch.Tensor | None = None, bias: nn.Parameter | None = None
+    ) -> None:
+        """Apply the updates of these output units (rows of ``(out, in)``, columns if transposed) as they are.
+
+        With ``kept_mean`` (the mean input of the layer on kept examples) and the layer's ``bias``, a free
+        update that would raise those units' outputs on the average kept input is offset through the bias:
+        when the forgotten and kept inputs point in opposite directions (a binary classifier's two classes),
+        lowering a class on its own examples would otherwise raise it on everything else.
+        """
         size = self.weights[key].shape[1 if self.projectors[key].transposed else 0]
         if not outputs or min(outputs) < 0 or max(outputs) >= size:
             raise ValueError(f"Output units {outputs} do not exist in {key}, which has {size}.")
         self.free_rows[key] = torch.tensor(sorted(set(outputs)), device=self.weights[key].device)
+        if kept_mean is not None and bias is not None:
+            self._offsets[key] = (kept_mean.to(self.projectors[key].basis), bias)
 
     @torch.no_grad()
     def project_weights(self, keys: list[str]) -> None:
@@ -84,12 +95,21 @@ class ProjectedUpdates:
             weight, projector = self.weights[key], self.projectors[key]
             delta = weight.to(before.dtype) - before.to(weight.dtype).to(before.dtype)  # the optimizer's step
             projected = projector.project(delta)
-            rows = self.free_rows.get(key)
-            if rows is not None:
-                dim = 1 if projector.transposed else 0
-                projected.index_copy_(dim, rows, delta.index_select(dim, rows))
+            if key in self.free_rows:
+                self._free(key, delta, projected)
             after = before + projected
             if weight.dtype != after.dtype:
                 self._master[key] = after  # low-precision weights: the exact projected trajectory lives here
             weight.copy_(after)
         self._before.clear()
+
+    def _free(self, key: str, delta: torch.Tensor, projected: torch.Tensor) -> None:
+        """Free units take the raw update; a rise it causes on the average kept input goes into the bias."""
+        rows, transposed = self.free_rows[key], self.projectors[key].transposed
+        dim = 1 if transposed else 0
+        raw = delta.index_select(dim, rows)
+        projected.index_copy_(dim, rows, raw)
+        if key in self._offsets:
+            mean, bias = self._offsets[key]
+            rise = mean @ raw if transposed else raw @ mean
+            bias.index_add_(0, rows, -rise.clamp(min=0).to(bias.dtype))
