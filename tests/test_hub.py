@@ -345,3 +345,25 @@ def test_cgs_push_uploads_a_verified_space_only(hub, trained_model, digits, tmp_
     (folder / "cgs.safetensors").write_bytes(b"corrupted")
     with pytest.raises(ValueError, match="does not match the checksum"):
         cgs.main(["push", str(folder), "--repo_id", REPO_ID])
+
+
+def test_sisa_ensemble_pushes_final_models_and_a_card_with_its_deletions(hub, digits, tmp_path, one_thread):
+    from hf_unlearn.exact import SISAEnsemble, TrainingRecipe
+    from hf_unlearn.models import SmallCNNConfig
+
+    train = digits["train"].select(range(200))
+    recipe = TrainingRecipe(num_train_epochs=1, per_device_train_batch_size=32)
+    ensemble = SISAEnsemble.train(SmallCNNConfig(), train, recipe, output_dir=tmp_path / "e", num_shards=2,
+                                  num_slices=2)
+    ensemble.unlearn([3, 4])
+    ensemble.push_to_hub(REPO_ID)
+    files = hub.files(REPO_ID)
+    weights = {f"shard-{s}/slice-1/model.safetensors" for s in (0, 1)}
+    assert weights | {"sisa_config.json", "config.json", "README.md"} <= set(files)
+    assert not any("slice-0" in name for name in files)  # checkpoints stay home unless asked
+    for name in weights:
+        assert files[name] == (tmp_path / "e" / name).read_bytes()
+    card = files["README.md"].decode()
+    assert "2 shard models" in card and "Deletions carried out: 2 examples in 1 request(s)" in card
+    ensemble.push_to_hub(REPO_ID, include_checkpoints=True)
+    assert {f"shard-{s}/slice-0/model.safetensors" for s in (0, 1)} <= set(hub.files(REPO_ID))

@@ -146,6 +146,7 @@ class SISAEnsemble:
         ensemble._model_class = model_class
         ensemble._config = config
         ensemble.folder.mkdir(parents=True, exist_ok=True)
+        config.save_pretrained(ensemble.folder)  # the shard models' config, readable before any shard exists
         ensemble._write_state()
         ensemble._finish_pending()
         return ensemble
@@ -155,7 +156,8 @@ class SISAEnsemble:
         config = copy.deepcopy(self._config)
         if self.state["base_model"]:
             return self._model_class.from_pretrained(self.state["base_model"], config=config)
-        return self._model_class.from_config(config)
+        build = getattr(self._model_class, "from_config", None)  # Auto classes; a model class is called
+        return build(config) if build is not None else self._model_class(config)
 
     def retrain_shard(self, shard: int, from_slice: int = 0, output_dir: str | Path | None = None):
         """Train ``shard`` from the checkpoint before ``from_slice`` (0: from scratch) on its live data.
@@ -163,6 +165,11 @@ class SISAEnsemble:
         Checkpoints go to ``output_dir`` (this ensemble's folder by default); returns the final model.
         """
         folder = Path(output_dir) if output_dir is not None else self.folder
+        if from_slice > 0 and not self.stage_dir(shard, from_slice - 1).is_dir():
+            logger.warning(
+                "SISA: no checkpoint of shard %d before slice %d here; retraining it whole", shard, from_slice
+            )
+            from_slice = 0  # the same seeds and data give the same model, only slower
         if from_slice == 0:
             model = self._new_model(shard)
         else:
@@ -286,7 +293,13 @@ class SISAEnsemble:
             return (votes + mean / 2).argmax(-1)  # mean < 1 only breaks ties between equal vote counts
         raise ValueError(f"aggregation must be 'mean' or 'vote', got {aggregation!r}")
 
-    # ------------------------------------------------------------------ saving and loading
+    # ------------------------------------------------------------------ saving, loading, pushing
+    def push_to_hub(self, repo_id: str, *, include_checkpoints: bool = False, **kwargs) -> str:
+        """Upload the shard models (and slice checkpoints if asked) with a card listing the deletions."""
+        from .sisa_hub import push_ensemble_to_hub
+
+        return push_ensemble_to_hub(self, repo_id, include_checkpoints=include_checkpoints, **kwargs)
+
     def _write_state(self) -> None:
         temporary = self.folder / (SISA_CONFIG + ".tmp")
         temporary.write_text(json.dumps(self.state))
@@ -309,8 +322,7 @@ class SISAEnsemble:
                 f"on {state['num_train_examples']}, in a fixed order): deletions must name rows of that exact set."
             )
         ensemble = cls(folder, state, train_dataset, data_collator=data_collator, processing_class=processing_class)
-        first = ensemble.stage_dir(0, 0)
-        ensemble._config = (model_class.config_class if model_class else AutoConfig).from_pretrained(first)
+        ensemble._config = (model_class.config_class if model_class else AutoConfig).from_pretrained(folder)
         ensemble._model_class = model_class or _auto_class(ensemble._config)
         if state["pending"]:
             if train_dataset is None:
