@@ -78,11 +78,12 @@ class RunOutcome:
         return asdict(self)
 
 
-def _trainable(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+def copy_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter, frozen ones too: class removal moves a frozen output bias outside the optimizer."""
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()}
 
 
-def _restore(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+def restore_weights(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in weights.items():
@@ -189,7 +190,7 @@ class UnlearningControl(TrainerCallback):
             self.resume_state = None
             return
         self.outcome = RunOutcome(reason="running")
-        self.start = _trainable(model)
+        self.start = copy_weights(model)
         # the original's utility, measured before a method's setup may have changed the weights (Fisher's noise)
         self.outcome.initial = self.original_metrics if self.original_metrics is not None else self.measure()
         self.original_metrics = None
@@ -228,7 +229,7 @@ class UnlearningControl(TrainerCallback):
         finite = all(torch.isfinite(p).all() for p in self.model.parameters())
         damage = self._too_damaged(metrics) if finite else ["non-finite weights"]
         if damage:
-            _restore(self.model, self.good[1])
+            restore_weights(self.model, self.good[1])
             if self.outcome.backtracks >= self.settings.max_backtracks:
                 self._stop(
                     control,
@@ -245,7 +246,7 @@ class UnlearningControl(TrainerCallback):
                 self.outcome.learning_rate_scale,
             )
             return
-        self.previous_good, self.good = self.good, (metrics, _trainable(self.model))
+        self.previous_good, self.good = self.good, (metrics, copy_weights(self.model))
         self._apply_rule(metrics, control, optimizer, lr_scheduler)
 
     def _apply_rule(self, metrics: dict[str, float], control, optimizer=None, lr_scheduler=None) -> None:
@@ -267,7 +268,7 @@ class UnlearningControl(TrainerCallback):
                 if overshot and far and optimizer is not None and halvings_left:
                     # the last steps crossed the target by more than the previous state missed it: go back
                     # there and approach it again with half the step (bisection), instead of stopping
-                    _restore(self.model, self.previous_good[1])
+                    restore_weights(self.model, self.previous_good[1])
                     self.good, self.previous_good = self.previous_good, None
                     self._shrink_step(optimizer, lr_scheduler)
                     self.outcome.overshoots += 1
@@ -279,7 +280,7 @@ class UnlearningControl(TrainerCallback):
                     return
                 if overshot and not _same(self.previous_good[1], self.start):
                     # a narrow crossing, or out of halvings: the closer of the two, never the start (no removal)
-                    _restore(self.model, self.previous_good[1])
+                    restore_weights(self.model, self.previous_good[1])
                     self.good = self.previous_good
                 self._stop(control, "rule", "forget accuracy fell below the original's validation accuracy")
         elif rule == "class_removal":
@@ -296,15 +297,15 @@ class UnlearningControl(TrainerCallback):
         logger.info("Unlearning stopped: %s", reason)
 
     def on_train_end(self, args, state, control, **kwargs):
-        end = _trainable(self.model)
+        end = copy_weights(self.model)
         finite = all(torch.isfinite(v).all() for v in end.values())
         if not finite:  # never hand back NaN weights: the last good state is finite by construction
-            _restore(self.model, self.good[1])
+            restore_weights(self.model, self.good[1])
             end = self.good[1]
         elif self.last_checked != state.global_step:  # steps since the last check get one more look
             metrics = self.measure()
             if self._too_damaged(metrics):
-                _restore(self.model, self.good[1])
+                restore_weights(self.model, self.good[1])
                 end = self.good[1]
             else:
                 self.good = (metrics, end)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from transformers import EvalPrediction
 
+from .control import copy_weights, restore_weights
 from .data.memory import materialize
 from .evaluation.predict import collect_outputs
 
@@ -118,6 +119,21 @@ class UnlearningMeasurements:
                 retain = retain.shuffle(seed=self.args.seed + 1).select(range(retain_examples))
             utility["retain accuracy"] = self._percent(self._correct(retain)[0])
         return utility
+
+    def utility_against(self, start: dict[str, torch.Tensor], retain_examples: int) -> tuple[dict, dict]:
+        """``full_utility`` of the ``start`` weights and of the current ones, on a larger retain sample.
+
+        Run when the guard had to roll back: 256 retain examples missed 3-4 point drops that 1000 showed
+        (fidelity suite, 2026-11-30: gradient ascent, random labels and SalUn on class removal).
+        """
+        model = self.accelerator.unwrap_model(self.model)
+        end = copy_weights(model)
+        try:
+            restore_weights(model, start)
+            before = self.full_utility(retain_examples)
+        finally:
+            restore_weights(model, end)
+        return before, self.full_utility(retain_examples)
 
     def unlearning_metrics(self, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Accuracy (%) on the forget set, a retain sample and the eval set (kept classes in class mode)."""

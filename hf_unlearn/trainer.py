@@ -300,7 +300,11 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         self.unlearning_seconds = time.perf_counter() - start
         self.outcome = self.control_callback.outcome
         if utility_before is not None and self.outcome.unlearned:
-            self.outcome.warnings += utility_drops(utility_before, self.full_utility(), args.utility_tolerance)
+            drops = utility_drops(utility_before, self.full_utility(), args.utility_tolerance)
+            if not drops and self.outcome.backtracks:  # the guard saw damage on its samples: look closer
+                before, after = self.utility_against(self.control_callback.start, retain_examples=1024)
+                drops = utility_drops(before, after, args.utility_tolerance)
+            self.outcome.warnings += drops
             for warning in self.outcome.warnings:
                 logger.warning("UTILITY DROP: %s", warning)
         if self.protection is not None:

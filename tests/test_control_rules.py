@@ -128,3 +128,25 @@ def test_a_crossing_within_the_samples_resolution_stops_at_the_closer_state_with
     # on a sample of 50, two examples are 4 points: a 3-point crossing is within resolution too
     outcome, *_ = _run(Script(_at(90.5), {**_at(87.0), "forget_accuracy_count": 50}), [1.0, 1.0])
     assert outcome.overshoots == 0 and outcome.stopped_by == "rule"
+
+
+def test_a_rollback_restores_frozen_parameters_too():
+    """Class removal moves a frozen output bias outside the optimizer: a rollback must undo that as well."""
+    model = nn.Linear(1, 1)
+    model.bias.requires_grad_(False)
+    with torch.no_grad():
+        model.weight.fill_(1.0), model.bias.fill_(0.0)
+    script = Script(_at(95.0))  # step 1: fine, not done yet; step 2: a collapse
+    script.queue.append({"forget_accuracy": 50.0, "validation_accuracy": 40.0, "retain_accuracy": 40.0})
+    optimizer = torch.optim.SGD([model.weight], lr=0.5)
+    control = UnlearningControl(ControlSettings(rule="forget_below_validation", check_every=1), script)
+    state, flow = TrainerState(), TrainerControl()
+    state.max_steps, state.num_train_epochs = 100, 1
+    control.on_train_begin(None, state, flow, model=model)
+    for step in (1, 2):
+        with torch.no_grad():
+            model.weight.add_(1.0), model.bias.add_(-5.0 * step)
+        state.global_step += 1
+        control.on_step_end(None, state, flow, model=model, optimizer=optimizer)
+    assert control.outcome.backtracks == 1
+    assert float(model.weight) == 2.0 and float(model.bias) == -5.0  # the state after step 1, bias included

@@ -61,3 +61,19 @@ def test_recipe_under_two_processes_builds_and_updates_the_same_space(trained_mo
     assert [r["num_examples"] for r in saved.ledger] == [len(forget)]
     for name, gram in expected.grams.items():
         assert ((saved.grams[name] - gram).norm() / gram.norm()).item() < 1e-10
+
+
+@pytest.mark.distributed
+def test_sisa_under_two_processes_deletes_exactly(tmp_path):
+    """torchrun, 2 gloo processes: one writer, and the deletion still equals retraining the shard from scratch."""
+    import json
+
+    script = Path(__file__).parent / "scripts" / "sisa_two_ranks.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+           str(script), str(tmp_path)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads((tmp_path / "result.json").read_text())
+    assert outcome["world"] == 2 and outcome["pending"] == [] and outcome["equal"]
+    assert outcome["files"] == [f"shard-{s}/slice-{j}/model.safetensors" for s in (0, 1) for j in (0, 1)]

@@ -295,3 +295,14 @@ def test_compute_metrics_is_honoured_in_evaluate(trained_model, digits, tmp_path
     metrics = trainer.evaluate()
     assert calls == [(len(digits["validation"]), 10)]
     assert 0 < metrics["eval_f1"] <= 100 and metrics["eval_f1"] <= metrics["eval_test_accuracy"] + 5
+
+
+def test_a_closer_utility_look_measures_the_start_weights_and_leaves_the_model(trained_model, digits, tmp_path):
+    from hf_unlearn.control import copy_weights
+
+    trainer = _trainer(trained_model, digits, random_indices(len(digits["train"]), 0.1, seed=0), tmp_path)
+    now = copy_weights(trained_model)
+    start = {name: torch.zeros_like(value) for name, value in now.items()}  # a "start" that predicts one class
+    before, after = trainer.utility_against(start, retain_examples=1024)
+    assert before["retain accuracy"] < 30.0 < 90.0 < after["retain accuracy"]
+    assert all(torch.equal(value, copy_weights(trained_model)[name]) for name, value in now.items())

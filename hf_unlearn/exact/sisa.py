@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from torch.utils.data import DataLoader
 from transformers import AutoConfig, default_data_collator
 
@@ -44,6 +45,14 @@ def _digest(dataset) -> str:
     import hashlib
 
     return hashlib.sha256(fingerprint_examples(dataset, dataset.column_names, key=None).numpy().tobytes()).hexdigest()
+
+
+def _main_process() -> bool:
+    return PartialState().is_main_process
+
+
+def _wait_for_everyone() -> None:
+    PartialState().wait_for_everyone()
 
 
 class SISAEnsemble:
@@ -146,7 +155,8 @@ class SISAEnsemble:
         ensemble._model_class = model_class
         ensemble._config = config
         ensemble.folder.mkdir(parents=True, exist_ok=True)
-        config.save_pretrained(ensemble.folder)  # the shard models' config, readable before any shard exists
+        if _main_process():
+            config.save_pretrained(ensemble.folder)  # the shard models' config, readable before any shard exists
         ensemble._write_state()
         ensemble._finish_pending()
         return ensemble
@@ -191,7 +201,9 @@ class SISAEnsemble:
                     processing_class=self.processing_class,
                 )
             target = folder / f"shard-{shard}" / f"slice-{stage}"
-            model.save_pretrained(target)
+            if _main_process():  # under accelerate launch every process trains the shard (DDP); one writes
+                model.save_pretrained(target)
+            _wait_for_everyone()
         return model
 
     def _finish_pending(self) -> None:
@@ -301,9 +313,13 @@ class SISAEnsemble:
         return push_ensemble_to_hub(self, repo_id, include_checkpoints=include_checkpoints, **kwargs)
 
     def _write_state(self) -> None:
+        if not _main_process():
+            _wait_for_everyone()
+            return
         temporary = self.folder / (SISA_CONFIG + ".tmp")
         temporary.write_text(json.dumps(self.state))
         os.replace(temporary, self.folder / SISA_CONFIG)
+        _wait_for_everyone()
 
     @classmethod
     def from_pretrained(
