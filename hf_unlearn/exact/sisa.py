@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import PartialState
+import torch.distributed as dist
 from torch.utils.data import DataLoader
 from transformers import AutoConfig, default_data_collator
 
@@ -48,11 +48,15 @@ def _digest(dataset) -> str:
 
 
 def _main_process() -> bool:
-    return PartialState().is_main_process
+    """Rank 0 writes (read from the environment too: the first write comes before the Trainer starts DDP)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _wait_for_everyone() -> None:
-    PartialState().wait_for_everyone()
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 class SISAEnsemble:
