@@ -232,3 +232,34 @@ def test_the_space_saved_with_the_model_settles_duplicates_exactly(trained_model
     forget, retain = split_forget_retain(train, [0, 1])
     trainer = UnlearningTrainer(model=model, args=make_args(tmp_path), forget_dataset=forget, retain_dataset=retain)
     assert trainer._given_space.num_examples == len(train)  # the folder's space, with its ledger
+
+
+def test_processes_creating_the_ledger_key_at_once_all_get_the_same_complete_key(tmp_path):
+    """torchrun ranks create the key on first use together: none may fail or read a half-written file."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    start = tmp_path / "start"
+    code = (
+        "import pathlib, sys, time\n"
+        "from hf_unlearn.core.ledger_key import ledger_key\n"
+        "pathlib.Path(sys.argv[1]).touch()\n"
+        f"while not pathlib.Path({str(start)!r}).exists(): time.sleep(0.0005)\n"
+        "print(ledger_key().hex())\n"
+    )
+    env = {**os.environ, "HF_UNLEARN_HOME": str(tmp_path / "home")}
+    env.pop("HF_UNLEARN_LEDGER_KEY", None)
+    ready = [tmp_path / f"ready{i}" for i in range(6)]
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(r)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in ready]
+    deadline = time.time() + 120
+    while not all(r.exists() for r in ready) and time.time() < deadline:
+        time.sleep(0.01)
+    start.touch()  # every process imported and waits: they now create the key at the same moment
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-500:] for _, err in outputs]
+    keys = {out.strip() for out, _ in outputs}
+    assert len(keys) == 1 and len(keys.pop()) == 64
+    assert [f.name for f in (tmp_path / "home").iterdir()] == ["ledger.key"]  # no temporary file left behind

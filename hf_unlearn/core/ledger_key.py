@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,16 +26,31 @@ def key_path() -> Path:
     return Path(home) / "ledger.key"
 
 
+def _create_key_file(file: Path) -> None:
+    """Write a new key whole, then link it into place: under torchrun every rank may get here at once, and
+    the losers must read the winner's complete key (an O_EXCL create let one rank fail, another read a
+    half-written file)."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=file.parent, prefix=".ledger.key.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(os.urandom(32))
+        os.chmod(temporary, 0o600)
+        try:
+            os.link(temporary, file)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+    finally:
+        os.unlink(temporary)
+
+
 @lru_cache(maxsize=8)
 def _key_from(env_value: str | None, path: str) -> bytes:
     if env_value:
         return hashlib.sha256(env_value.encode("utf-8")).digest()
     file = Path(path)
     if not file.is_file():
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(os.urandom(32))
+        _create_key_file(file)
     key = file.read_bytes()
     if len(key) < 16:
         raise ValueError(f"The ledger key in {file} is too short ({len(key)} bytes): restore it from your backup.")
