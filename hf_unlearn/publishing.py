@@ -36,6 +36,15 @@ class UnlearningPublishing:
     """Needs the Trainer's ``args``, ``state``, ``model`` and hub helpers, and the trainer's run record
     (``core_gradient_space``, ``outcome``, ``comparison``, ``method``, ``scenario``)."""
 
+    def _projection_summary(self) -> str:
+        """How updates were projected, as the card states it (the class-removal exception included)."""
+        args = self.args
+        text = f"gamma={args.gamma}, energy `{args.gamma_energy}`"
+        projection = self.protection.projection if self.protection is not None else None
+        for layer, rows in (projection.free_rows.items() if projection is not None else ()):
+            text += f"; the removed classes' output rows {rows.tolist()} of `{layer}` were left unprojected"
+        return text
+
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         """The model, its space (with the ledger) and the model card travel together."""
         super()._save(output_dir, state_dict)
@@ -140,7 +149,7 @@ class UnlearningPublishing:
             paper_title=paper.title if paper else None,
             paper_url=paper.url if paper else None,
             paper_bibtex=paper.bibtex if paper else None,
-            projection=f"gamma={args.gamma}, energy `{args.gamma_energy}`" if self.method.uses_projection else None,
+            projection=self._projection_summary() if self.method.uses_projection else None,
             ledger=list(space.ledger) if self.protection is not None and space is not None else [],
             seconds=self.unlearning_seconds,
             comparison=self.comparison,

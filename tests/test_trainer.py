@@ -52,6 +52,8 @@ def test_class_removal_with_defaults_forgets_the_class_and_keeps_the_rest(traine
     assert accuracy(trained_model, kept) >= before - 3.0
     assert trainer.state.epoch < trainer.args.num_train_epochs  # the stop rule ended it
     assert len(trainer.core_gradient_space.ledger) == 1
+    # the card says which rows were left unprojected (the class-removal exception to the projection)
+    assert "output rows [3] of `classifier` were left unprojected" in trainer._projection_summary()
 
 
 def test_random_removal_stops_once_forget_accuracy_meets_validation(trained_model, digits, tmp_path):
