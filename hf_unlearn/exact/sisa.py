@@ -65,6 +65,8 @@ class SISAEnsemble:
     Build one with ``SISAEnsemble.train`` or load one with ``SISAEnsemble.from_pretrained``.
     """
 
+    config_file = SISA_CONFIG
+
     def __init__(self, folder: str | Path, state: dict, train_dataset, *, data_collator=None, processing_class=None):
         self.folder = Path(folder)
         self.state = state

@@ -8,11 +8,10 @@ same result).
 
 from __future__ import annotations
 
+# ``ensemble`` is a ``hf_unlearn.exact.SISAEnsemble``; not imported here, which imports this module to push
 import shutil
 import tempfile
 from pathlib import Path
-
-from .sisa import SISA_CONFIG, SISAEnsemble
 
 CARD = """---
 library_name: hf-unlearn
@@ -46,7 +45,7 @@ test set before relying on it.
 """
 
 
-def render_card(ensemble: SISAEnsemble, repo_id: str, include_checkpoints: bool) -> str:
+def render_card(ensemble, repo_id: str, include_checkpoints: bool) -> str:
     state = ensemble.state
     requests = state["requests"]
     listed = "".join(
@@ -70,13 +69,13 @@ def render_card(ensemble: SISAEnsemble, repo_id: str, include_checkpoints: bool)
     )
 
 
-def stage_ensemble(ensemble: SISAEnsemble, folder: str | Path, repo_id: str, include_checkpoints: bool) -> Path:
+def stage_ensemble(ensemble, folder: str | Path, repo_id: str, include_checkpoints: bool) -> Path:
     """Write what a push uploads into ``folder`` (a dry run shows exactly this)."""
     if ensemble.state["pending"]:
         raise ValueError(f"Shards {ensemble.state['pending']} are still pending: finish the deletion first.")
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
-    for name in (SISA_CONFIG, "config.json"):
+    for name in (ensemble.config_file, "config.json"):
         shutil.copy2(ensemble.folder / name, target / name)
     for shard in range(ensemble.num_shards):
         stages = range(ensemble.num_slices) if include_checkpoints else [ensemble.num_slices - 1]
@@ -88,7 +87,7 @@ def stage_ensemble(ensemble: SISAEnsemble, folder: str | Path, repo_id: str, inc
 
 
 def push_ensemble_to_hub(
-    ensemble: SISAEnsemble,
+    ensemble,
     repo_id: str,
     *,
     include_checkpoints: bool = False,

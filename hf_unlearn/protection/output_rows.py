@@ -15,7 +15,7 @@ import logging
 import torch
 from torch import nn
 
-from ..methods.base import split_labels
+from ..core.labels import LABEL_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def find_output_layer(model: nn.Module, candidates: dict[str, nn.Module], inputs
     training = model.training
     model.eval()
     try:
-        features, _ = split_labels(inputs)
+        features = {k: v for k, v in inputs.items() if k not in LABEL_KEYS}
         logits = model(**features).logits
     finally:
         for handle in handles:
@@ -77,7 +77,7 @@ def mean_input(model: nn.Module, layer: nn.Module, inputs: dict) -> torch.Tensor
     training = model.training
     model.eval()
     try:
-        features, _ = split_labels(inputs)
+        features = {k: v for k, v in inputs.items() if k not in LABEL_KEYS}
         model(**features)
     finally:
         handle.remove()
