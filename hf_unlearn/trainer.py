@@ -254,8 +254,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             return self._batch_of(self.retain_dataset.shuffle(seed=self.args.seed), size)
         if self.eval_dataset is None:
             return None
-        labels = label_array(self.eval_dataset)
-        kept = [i for i, y in enumerate(labels.tolist()) if y not in set(self.forgotten_classes)]
+        forgotten = set(self.forgotten_classes)  # one pass over the forget labels, not one per example
+        kept = [i for i, y in enumerate(label_array(self.eval_dataset).tolist()) if y not in forgotten]
         return self._batch_of(self.eval_dataset.select(kept), size) if kept else None
 
     # ------------------------------------------------------------------ Trainer overrides

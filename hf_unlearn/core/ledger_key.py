@@ -11,6 +11,7 @@ treating every row as unknown. Keep the key as you keep the data: whoever holds 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -36,10 +37,8 @@ def _create_key_file(file: Path) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(os.urandom(32))
         os.chmod(temporary, 0o600)
-        try:
+        with contextlib.suppress(FileExistsError):  # another process linked its key first: theirs is used
             os.link(temporary, file)
-        except FileExistsError:
-            pass  # another process created it first: use theirs
     finally:
         os.unlink(temporary)
 

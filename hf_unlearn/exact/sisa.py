@@ -94,11 +94,14 @@ class SISAEnsemble:
 
     def shard_of(self, index: int) -> tuple[int, int]:
         """(shard, slice) holding training example ``index``."""
-        for shard, slices in enumerate(self.state["assignment"]):
-            for stage, members in enumerate(slices):
-                if index in members:
-                    return shard, stage
-        raise KeyError(index)
+        if getattr(self, "_location", None) is None:  # one dict instead of a scan of every slice per lookup
+            self._location = {
+                i: (shard, stage)
+                for shard, slices in enumerate(self.state["assignment"])
+                for stage, members in enumerate(slices)
+                for i in members
+            }
+        return self._location[index]
 
     def live_indices(self, shard: int, up_to: int) -> list[int]:
         """Training examples of slices 0..``up_to`` of ``shard`` that were not deleted, in slice order."""
