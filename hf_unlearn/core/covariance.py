@@ -32,6 +32,8 @@ from .layers import (
 )
 
 PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
+# what a padding token's row is: "masked" = left out (rows of real tokens only), "counted" = a row like any other
+PADDING_POLICIES = ("masked", "counted")
 
 
 @dataclass
@@ -42,6 +44,7 @@ class GramStatistics:
     layers: dict[str, LayerInfo]
     num_examples: int
     num_rows: dict[str, int] = field(default_factory=dict)
+    padding: str = "masked"  # how padding tokens were treated (see ``PADDING_POLICIES``)
 
 
 def default_forward(model: nn.Module, batch, device: torch.device | None) -> None:
@@ -74,6 +77,11 @@ class GramCollector:
     Use as a context manager; the hooks are removed on exit whatever happens. Consecutive layers fed
     the very same input tensor (the query, key and value projections of an attention block) share
     one product instead of computing it three times.
+
+    ``token_mask`` (set per batch, ``(batch, tokens)``, True for real tokens) drops the rows of padding
+    tokens from every token-shaped Linear input: which positions are padding depends on how examples
+    were batched, so counting them would make a Gram depend on the batching, and G_total − G_forget
+    would not be the retain set's Gram.
     """
 
     def __init__(self, layers: Mapping[str, nn.Module], precision: str = "float64"):
@@ -86,6 +94,7 @@ class GramCollector:
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         # (input, its version, product, rows): the last shareable input and what it gave
         self._last: tuple[torch.Tensor, int, torch.Tensor, int] | None = None
+        self.token_mask: torch.Tensor | None = None
 
     def __enter__(self) -> GramCollector:
         for name, module in self.layers.items():
@@ -108,7 +117,11 @@ class GramCollector:
             last_x, version, product, n_rows = self._last
             if last_x is x and x._version == version:
                 return product, n_rows
-        rows = input_rows(module, x.detach()).to(self.product_dtype)
+        mask = self.token_mask
+        if shareable and mask is not None and x.dim() == 3 and tuple(x.shape[:2]) == tuple(mask.shape):
+            rows = x.detach()[mask].to(self.product_dtype)  # real tokens only
+        else:
+            rows = input_rows(module, x.detach()).to(self.product_dtype)
         product = (rows.T @ rows).to(torch.float64)
         if shareable:
             self._last = (x, x._version, product, rows.shape[0])
@@ -161,6 +174,7 @@ def collect_gram_matrices(
     collate_fn: Callable | None = None,
     forward_fn: Callable[[nn.Module, object, torch.device | None], None] = default_forward,
     precision: str = "float64",
+    padding: str = "masked",
     show_progress: bool = True,
     desc: str = "Collecting CGS statistics",
 ) -> GramStatistics:
@@ -171,7 +185,12 @@ def collect_gram_matrices(
     process passes over its own shard and the Grams are summed across processes.
     ``precision="float32"`` computes each batch's product in float32 (faster, ~1e-7 relative
     error) before float64 accumulation; the default is float64 throughout.
+    ``padding="masked"`` leaves out the rows of tokens a batch's ``attention_mask`` marks as padding
+    (Linear inputs shaped ``(batch, tokens, features)``); ``"counted"`` keeps them, as spaces saved
+    before 2026-12-01 did. Grams that are added or subtracted must use the same policy.
     """
+    if padding not in PADDING_POLICIES:
+        raise ValueError(f"padding must be one of {PADDING_POLICIES}, got {padding!r}")
     if layers is None:
         layers = find_protectable_layers(model, include=include, exclude=exclude)
     batches = as_batches(data, batch_size=batch_size, collate_fn=collate_fn)
@@ -184,6 +203,7 @@ def collect_gram_matrices(
         with GramCollector(layers, precision=precision) as collector, torch.no_grad():
             for batch in tqdm(batches, total=total, desc=desc, disable=not show_progress, leave=False):
                 num_examples += batch_size_of(batch)
+                collector.token_mask = _token_mask(batch, device) if padding == "masked" else None
                 forward_fn(model, batch, device)
             collector.all_reduce()
     finally:
@@ -199,4 +219,13 @@ def collect_gram_matrices(
         layers={name: layer_info(module) for name, module in layers.items()},
         num_examples=num_examples,
         num_rows=dict(collector.num_rows),
+        padding=padding,
     )
+
+
+def _token_mask(batch, device: torch.device | None) -> torch.Tensor | None:
+    """The batch's attention mask as booleans (real tokens), when it has a 2-D one."""
+    mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
+    if not torch.is_tensor(mask) or mask.dim() != 2:
+        return None
+    return _to(mask, device).bool()

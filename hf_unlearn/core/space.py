@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .covariance import GramStatistics, collect_gram_matrices
+from .covariance import PADDING_POLICIES, GramStatistics, collect_gram_matrices
 from .energy import DEFAULT_ENERGY, ENERGY_MEASURES, check_gamma, energy_rank
 from .errors import CGSMismatchError, LedgerError
 from .fingerprint import LOCAL_KEY, fingerprint_examples, model_fingerprint
@@ -61,6 +61,7 @@ class CoreGradientSpace:
         ledger: list[dict] | None = None,
         ledger_fingerprints: list[torch.Tensor] | None = None,
         fingerprint_key_id: str | None = LOCAL_KEY,
+        padding: str = "masked",
     ):
         if set(grams) != set(layers):
             raise ValueError("grams and layers must name the same layers")
@@ -70,6 +71,9 @@ class CoreGradientSpace:
                 raise CGSMismatchError(f"Layer '{name}': Gram is {tuple(gram.shape)}, the layer needs ({d}, {d}).")
         if energy not in ENERGY_MEASURES:
             raise ValueError(f"energy must be one of {ENERGY_MEASURES}, got {energy!r}")
+        if padding not in PADDING_POLICIES:
+            raise ValueError(f"padding must be one of {PADDING_POLICIES}, got {padding!r}")
+        self.padding = padding  # how padding tokens were treated; a request's Grams must be collected the same way
         self.grams = share_equal({name: gram.to(torch.float64) for name, gram in grams.items()})
         _check_grams(self.grams, "The Core Gradient Space")
         self.layers = dict(layers)
@@ -145,6 +149,7 @@ class CoreGradientSpace:
             model_fingerprint=model_fingerprint(model, stats.layers),
             train_fingerprints=train_fps,
             fingerprint_columns=columns,
+            padding=stats.padding,
         )
 
     # ----------------------------------------------------------------- thresholds and bases
@@ -289,6 +294,12 @@ class CoreGradientSpace:
         self.check_request(fingerprints)
         if set(forget.grams) != set(self.grams):
             raise CGSMismatchError("The forget statistics cover other layers than the cache.")
+        if forget.padding != self.padding:
+            raise CGSMismatchError(
+                f"The forget statistics were collected with padding tokens {forget.padding} but the cache with them "
+                f"{self.padding}: the subtraction would not give the retain set's Gram. Collect them with "
+                f"collect_gram_matrices(..., padding={self.padding!r})."
+            )
         if forget.num_examples != fingerprints.numel():
             raise LedgerError(
                 f"The forget statistics come from {forget.num_examples} examples but {fingerprints.numel()} "

@@ -52,6 +52,7 @@ def save_space(space, path: Path, gram_dtype: torch.dtype = torch.float64) -> No
         "model_fingerprint": space.model_fingerprint,
         "fingerprint_columns": space.fingerprint_columns,
         "fingerprint_key_id": space.fingerprint_key_id,
+        "padding": space.padding,
         "ledger": space.ledger,
     }
     # the config goes last, through a rename: a crash mid-save never leaves a config naming other tensors
@@ -87,6 +88,7 @@ def load_space(
             ledger=config["ledger"],
             ledger_fingerprints=[tensors[f"ledger.{i}"] for i in range(len(config["ledger"]))],
             fingerprint_key_id=config.get("fingerprint_key_id"),  # absent: unkeyed (format 1 and 2)
+            padding=config.get("padding", "counted"),  # absent: saved before padding rows were masked
         )
     except KeyError as error:
         raise CGSLoadError(f"{where} is incomplete: {error} is missing. {fix}") from error

@@ -132,6 +132,7 @@ class SpaceProtection:
             model_fingerprint=model_fingerprint(model, stats.layers),
             train_fingerprints=fingerprint_examples(self.original_dataset, columns),
             fingerprint_columns=columns,
+            padding=stats.padding,
         )
 
     def protected_modules(self, model: nn.Module, space: CoreGradientSpace) -> dict[str, nn.Module]:
@@ -175,6 +176,7 @@ class SpaceProtection:
                 layers=modules,
                 batch_size=self.settings.batch_size,
                 collate_fn=self.collate_fn,
+                padding=space.padding,
                 show_progress=False,
             )
             space.subtract(forget_stats, fingerprints, note=note)

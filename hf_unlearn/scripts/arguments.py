@@ -10,6 +10,7 @@ command line and YAML without a shared list of prefixed fields: the method is re
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,11 +145,14 @@ PATH_KEYS = (
 
 
 def _relative_to(base: Path, value):
-    """``./x`` and ``../x`` are relative to the config file, so a config works from any directory."""
+    """``./x`` and ``../x`` are relative to the config file, so a config works from any directory.
+
+    Normalised, not resolved: a path that is a link (the text recipe's ``base/``) stays the path the user wrote.
+    """
     if isinstance(value, list):
         return [_relative_to(base, v) for v in value]
     if isinstance(value, str) and value.startswith(("./", "../")):
-        return str((base / value).resolve())
+        return os.path.normpath(base / value)
     return value
 
 
