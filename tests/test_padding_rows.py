@@ -98,3 +98,20 @@ def test_a_space_saved_before_masking_counts_padding_and_refuses_masked_forget_g
     assert len(old.ledger) == 1
     with pytest.raises(ValueError, match="padding must be one of"):
         collect_gram_matrices(bert, [], padding="ignored")
+
+
+def test_evaluation_batches_texts_by_length_and_returns_them_in_the_dataset_order(bert):
+    from hf_unlearn.evaluation.predict import collect_outputs, length_order
+
+    data = _ragged(n=20)
+    order = length_order(data)
+    assert order is not None and [len(data[i]["input_ids"]) for i in order] == sorted(map(len, data["input_ids"]))
+    assert length_order(data.select(order)) is None  # already sorted: nothing to do
+    def pad_with_labels(rows):
+        return {**_pad(rows), "labels": torch.tensor([r["labels"] for r in rows])}
+
+    out = collect_outputs(bert, data, collate_fn=pad_with_labels, batch_size=6)
+    for i in range(len(data)):
+        alone = bert(**_pad([data[i]])).logits[0]
+        torch.testing.assert_close(out["logits"][i], alone, rtol=1e-4, atol=1e-5)
+    assert out["labels"].tolist() == data["labels"]
