@@ -1,0 +1,106 @@
+"""A model's life of deletion requests: served in turn, never twice, and a crash loses or repeats none."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from digits_models import make_args
+from safetensors.torch import load_file
+
+from hf_unlearn.core import LedgerError
+from hf_unlearn.data.forget import indices_of_classes
+from hf_unlearn.sequential import REQUEST_FILE, SequentialUnlearning, request_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ledger(folder: Path) -> list[int]:
+    config = json.loads((folder / "core_gradient_space" / "cgs_config.json").read_text())
+    return [entry["num_examples"] for entry in config["ledger"]]
+
+
+def test_requests_are_served_in_turn_and_a_repeat_is_refused_after_a_restart(trained_model, digits, tmp_path,
+                                                                             one_thread):
+    train = digits["train"]
+    rows = {c: indices_of_classes(train, [c]) for c in (3, 5, 7)}
+    seen = []
+
+    def evaluate(model, removed):
+        seen.append(list(removed))
+        return {"removed": len(removed)}
+
+    args = make_args(tmp_path, "pgu", output_dir=str(tmp_path / "life"))
+    first = SequentialUnlearning(trained_model, args, train, eval_dataset=digits["validation"], evaluate=evaluate)
+    before = {n: p.detach().clone() for n, p in trained_model.named_parameters()}
+    records = first.serve([rows[3], rows[5]])
+    assert [r["unlearned"] for r in records] == [True, True]
+    assert seen == [sorted(rows[3]), sorted(rows[3] + rows[5])]  # the comparison sees everything removed so far
+    assert all(torch.equal(p, before[n]) for n, p in trained_model.named_parameters())  # the original is untouched
+    assert _ledger(request_folder(args.output_dir, 2)) == [len(rows[3]), len(rows[5])]
+    assert first.removed_rows() == sorted(rows[3] + rows[5])
+    served_at = (request_folder(args.output_dir, 1) / "model.safetensors").stat().st_mtime_ns
+
+    restarted = SequentialUnlearning(trained_model, args, train, eval_dataset=digits["validation"])
+    with pytest.raises(LedgerError, match="already removed by request 1"):
+        restarted.serve([rows[3], rows[5], rows[3][:10]])
+    assert not request_folder(args.output_dir, 3).exists()
+    with pytest.raises(ValueError, match="other rows"):
+        restarted.serve([rows[5], rows[3]])
+    records = restarted.serve([rows[3], rows[5], rows[7]])
+    assert [r["request"] for r in records] == [1, 2, 3] and records[2]["unlearned"]
+    assert (request_folder(args.output_dir, 1) / "model.safetensors").stat().st_mtime_ns == served_at  # not redone
+    assert _ledger(request_folder(args.output_dir, 3)) == [len(rows[c]) for c in (3, 5, 7)]
+    assert json.loads((Path(args.output_dir) / "requests.json").read_text()) == records
+
+
+def test_bad_requests_are_refused_before_anything_runs(trained_model, digits, tmp_path):
+    args = make_args(tmp_path, "pgu", output_dir=str(tmp_path / "life"))
+    queue = SequentialUnlearning(trained_model, args, digits["train"], eval_dataset=digits["validation"])
+    with pytest.raises(ValueError, match="Request 2 is empty"):
+        queue.serve([[0, 1], []])
+    with pytest.raises(IndexError, match="outside the training set"):
+        queue.serve([[0, len(digits["train"])]])
+    with pytest.raises(ValueError, match="more than once"):
+        queue.serve([[4, 4]])
+    with pytest.raises(LedgerError, match="already removed by request 1"):
+        queue.serve([[0, 1], [1, 2]])
+    assert not any(Path(args.output_dir).glob("request-*"))
+
+
+def test_a_killed_life_of_requests_resumes_without_losing_or_repeating_one(trained_model, digits, tmp_path):
+    model_folder = tmp_path / "original"
+    trained_model.save_pretrained(model_folder)
+    out = tmp_path / "life"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, str(ROOT / "tests" / "scripts" / "sequential_requests.py"), str(model_folder), str(out)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    in_request_2 = out / "request-0002.partial" / "checkpoint-4"
+    deadline = time.monotonic() + 300
+    while not (in_request_2 / "unlearning_request.json").is_file():
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "request 2 never reached a checkpoint"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (request_folder(out, 1) / REQUEST_FILE).is_file() and not request_folder(out, 2).exists()
+    served_at = (request_folder(out, 1) / "model.safetensors").stat().st_mtime_ns
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    records = json.loads((out / "requests.json").read_text())
+    digits_train = digits["train"]
+    assert [r["num_examples"] for r in records] == [len(indices_of_classes(digits_train, [c])) for c in (3, 5, 7)]
+    assert _ledger(request_folder(out, 3)) == [r["num_examples"] for r in records]  # each request exactly once
+    assert (request_folder(out, 1) / "model.safetensors").stat().st_mtime_ns == served_at  # request 1 not redone
+    assert not any(out.glob("*.partial")) and not any(request_folder(out, 2).glob("checkpoint-*"))
+    resumed = records[1]["resumed_from"]  # request 2 went on from its newest checkpoint, not from the start
+    assert resumed is not None and int(resumed.split("-")[1]) >= 4
+    assert records[0]["resumed_from"] is None and records[2]["resumed_from"] is None
+    final = load_file(str(request_folder(out, 3) / "model.safetensors"))
+    assert all(torch.isfinite(v).all() for v in final.values())
