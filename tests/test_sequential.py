@@ -104,3 +104,28 @@ def test_a_killed_life_of_requests_resumes_without_losing_or_repeating_one(train
     assert records[0]["resumed_from"] is None and records[2]["resumed_from"] is None
     final = load_file(str(request_folder(out, 3) / "model.safetensors"))
     assert all(torch.isfinite(v).all() for v in final.values())
+
+
+def test_the_recipe_serves_classes_as_requests_and_a_rerun_resumes_nothing(trained_model, digits, tmp_path,
+                                                                            one_thread):
+    from hf_unlearn.scripts.unlearn import main
+
+    trained_model.save_pretrained(tmp_path / "original")
+    out = tmp_path / "life"
+    argv = ["--model_name_or_path", str(tmp_path / "original"), "--dataset_name", "digits", "--forget_class", "3", "5",
+            "--num_requests", "2", "--compare_with_retrain", "true", "--retrain_epochs", "8",
+            "--output_dir", str(out), "--disable_tqdm", "true", "--logging_strategy", "no", "--report_to", "none"]
+    summary = main(argv)
+    assert summary["requests"] == 2 and summary["unlearned"] == 2
+    records = json.loads((out / "requests.json").read_text())
+    sizes = [len(indices_of_classes(digits["train"], [c])) for c in (3, 5)]  # one request per class, in order
+    assert _ledger(request_folder(out, 2)) == [r["num_examples"] for r in records] == sizes
+    for record in records:
+        metrics = record["metrics"]
+        assert metrics["UA"] >= 95.0  # UA = 100 - forget accuracy: every class removed so far, not only the last
+        assert 0.0 <= metrics["avg_gap"] < 10.0 and metrics["TA"] > 70.0
+    first = (request_folder(out, 1) / "model.safetensors").stat().st_mtime_ns
+    assert main(argv) == summary  # the same command again: everything is served, nothing runs twice
+    assert (request_folder(out, 1) / "model.safetensors").stat().st_mtime_ns == first
+    with pytest.raises(ValueError, match="does not push"):
+        main([*argv, "--push_dry_run", str(tmp_path / "staged")])

@@ -99,6 +99,14 @@ class ForgetSetArguments:
     forget_filter: str | None = field(
         default=None, metadata={"help": "Forget rows where COLUMN==VALUE (also !=, <, >, in: 'user_id==17')."}
     )
+    num_requests: int = field(
+        default=1,
+        metadata={
+            "help": "Serve the forget set as N deletion requests, one after another on the same model (one class "
+            "each when --forget_class names N classes, else N random parts): output_dir/request-NNNN per request; "
+            "the same command resumes after a crash."
+        },
+    )
 
     def __post_init__(self):
         if self.forget_fraction is not None and not 0.0 < self.forget_fraction < 1.0:
@@ -108,6 +116,8 @@ class ForgetSetArguments:
         ]
         if len(chosen) > 1:
             raise ValueError(f"Choose the forget set one way only; got {chosen}.")
+        if self.num_requests < 1:
+            raise ValueError(f"num_requests must be at least 1, got {self.num_requests}")
 
     def selection(self) -> dict:
         """Keyword arguments of ``data.forget.select_forget_indices``."""

@@ -48,6 +48,7 @@ from ..hub import public_name
 from ..protection import SpaceProtection, SpaceSettings
 from ..trainer import UnlearningTrainer
 from .arguments import ForgetSetArguments, ScriptArguments, parse_args
+from .sequential import run_sequential
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,11 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
     if script_args.compare_with_retrain and test is None:
         raise ValueError("--compare_with_retrain needs a held-out split to measure test accuracy on.")
     space = named_space(script_args, args, model, train, processing_class)
+    if forget_args.num_requests > 1:  # a model's life of requests, served one after another
+        collate = DataCollatorWithPadding(processing_class) if hasattr(processing_class, "pad") else None
+        return run_sequential(script_args, forget_args, args, model=model, train=train, test=test, indices=indices,
+                              processing_class=processing_class, space=space,
+                              collate_fn=collate or default_data_collator)
     original = copy.deepcopy(model) if script_args.compare_with_retrain else None
     trainer = UnlearningTrainer(
         model=model,
