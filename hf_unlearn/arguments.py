@@ -22,8 +22,8 @@ from .methods import METHODS, get_method, hyperparameter_owners, resolve_method
 from .methods.base import TRAINING_KEYS, MethodConfig, UnlearningMethod
 from .methods.pgu_retain import PGURetainConfig
 
-SCENARIOS = ("auto", "samples", "class")
-STOP_RULES = ("auto", "forget_below_validation", "class_removal", "none")
+SCENARIOS = ("auto", "samples", "class", "poison")
+STOP_RULES = ("auto", "forget_below_validation", "class_removal", "poison_removed", "none")
 ENERGIES = ("sigma", "sigma2")
 # what an unset training value becomes when the method recommends none (PGU's values)
 LIBRARY_TRAINING_DEFAULTS = {
@@ -86,7 +86,9 @@ class UnlearningArguments(TrainingArguments):
     scenario: str = field(
         default="auto",
         metadata={
-            "help": "'samples', 'class', or 'auto': class when the forget labels are absent from the retain set."
+            "help": "'samples', 'class', 'poison' (the forget examples carry wrong labels or a backdoor trigger: a "
+            "model trained without them would not give them those labels), or 'auto': class when the forget labels "
+            "are absent from the retain set, else samples."
         },
     )
     stop_rule: str = field(
@@ -94,6 +96,7 @@ class UnlearningArguments(TrainingArguments):
         metadata={
             "help": "'forget_below_validation' (stop once forget accuracy < the original's validation accuracy), "
             "'class_removal' (stop once the forgotten classes are gone or retain accuracy drops), "
+            "'poison_removed' (stop once the poisoned labels are rarely predicted on the poisoned examples), "
             "'none', or 'auto' (by scenario)."
         },
     )
@@ -103,6 +106,13 @@ class UnlearningArguments(TrainingArguments):
     class_forget_probability: float = field(
         default=0.05,
         metadata={"help": "...and the forgotten classes' mean probability on the forget set is at or below this."},
+    )
+    poison_forget_target: float = field(
+        default=5.0,
+        metadata={
+            "help": "Poison removal: stop once the poisoned examples get their (poisoned) labels on at most this "
+            "percent of them."
+        },
     )
     check_every_steps: int = field(
         default=0,
@@ -238,7 +248,7 @@ def check_training_values(args: UnlearningArguments) -> None:
         value = getattr(args, name)
         if not (math.isfinite(value) and value >= 0):
             problems.append(f"{name} must be a finite number >= 0, got {value!r}")
-    for name in ("class_forget_target", "class_forget_probability"):
+    for name in ("class_forget_target", "class_forget_probability", "poison_forget_target"):
         value = getattr(args, name)
         if not math.isfinite(value):
             problems.append(f"{name} must be finite, got {value!r}")

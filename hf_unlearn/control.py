@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ControlSettings:
-    rule: str = "none"  # forget_below_validation, class_removal or none (already resolved)
+    rule: str = "none"  # forget_below_validation, class_removal, poison_removed or none (already resolved)
     check_every: int = 0  # optimizer steps between checks; 0 = automatic (see ``_interval``)
     check_examples: int = 0  # examples one check runs forward (forget + retain + validation samples)
     examples_per_step: int = 1  # examples one optimizer step trains on (both streams, all processes)
@@ -53,6 +53,7 @@ class ControlSettings:
     max_overshoots: int = 3  # sample removal: returns to the previous good state at half the step (bisection)
     class_forget_target: float = 1.0  # percent
     class_probability: float = 0.05
+    poison_forget_target: float = 5.0  # percent of the poisoned examples still given their poisoned label
     check_density: int = 1  # checks per default interval (see ``_interval``)
 
 
@@ -213,6 +214,11 @@ class UnlearningControl(TrainerCallback):
                 f"the forget set already looks like held-out data (forget accuracy {metrics['forget_accuracy']:.1f} "
                 f"< validation {validation:.1f}), so the stop rule ends the run before its first step"
             )
+        if self.settings.rule == "poison_removed" and metrics["forget_accuracy"] <= self.settings.poison_forget_target:
+            return (
+                f"the poisoned labels are already rare on the poisoned examples ({metrics['forget_accuracy']:.1f} % "
+                f"<= {self.settings.poison_forget_target:g} %): the model did not learn them"
+            )
         return None
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
@@ -289,6 +295,8 @@ class UnlearningControl(TrainerCallback):
                 and metrics.get("forget_probability", 1.0) <= self.settings.class_probability
             ):
                 self._stop(control, "rule", "the forgotten classes are no longer predicted")
+        elif rule == "poison_removed" and metrics["forget_accuracy"] <= self.settings.poison_forget_target:
+            self._stop(control, "rule", "the poisoned examples no longer get their poisoned labels")
 
     def _stop(self, control, by: str, reason: str) -> None:
         control.should_training_stop = True
@@ -339,6 +347,11 @@ class UnlearningControl(TrainerCallback):
                 f"{self.settings.class_forget_target:g} %), with mean probability "
                 f"{metrics.get('forget_probability', math.nan):.3f} "
                 f"(target at most {self.settings.class_probability:g})"
+            )
+        if self.settings.rule == "poison_removed":
+            return (
+                f"the poisoned examples still get their poisoned labels on {forget:.1f} % of the forget sample "
+                f"(target at most {self.settings.poison_forget_target:g} %)"
             )
         return (
             f"forget accuracy {forget:.1f} is not below the original model's validation accuracy "

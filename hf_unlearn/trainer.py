@@ -275,6 +275,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             max_backtracks=args.max_backtracks,
             class_forget_target=args.class_forget_target,
             class_probability=args.class_forget_probability,
+            poison_forget_target=args.poison_forget_target,
             check_examples=sum(len(d) for d in self._check_samples()),
             examples_per_step=args.per_device_train_batch_size
             * args.gradient_accumulation_steps
