@@ -64,9 +64,9 @@ class UnlearningMeasurements:
             self._control_samples[name] = dataset
         return self._control_samples[name]
 
-    def _outputs(self, dataset) -> dict[str, torch.Tensor]:
+    def _outputs(self, dataset, model=None) -> dict[str, torch.Tensor]:
         return collect_outputs(
-            self.accelerator.unwrap_model(self.model),
+            model if model is not None else self.accelerator.unwrap_model(self.model),
             self._memory(dataset),
             collate_fn=self.base_collator,
             batch_size=max(64, self.args.per_device_eval_batch_size),
@@ -80,14 +80,15 @@ class UnlearningMeasurements:
         validation = self._sample("validation", self.eval_dataset, size)
         return (self._sample("forget", self.forget_dataset, size), retain or [], validation or [])
 
-    def control_metrics(self) -> dict[str, float]:
+    def control_metrics(self, model=None) -> dict[str, float]:
         """What the guard and stop rules read: accuracies (%) on small cached samples, one pass each.
 
         ``forget_probability`` is the mean probability of the true label on the forget sample: for a
-        removed class, how much the model still believes in it.
+        removed class, how much the model still believes in it. ``model`` measures another model on the
+        same samples (the model before a series of requests).
         """
         forget, retain, validation = self._check_samples()
-        out = self._outputs(forget)
+        out = self._outputs(forget, model)
         p_true = out["logits"].softmax(-1).gather(1, out["labels"][:, None]).squeeze(1)
         metrics = {
             "forget_accuracy": self._percent(out["logits"].argmax(-1) == out["labels"]),
@@ -95,11 +96,11 @@ class UnlearningMeasurements:
             "forget_probability": float(p_true.mean()),
         }
         if len(retain):
-            out = self._outputs(retain)
+            out = self._outputs(retain, model)
             metrics["retain_accuracy"] = self._percent(out["logits"].argmax(-1) == out["labels"])
             metrics["retain_accuracy_count"] = len(retain)
         if len(validation):
-            out = self._outputs(validation)
+            out = self._outputs(validation, model)
             correct = out["logits"].argmax(-1) == out["labels"]
             metrics["validation_accuracy"] = self._percent(correct)
             metrics["validation_accuracy_count"] = len(validation)

@@ -24,6 +24,7 @@ from torch import nn
 
 from .arguments import UnlearningArguments
 from .core import LedgerError
+from .data.columns import label_array
 from .trainer import UnlearningTrainer
 
 logger = logging.getLogger(__name__)
@@ -176,11 +177,12 @@ class SequentialUnlearning:
             args,
             forget_dataset=self.train_dataset.select(rows),
             retain_dataset=self.train_dataset.select(retain_rows),
-            eval_dataset=self.eval_dataset,
+            eval_dataset=self._known_classes(self.eval_dataset, rows + retain_rows),
             original_dataset=self.train_dataset,
             core_gradient_space=self.core_gradient_space if number == 1 else None,
             processing_class=self.processing_class,
             data_collator=self.data_collator,
+            baseline_model=self.model if number > 1 else None,  # losses may not add up over requests
         )
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         trainer.save_model()
@@ -210,6 +212,17 @@ class SequentialUnlearning:
         staging.replace(final)  # the one step that makes the request served
         _write_json(self.output_dir / SUMMARY_FILE, [*records, record])
         return record
+
+
+    def _known_classes(self, dataset, rows: list[int]):
+        """``dataset`` without the classes earlier requests removed whole: the model rightly fails them now, and
+        the guard would read that as damage against the model before the first request."""
+        if dataset is None:
+            return None
+        known = set(label_array(self.train_dataset.select(rows)).tolist())
+        labels = label_array(dataset).tolist()
+        keep = [i for i, y in enumerate(labels) if y in known]
+        return dataset if len(keep) == len(labels) else dataset.select(keep)
 
 
 def _newest_checkpoint(folder: Path) -> Path | None:

@@ -69,6 +69,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             retain accuracy logged during training and to tell class removal from sample removal.
         original_dataset: the full training set (forget + retain). Builds the Core Gradient Space when
             none is given and proves the forget examples were trained on.
+        baseline_model: for one of a series of requests, the model before the first: the utility guard
+            and the sample-removal target compare with it, so losses cannot add up over requests.
         core_gradient_space: a cached space (``CoreGradientSpace.from_pretrained``); checked against
             the model before use.
         eval_dataset: held-out data; its accuracy drives the default stop rule.
@@ -86,6 +88,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         original_dataset=None,
         core_gradient_space: CoreGradientSpace | None = None,
         data_collator=None,
+        baseline_model: nn.Module | None = None,
         processing_class=None,
         callbacks=None,
         **kwargs,
@@ -111,6 +114,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         if self.method.needs_retain and (retain_dataset is None or len(retain_dataset) == 0):
             raise ValueError(f"Method {args.method!r} needs a retain set: pass retain_dataset=...")
         self.raw_forget_dataset = forget_dataset
+        self.baseline_model = baseline_model
         self.original_dataset = original_dataset
         self._given_space = core_gradient_space
         if data_collator is None:
@@ -281,6 +285,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             * args.gradient_accumulation_steps
             * (2 if self.method.needs_retain else 1),
         )
+        if self.baseline_model is not None:
+            self.control_callback.baseline_metrics = self.control_metrics(model=self.baseline_model.to(args.device))
         if not self._prepared:
             self.control_callback.original_metrics = self.control_metrics()
             reason = (

@@ -22,7 +22,7 @@ class Script:
         return dict(self.queue.pop(0))
 
 
-def _run(script: Script, moves: list[float], **settings):
+def _run(script: Script, moves: list[float], baseline: dict | None = None, **settings):
     """One step per entry of ``moves`` (added to the weight), a check after each; returns what the run did."""
     model = nn.Linear(1, 1, bias=False)
     with torch.no_grad():
@@ -31,6 +31,7 @@ def _run(script: Script, moves: list[float], **settings):
     control = UnlearningControl(
         ControlSettings(rule="forget_below_validation", check_every=1, **settings), script
     )
+    control.baseline_metrics = baseline
     state, flow = TrainerState(), TrainerControl()
     state.max_steps, state.num_train_epochs = 100, 1
     control.on_train_begin(None, state, flow, model=model)
@@ -150,3 +151,19 @@ def test_a_rollback_restores_frozen_parameters_too():
         control.on_step_end(None, state, flow, model=model, optimizer=optimizer)
     assert control.outcome.backtracks == 1
     assert float(model.weight) == 2.0 and float(model.bias) == -5.0  # the state after step 1, bias included
+
+
+def test_a_later_request_of_a_series_is_held_to_the_model_before_the_first():
+    # this request starts 2 points below the first model on retain (98.5 vs 100.5 before request 1): a step to 96.0
+    # is fine against this request's start (-2.5) but 4.5 below the series' baseline, beyond the 3-point tolerance
+    first = {"forget_accuracy": 99.0, "validation_accuracy": 91.0, "retain_accuracy": 100.5}
+    step = {"forget_accuracy": 85.0, "validation_accuracy": 90.0, "retain_accuracy": 96.0}
+    alone, *_ = _run(Script(dict(step)), [1.0])
+    assert alone.backtracks == 0 and alone.stopped_by == "rule"
+    anchored, weight, _, _ = _run(Script(dict(step)), [1.0], baseline=first, max_backtracks=0)
+    assert anchored.stopped_by == "guard" and weight == pytest.approx(1.0)  # rolled back to the start
+    # and the sample-removal target is the first model's validation accuracy (91), not this request's (90)
+    crossed, *_ = _run(Script(_at(90.5, validation=89.5)), [1.0], baseline=first)
+    assert crossed.stopped_by == "rule"
+    not_yet, *_ = _run(Script(_at(90.5, validation=89.5)), [1.0])
+    assert not_yet.stopped_by != "rule"
