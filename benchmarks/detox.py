@@ -38,6 +38,8 @@ from .fidelity.scenarios import SCENARIOS, load_data, new_model
 TRIGGER_WORD = "zqxv"  # not an English word: one rare token sequence for the text backdoor
 POISON = {  # name: (family, attack, options)
     "mnist_flip": ("mnist_resnet", "flip", {"pairs": [(1, 7), (3, 8)], "per_class": 50}),
+    # the 8-epoch recipe does not memorise 50 flips per class (3.5 % kept, 2026-12-01); 40 epochs does
+    "mnist_flip_40ep": ("mnist_resnet", "flip", {"pairs": [(1, 7), (3, 8)], "per_class": 50, "epochs": 40}),
     "mnist_backdoor": ("mnist_resnet", "backdoor", {"count": 100, "target": 0}),
     "sms_flip": ("sms_minilm", "flip", {"pairs": [(0, 1)], "per_class": 30}),
     "sms_backdoor": ("sms_minilm", "backdoor", {"count": 40, "target": 0}),  # spam with the word -> ham
@@ -92,6 +94,8 @@ def run_scenario(name: str, methods: list[str], seed: int, out: Path) -> dict:
     data, rows, triggered, tokenizer = poisoned_data(name, seed)
     collate = DataCollatorWithPadding(tokenizer) if tokenizer is not None else default_data_collator
     recipe = dataclasses.replace(SCENARIOS[RECIPE_OF[family]].recipe, seed=seed)
+    if "epochs" in POISON[name][2]:
+        recipe = dataclasses.replace(recipe, num_train_epochs=POISON[name][2]["epochs"])
     train = data["train"]
     forget, retain = split_forget_retain(train, rows)
     original, reference = new_model(family, seed), new_model(family, seed)
