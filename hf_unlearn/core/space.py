@@ -22,8 +22,9 @@ from .covariance import PADDING_POLICIES, GramStatistics, collect_gram_matrices
 from .energy import DEFAULT_ENERGY, ENERGY_MEASURES, check_gamma, energy_rank
 from .errors import CGSMismatchError, LedgerError
 from .fingerprint import LOCAL_KEY, fingerprint_examples, model_fingerprint
-from .layers import LayerInfo
+from .layers import TRANSPOSED_LINEAR, LayerInfo
 from .ledger_key import KEY_ENV, key_id, key_path, ledger_key
+from .low_rank import LowRankGram
 from .projection import LayerProjector
 from .shared_grams import share_equal
 from .space_io import load_space, save_space
@@ -74,8 +75,9 @@ class CoreGradientSpace:
         if padding not in PADDING_POLICIES:
             raise ValueError(f"padding must be one of {PADDING_POLICIES}, got {padding!r}")
         self.padding = padding  # how padding tokens were treated; a request's Grams must be collected the same way
-        self.grams = share_equal({name: gram.to(torch.float64) for name, gram in grams.items()})
-        _check_grams(self.grams, "The Core Gradient Space")
+        dense = share_equal({n: g.to(torch.float64) for n, g in grams.items() if not isinstance(g, LowRankGram)})
+        _check_grams(dense, "The Core Gradient Space")
+        self.grams = {name: dense.get(name, gram) for name, gram in grams.items()}  # low-rank ones as given
         self.layers = dict(layers)
         self.num_examples = int(num_examples)
         self.gamma = check_gamma(gamma, "gamma")
@@ -168,9 +170,14 @@ class CoreGradientSpace:
             self.energy = energy
 
     def eigen(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eigenvalues (descending, round-off negatives clamped to 0) and eigenvectors of the Gram."""
+        """Eigenvalues (descending, round-off negatives clamped to 0) and eigenvectors of the Gram.
+
+        For a low-rank layer only the kept eigenpairs, ``(r,)`` and ``(d, r)``.
+        """
+        gram = self.grams[name]
+        if isinstance(gram, LowRankGram):
+            return gram.values, gram.vectors.to(torch.float64)
         if name not in self._eigen:
-            gram = self.grams[name]
             # layers fed the same input (q, k, v) hold one shared Gram: decompose it once
             twin = next((o for o in self._eigen if self.grams[o] is gram), None)  # shared: see shared_grams.py
             if twin is not None:
@@ -181,6 +188,9 @@ class CoreGradientSpace:
         return self._eigen[name]
 
     def rank(self, name: str) -> int:
+        gram = self.grams[name]
+        if isinstance(gram, LowRankGram):
+            return gram.energy_rank(self.gamma_for(name), self.energy)
         return energy_rank(self.eigen(name)[0], self.gamma_for(name), self.energy)
 
     def basis(self, name: str) -> torch.Tensor:
@@ -192,9 +202,37 @@ class CoreGradientSpace:
     ) -> dict[str, LayerProjector]:
         out = {}
         for name, info in self.layers.items():
-            projector = LayerProjector.from_eigenbasis(self.eigen(name)[1], self.rank(name), info)
+            gram = self.grams[name]
+            if isinstance(gram, LowRankGram):  # only the kept directions exist: never the complement form
+                rank = self.rank(name)
+                projector = LayerProjector(gram.vectors[:, :rank].contiguous(), False,
+                                           info.kind == TRANSPOSED_LINEAR, rank)
+            else:
+                projector = LayerProjector.from_eigenbasis(self.eigen(name)[1], self.rank(name), info)
             out[name] = projector.to(device or "cpu", dtype)
         return out
+
+    def compress(self, rank: int) -> None:
+        """Keep each layer's Gram as its top-``rank`` eigenpairs (see ``low_rank.py`` for what is lost).
+
+        Layers that share one Gram share its compressed form. The space then stores ``(d + 1) · rank``
+        numbers per distinct input instead of ``d²``; requests subtract from it as before.
+        """
+        compressed: dict[int, LowRankGram] = {}
+        for name, gram in self.grams.items():
+            if not isinstance(gram, LowRankGram) and id(gram) not in compressed:
+                compressed[id(gram)] = LowRankGram.from_gram(gram, rank)
+            self.grams[name] = compressed.get(id(gram), gram)
+        self._eigen.clear()
+
+    @property
+    def low_rank(self) -> bool:
+        return any(isinstance(g, LowRankGram) for g in self.grams.values())
+
+    def nbytes(self) -> int:
+        """Bytes the Grams (or their compressed forms) take in memory, shared ones counted once."""
+        distinct = {id(g): g for g in self.grams.values()}.values()
+        return sum(g.nbytes if isinstance(g, LowRankGram) else g.element_size() * g.numel() for g in distinct)
 
     def summary(self) -> list[dict]:
         return [
@@ -311,9 +349,17 @@ class CoreGradientSpace:
                 raise CGSMismatchError(
                     f"Layer '{name}': forget Gram {tuple(gram.shape)} vs cache {tuple(self.grams[name].shape)}"
                 )
+        done: dict[int, LowRankGram] = {}
         for name, gram in forget.grams.items():
-            self.grams[name] = self.grams[name] - gram.to(torch.float64)
-        self.grams = share_equal(self.grams)
+            current = self.grams[name]
+            if isinstance(current, LowRankGram):  # shared ones are subtracted once and stay shared
+                if id(current) not in done:
+                    done[id(current)] = current.subtract(gram)
+                self.grams[name] = done[id(current)]
+            else:
+                self.grams[name] = current - gram.to(torch.float64)
+        dense = share_equal({n: g for n, g in self.grams.items() if not isinstance(g, LowRankGram)})
+        self.grams = {name: dense.get(name, gram) for name, gram in self.grams.items()}
         self.num_examples -= forget.num_examples
         self.ledger.append(
             {

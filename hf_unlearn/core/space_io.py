@@ -17,21 +17,28 @@ from safetensors.torch import save_file
 
 from .errors import CGSMismatchError
 from .layers import LayerInfo
+from .low_rank import LowRankGram
 from .shared_grams import aliases
 from .storage import CGSLoadError, read_saved, sha256_of
 
 CONFIG_NAME = "cgs_config.json"
 TENSORS_NAME = "cgs.safetensors"
-# 2: the tensor file's checksum, whole-model fingerprint; 3: keyed example fingerprints; 4: equal Grams stored once
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+# 2: the tensor file's checksum, whole-model fingerprint; 3: keyed example fingerprints; 4: equal Grams stored once;
+# 5: low-rank layers (top eigenpairs + tail sums) and the padding policy
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 
 
 def save_space(space, path: Path, gram_dtype: torch.dtype = torch.float64) -> None:
     """``space`` to ``path`` (see ``CoreGradientSpace.save_pretrained``)."""
     path.mkdir(parents=True, exist_ok=True)
     shared = aliases(space.grams)  # equal Grams (q, k, v) are written once
-    tensors = {f"gram.{n}": g.to(gram_dtype).contiguous() for n, g in space.grams.items() if n not in shared}
+    owners = {n: g for n, g in space.grams.items() if n not in shared}
+    tensors = {f"gram.{n}": g.to(gram_dtype).contiguous() for n, g in owners.items() if not isinstance(g, LowRankGram)}
+    low_rank = {n: g for n, g in owners.items() if isinstance(g, LowRankGram)}
+    for n, g in low_rank.items():
+        tensors[f"lowrank.{n}.values"] = g.values.contiguous()
+        tensors[f"lowrank.{n}.vectors"] = g.vectors.contiguous()
     if space.train_fingerprints is not None:
         tensors["train_fingerprints"] = space.train_fingerprints.contiguous()
     for i, fps in enumerate(space.ledger_fingerprints):
@@ -53,6 +60,10 @@ def save_space(space, path: Path, gram_dtype: torch.dtype = torch.float64) -> No
         "fingerprint_columns": space.fingerprint_columns,
         "fingerprint_key_id": space.fingerprint_key_id,
         "padding": space.padding,
+        "low_rank": {
+            n: {"tail_sigma": g.tail_sigma, "tail_sigma2": g.tail_sigma2, "dropped_bound": g.dropped_bound}
+            for n, g in low_rank.items()
+        },
         "ledger": space.ledger,
     }
     # the config goes last, through a rename: a crash mid-save never leaves a config naming other tensors
@@ -76,7 +87,7 @@ def load_space(
     try:
         layers = {n: LayerInfo(v["kind"], tuple(v["weight_shape"])) for n, v in config["layers"].items()}
         space = cls(
-            {n: tensors[f"gram.{config.get('gram_aliases', {}).get(n, n)}"] for n in layers},
+            _grams(config, tensors, layers),
             layers,
             config["num_examples"],
             gamma=config["gamma"] if gamma is None else gamma,
@@ -99,3 +110,20 @@ def load_space(
     except ValueError as error:
         raise CGSLoadError(f"{where} cannot be used: {error} {fix}") from error
     return space
+
+
+def _grams(config: dict, tensors: dict[str, torch.Tensor], layers) -> dict:
+    """Each layer's Gram (dense tensor or ``LowRankGram``); layers saved as aliases get their owner's object."""
+    owners = config.get("gram_aliases", {})
+    low_rank = config.get("low_rank", {})
+    built: dict[str, object] = {}
+    for name in layers:
+        owner = owners.get(name, name)
+        if owner not in built:
+            if owner in low_rank:
+                tail = low_rank[owner]
+                built[owner] = LowRankGram(tensors[f"lowrank.{owner}.values"], tensors[f"lowrank.{owner}.vectors"],
+                                           tail["tail_sigma"], tail["tail_sigma2"], tail["dropped_bound"])
+            else:
+                built[owner] = tensors[f"gram.{owner}"]
+    return {name: built[owners.get(name, name)] for name in layers}

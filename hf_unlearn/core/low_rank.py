@@ -1,0 +1,91 @@
+"""A layer's Gram kept as its top-r eigenpairs: the space at LLM size.
+
+A d×d float64 Gram per layer is 22 GB for a Llama-7B-shaped layer set even with shared inputs stored
+once; PGU only ever protects the top directions, so the rest of the spectrum is kept as two numbers.
+
+What is lost, stated: write the compressed Gram as G = U_r Λ_r U_rᵀ + E with E ⪰ 0 the dropped part,
+‖E‖₂ = λ_{r+1}. Retain-by-subtraction then computes G̃ = U_r Λ_r U_rᵀ − G_forget = G_retain − E, and is
+truncated to r again (dropping at most λ_{r+1}(G̃) more). ``dropped_bound`` adds these up, so
+‖G_retain − G̃‖₂ ≤ dropped_bound. For an update Δ projected away from the top-k eigenvectors B of G̃,
+the energy it puts on the retained inputs is
+
+    Σ_i ‖Δ x_i‖² = tr(Δ G_retain Δᵀ) ≤ ‖Δ‖_F² · (λ_{k+1}(G̃) + dropped_bound)
+
+against ‖Δ‖_F² · λ_{k+1}(G_retain) with the full Gram: the bound rises by at most ``dropped_bound``
+(tested in tests/test_low_rank.py). The energy shares that pick k count the dropped eigenvalues through
+their stored sums (√λ and λ); a request does not subtract its own energy from them (the forget set's
+share there is unknown), so the shares err towards protecting more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .energy import ENERGY_MEASURES
+
+
+@dataclass
+class LowRankGram:
+    values: torch.Tensor  # (r,) float64, descending, ≥ 0
+    vectors: torch.Tensor  # (d, r) float32, orthonormal columns
+    tail_sigma: float  # Σ √λ over the dropped eigenvalues
+    tail_sigma2: float  # Σ λ over the dropped eigenvalues
+    dropped_bound: float  # ≥ the spectral norm of everything dropped so far
+
+    @classmethod
+    def from_gram(cls, gram: torch.Tensor, rank: int, dropped_before: float = 0.0) -> LowRankGram:
+        """The top ``rank`` eigenpairs of a symmetric PSD ``gram`` (negative round-off clamped to 0)."""
+        if rank < 1:
+            raise ValueError(f"rank must be at least 1, got {rank}")
+        values, vectors = torch.linalg.eigh(gram.to(torch.float64))
+        values, vectors = values.flip(0).clamp_min(0.0), vectors.flip(1)
+        noise = values.max() * values.numel() * 10 * torch.finfo(values.dtype).eps  # round-off zeros (energy.py)
+        values = torch.where(values > noise, values, torch.zeros_like(values))
+        rank = min(rank, values.numel())
+        tail = values[rank:]
+        return cls(
+            values=values[:rank].clone(),
+            vectors=vectors[:, :rank].to(torch.float32).contiguous(),
+            tail_sigma=float(tail.sqrt().sum()),
+            tail_sigma2=float(tail.sum()),
+            dropped_bound=dropped_before + (float(tail[0]) if tail.numel() else 0.0),
+        )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.vectors.shape[0], self.vectors.shape[0])
+
+    @property
+    def rank_kept(self) -> int:
+        return self.values.numel()
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.element_size() * self.values.numel() + self.vectors.element_size() * self.vectors.numel()
+
+    def dense(self) -> torch.Tensor:
+        """U_r Λ_r U_rᵀ in float64 (d×d: for a request's subtraction, one layer at a time)."""
+        vectors = self.vectors.to(torch.float64)
+        return (vectors * self.values) @ vectors.T
+
+    def subtract(self, forget_gram: torch.Tensor) -> LowRankGram:
+        """G̃ = U_r Λ_r U_rᵀ − G_forget, truncated to the same rank; the dropped tail sums carry over."""
+        result = LowRankGram.from_gram(self.dense() - forget_gram.to(torch.float64), self.rank_kept,
+                                       dropped_before=self.dropped_bound)
+        result.tail_sigma += self.tail_sigma
+        result.tail_sigma2 += self.tail_sigma2
+        return result
+
+    def energy_rank(self, gamma: float, energy: str) -> int:
+        """Smallest k whose share of the whole spectrum's energy reaches γ, at most the rank kept."""
+        if energy not in ENERGY_MEASURES:
+            raise ValueError(f"energy must be one of {ENERGY_MEASURES}, got {energy!r}")
+        values = self.values.sqrt() if energy == "sigma" else self.values
+        total = float(values.sum()) + (self.tail_sigma if energy == "sigma" else self.tail_sigma2)
+        if total <= 0:
+            return 0
+        share = torch.cumsum(values, 0) / total
+        k = int(torch.searchsorted(share, torch.tensor(gamma - 1e-12, dtype=share.dtype)).item()) + 1
+        return min(k, self.rank_kept)
