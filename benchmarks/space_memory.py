@@ -62,21 +62,29 @@ def space_shapes(name: str) -> dict:
         distinct.setdefault(id(tensor), widths[n])
     params = sum(p.numel() for p in model.parameters())
     return {"layers": len(layers), "inputs": len(distinct), "per_layer": sum(d * d for d in widths.values()),
-            "shared": sum(d * d for d in distinct.values()), "params": params}
+            "shared": sum(d * d for d in distinct.values()), "params": params, "widths": list(distinct.values())}
+
+
+def low_rank_bytes(widths: list[int], rank: int) -> int:
+    """``CoreGradientSpace.compress(rank)``: float32 vectors (d x r) and float64 values (r) per distinct input."""
+    return sum(4 * d * min(rank, d) + 8 * min(rank, d) for d in widths)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=list(CONFIGS))
+    parser.add_argument("--ranks", nargs="*", type=int, default=[256, 512])
     args = parser.parse_args(argv)
+    low = "".join(f" low-rank r={r} |" for r in args.ranks)
     print("| model | protected layers | distinct inputs | per layer, float64 | shared, float64 | shared, float32 "
-          "| model, float32 |")
-    print("|---|---|---|---|---|---|---|")
+          f"|{low} model, float32 |")
+    print("|---|---|---|---|---|---|" + "---|" * len(args.ranks) + "---|")
     for name in args.models:
         s = space_shapes(name)
         gb = 1024**3
+        low = "".join(f" {low_rank_bytes(s['widths'], r) / gb:.2f} GB |" for r in args.ranks)
         print(f"| {name} | {s['layers']} | {s['inputs']} | {8 * s['per_layer'] / gb:.2f} GB | "
-              f"{8 * s['shared'] / gb:.2f} GB | {4 * s['shared'] / gb:.2f} GB | {4 * s['params'] / gb:.2f} GB |")
+              f"{8 * s['shared'] / gb:.2f} GB | {4 * s['shared'] / gb:.2f} GB |{low} {4 * s['params'] / gb:.2f} GB |")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,13 @@ def test_info_reports_layers_ranks_ledger_and_size(text_model, capsys):
     space = CoreGradientSpace.from_pretrained(model / "core_gradient_space")
     assert [layer["rank"] for layer in facts["layers"]] == [space.rank(n) for n in space.layers]
     assert facts["ledger"] == [] and facts["size_bytes"] > 0 and facts["num_examples"] == 60
+    cli(["cgs", "build", "--model_name_or_path", str(model), "--data_files", str(messages), "--text_column", "text",
+         "--label_column", "label", "--low_rank", "4", "--overwrite", "true"])
+    capsys.readouterr()
+    compressed = cgs.main(["info", str(model / "core_gradient_space"), "--json"])
+    assert {layer["stored_rank"] for layer in compressed["layers"]} == {4}
+    assert all(layer["rank"] <= 4 for layer in compressed["layers"])
+    assert compressed["size_bytes"] < facts["size_bytes"] / 2
 
 
 def test_cgs_without_a_subcommand_prints_usage():

@@ -142,3 +142,15 @@ def test_the_trainer_unlearns_a_class_with_a_compressed_space_and_keeps_it_compr
     dense = sum(info.input_dim ** 2 * 8 for info in saved.layers.values())  # float64 d x d per layer
     assert saved.low_rank and len(saved.ledger) == 1
     assert saved.nbytes() == trainer.core_gradient_space.nbytes() < dense / 2
+
+
+def test_a_stored_rank_below_what_gamma_needs_is_said_out_loud(caplog):
+    torch.manual_seed(0)
+    model, data = Net(), _data()
+    space = _space(model, data)  # gamma 0.97 on sigma2 energy
+    needed = space.rank("fc1")
+    space.compress(rank=max(1, needed - 2))
+    assert space.rank("fc1") == needed - 2 and space.grams["fc1"].kept_share("sigma2") < 0.97
+    with caplog.at_level("WARNING", logger="hf_unlearn.core.space"):
+        space.projectors()
+    assert "caps the protection" in caplog.text and "fc1" in caplog.text

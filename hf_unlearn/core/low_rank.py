@@ -78,14 +78,22 @@ class LowRankGram:
         result.tail_sigma2 += self.tail_sigma2
         return result
 
-    def energy_rank(self, gamma: float, energy: str) -> int:
-        """Smallest k whose share of the whole spectrum's energy reaches γ, at most the rank kept."""
+    def _shares(self, energy: str) -> torch.Tensor | None:
         if energy not in ENERGY_MEASURES:
             raise ValueError(f"energy must be one of {ENERGY_MEASURES}, got {energy!r}")
         values = self.values.sqrt() if energy == "sigma" else self.values
         total = float(values.sum()) + (self.tail_sigma if energy == "sigma" else self.tail_sigma2)
-        if total <= 0:
+        return torch.cumsum(values, 0) / total if total > 0 else None
+
+    def energy_rank(self, gamma: float, energy: str) -> int:
+        """Smallest k whose share of the whole spectrum's energy reaches γ, at most the rank kept."""
+        share = self._shares(energy)
+        if share is None:
             return 0
-        share = torch.cumsum(values, 0) / total
         k = int(torch.searchsorted(share, torch.tensor(gamma - 1e-12, dtype=share.dtype)).item()) + 1
         return min(k, self.rank_kept)
+
+    def kept_share(self, energy: str) -> float:
+        """The energy share the kept directions hold: below γ, the stored rank caps the protection."""
+        share = self._shares(energy)
+        return float(share[-1]) if share is not None and share.numel() else 1.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -28,6 +29,8 @@ from .low_rank import LowRankGram
 from .projection import LayerProjector
 from .shared_grams import share_equal
 from .space_io import load_space, save_space
+
+logger = logging.getLogger(__name__)
 
 
 def _check_grams(grams: Mapping[str, torch.Tensor], source: str, *, symmetric: bool = True) -> None:
@@ -200,16 +203,24 @@ class CoreGradientSpace:
     def projectors(
         self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
     ) -> dict[str, LayerProjector]:
-        out = {}
+        out, capped = {}, []
         for name, info in self.layers.items():
             gram = self.grams[name]
             if isinstance(gram, LowRankGram):  # only the kept directions exist: never the complement form
                 rank = self.rank(name)
+                if gram.kept_share(self.energy) < self.gamma_for(name) - 1e-9:
+                    capped.append(f"{name} ({100 * gram.kept_share(self.energy):.1f} %)")
                 projector = LayerProjector(gram.vectors[:, :rank].contiguous(), False,
                                            info.kind == TRANSPOSED_LINEAR, rank)
             else:
                 projector = LayerProjector.from_eigenbasis(self.eigen(name)[1], self.rank(name), info)
             out[name] = projector.to(device or "cpu", dtype)
+        if capped:
+            logger.warning(
+                "The low-rank space's stored rank caps the protection of %d layer(s) below gamma=%g: %s hold only "
+                "that share of their energy. Compress with a larger rank, or use a smaller gamma.",
+                len(capped), self.gamma, ", ".join(capped[:5]) + (" ..." if len(capped) > 5 else ""),
+            )
         return out
 
     def compress(self, rank: int) -> None:
@@ -235,10 +246,13 @@ class CoreGradientSpace:
         return sum(g.nbytes if isinstance(g, LowRankGram) else g.element_size() * g.numel() for g in distinct)
 
     def summary(self) -> list[dict]:
-        return [
-            {"layer": n, "kind": i.kind, "dim": i.input_dim, "rank": self.rank(n), "gamma": self.gamma_for(n)}
-            for n, i in self.layers.items()
-        ]
+        rows = []
+        for n, i in self.layers.items():
+            row = {"layer": n, "kind": i.kind, "dim": i.input_dim, "rank": self.rank(n), "gamma": self.gamma_for(n)}
+            if isinstance(self.grams[n], LowRankGram):
+                row["stored_rank"] = self.grams[n].rank_kept
+            rows.append(row)
+        return rows
 
     # ----------------------------------------------------------------- model checks
     def check_model(

@@ -40,6 +40,13 @@ class BuildArguments:
     protect_layers: list[str] | None = field(default=None, metadata={"help": "Layer patterns to protect."})
     exclude_layers: list[str] | None = field(default=None, metadata={"help": "Layer patterns never protected."})
     overwrite: bool = field(default=False, metadata={"help": "Replace a space already in the output folder."})
+    low_rank: int | None = field(
+        default=None,
+        metadata={
+            "help": "Keep each layer's Gram as its top-R eigenpairs (memory (d+1)*R instead of d*d per input; what "
+            "is dropped is bounded, see docs/cgs.md). For LLM-sized layers."
+        },
+    )
 
 
 def build(argv: list[str]) -> Path:
@@ -66,6 +73,11 @@ def build(argv: list[str]) -> Path:
         energy=build_args.gamma_energy,
         processing_class=processing_class,
     )
+    if build_args.low_rank is not None:
+        space.compress(build_args.low_rank)
+        bound = max(g.dropped_bound / max(float(g.values[0]), 1e-300) for g in space.grams.values())
+        print(f"Compressed to rank {build_args.low_rank}: the largest dropped eigenvalue is {bound:.2e} of its "
+              "layer's top one")
     space.save_pretrained(output)
     print(f"Wrote {output} ({len(space.layers)} layers, {_size(output) / 2**20:.1f} MiB) in "
           f"{time.perf_counter() - start:.1f} s")
