@@ -48,7 +48,9 @@ class LayerInfo:
 
 
 def _is_transposed_linear(module: nn.Module) -> bool:
-    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and module.weight.dim() == 2
+    # by class name (transformers is optional here), anywhere in the MRO: FSDP2 swaps in an FSDPConv1D subclass
+    named = any(cls.__name__ == "Conv1D" for cls in type(module).__mro__)
+    return named and hasattr(module, "nf") and module.weight.dim() == 2
 
 
 def layer_kind(module: nn.Module) -> str | None:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..core import LayerProjector
+from .sharded import check_row_sharding, is_sharded, local_rows
 
 
 class ProjectedUpdates:
@@ -36,6 +37,8 @@ class ProjectedUpdates:
         self.weights: dict[str, nn.Parameter] = {}
         self.projectors: dict[str, LayerProjector] = {}
         for key, (layer, weight, transposed) in targets.items():
+            if is_sharded(weight):  # FSDP2: see sharded.py
+                check_row_sharding(key, weight)
             projector = dataclasses.replace(projectors[layer], transposed=transposed)
             self.weights[key] = weight
             # float32 at least: in bfloat16 the projection itself left 1-6 % of each update in the protected space
@@ -75,12 +78,20 @@ class ProjectedUpdates:
             projector = self.projectors[key]
             self.weights[key].copy_(projector.project(self.weights[key].to(projector.basis.dtype)))
 
+    def _needs_full(self, key: str) -> bool:
+        """A sharded weight is projected on its own rows, except where rows do not carry whole inputs."""
+        return self.projectors[key].transposed or key in self.free_rows
+
     @torch.no_grad()
     def snapshot(self) -> None:
         for key, weight in self.weights.items():
             if not weight.requires_grad:
                 continue
             compute = self.projectors[key].basis.dtype
+            if is_sharded(weight):
+                held = weight.full_tensor() if self._needs_full(key) else weight.to_local()
+                self._before[key] = held.detach().to(compute).clone()
+                continue
             master = self._master.get(key)
             if weight.dtype == compute:
                 self._before[key] = weight.detach().clone()
@@ -93,6 +104,9 @@ class ProjectedUpdates:
     def project(self) -> None:
         for key, before in self._before.items():
             weight, projector = self.weights[key], self.projectors[key]
+            if is_sharded(weight):
+                self._project_sharded(key, before)
+                continue
             delta = weight.to(before.dtype) - before.to(weight.dtype).to(before.dtype)  # the optimizer's step
             projected = projector.project(delta)
             if key in self.free_rows:
@@ -103,6 +117,16 @@ class ProjectedUpdates:
             weight.copy_(after)
         self._before.clear()
 
+    def _project_sharded(self, key: str, before: torch.Tensor) -> None:
+        weight, full = self.weights[key], self._needs_full(key)
+        current = (weight.full_tensor() if full else weight.to_local()).to(before.dtype)
+        delta = current - before
+        projected = self.projectors[key].project(delta)
+        if key in self.free_rows:
+            self._free(key, delta, projected)
+        after = before + projected
+        weight.to_local().copy_(local_rows(after, weight) if full else after)
+
     def _free(self, key: str, delta: torch.Tensor, projected: torch.Tensor) -> None:
         """Free units take the raw update; a rise it causes on the average kept input goes into the bias."""
         rows, transposed = self.free_rows[key], self.projectors[key].transposed
@@ -112,4 +136,8 @@ class ProjectedUpdates:
         if key in self._offsets:
             mean, bias = self._offsets[key]
             rise = mean @ raw if transposed else raw @ mean
-            bias.index_add_(0, rows, -rise.clamp(min=0).to(bias.dtype))
+            if is_sharded(bias):
+                full = bias.full_tensor().index_add(0, rows, -rise.clamp(min=0).to(bias.dtype))
+                bias.to_local().copy_(local_rows(full, bias))
+            else:
+                bias.index_add_(0, rows, -rise.clamp(min=0).to(bias.dtype))
