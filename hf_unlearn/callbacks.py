@@ -41,6 +41,6 @@ def resolve_stop_rule(requested: str, scenario: str, has_eval_dataset: bool) -> 
             logger.warning("No eval_dataset: the stop rule is off and every epoch runs.")
             return "none"
         return {"class": "class_removal", "poison": "poison_removed"}.get(scenario, "forget_below_validation")
-    if requested != "none" and not has_eval_dataset:
+    if requested == "forget_below_validation" and not has_eval_dataset:
         raise ValueError(f"stop_rule={requested!r} compares with validation accuracy: pass eval_dataset=...")
     return requested

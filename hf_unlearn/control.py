@@ -203,6 +203,7 @@ class UnlearningControl(TrainerCallback):
         if self.setup_changed_weights:
             started_at = self.measure()
             self.reference = {k: min(v, started_at.get(k, v)) for k, v in self.reference.items()}
+        start_metrics = dict(self.reference)  # what the start weights measure (before any baseline below)
         if self.baseline_metrics is not None:
             # held to the model before the first request, not to this one: otherwise each request may lose up to
             # the tolerance and the losses add up (10 requests on a ResNet: retain accuracy 98 -> 80)
@@ -210,7 +211,7 @@ class UnlearningControl(TrainerCallback):
                 {k: v for k, v in _utility(self.baseline_metrics).items() if k in _utility(self.reference)}
             )
         self.log({f"control_{k}": v for k, v in self.outcome.initial.items() if not k.endswith("_count")})
-        self.good = (self.reference, self.start)  # the last state that passed the guard
+        self.good = (start_metrics, self.start)  # the last state that passed the guard
         self.previous_good = None
         self.last_checked = 0
 

@@ -52,8 +52,11 @@ def _write_json(path: Path, value) -> None:
 class SequentialUnlearning:
     """Serve deletion requests (lists of training-set row numbers) one after another on one model.
 
+    One process only (several would each rename the same folders): run it without ``accelerate launch``.
+
     Args:
-        model: the trained model before any request; left untouched (request 1 works on a copy).
+        model: the trained model before any request; its weights are left untouched (request 1 works on a
+            copy; later requests measure it, as the baseline, on the run's device).
         args: the arguments every request runs with; ``args.output_dir`` holds one folder per request.
         train_dataset: the full training set the row numbers refer to.
         eval_dataset: held-out data for the stop rules and the guard.
@@ -75,6 +78,11 @@ class SequentialUnlearning:
         data_collator=None,
         evaluate: Evaluate | None = None,
     ):
+        if args.world_size > 1:
+            raise NotImplementedError(
+                f"Sequential requests run in one process (this is one of {args.world_size}): every process would "
+                "rename the same request folders. Launch it with python, not accelerate launch / torchrun."
+            )
         if hasattr(model, "peft_config"):
             raise TypeError(
                 "Sequential requests reload each request's model with from_pretrained, which a PEFT model does not "
@@ -108,12 +116,16 @@ class SequentialUnlearning:
     def serve(self, requests: Sequence[Sequence[int]]) -> list[dict]:
         """Serve every request not served yet and return all records (``request.json`` of each folder).
 
-        Everything is checked before any weights change: row numbers in range, no request empty, no row
-        asked for twice, and the requests already served must be the first ones given (a restart passes
-        the same list; a different list is refused rather than silently mixed).
+        Checked before any request runs: row numbers in range, no request empty, no row asked for twice,
+        and the requests already served must be the first ones given (a restart passes the same list; a
+        different list is refused rather than silently mixed). Each request's own checks (the space's
+        ledger and key, the model's fingerprint) run, as always, before its weights change.
         """
         wanted = [self._rows(number, rows) for number, rows in enumerate(requests, start=1)]
         records = self.served()
+        for number in range(1, len(records) + 1):  # a crash right after a rename leaves checkpoints behind
+            for checkpoint in request_folder(self.output_dir, number).glob("checkpoint-*"):
+                shutil.rmtree(checkpoint)
         for record in records[: len(wanted)]:
             if record["digest"] != _digest(wanted[record["request"] - 1]):
                 raise ValueError(
@@ -163,8 +175,8 @@ class SequentialUnlearning:
         resume = _newest_checkpoint(staging)
         if staging.exists() and resume is None:
             shutil.rmtree(staging)  # it died before any checkpoint: start the request over
-        removed = set(self.removed_rows(records))
-        retain_rows = [i for i in range(len(self.train_dataset)) if i not in removed and i not in set(rows)]
+        removed, asked = set(self.removed_rows(records)), set(rows)
+        retain_rows = [i for i in range(len(self.train_dataset)) if i not in removed and i not in asked]
         logger.info(
             "Request %d/%d: removing %d example(s); %d removed before, %d kept%s",
             number, total, len(rows), len(removed), len(retain_rows), f" (resuming {resume.name})" if resume else "",
@@ -206,10 +218,10 @@ class SequentialUnlearning:
             record["metrics"] = self.evaluate(trainer.model, removed_after)
         if not outcome.unlearned:
             logger.warning("Request %d was NOT carried out (%s): its rows stay in the model", number, outcome.reason)
-        for checkpoint in staging.glob("checkpoint-*"):
-            shutil.rmtree(checkpoint)  # the request is whole now; its checkpoints are only bulk
         _write_json(staging / REQUEST_FILE, record)
         staging.replace(final)  # the one step that makes the request served
+        for checkpoint in final.glob("checkpoint-*"):  # after the rename: a crash here cannot block a restart
+            shutil.rmtree(checkpoint)
         _write_json(self.output_dir / SUMMARY_FILE, [*records, record])
         return record
 

@@ -285,8 +285,17 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             * args.gradient_accumulation_steps
             * (2 if self.method.needs_retain else 1),
         )
-        if self.baseline_model is not None:
+        if self.protection is not None and (self.is_fsdp_enabled or self.is_deepspeed_enabled):
+            raise NotImplementedError(
+                "Projected unlearning under FSDP or DeepSpeed through the Trainer is not supported yet: the engine "
+                "replaces the parameters after the projection is set up, so the updates would go unprojected. "
+                "Run data-parallel (DDP) or one process; FSDP2's sharded projection itself is verified at the torch "
+                "level (docs/performance.md)."
+            )
+        if self.baseline_model is not None:  # measured on the run's device, then put back where it was
+            home = next(self.baseline_model.parameters()).device
             self.control_callback.baseline_metrics = self.control_metrics(model=self.baseline_model.to(args.device))
+            self.baseline_model.to(home)
         if not self._prepared:
             self.control_callback.original_metrics = self.control_metrics()
             reason = (

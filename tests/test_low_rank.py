@@ -154,3 +154,23 @@ def test_a_stored_rank_below_what_gamma_needs_is_said_out_loud(caplog):
     with caplog.at_level("WARNING", logger="hf_unlearn.core.space"):
         space.projectors()
     assert "caps the protection" in caplog.text and "fc1" in caplog.text
+
+
+def test_shared_compressed_grams_refuse_forget_grams_that_differ_and_change_nothing():
+    from hf_unlearn.core import CGSMismatchError
+    from hf_unlearn.core.covariance import GramStatistics
+
+    torch.manual_seed(0)
+    model, data = Net(), _data()
+    space = _space(model, data)
+    space.grams["fc1_twin"] = space.grams["fc1"]  # as q/k/v share one Gram
+    space.layers["fc1_twin"] = space.layers["fc1"]
+    space.compress(rank=8)
+    assert space.grams["fc1_twin"] is space.grams["fc1"]
+    stats, fingerprints = _forget(model, data, [0, 1, 2])
+    grams = dict(stats.grams)
+    grams["fc1_twin"] = grams["fc1"] * 1.5  # the twin's inputs are no longer the same
+    before = dict(space.grams)
+    with pytest.raises(CGSMismatchError, match="shares its compressed Gram"):
+        space.subtract(GramStatistics(grams, {**stats.layers, "fc1_twin": stats.layers["fc1"]}, 3), fingerprints)
+    assert all(space.grams[n] is g for n, g in before.items()) and not space.ledger

@@ -47,3 +47,17 @@ def test_a_digits_backdoor_is_unlearned_knowing_only_the_poisoned_rows(digits, t
         "poisoned labels"
     assert attack_success_rate(model, triggered, TARGET) < 10.0
     assert accuracy(model, test) >= clean_before - 2.0
+
+
+def test_flip_pairs_that_share_a_class_are_refused(digits):
+    with pytest.raises(ValueError, match="share a class"):
+        flip_labels(digits["train"], [(0, 1), (1, 2)], per_class=3)
+
+
+def test_the_poison_rule_needs_no_validation_set_and_the_sample_rule_does():
+    from hf_unlearn.callbacks import resolve_stop_rule
+
+    assert resolve_stop_rule("auto", "poison", True) == "poison_removed"
+    assert resolve_stop_rule("poison_removed", "poison", False) == "poison_removed"
+    with pytest.raises(ValueError, match="validation"):
+        resolve_stop_rule("forget_below_validation", "samples", False)

@@ -129,3 +129,39 @@ def test_the_recipe_serves_classes_as_requests_and_a_rerun_resumes_nothing(train
     assert (request_folder(out, 1) / "model.safetensors").stat().st_mtime_ns == first
     with pytest.raises(ValueError, match="does not push"):
         main([*argv, "--push_dry_run", str(tmp_path / "staged")])
+
+
+def test_a_resumed_request_that_does_not_unlearn_leaves_the_ledger_as_it_was(trained_model, digits, tmp_path):
+    """The resumed branch loads the checkpoint's space (request already subtracted): reverting must undo that."""
+    from hf_unlearn.core import CoreGradientSpace
+    from hf_unlearn.data.columns import keep_model_columns
+    from hf_unlearn.protection import SpaceProtection, SpaceSettings
+
+    train = digits["train"]
+    given = CoreGradientSpace.from_model(trained_model, train, show_progress=False)
+    forget = train.select(indices_of_classes(train, [3]))
+    subtracted = CoreGradientSpace.from_model(trained_model, train, show_progress=False)
+    from hf_unlearn.core import fingerprint_examples
+
+    subtracted.subtract(collect_gram_matrices_of(trained_model, forget),
+                        fingerprint_examples(forget, subtracted.fingerprint_columns))
+    checkpoint = tmp_path / "checkpoint-2"
+    subtracted.save_pretrained(checkpoint / "core_gradient_space")
+    settings = SpaceSettings.from_args(make_args(tmp_path))
+    for space, expected in ((given, []), (None, None)):
+        protection = SpaceProtection(settings, space=space, original_dataset=train)
+        protection.prepare(trained_model, forget_model_inputs=keep_model_columns(trained_model, forget),
+                           forget_dataset=forget, resume_from_checkpoint=str(checkpoint))
+        assert len(protection.space.ledger) == 1  # resumed: the checkpoint's space, with the request in it
+        protection.revert()
+        if expected is None:
+            assert protection.space is None  # built from the data: nothing to go back to, so nothing is kept
+        else:
+            assert protection.space is given and protection.space.ledger == expected
+
+
+def collect_gram_matrices_of(model, dataset):
+    from hf_unlearn.core import collect_gram_matrices
+
+    return collect_gram_matrices(model, dataset.select_columns(["pixel_values"]).with_format("torch"),
+                                 show_progress=False)

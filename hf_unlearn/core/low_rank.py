@@ -1,20 +1,22 @@
-"""A layer's Gram kept as its top-r eigenpairs: the space at LLM size.
+"""A layer's Gram kept as its top-r eigenpairs: the space's *storage* at LLM size.
 
-A d×d float64 Gram per layer is 22 GB for a Llama-7B-shaped layer set even with shared inputs stored
-once; PGU only ever protects the top directions, so the rest of the spectrum is kept as two numbers.
+A d×d float64 Gram per distinct input is 41 GB for a Llama-7B-shaped layer set; PGU only ever protects
+the top directions, so the rest of the spectrum is kept as two numbers. Peak memory is not reduced: the
+Grams are collected dense, and a request densifies one layer at a time (d×d float64, 0.9 GB at d = 11008).
 
-What is lost, stated: write the compressed Gram as G = U_r Λ_r U_rᵀ + E with E ⪰ 0 the dropped part,
-‖E‖₂ = λ_{r+1}. Retain-by-subtraction then computes G̃ = U_r Λ_r U_rᵀ − G_forget = G_retain − E, and is
-truncated to r again (dropping at most λ_{r+1}(G̃) more). ``dropped_bound`` adds these up, so
-‖G_retain − G̃‖₂ ≤ dropped_bound. For an update Δ projected away from the top-k eigenvectors B of G̃,
+What is lost, stated: compression writes G = U_r Λ_r U_rᵀ + E₁, E₁ ⪰ 0, ‖E₁‖₂ = λ_{r+1}(G). A request
+computes G̃ = U_r Λ_r U_rᵀ − G_forget = G_retain − E₁ (it may have negative eigenvalues, none below
+−‖E₁‖₂) and keeps its top r non-negative eigenpairs S. Then G_retain − S ⪯ (‖E₁‖₂ + λ_{r+1}(G̃)) I from
+above, and ⪰ −‖E₁‖₂ I from below, so ‖G_retain − S‖₂ ≤ ``dropped_bound``, the running sum of each
+truncation's first dropped eigenvalue. For an update Δ projected away from the top-k eigenvectors of S,
 the energy it puts on the retained inputs is
 
-    Σ_i ‖Δ x_i‖² = tr(Δ G_retain Δᵀ) ≤ ‖Δ‖_F² · (λ_{k+1}(G̃) + dropped_bound)
+    Σ_i ‖Δ x_i‖² = tr(Δ G_retain Δᵀ) ≤ ‖Δ‖_F² · (λ_{k+1}(S) + dropped_bound)
 
-against ‖Δ‖_F² · λ_{k+1}(G_retain) with the full Gram: the bound rises by at most ``dropped_bound``
-(tested in tests/test_low_rank.py). The energy shares that pick k count the dropped eigenvalues through
-their stored sums (√λ and λ); a request does not subtract its own energy from them (the forget set's
-share there is unknown), so the shares err towards protecting more.
+against ‖Δ‖_F² · λ_{k+1}(G_retain) with the full Gram (tests/test_low_rank.py checks both inequalities
+against the retain Gram computed from the data). The energy shares that pick k count the dropped
+eigenvalues through their stored sums (√λ and λ); a request does not subtract its own energy from them
+(the forget set's share there is unknown), so the shares err towards protecting more.
 """
 
 from __future__ import annotations

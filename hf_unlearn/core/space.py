@@ -363,15 +363,22 @@ class CoreGradientSpace:
                 raise CGSMismatchError(
                     f"Layer '{name}': forget Gram {tuple(gram.shape)} vs cache {tuple(self.grams[name].shape)}"
                 )
-        done: dict[int, LowRankGram] = {}
+        done: dict[int, tuple[LowRankGram, torch.Tensor]] = {}
+        updated = {}  # computed whole before any layer is replaced: a refused request changes nothing
         for name, gram in forget.grams.items():
             current = self.grams[name]
             if isinstance(current, LowRankGram):  # shared ones are subtracted once and stay shared
                 if id(current) not in done:
-                    done[id(current)] = current.subtract(gram)
-                self.grams[name] = done[id(current)]
+                    done[id(current)] = (current.subtract(gram), gram)
+                elif not torch.equal(done[id(current)][1], gram):
+                    raise CGSMismatchError(
+                        f"Layer '{name}' shares its compressed Gram with another layer, but their forget Grams "
+                        "differ: the inputs they read are no longer the same. Rebuild the space for this model."
+                    )
+                updated[name] = done[id(current)][0]
             else:
-                self.grams[name] = current - gram.to(torch.float64)
+                updated[name] = current - gram.to(torch.float64)
+        self.grams = {name: updated.get(name, gram) for name, gram in self.grams.items()}
         dense = share_equal({n: g for n, g in self.grams.items() if not isinstance(g, LowRankGram)})
         self.grams = {name: dense.get(name, gram) for name, gram in self.grams.items()}
         self.num_examples -= forget.num_examples

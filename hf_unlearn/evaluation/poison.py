@@ -35,6 +35,9 @@ def flip_labels(dataset, pairs: list[tuple[int, int]], per_class: int, seed: int
 
     Returns the poisoned dataset and the poisoned rows (sorted).
     """
+    classes = [c for pair in pairs for c in pair]
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"The pairs {pairs} share a class: each class may be flipped in one pair only.")
     labels = label_array(dataset)
     rng = random.Random(seed)
     new_labels, rows = labels.copy(), []
@@ -53,8 +56,9 @@ def plant_backdoor(dataset, count: int, target: int, seed: int = 0, *, column: s
                    trigger=None, label_column: str = "labels"):
     """``count`` examples of other classes with the trigger added and their label set to ``target``.
 
-    ``trigger`` maps one value of ``column`` to its triggered form (default: a white corner patch on
-    images; pass ``lambda t: insert_token(t, "zqx")`` for a text column). Returns the dataset and the rows.
+    ``trigger`` maps one value of ``column`` to its triggered form (default: a corner patch of 1.0, white
+    for pixels in [0, 1]; pass ``lambda t: insert_token(t, "zqx")`` for a raw text column and tokenise
+    afterwards — token ids already in the dataset are not changed). Returns the dataset and the rows.
     """
     labels = label_array(dataset)
     candidates = np.flatnonzero(labels != target).tolist()

@@ -106,6 +106,7 @@ class SpaceProtection:
         self.projection: ProjectedUpdates | None = None
         self.peft: PeftTargets | None = None
         self.space_before_request: CoreGradientSpace | None = None
+        self._resumed = False
 
     # ------------------------------------------------------------------ the space
     def build(self, model: nn.Module, original_model_inputs) -> CoreGradientSpace:
@@ -157,6 +158,8 @@ class SpaceProtection:
         saved = os.path.join(resume_from_checkpoint, CGS_DIR) if resume_from_checkpoint else None
         if saved and os.path.isdir(saved):
             # the checkpoint's space already has this request subtracted; its weights moved on purpose
+            self.space_before_request = self.space  # None when it was built from the data: see ``revert``
+            self._resumed = True
             space = CoreGradientSpace.from_pretrained(saved)
             space.check_model(model, check_weights=False, modules=self.protected_modules(model, space))
         else:
@@ -235,9 +238,15 @@ class SpaceProtection:
             self.projection.project()
 
     def revert(self) -> None:
-        """The run did not unlearn: keep the space as it was before this request (ledger unchanged)."""
+        """The run did not unlearn: keep the space as it was before this request (ledger unchanged).
+
+        A resumed run whose space was built from the data has no copy from before the request: it then
+        keeps no space at all (the next request builds one) rather than one whose ledger lists this request.
+        """
         if self.space_before_request is not None:
             self.space = self.space_before_request
+        elif self._resumed:
+            self.space = None
 
     def bind(self, model: nn.Module) -> None:
         """Tie the saved space to the weights it now protects (after training)."""

@@ -39,6 +39,12 @@ class ProjectedUpdates:
         for key, (layer, weight, transposed) in targets.items():
             if is_sharded(weight):  # FSDP2: see sharded.py
                 check_row_sharding(key, weight)
+                if weight.dtype not in (torch.float32, torch.float64):
+                    raise NotImplementedError(
+                        f"Weight of {key!r} is a sharded {weight.dtype} tensor: projected updates keep a float32 "
+                        "master copy for low-precision weights only when they are not sharded. Shard float32 "
+                        "weights (mixed precision computes in bf16 while the parameters stay float32)."
+                    )
             projector = dataclasses.replace(projectors[layer], transposed=transposed)
             self.weights[key] = weight
             # float32 at least: in bfloat16 the projection itself left 1-6 % of each update in the protected space

@@ -43,8 +43,9 @@ class BuildArguments:
     low_rank: int | None = field(
         default=None,
         metadata={
-            "help": "Keep each layer's Gram as its top-R eigenpairs (memory (d+1)*R instead of d*d per input; what "
-            "is dropped is bounded, see docs/cgs.md). For LLM-sized layers."
+            "help": "Store each layer's Gram as its top-R eigenpairs ((d+1)*R numbers instead of d*d per input; what "
+            "is dropped is bounded, see docs/cgs.md 5b). Shrinks the saved and loaded space; building it still "
+            "holds the dense Grams."
         },
     )
 
