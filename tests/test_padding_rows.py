@@ -115,3 +115,19 @@ def test_evaluation_batches_texts_by_length_and_returns_them_in_the_dataset_orde
         alone = bert(**_pad([data[i]])).logits[0]
         torch.testing.assert_close(out["logits"][i], alone, rtol=1e-4, atol=1e-5)
     assert out["labels"].tolist() == data["labels"]
+
+
+def test_an_encoder_decoder_model_keeps_counting_padding():
+    class Seq2Seq(torch.nn.Module):
+        config = type("Config", (), {"is_encoder_decoder": True})()
+
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(4, 3)
+
+        def forward(self, inputs_embeds, attention_mask):
+            return self.proj(inputs_embeds)
+
+    batch = {"inputs_embeds": torch.randn(2, 5, 4), "attention_mask": torch.tensor([[1] * 5, [1, 1, 0, 0, 0]])}
+    stats = collect_gram_matrices(Seq2Seq(), [batch], show_progress=False)
+    assert stats.padding == "counted" and stats.num_rows["proj"] == 10

@@ -191,6 +191,9 @@ def collect_gram_matrices(
     """
     if padding not in PADDING_POLICIES:
         raise ValueError(f"padding must be one of {PADDING_POLICIES}, got {padding!r}")
+    if padding == "masked" and getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        # the batch's mask describes the encoder's tokens; a decoder input of the same length would be cut by it
+        padding = "counted"
     if layers is None:
         layers = find_protectable_layers(model, include=include, exclude=exclude)
     batches = as_batches(data, batch_size=batch_size, collate_fn=collate_fn)
