@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .energy import ENERGY_MEASURES
+from .errors import CGSMismatchError
 
 
 @dataclass
@@ -99,3 +100,38 @@ class LowRankGram:
         """The energy share the kept directions hold: below γ, the stored rank caps the protection."""
         share = self._shares(energy)
         return float(share[-1]) if share is not None and share.numel() else 1.0
+
+
+def compress_grams(grams: dict, rank: int) -> dict:
+    """Every dense Gram as a ``LowRankGram``; layers sharing one Gram share its compressed form."""
+    compressed: dict[int, LowRankGram] = {}
+    out = {}
+    for name, gram in grams.items():
+        if not isinstance(gram, LowRankGram) and id(gram) not in compressed:
+            compressed[id(gram)] = LowRankGram.from_gram(gram, rank)
+        out[name] = compressed.get(id(gram), gram)
+    return out
+
+
+def subtract_grams(grams: dict, forget_grams: dict) -> dict:
+    """``grams`` minus ``forget_grams`` layer by layer, dense or low-rank, computed whole before returning.
+
+    A compressed Gram shared by several layers is subtracted once; their forget Grams must then be equal
+    (they read the same input), else the request is refused and nothing has changed.
+    """
+    done: dict[int, tuple[LowRankGram, torch.Tensor]] = {}
+    out = dict(grams)
+    for name, gram in forget_grams.items():
+        current = grams[name]
+        if not isinstance(current, LowRankGram):
+            out[name] = current - gram.to(torch.float64)
+            continue
+        if id(current) not in done:
+            done[id(current)] = (current.subtract(gram), gram)
+        elif not torch.equal(done[id(current)][1], gram):
+            raise CGSMismatchError(
+                f"Layer '{name}' shares its compressed Gram with another layer, but their forget Grams differ: the "
+                "inputs they read are no longer the same. Rebuild the space for this model."
+            )
+        out[name] = done[id(current)][0]
+    return out

@@ -25,7 +25,7 @@ from .errors import CGSMismatchError, LedgerError
 from .fingerprint import LOCAL_KEY, fingerprint_examples, model_fingerprint
 from .layers import TRANSPOSED_LINEAR, LayerInfo
 from .ledger_key import KEY_ENV, key_id, key_path, ledger_key
-from .low_rank import LowRankGram
+from .low_rank import LowRankGram, compress_grams, subtract_grams
 from .projection import LayerProjector
 from .shared_grams import share_equal
 from .space_io import load_space, save_space
@@ -229,11 +229,7 @@ class CoreGradientSpace:
         Layers that share one Gram share its compressed form. The space then stores ``(d + 1) · rank``
         numbers per distinct input instead of ``d²``; requests subtract from it as before.
         """
-        compressed: dict[int, LowRankGram] = {}
-        for name, gram in self.grams.items():
-            if not isinstance(gram, LowRankGram) and id(gram) not in compressed:
-                compressed[id(gram)] = LowRankGram.from_gram(gram, rank)
-            self.grams[name] = compressed.get(id(gram), gram)
+        self.grams = compress_grams(self.grams, rank)
         self._eigen.clear()
 
     @property
@@ -363,22 +359,7 @@ class CoreGradientSpace:
                 raise CGSMismatchError(
                     f"Layer '{name}': forget Gram {tuple(gram.shape)} vs cache {tuple(self.grams[name].shape)}"
                 )
-        done: dict[int, tuple[LowRankGram, torch.Tensor]] = {}
-        updated = {}  # computed whole before any layer is replaced: a refused request changes nothing
-        for name, gram in forget.grams.items():
-            current = self.grams[name]
-            if isinstance(current, LowRankGram):  # shared ones are subtracted once and stay shared
-                if id(current) not in done:
-                    done[id(current)] = (current.subtract(gram), gram)
-                elif not torch.equal(done[id(current)][1], gram):
-                    raise CGSMismatchError(
-                        f"Layer '{name}' shares its compressed Gram with another layer, but their forget Grams "
-                        "differ: the inputs they read are no longer the same. Rebuild the space for this model."
-                    )
-                updated[name] = done[id(current)][0]
-            else:
-                updated[name] = current - gram.to(torch.float64)
-        self.grams = {name: updated.get(name, gram) for name, gram in self.grams.items()}
+        self.grams = subtract_grams(self.grams, forget.grams)  # all layers or none
         dense = share_equal({n: g for n, g in self.grams.items() if not isinstance(g, LowRankGram)})
         self.grams = {name: dense.get(name, gram) for name, gram in self.grams.items()}
         self.num_examples -= forget.num_examples
