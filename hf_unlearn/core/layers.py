@@ -12,6 +12,7 @@ This module stays plain torch: transformers' ``Conv1D`` is recognised by its cla
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 LINEAR = "linear"
 CONV1D = "conv1d"
@@ -99,6 +102,7 @@ def find_protectable_layers(
     include = list(include) if include else None
     exclude = list(exclude) if exclude else []
     selected: dict[str, nn.Module] = {}
+    tied = tied_to_other_modules(model)
     for name, module in model.named_modules():
         if not name or layer_kind(module) is None:
             continue
@@ -107,12 +111,15 @@ def find_protectable_layers(
         if include is not None:
             if not any(fnmatch.fnmatchcase(name, p) or _safe_fullmatch(p, name) for p in include):
                 continue
-            reason = _unsupported_reason(module)
+            reason = _unsupported_reason(module) or tied.get(name)
             if reason:
                 raise UnsupportedLayerError(
                     f"Layer '{name}': {reason}. Remove it from the layer patterns (or add it to exclude)."
                 )
         elif _unsupported_reason(module) or _is_peft_internal(name):
+            continue
+        elif name in tied:
+            logger.info("Not protecting '%s': %s; it stays frozen", name, tied[name])
             continue
         selected[name] = module
     if not selected:
@@ -121,6 +128,22 @@ def find_protectable_layers(
             f"include={include} exclude={exclude} in {type(model).__name__}."
         )
     return selected
+
+
+def tied_to_other_modules(model: nn.Module) -> dict[str, str]:
+    """Protectable layers whose weight is also a token-embedding table (an LM head tied to the embedding).
+
+    The space protects a layer's *inputs*; the same matrix read as an embedding table changes the
+    embedding's output for every kept token, which no input projection can keep. Such a layer is not
+    protected and its weight stays frozen with the other unprotected parameters (said in the log).
+    (Only embeddings count: a PEFT wrapper exposes its base layer's weight too, and that is not a tie.)
+    """
+    tables = {id(m.weight): n for n, m in model.named_modules() if isinstance(m, nn.Embedding)}
+    return {
+        name: f"its weight is the embedding table of '{tables[id(module.weight)]}' (tied), read there as outputs"
+        for name, module in model.named_modules()
+        if layer_kind(module) is not None and id(module.weight) in tables
+    }
 
 
 def _is_peft_internal(name: str) -> bool:
