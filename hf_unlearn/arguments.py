@@ -81,6 +81,16 @@ class UnlearningArguments(TrainingArguments):
         },
     )
     cgs_batch_size: int = field(default=128, metadata={"help": "Batch size when collecting CGS statistics."})
+    lm_mask_prompt: bool = field(
+        default=True,
+        metadata={
+            "help": "Causal LMs, prompt/answer examples: only the answer's tokens are learned or forgotten (the "
+            "prompt's labels are -100)."
+        },
+    )
+    lm_max_length: int | None = field(
+        default=None, metadata={"help": "Causal LMs: cut tokenised texts to this many tokens (default: no cut)."}
+    )
 
     # ------------------------------------------------------------------ stopping and evaluation
     scenario: str = field(
@@ -180,6 +190,9 @@ class UnlearningArguments(TrainingArguments):
             raise ValueError(f"scenario must be one of {SCENARIOS}, got {self.scenario!r}")
         if self.stop_rule not in STOP_RULES:
             raise ValueError(f"stop_rule must be one of {STOP_RULES}, got {self.stop_rule!r}")
+        if self.lm_max_length is not None and self.lm_max_length < 2:
+            raise ValueError(f"lm_max_length must be at least 2 (a token to predict from and one to predict), got "
+                             f"{self.lm_max_length}")
         if self.utility_tolerance < 0 or self.max_backtracks < 0 or self.check_every_steps < 0:
             raise ValueError("utility_tolerance, max_backtracks and check_every_steps must be non-negative")
         if self.push_core_gradient_space_dtype not in ("float32", "float64"):

@@ -70,6 +70,7 @@ class UnlearningCardData:
     adapter: bool = False  # a PEFT adapter: the card says ``library_name: peft``
     incomplete: str = ""  # the stop rule's target was not reached, in words
     space_published: bool = False  # core_gradient_space/ is part of the upload (push_core_gradient_space)
+    measured: str = ""  # what the stop rule and the guard read, start → end, in words
 
 
 METRIC_NAMES = {
@@ -225,6 +226,7 @@ def render_model_card(data: UnlearningCardData) -> str:
         hyperparameters=_hyperparameters(data),
         protection=protection,
         seconds=f"{data.seconds:.1f} s" if data.seconds else "not recorded",
+        measured=data.measured or "not recorded",
         comparison=comparison,
         comparison_note=note,
         citation=citation,

@@ -7,16 +7,20 @@ datasets are read into memory once and shared by every pass.
 
 from __future__ import annotations
 
+import math
+
 import torch
+from torch import nn
 from transformers import EvalPrediction
 
 from .control import copy_weights, restore_weights
 from .data.memory import materialize
-from .evaluation.predict import collect_outputs, length_order
+from .evaluation.predict import collect_outputs, collect_token_outcomes, length_order
 
 
 class UnlearningMeasurements:
-    """Needs ``args``, ``model``, ``accelerator``, ``base_collator``, the three datasets and ``scenario``."""
+    """Needs ``args``, ``model``, ``accelerator``, ``base_collator``, the three datasets, ``scenario`` and
+    ``causal_lm``."""
 
     def _init_measurements(self) -> None:
         self._in_memory: dict[int, tuple] = {}
@@ -32,21 +36,29 @@ class UnlearningMeasurements:
             self._in_memory[key] = (dataset, materialize(dataset))  # keep the original alive: ids stay unique
         return self._in_memory[key][1]
 
-    def _correct(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-example correctness and labels, from one batched pass."""
-        out = collect_outputs(
-            self.accelerator.unwrap_model(self.model),
-            self._memory(dataset),
-            collate_fn=self.base_collator,
-            batch_size=self._eval_batch_size(dataset),
-            device=self.args.device,
-        )
-        return out["logits"].argmax(-1) == out["labels"], out["labels"]
+    def _verdicts(self, dataset, model=None) -> dict[str, torch.Tensor]:
+        """One batched pass: per unit (an example, or a causal LM's target token) whether the prediction is
+        right and the probability of the truth; ``labels`` and ``logits`` per example for classifiers."""
+        model = model if model is not None else self.accelerator.unwrap_model(self.model)
+        dataset = self._memory(dataset)
+        size, device = self._eval_batch_size(dataset), self.args.device
+        if self.causal_lm:
+            return collect_token_outcomes(model, dataset, collate_fn=self.base_collator, batch_size=size, device=device)
+        out = collect_outputs(model, dataset, collate_fn=self.base_collator, batch_size=size, device=device)
+        p_true = out["logits"].softmax(-1).gather(1, out["labels"][:, None]).squeeze(1)
+        return {**out, "correct": out["logits"].argmax(-1) == out["labels"], "p_true": p_true}
+
+    def _correct(self, dataset) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-unit correctness and (classifiers) labels, from one batched pass."""
+        out = self._verdicts(dataset)
+        return out["correct"], out.get("labels")
 
     def _eval_batch_size(self, dataset) -> int:
         """256 fixed-shape examples per pass, 64 texts: one batch of 256 texts pads all to the longest (SMS spam,
         2026-12-01: 1.14 s for 200 messages against 0.64 s in length-sorted batches of 64)."""
         text = "input_ids" in getattr(dataset, "column_names", ())
+        if self.causal_lm:  # a batch's logits span the vocabulary: 16 texts × 32 tokens × 49k = 100 MB
+            return max(16, self.args.per_device_eval_batch_size)
         return max(64 if text else 256, self.args.per_device_eval_batch_size)
 
     @staticmethod
@@ -64,15 +76,6 @@ class UnlearningMeasurements:
             self._control_samples[name] = dataset
         return self._control_samples[name]
 
-    def _outputs(self, dataset, model=None) -> dict[str, torch.Tensor]:
-        return collect_outputs(
-            model if model is not None else self.accelerator.unwrap_model(self.model),
-            self._memory(dataset),
-            collate_fn=self.base_collator,
-            batch_size=max(64, self.args.per_device_eval_batch_size),
-            device=self.args.device,
-        )
-
     def _check_samples(self) -> tuple:
         """The cached forget / retain / validation samples every check reads (empty lists when absent)."""
         size, retain_size = self.args.control_samples, self.args.eval_retain_samples
@@ -85,28 +88,26 @@ class UnlearningMeasurements:
 
         ``forget_probability`` is the mean probability of the true label on the forget sample: for a
         removed class, how much the model still believes in it. ``model`` measures another model on the
-        same samples (the model before a series of requests).
+        same samples (the model before a series of requests). For a causal LM each accuracy is over target
+        tokens (the greedy next token is the text's), the probability the mean over them.
         """
         forget, retain, validation = self._check_samples()
-        out = self._outputs(forget, model)
-        p_true = out["logits"].softmax(-1).gather(1, out["labels"][:, None]).squeeze(1)
+        out = self._verdicts(forget, model)
         metrics = {
-            "forget_accuracy": self._percent(out["logits"].argmax(-1) == out["labels"]),
+            "forget_accuracy": self._percent(out["correct"]),
             "forget_accuracy_count": len(forget),
-            "forget_probability": float(p_true.mean()),
+            "forget_probability": float(out["p_true"].mean()),
         }
         if len(retain):
-            out = self._outputs(retain, model)
-            metrics["retain_accuracy"] = self._percent(out["logits"].argmax(-1) == out["labels"])
+            metrics["retain_accuracy"] = self._percent(self._verdicts(retain, model)["correct"])
             metrics["retain_accuracy_count"] = len(retain)
         if len(validation):
-            out = self._outputs(validation, model)
-            correct = out["logits"].argmax(-1) == out["labels"]
-            metrics["validation_accuracy"] = self._percent(correct)
+            out = self._verdicts(validation, model)
+            metrics["validation_accuracy"] = self._percent(out["correct"])
             metrics["validation_accuracy_count"] = len(validation)
             if self.scenario == "class":
                 kept = ~torch.isin(out["labels"], torch.tensor(self.forgotten_classes))
-                metrics["validation_accuracy_kept"] = self._percent(correct[kept])
+                metrics["validation_accuracy_kept"] = self._percent(out["correct"][kept])
                 metrics["validation_accuracy_kept_count"] = int(kept.sum())
         return metrics
 
@@ -143,19 +144,26 @@ class UnlearningMeasurements:
         return before, self.full_utility(retain_examples)
 
     def unlearning_metrics(self, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """Accuracy (%) on the forget set, a retain sample and the eval set (kept classes in class mode)."""
-        metrics = {f"{metric_key_prefix}_forget_accuracy": self._percent(self._correct(self.forget_dataset)[0])}
+        """Accuracy (%) on the forget set, a retain sample and the eval set (kept classes in class mode); for a
+        causal LM, next-token accuracy and perplexity on each."""
+        sets = {"forget": self.forget_dataset}
         if self.retain_dataset is not None and self.args.eval_retain_samples > 0:
             if self._retain_sample is None:
                 retain = self.retain_dataset
                 if len(retain) > self.args.eval_retain_samples:
                     retain = retain.shuffle(seed=self.args.seed).select(range(self.args.eval_retain_samples))
                 self._retain_sample = retain
-            metrics[f"{metric_key_prefix}_retain_accuracy"] = self._percent(self._correct(self._retain_sample)[0])
+            sets["retain"] = self._retain_sample
         if self.eval_dataset is not None:
-            out = self._outputs(self.eval_dataset)
-            correct, labels = out["logits"].argmax(-1) == out["labels"], out["labels"]
-            metrics[f"{metric_key_prefix}_test_accuracy"] = self._percent(correct)
+            sets["test"] = self.eval_dataset
+        metrics = {}
+        for name, dataset in sets.items():
+            out = self._verdicts(dataset)
+            metrics[f"{metric_key_prefix}_{name}_accuracy"] = self._percent(out["correct"])
+            if self.causal_lm:
+                metrics[f"{metric_key_prefix}_{name}_perplexity"] = math.exp(float(out["loss"].double().mean()))
+        if self.eval_dataset is not None and not self.causal_lm:
+            correct, labels = out["correct"], out["labels"]
             if self.scenario == "class":
                 kept = ~torch.isin(labels, torch.tensor(self.forgotten_classes))
                 metrics[f"{metric_key_prefix}_test_accuracy_kept_classes"] = self._percent(correct[kept])
@@ -165,3 +173,18 @@ class UnlearningMeasurements:
                 metrics.update({f"{metric_key_prefix}_{k}": v for k, v in user.items()})
         return metrics
 
+
+def utility_drops(before: dict[str, float], after: dict[str, float], tolerance: float) -> list[str]:
+    """Full-set drops beyond the tolerance: the guard reads small samples, so this is the loud last word."""
+    return [
+        f"{name} fell {before[name] - after[name]:.1f} points (from {before[name]:.1f} to {after[name]:.1f}), more "
+        f"than the {tolerance:g}-point tolerance"
+        for name in before
+        if name in after and after[name] < before[name] - tolerance
+    ]
+
+
+def weights_summary(model: nn.Module) -> torch.Tensor:
+    """One number per parameter tensor: enough to tell whether a setup step moved any weight."""
+    with torch.no_grad():
+        return torch.stack([p.detach().double().sum() for p in model.parameters()])

@@ -162,5 +162,18 @@ class UnlearningPublishing:
             adapter=is_peft_model(self.model),
             incomplete=self.outcome.incomplete if self.outcome else "",
             space_published=bool(args.push_core_gradient_space and space is not None),
+            measured=self._measured_summary(),
         )
+
+    def _measured_summary(self) -> str:
+        """The check samples' accuracies at the start and the end (for a causal LM: of the target tokens)."""
+        if self.outcome is None or not self.outcome.initial:
+            return ""
+        names = {"forget_accuracy": "forget", "retain_accuracy": "retain sample", "validation_accuracy": "validation"}
+        start, end = self.outcome.initial, self.outcome.final or self.outcome.initial
+        parts = [f"{label} {start[key]:.1f} → {end.get(key, float('nan')):.1f} %" for key, label in names.items()
+                 if key in start]
+        unit = ("next-token accuracy on the texts' target tokens (the answers, not the prompts)"
+                if getattr(self, "causal_lm", False) else "accuracy")
+        return f"{unit}: " + ", ".join(parts)
 

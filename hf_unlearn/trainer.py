@@ -23,12 +23,13 @@ from .callbacks import StepHooksCallback, resolve_stop_rule
 from .checkpoints import check_resume, request_digest, resolve_resume, write_checkpoint_extras
 from .control import ControlSettings, RunOutcome, UnlearningControl
 from .core import CGSMismatchError, CoreGradientSpace, fingerprint_examples
+from .data.causal_lm import is_causal_lm, prepare_causal_lm_sets
 from .data.checks import check_model_inputs, check_request_inputs
 from .data.columns import keep_model_columns, label_array
 from .data.requests import check_label_range, detect_scenario
 from .data.streams import ForgetRetainDataset, TwoStreamCollator
 from .gc_utils import frozen_heap
-from .measurements import UnlearningMeasurements
+from .measurements import UnlearningMeasurements, utility_drops, weights_summary
 from .methods import get_method
 from .protection import (
     SpaceProtection,
@@ -42,22 +43,6 @@ from .protection import (
 from .publishing import UnlearningPublishing
 
 logger = logging.getLogger(__name__)
-
-
-def utility_drops(before: dict[str, float], after: dict[str, float], tolerance: float) -> list[str]:
-    """Full-set drops beyond the tolerance: the guard reads small samples, so this is the loud last word."""
-    return [
-        f"{name} fell {before[name] - after[name]:.1f} points (from {before[name]:.1f} to {after[name]:.1f}), more "
-        f"than the {tolerance:g}-point tolerance"
-        for name in before
-        if name in after and after[name] < before[name] - tolerance
-    ]
-
-
-def _weights_summary(model: nn.Module) -> torch.Tensor:
-    """One number per parameter tensor: enough to tell whether a setup step moved any weight."""
-    with torch.no_grad():
-        return torch.stack([p.detach().double().sum() for p in model.parameters()])
 
 
 class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
@@ -116,7 +101,17 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         self.raw_forget_dataset = forget_dataset
         self.baseline_model = baseline_model
         self.original_dataset = original_dataset
+        self.original_model_inputs = original_dataset  # what the space is built from (tokenised for an LM)
         self._given_space = core_gradient_space
+        self.causal_lm = is_causal_lm(model)
+        if self.causal_lm:  # texts become token ids and labels; every check above ran on the raw rows
+            builds_space = self.method.uses_projection and core_gradient_space is None
+            sets, data_collator = prepare_causal_lm_sets(
+                self.method, args, processing_class, data_collator, forget=forget_dataset, retain=retain_dataset,
+                eval=eval_dataset, original=original_dataset if builds_space else None,
+            )
+            forget_dataset, retain_dataset, eval_dataset = sets["forget"], sets["retain"], sets["eval"]
+            self.original_model_inputs = sets["original"]
         if data_collator is None:
             data_collator = (
                 DataCollatorWithPadding(processing_class) if hasattr(processing_class, "pad") else default_data_collator
@@ -140,8 +135,10 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             retain=(self.retain_dataset, getattr(retain_dataset, "column_names", [])),
             eval=(model_eval, getattr(eval_dataset, "column_names", [])),
         )
-        check_label_range(model, forget=self.forget_dataset, retain=self.retain_dataset, eval=model_eval)
-        self.scenario = detect_scenario(args.scenario, self.forget_dataset, self.retain_dataset)
+        if not self.causal_lm:  # an LM's labels are token ids, and it has no classes to remove
+            check_label_range(model, forget=self.forget_dataset, retain=self.retain_dataset, eval=model_eval)
+        scenario = "samples" if self.causal_lm and args.scenario == "auto" else args.scenario
+        self.scenario = detect_scenario(scenario, self.forget_dataset, self.retain_dataset)
         self._init_measurements()
         streams = ForgetRetainDataset(
             self._memory(self.forget_dataset),
@@ -206,7 +203,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         model = self.accelerator.unwrap_model(self.model)
         args = self.args
         if self.protection is not None:  # the space's ledger checks membership
-            original = keep_model_columns(model, self.original_dataset) if self.original_dataset is not None else None
+            inputs = self.original_model_inputs
+            original = keep_model_columns(model, inputs) if inputs is not None else None
             self.protection.prepare(
                 model,
                 forget_model_inputs=self.forget_dataset if args.world_size > 1 else self._memory(self.forget_dataset),
@@ -306,11 +304,11 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             if reason:
                 return self._no_step(reason, start)
         utility_before = self.full_utility() if not resume_from_checkpoint else None
-        weights_before = _weights_summary(self.model)
+        weights_before = weights_summary(self.model)
         self.prepare_unlearning(resume_from_checkpoint)
         if self.projection is not None and self.projection.free_rows:  # fast class removal: check it closely
             self.control_callback.settings.check_density = 4
-        self.control_callback.setup_changed_weights = not torch.equal(weights_before, _weights_summary(self.model))
+        self.control_callback.setup_changed_weights = not torch.equal(weights_before, weights_summary(self.model))
         with frozen_heap():
             output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         self.unlearning_seconds = time.perf_counter() - start

@@ -12,14 +12,20 @@ import numpy as np
 from datasets import DatasetDict, load_dataset, load_from_disk
 
 from .builtin import load_digits_dataset, load_mnist5k_dataset
+from .fictitious_facts import load_fictitious_facts_dataset
 
-BUILTIN = {"digits": load_digits_dataset, "mnist5k": load_mnist5k_dataset}
+BUILTIN = {
+    "digits": load_digits_dataset,
+    "mnist5k": load_mnist5k_dataset,
+    "fictitious_facts": load_fictitious_facts_dataset,
+}
 _FILE_TYPES = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
 
 
 def load_raw(name: str | None, config: str | None = None, data_files: list[str] | None = None,
              seed: int = 0, validation_file: str | None = None) -> DatasetDict:
-    """``digits``/``mnist5k`` (embedded), local files, a ``save_to_disk`` folder, or a Hub id / script folder."""
+    """``digits``/``mnist5k``/``fictitious_facts`` (embedded), local files, a ``save_to_disk`` folder, or a Hub id
+    / script folder."""
     if data_files:
         kind = _FILE_TYPES.get(Path(data_files[0]).suffix)
         if kind is None:
@@ -31,7 +37,9 @@ def load_raw(name: str | None, config: str | None = None, data_files: list[str] 
     if validation_file:
         raise ValueError("--validation_file goes with --data_files (local training files).")
     if not name:
-        raise ValueError("Give dataset_name (a Hub id, a local path, or 'digits'/'mnist5k') or data_files.")
+        raise ValueError(
+            "Give dataset_name (a Hub id, a local path, or 'digits'/'mnist5k'/'fictitious_facts') or data_files."
+        )
     if name in BUILTIN:
         return BUILTIN[name](test_size=0.2, validation_size=0.1, seed=seed)
     if Path(name).is_dir() and (Path(name) / "dataset_dict.json").is_file():

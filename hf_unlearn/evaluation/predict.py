@@ -85,6 +85,48 @@ def collect_outputs(
     return result
 
 
+@torch.no_grad()
+def collect_token_outcomes(
+    model: nn.Module,
+    dataset,
+    *,
+    collate_fn: Callable,
+    batch_size: int = 64,
+    device: torch.device | str | None = None,
+) -> dict[str, torch.Tensor]:
+    """A causal LM's verdict on every target token of ``dataset`` (labels ≠ -100), flattened in dataset order.
+
+    ``correct`` (the greedy next token is the target), ``p_true`` and ``loss`` (of the target) and
+    ``example`` (the row each token belongs to). Logits over a vocabulary are never kept: 200 texts of
+    32 tokens would be 1.2 GB of them for a 49k-token vocabulary.
+    """
+    if dataset is None or len(dataset) == 0:
+        raise ValueError("Cannot evaluate on an empty dataset.")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    order = length_order(dataset) or list(range(len(dataset)))
+    loader = DataLoader(dataset.select(order), batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {"correct": [], "p_true": [], "loss": [], "example": []}
+    try:
+        for start, batch in zip(range(0, len(order), batch_size), loader):
+            labels = batch["labels"][:, 1:].to(device)
+            inputs = {k: v.to(device) for k, v in batch.items() if k not in LABEL_KEYS and torch.is_tensor(v)}
+            log_probs = torch.log_softmax(model(**inputs).logits[:, :-1].float(), dim=-1)
+            keep = labels != -100
+            target = log_probs.gather(2, labels.clamp(min=0)[..., None]).squeeze(2)
+            rows = torch.tensor(order[start : start + len(labels)], device=device)[:, None].expand_as(labels)
+            parts["correct"].append((log_probs.argmax(-1) == labels)[keep].cpu())
+            parts["p_true"].append(target[keep].exp().cpu())
+            parts["loss"].append((-target[keep]).cpu())
+            parts["example"].append(rows[keep].cpu())
+    finally:
+        model.train(was_training)
+    result = {k: torch.cat(v) for k, v in parts.items()}
+    by_row = torch.sort(result["example"], stable=True).indices  # back to the dataset's order
+    return {k: v[by_row] for k, v in result.items()}
+
+
 def length_order(dataset) -> list[int] | None:
     """Example indices by token count for a ragged tokenised ``datasets.Dataset``; None when nothing to gain."""
     if not hasattr(dataset, "with_format") or "input_ids" not in getattr(dataset, "column_names", ()):

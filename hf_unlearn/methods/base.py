@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..core.labels import LABEL_KEYS
+from ..data.causal_lm import IGNORE_INDEX
 
 # The TrainingArguments a method may recommend; ``UnlearningArguments`` leaves them ``None`` ("unset")
 # and fills each one from the chosen method's ``MethodConfig.training_defaults`` exactly once.
@@ -97,14 +98,41 @@ def split_labels(inputs: dict) -> tuple[dict, torch.Tensor]:
     raise ValueError(f"A batch has no labels (keys: {sorted(inputs)}); unlearning needs labelled examples.")
 
 
+def next_token_targets(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A causal LM's predictions and the tokens they predict, one row per target token (-100 skipped).
+
+    Position t predicts token t + 1, so every method's per-example loss becomes a per-token loss on
+    the tokens that count (the answer, not the prompt or the padding).
+    """
+    logits, labels = logits[:, :-1], labels[:, 1:]
+    keep = labels != IGNORE_INDEX
+    return logits[keep], labels[keep]
+
+
 def logits_and_labels(model: nn.Module, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels, one row per example, or per target token for a causal LM (token labels)."""
     features, labels = split_labels(inputs)
-    return model(**features).logits, labels
+    logits = model(**features).logits
+    if labels.dim() > 1:
+        return next_token_targets(logits, labels)
+    return logits, labels
+
+
+def sequence_log_probs(model: nn.Module, inputs: dict) -> torch.Tensor:
+    """Per example, log p(label | input): for a causal LM the sum over its target tokens (NPO's π(y|x))."""
+    features, labels = split_labels(inputs)
+    logits = model(**features).logits.float()
+    if labels.dim() == 1:
+        return F.log_softmax(logits, dim=-1).gather(1, labels[:, None]).squeeze(1)
+    logits, labels = logits[:, :-1], labels[:, 1:]
+    keep = labels != IGNORE_INDEX
+    tokens = F.log_softmax(logits, dim=-1).gather(2, labels.clamp(min=0)[..., None]).squeeze(2)
+    return (tokens * keep).sum(1)
 
 
 def cross_entropy(model: nn.Module, inputs: dict) -> torch.Tensor:
     logits, labels = logits_and_labels(model, inputs)
-    return F.cross_entropy(logits, labels)
+    return F.cross_entropy(logits, labels)  # a causal LM's: the mean over its target tokens
 
 
 class UnlearningMethod(ABC):
@@ -115,6 +143,7 @@ class UnlearningMethod(ABC):
     needs_retain: ClassVar[bool] = False  # the batch carries a "retain" stream
     uses_projection: ClassVar[bool] = False  # updates are projected away from the Core Gradient Space
     trains_unprotected: ClassVar[bool] = True  # parameters outside the space may move
+    causal_lm: ClassVar[bool] = True  # its loss is defined per target token too (see ``logits_and_labels``)
 
     def __init__(self, config: MethodConfig, seed: int = 0):
         if not isinstance(config, self.config_class):

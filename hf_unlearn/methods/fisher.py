@@ -45,6 +45,7 @@ class FisherConfig(MethodConfig):
 
 
 class FisherForgetting(UnlearningMethod):
+    causal_lm = False  # a per-example diagonal Fisher over an LM's weights: not built for token losses
     name = "fisher"
     needs_retain = True
     config_class = FisherConfig

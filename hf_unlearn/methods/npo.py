@@ -3,7 +3,8 @@
 Zhang, Lin, Bai, Mei, "Negative Preference Optimization: From Catastrophic Collapse to Effective
 Unlearning", COLM 2024 (arXiv 2404.05868). With π(y|x) the probability of the example's label,
 L = −(2/β)·mean(log σ(−β·log(π_θ(y|x) / π_ref(y|x)))), π_ref = a frozen copy of the original model
-made in ``setup``. Its gradient is GA's, weighted by 2σ(β·log ratio): it fades once an example is
+made in ``setup`` (for a causal LM, log π(y|x) sums the log-probabilities of the text's target tokens,
+as in the paper). Its gradient is GA's, weighted by 2σ(β·log ratio): it fades once an example is
 forgotten, which is what keeps NPO from GA's collapse. β = 0.1 (the paper's value).
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .base import MethodConfig, Paper, UnlearningMethod, frozen_copy, split_labels
+from .base import MethodConfig, Paper, UnlearningMethod, frozen_copy, sequence_log_probs
 
 
 @dataclass
@@ -34,10 +35,6 @@ class NPOConfig(MethodConfig):
             raise ValueError(f"npo_beta must be positive, got {self.npo_beta}")
 
 
-def label_log_prob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return F.log_softmax(logits.float(), dim=-1).gather(1, labels[:, None]).squeeze(1)
-
-
 def npo_loss(log_prob: torch.Tensor, reference_log_prob: torch.Tensor, beta: float) -> torch.Tensor:
     return -(2.0 / beta) * F.logsigmoid(-beta * (log_prob - reference_log_prob)).mean()
 
@@ -50,7 +47,6 @@ class NPO(UnlearningMethod):
         self.reference = frozen_copy(context.model)
 
     def compute_loss(self, context, model, batch):
-        features, labels = split_labels(batch["forget"])
         with torch.no_grad():
-            reference = label_log_prob(self.reference(**features).logits, labels)
-        return npo_loss(label_log_prob(model(**features).logits, labels), reference, self.config.npo_beta)
+            reference = sequence_log_probs(self.reference, batch["forget"])
+        return npo_loss(sequence_log_probs(model, batch["forget"]), reference, self.config.npo_beta)

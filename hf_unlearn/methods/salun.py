@@ -53,6 +53,7 @@ def saliency_masks(saliency: list[torch.Tensor], ratio: float) -> list[torch.Ten
 
 
 class SalUn(RandomLabels):
+    causal_lm = False  # its saliency mask and random labels were not validated on token losses
     name = "salun"
     needs_retain = True
     config_class = SalUnConfig

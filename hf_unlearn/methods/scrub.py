@@ -44,6 +44,7 @@ def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
 
 
 class SCRUB(UnlearningMethod):
+    causal_lm = False  # its distillation reads one distribution per example, not per token
     name = "scrub"
     needs_retain = True
     config_class = SCRUBConfig

@@ -32,6 +32,24 @@ class PeftTargets:
     free: list[nn.Parameter] = field(default_factory=list)  # lora_B: safe once A·x = 0
 
 
+def base_model_layers(model: nn.Module, include=None, exclude=None) -> dict[str, nn.Module]:
+    """A PEFT model's protectable layers under the names they have in its base model.
+
+    A space built from the PEFT model itself must be the base model's space: the one a space built
+    before the adapter was added would be, and the one ``peft_targets`` looks layers up in. A LoRA
+    layer's statistics are its ``base_layer``'s inputs; a ``modules_to_save`` copy's are its original's.
+    """
+    from ..core.layers import find_protectable_layers
+
+    base = model.get_base_model()
+    layers = {}
+    for name, module in find_protectable_layers(base, include, exclude).items():
+        if ".modules_to_save." in f".{name}.":
+            continue  # the trainable copy: its original module stands for the layer
+        layers[name.replace(".base_layer", "").replace(".original_module", "")] = module
+    return layers
+
+
 def peft_targets(model: nn.Module, layer_names) -> PeftTargets:
     modules = dict(model.named_modules())
     targets = PeftTargets()

@@ -21,7 +21,7 @@ from ..core.space_io import CONFIG_NAME
 from .freezing import freeze_parameters, freeze_peft_parameters
 from .membership import forget_fingerprints
 from .output_rows import forgotten_output_rows, mean_input
-from .peft import PeftTargets, is_peft_model, peft_targets
+from .peft import PeftTargets, base_model_layers, is_peft_model, peft_targets
 from .updates import ProjectedUpdates
 
 logger = logging.getLogger(__name__)
@@ -113,9 +113,11 @@ class SpaceProtection:
         """The space of ``original_model_inputs`` (the training set with model columns only)."""
         logger.info("Building the Core Gradient Space from %d training examples", len(self.original_dataset))
         s = self.settings
+        layers = base_model_layers(model, s.protect_layers, s.exclude_layers) if is_peft_model(model) else None
         stats = collect_gram_matrices(
             model,
             shard(original_model_inputs, self.world_size, self.process_index),
+            layers=layers,
             include=s.protect_layers,
             exclude=s.exclude_layers,
             batch_size=s.batch_size,

@@ -27,6 +27,16 @@ class ScriptArguments:
     _argument_group_name = "model and data"
 
     model_name_or_path: str = field(metadata={"help": "A local model folder or a Hub id."})
+    task: str = field(
+        default="auto",
+        metadata={
+            "help": "'classification', 'causal_lm' (texts or prompt/answer pairs are forgotten token by token), or "
+            "'auto': causal_lm when the model's config names a causal-LM architecture."
+        },
+    )
+    gguf_file: str | None = field(
+        default=None, metadata={"help": "Causal LMs: a GGUF file in the model folder to load (dequantised to float32)."}
+    )
     dataset_name: str | None = field(
         default=None, metadata={"help": "Hub id, local dataset folder, or 'digits' / 'mnist5k' (embedded)."}
     )
@@ -82,6 +92,10 @@ class ScriptArguments:
             "which for a fine-tuned model gives a reference that may only predict the majority class."
         },
     )
+
+    def __post_init__(self):
+        if self.task not in ("auto", "classification", "causal_lm"):
+            raise ValueError(f"task must be 'auto', 'classification' or 'causal_lm', got {self.task!r}")
 
 
 @dataclass

