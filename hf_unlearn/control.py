@@ -55,6 +55,12 @@ class ControlSettings:
     class_probability: float = 0.05
     poison_forget_target: float = 5.0  # percent of the poisoned examples still given their poisoned label
     check_density: int = 1  # checks per default interval (see ``_interval``)
+    # what sample removal compares: accuracy for classifiers; for causal LMs the target tokens' likelihood
+    # (100·exp(−mean loss)), the signal a loss-based membership test reads
+    forget_key: str = "forget_accuracy"
+    validation_key: str = "validation_accuracy"
+    compared: str = "forget accuracy"  # the two measures in words
+    compared_validation: str = "validation accuracy"
 
 
 @dataclass
@@ -218,15 +224,16 @@ class UnlearningControl(TrainerCallback):
     def target_validation(self, initial: dict[str, float]) -> float:
         """The sample-removal target: the validation accuracy of the model before this request (or the series)."""
         source = self.baseline_metrics if self.baseline_metrics is not None else initial
-        return source.get("validation_accuracy", math.nan)
+        return source.get(self.settings.validation_key, math.nan)
 
     def nothing_to_unlearn(self, metrics: dict[str, float]) -> str | None:
         """Why no step should be taken at all (the sample-removal rule already holds), or None."""
         validation = self.target_validation(metrics)
         validation = -math.inf if math.isnan(validation) else validation
-        if self.settings.rule == "forget_below_validation" and metrics["forget_accuracy"] < validation:
+        forget = metrics[self.settings.forget_key]
+        if self.settings.rule == "forget_below_validation" and forget < validation:
             return (
-                f"the forget set already looks like held-out data (forget accuracy {metrics['forget_accuracy']:.1f} "
+                f"the forget set already looks like held-out data ({self.settings.compared} {forget:.1f} "
                 f"< validation {validation:.1f}), so the stop rule ends the run before its first step"
             )
         if self.settings.rule == "poison_removed" and metrics["forget_accuracy"] <= self.settings.poison_forget_target:
@@ -276,15 +283,14 @@ class UnlearningControl(TrainerCallback):
             # the original's validation accuracy, not the current one: a step that damages the model lowers
             # both, and a target that falls with the forget accuracy is chased instead of reached
             validation = self.target_validation(self.outcome.initial)
-            if metrics["forget_accuracy"] < validation:
+            key = self.settings.forget_key
+            if metrics[key] < validation:
                 previous = self.previous_good[0] if self.previous_good else None
-                overshot = previous is not None and abs(previous["forget_accuracy"] - validation) < abs(
-                    metrics["forget_accuracy"] - validation
-                )
+                overshot = previous is not None and abs(previous[key] - validation) < abs(metrics[key] - validation)
                 # a crossing by a point or two is the sample's resolution, not a step too far: halving then only
                 # spends the budget re-crossing (MiniLM, 100 forget examples: 3 halvings, 1.8x re-fine-tuning)
                 count = metrics.get("forget_accuracy_count", 0)
-                far = validation - metrics["forget_accuracy"] > max(2.0, 200.0 / count if count else 0.0)
+                far = validation - metrics[key] > max(2.0, 200.0 / count if count else 0.0)
                 halvings_left = self.outcome.overshoots < self.settings.max_overshoots
                 if overshot and far and optimizer is not None and halvings_left:
                     # the last steps crossed the target by more than the previous state missed it: go back
@@ -296,14 +302,15 @@ class UnlearningControl(TrainerCallback):
                     logger.info(
                         "Overshot the sample-removal target (forget %.1f vs validation %.1f); back to the previous "
                         "good state with the learning rate scaled by %.3g",
-                        metrics["forget_accuracy"], validation, self.outcome.learning_rate_scale,
+                        metrics[key], validation, self.outcome.learning_rate_scale,
                     )
                     return
                 if overshot and not _same(self.previous_good[1], self.start):
                     # a narrow crossing, or out of halvings: the closer of the two, never the start (no removal)
                     restore_weights(self.model, self.previous_good[1])
                     self.good = self.previous_good
-                self._stop(control, "rule", "forget accuracy fell below the original's validation accuracy")
+                words = self.settings
+                self._stop(control, "rule", f"{words.compared} fell below the original's {words.compared_validation}")
         elif rule == "class_removal":
             if (
                 metrics["forget_accuracy"] <= self.settings.class_forget_target
@@ -369,7 +376,7 @@ class UnlearningControl(TrainerCallback):
                 f"(target at most {self.settings.poison_forget_target:g} %)"
             )
         return (
-            f"forget accuracy {forget:.1f} is not below the original model's validation accuracy "
-            f"{self.target_validation(self.outcome.initial):.1f}: the forget set still looks like "
-            "training data"
+            f"{self.settings.compared} {metrics.get(self.settings.forget_key, math.nan):.1f} is not below the "
+            f"original model's {self.settings.compared_validation} {self.target_validation(self.outcome.initial):.1f}: "
+            "the forget set still looks like training data"
         )

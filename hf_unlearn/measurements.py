@@ -89,7 +89,11 @@ class UnlearningMeasurements:
         ``forget_probability`` is the mean probability of the true label on the forget sample: for a
         removed class, how much the model still believes in it. ``model`` measures another model on the
         same samples (the model before a series of requests). For a causal LM each accuracy is over target
-        tokens (the greedy next token is the text's), the probability the mean over them.
+        tokens (the greedy next token is the text's), the probability the mean over them, and
+        ``*_likelihood`` is 100·exp(−mean token loss): what its sample-removal rule compares, because a
+        model that never saw a text gives it about the loss of held-out text (the accuracy moved with the
+        templates: at the crossing SmolLM2 still stated 60 % of the forgotten facts, a model fine-tuned
+        without them 10 %).
         """
         forget, retain, validation = self._check_samples()
         out = self._verdicts(forget, model)
@@ -98,6 +102,8 @@ class UnlearningMeasurements:
             "forget_accuracy_count": len(forget),
             "forget_probability": float(out["p_true"].mean()),
         }
+        if self.causal_lm:
+            metrics["forget_likelihood"] = likelihood(out["loss"])
         if len(retain):
             metrics["retain_accuracy"] = self._percent(self._verdicts(retain, model)["correct"])
             metrics["retain_accuracy_count"] = len(retain)
@@ -105,6 +111,8 @@ class UnlearningMeasurements:
             out = self._verdicts(validation, model)
             metrics["validation_accuracy"] = self._percent(out["correct"])
             metrics["validation_accuracy_count"] = len(validation)
+            if self.causal_lm:
+                metrics["validation_likelihood"] = likelihood(out["loss"])
             if self.scenario == "class":
                 kept = ~torch.isin(out["labels"], torch.tensor(self.forgotten_classes))
                 metrics["validation_accuracy_kept"] = self._percent(out["correct"][kept])
@@ -172,6 +180,16 @@ class UnlearningMeasurements:
                 user = self.compute_metrics(prediction)
                 metrics.update({f"{metric_key_prefix}_{k}": v for k, v in user.items()})
         return metrics
+
+
+# a causal LM's texts count as forgotten once their tokens are as unlikely as held-out texts' (the control's keys)
+LM_SAMPLE_RULE = {"forget_key": "forget_likelihood", "validation_key": "validation_likelihood",
+                  "compared": "forget-text likelihood", "compared_validation": "validation-text likelihood"}
+
+
+def likelihood(token_losses: torch.Tensor) -> float:
+    """100·exp(−mean token loss): the geometric-mean probability of the target tokens, in percent."""
+    return 100.0 * math.exp(-float(token_losses.double().mean()))
 
 
 def utility_drops(before: dict[str, float], after: dict[str, float], tolerance: float) -> list[str]:

@@ -169,11 +169,13 @@ class UnlearningPublishing:
         """The check samples' accuracies at the start and the end (for a causal LM: of the target tokens)."""
         if self.outcome is None or not self.outcome.initial:
             return ""
-        names = {"forget_accuracy": "forget", "retain_accuracy": "retain sample", "validation_accuracy": "validation"}
+        names = {"forget_accuracy": "forget", "retain_accuracy": "retain sample", "validation_accuracy": "validation",
+                 "forget_likelihood": "forget likelihood", "validation_likelihood": "validation likelihood"}
         start, end = self.outcome.initial, self.outcome.final or self.outcome.initial
         parts = [f"{label} {start[key]:.1f} → {end.get(key, float('nan')):.1f} %" for key, label in names.items()
                  if key in start]
-        unit = ("next-token accuracy on the texts' target tokens (the answers, not the prompts)"
+        unit = ("next-token accuracy on the texts' target tokens (the answers, not the prompts; likelihood = "
+                "100·exp(−mean token loss))"
                 if getattr(self, "causal_lm", False) else "accuracy")
         return f"{unit}: " + ", ".join(parts)
 

@@ -29,7 +29,7 @@ from .data.columns import keep_model_columns, label_array
 from .data.requests import check_label_range, detect_scenario
 from .data.streams import ForgetRetainDataset, TwoStreamCollator
 from .gc_utils import frozen_heap
-from .measurements import UnlearningMeasurements, utility_drops, weights_summary
+from .measurements import LM_SAMPLE_RULE, UnlearningMeasurements, utility_drops, weights_summary
 from .methods import get_method
 from .protection import (
     SpaceProtection,
@@ -278,6 +278,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             class_forget_target=args.class_forget_target,
             class_probability=args.class_forget_probability,
             poison_forget_target=args.poison_forget_target,
+            **(LM_SAMPLE_RULE if self.causal_lm else {}),
             check_examples=sum(len(d) for d in self._check_samples()),
             examples_per_step=args.per_device_train_batch_size
             * args.gradient_accumulation_steps

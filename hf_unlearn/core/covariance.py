@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .gram_product import gram_upper, symmetrize
 from .labels import LABEL_KEYS
 from .layers import (
     LINEAR,
@@ -72,7 +73,8 @@ def batch_size_of(batch) -> int:
 
 
 class GramCollector:
-    """Forward hooks that add each protected layer's RᵀR to a float64 accumulator.
+    """Forward hooks that add each protected layer's RᵀR to a float64 accumulator (upper triangles by ``syrk``
+    on CPU, mirrored by ``finish``).
 
     Use as a context manager; the hooks are removed on exit whatever happens. Consecutive layers fed
     the very same input tensor (the query, key and value projections of an attention block) share
@@ -84,17 +86,24 @@ class GramCollector:
     would not be the retain set's Gram.
     """
 
-    def __init__(self, layers: Mapping[str, nn.Module], precision: str = "float64"):
+    def __init__(
+        self, layers: Mapping[str, nn.Module], precision: str = "float64", row_fraction: float = 1.0, seed: int = 0
+    ):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        if not 0.0 < row_fraction <= 1.0:
+            raise ValueError(f"row_fraction must lie in (0, 1], got {row_fraction}")
+        self.row_fraction = row_fraction
+        self._generator = torch.Generator().manual_seed(seed)
         self.layers = dict(layers)
         self.product_dtype = PRECISIONS[precision]
         self.grams: dict[str, torch.Tensor] = {}
         self.num_rows: dict[str, int] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         # (input, its version, product, rows): the last shareable input and what it gave
-        self._last: tuple[torch.Tensor, int, torch.Tensor, int] | None = None
+        self._last: tuple[torch.Tensor, int, tuple[torch.Tensor, bool], int] | None = None
         self.token_mask: torch.Tensor | None = None
+        self._upper: set[str] = set()  # accumulators holding upper triangles until ``finish``
 
     def __enter__(self) -> GramCollector:
         for name, module in self.layers.items():
@@ -106,6 +115,7 @@ class GramCollector:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.finish()
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
@@ -122,18 +132,31 @@ class GramCollector:
             rows = x.detach()[mask].to(self.product_dtype)  # real tokens only
         else:
             rows = input_rows(module, x.detach()).to(self.product_dtype)
-        product = (rows.T @ rows).to(torch.float64)
+        count = rows.shape[0]
+        if self.row_fraction < 1.0 and count > 1:  # a uniform sample, scaled so the Gram stays unbiased
+            keep = max(1, round(count * self.row_fraction))
+            chosen = torch.randperm(count, generator=self._generator)[:keep].to(rows.device)
+            rows = rows[chosen] * (count / keep) ** 0.5
+        product, upper = gram_upper(rows)
         if shareable:
-            self._last = (x, x._version, product, rows.shape[0])
-        return product, rows.shape[0]
+            self._last = (x, x._version, (product, upper), count)
+        return (product, upper), count
 
     def _make_hook(self, name: str) -> Callable:
         def hook(module: nn.Module, args: tuple, output) -> None:
-            product, n_rows = self._product(module, args[0])
-            self.grams[name] += product
+            (product, upper), n_rows = self._product(module, args[0])
+            self.grams[name] += product  # a float32 product is added into the float64 total as it is
+            if upper:
+                self._upper.add(name)
             self.num_rows[name] += n_rows
 
         return hook
+
+    def finish(self) -> None:
+        """Mirror the accumulators that received upper triangles (``syrk``); idempotent, run on exit too."""
+        for name in self._upper:
+            symmetrize(self.grams[name])
+        self._upper.clear()
 
     def all_reduce(self) -> None:
         """Sum the accumulators over all processes (sorted names: every rank reduces in one order)."""
@@ -175,6 +198,7 @@ def collect_gram_matrices(
     forward_fn: Callable[[nn.Module, object, torch.device | None], None] = default_forward,
     precision: str = "float64",
     padding: str = "masked",
+    row_fraction: float = 1.0,
     show_progress: bool = True,
     desc: str = "Collecting CGS statistics",
 ) -> GramStatistics:
@@ -188,6 +212,10 @@ def collect_gram_matrices(
     ``padding="masked"`` leaves out the rows of tokens a batch's ``attention_mask`` marks as padding
     (Linear inputs shaped ``(batch, tokens, features)``); ``"counted"`` keeps them, as spaces saved
     before 2026-12-01 did. Grams that are added or subtracted must use the same policy.
+    ``row_fraction < 1`` is the sketched mode: each product uses a seeded uniform sample of that share of
+    the rows (tokens, conv patches), scaled by 1/fraction, so the Gram is an unbiased estimate at a
+    fraction of the cost; its top directions keep most of the energy (docs/performance.md), the tail is
+    noisier. ``num_rows`` counts every row seen.
     """
     if padding not in PADDING_POLICIES:
         raise ValueError(f"padding must be one of {PADDING_POLICIES}, got {padding!r}")
@@ -203,11 +231,12 @@ def collect_gram_matrices(
     num_examples = 0
     total = len(batches) if hasattr(batches, "__len__") else None
     try:
-        with GramCollector(layers, precision=precision) as collector, torch.no_grad():
+        with GramCollector(layers, precision=precision, row_fraction=row_fraction) as collector, torch.no_grad():
             for batch in tqdm(batches, total=total, desc=desc, disable=not show_progress, leave=False):
                 num_examples += batch_size_of(batch)
                 collector.token_mask = _token_mask(batch, device) if padding == "masked" else None
                 forward_fn(model, batch, device)
+            collector.finish()
             collector.all_reduce()
     finally:
         model.train(was_training)

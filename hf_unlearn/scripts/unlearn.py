@@ -19,11 +19,9 @@ import json
 import logging
 from pathlib import Path
 
-import torch
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
-    AutoModelForCausalLM,
     AutoModelForImageClassification,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -49,6 +47,7 @@ from ..data.loading import (
 from ..evaluation import evaluate_unlearning, per_example_loss, write_report
 from ..exact import TrainingRecipe, retrain_from_scratch
 from ..hub import public_name
+from ..models.causal_lm import load_causal_lm
 from ..protection import SpaceProtection, SpaceSettings
 from ..trainer import UnlearningTrainer
 from .arguments import ForgetSetArguments, ScriptArguments, parse_args
@@ -72,9 +71,7 @@ def load_model_and_data(script_args: ScriptArguments):
     data, kept_rows = ensure_splits(data, script_args.eval_split, seed, script_args.validation_split_percentage)
     processing_class = None
     if causal_lm:  # texts stay raw: the trainer tokenises them, the ledger fingerprints the rows as given
-        options = {"gguf_file": script_args.gguf_file} if script_args.gguf_file else {}
-        processing_class = AutoTokenizer.from_pretrained(script_args.model_name_or_path, **options)
-        model = AutoModelForCausalLM.from_pretrained(script_args.model_name_or_path, dtype=torch.float32, **options)
+        model, processing_class = load_causal_lm(script_args.model_name_or_path, script_args.gguf_file)
         eval_split = script_args.eval_split or next((s for s in ("validation", "test") if s in data), None)
         return model, data, eval_split, processing_class, kept_rows
     if script_args.text_column:
