@@ -21,6 +21,7 @@ import copy
 import json
 import logging
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -28,7 +29,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from hf_unlearn import UnlearningArguments, UnlearningTrainer
-from hf_unlearn.data.causal_lm import CausalLMCollator, tokenize_for_causal_lm
+from hf_unlearn.data.causal_lm import CausalLMCollator, causal_lm_space, tokenize_for_causal_lm
 from hf_unlearn.data.fictitious_facts import fictitious_facts
 from hf_unlearn.evaluation.lm import membership_auc
 from hf_unlearn.evaluation.predict import collect_token_outcomes
@@ -133,13 +134,16 @@ def main() -> None:
     reference, seconds = fine_tune(base, retain, tokenizer, options.epochs, options.seed, out / "ref")
     results["reference"] = {**measure(reference, sets, tokenizer), "seconds": seconds}
     print(json.dumps(results, indent=1), flush=True)
+    start = time.perf_counter()  # built once per trained model, before any request: timed apart
+    space = causal_lm_space(original, train, tokenizer, show_progress=False)
+    results["space"] = {"seconds": time.perf_counter() - start}
     for method in options.methods:
         torch.manual_seed(options.seed)
         model = get_peft_model(copy.deepcopy(original), lora_config())
         args = UnlearningArguments(str(out / method), method=method, seed=options.seed, report_to=[],
                                    save_strategy="no", use_cpu=True, disable_tqdm=True)
         trainer = UnlearningTrainer(model, args, forget_dataset=forget, retain_dataset=retain, eval_dataset=held_out,
-                                    original_dataset=train, processing_class=tokenizer)
+                                    core_gradient_space=space, processing_class=tokenizer)
         output = trainer.train()
         merged = model.merge_and_unload().eval()
         results[method] = {**measure(merged, sets, tokenizer), "seconds": trainer.unlearning_seconds,

@@ -24,6 +24,7 @@ from torch import nn
 
 from .arguments import UnlearningArguments
 from .core import LedgerError
+from .data.causal_lm import is_causal_lm
 from .data.columns import label_array
 from .trainer import UnlearningTrainer
 
@@ -87,6 +88,11 @@ class SequentialUnlearning:
             raise TypeError(
                 "Sequential requests reload each request's model with from_pretrained, which a PEFT model does not "
                 "support here: merge the adapter first (model.merge_and_unload()), then serve the requests."
+            )
+        if is_causal_lm(model):
+            raise ValueError(
+                "Sequential requests are built for classifiers (held-out classes, label checks); serve a causal LM's "
+                "requests with one UnlearningTrainer run each, saving the model and its space in between."
             )
         self.model = model
         self.args = args

@@ -19,6 +19,7 @@ from hf_unlearn.data.causal_lm import (
 )
 from hf_unlearn.evaluation.predict import collect_token_outcomes
 from hf_unlearn.methods.base import cross_entropy, sequence_log_probs
+from hf_unlearn.sequential import SequentialUnlearning
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +173,8 @@ def test_what_a_causal_lm_cannot_do_is_refused_before_any_weight_moves(people, t
         UnlearningTrainer(model, _args(tmp_path), forget_dataset=Dataset.from_dict({"body": ["a b"]}),
                           processing_class=people["tokenizer"], core_gradient_space=None,
                           original_dataset=Dataset.from_dict({"body": ["a b", "c d"]}))
+    with pytest.raises(ValueError, match="Sequential requests are built for classifiers"):
+        SequentialUnlearning(model, _args(tmp_path), people["train"], processing_class=people["tokenizer"])
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
 
 

@@ -167,3 +167,21 @@ def prepare_causal_lm_sets(method, args, tokenizer, collator: Callable | None, *
     options = {"mask_prompt": args.lm_mask_prompt, "max_length": args.lm_max_length}
     tokenised = {name: causal_lm_inputs(dataset, tokenizer, **options) for name, dataset in sets.items()}
     return tokenised, causal_lm_collator(tokenizer, collator)
+
+
+def causal_lm_space(model: nn.Module, texts, tokenizer, *, mask_prompt: bool = True, max_length: int | None = None,
+                    **space_options):
+    """The Core Gradient Space of a causal LM's training texts, as the trainer would build it.
+
+    The texts are tokenised as the trainer tokenises them (answer tokens as targets, padding masked) and
+    fingerprinted as given, so later forget requests of raw rows are recognised by the ledger.
+    """
+    from ..core import CoreGradientSpace, fingerprint_examples
+
+    inputs = causal_lm_inputs(texts, tokenizer, mask_prompt=mask_prompt, max_length=max_length)
+    space = CoreGradientSpace.from_model(model, inputs, collate_fn=CausalLMCollator.for_tokenizer(tokenizer),
+                                         **space_options)
+    columns = list(texts.column_names)
+    space.train_fingerprints = fingerprint_examples(texts, columns)
+    space.fingerprint_columns = columns
+    return space

@@ -21,6 +21,7 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from ..core import CoreGradientSpace
+from ..data.causal_lm import causal_lm_space, is_causal_lm
 from .arguments import ScriptArguments
 
 logger = logging.getLogger(__name__)
@@ -64,16 +65,12 @@ def build(argv: list[str]) -> Path:
     train = data[script_args.train_split]
     print(f"Building the Core Gradient Space of {script_args.model_name_or_path} from {len(train)} examples")
     start = time.perf_counter()
-    space = CoreGradientSpace.from_model(
-        model,
-        train,
-        include=build_args.protect_layers,
-        exclude=build_args.exclude_layers,
-        batch_size=build_args.batch_size,
-        gamma=build_args.gamma,
-        energy=build_args.gamma_energy,
-        processing_class=processing_class,
-    )
+    options = {"include": build_args.protect_layers, "exclude": build_args.exclude_layers,
+               "batch_size": build_args.batch_size, "gamma": build_args.gamma, "energy": build_args.gamma_energy}
+    if is_causal_lm(model):  # tokenised as the trainer will, fingerprinted as the rows are given
+        space = causal_lm_space(model, train, processing_class, max_length=script_args.max_length, **options)
+    else:
+        space = CoreGradientSpace.from_model(model, train, processing_class=processing_class, **options)
     if build_args.low_rank is not None:
         space.compress(build_args.low_rank)
         bound = max(g.dropped_bound / max(float(g.values[0]), 1e-300) for g in space.grams.values())
