@@ -20,7 +20,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .gram_product import gram_upper, symmetrize
 from .labels import LABEL_KEYS
 from .layers import (
     LINEAR,
@@ -73,8 +72,7 @@ def batch_size_of(batch) -> int:
 
 
 class GramCollector:
-    """Forward hooks that add each protected layer's RᵀR to a float64 accumulator (upper triangles by ``syrk``
-    on CPU, mirrored by ``finish``).
+    """Forward hooks that add each protected layer's RᵀR to a float64 accumulator.
 
     Use as a context manager; the hooks are removed on exit whatever happens. Consecutive layers fed
     the very same input tensor (the query, key and value projections of an attention block) share
@@ -101,9 +99,8 @@ class GramCollector:
         self.num_rows: dict[str, int] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         # (input, its version, product, rows): the last shareable input and what it gave
-        self._last: tuple[torch.Tensor, int, tuple[torch.Tensor, bool], int] | None = None
+        self._last: tuple[torch.Tensor, int, torch.Tensor, int] | None = None
         self.token_mask: torch.Tensor | None = None
-        self._upper: set[str] = set()  # accumulators holding upper triangles until ``finish``
 
     def __enter__(self) -> GramCollector:
         for name, module in self.layers.items():
@@ -115,7 +112,6 @@ class GramCollector:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.finish()
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
@@ -137,26 +133,18 @@ class GramCollector:
             keep = max(1, round(count * self.row_fraction))
             chosen = torch.randperm(count, generator=self._generator)[:keep].to(rows.device)
             rows = rows[chosen] * (count / keep) ** 0.5
-        product, upper = gram_upper(rows)
+        product = (rows.T @ rows).to(torch.float64)
         if shareable:
-            self._last = (x, x._version, (product, upper), count)
-        return (product, upper), count
+            self._last = (x, x._version, product, count)
+        return product, count
 
     def _make_hook(self, name: str) -> Callable:
         def hook(module: nn.Module, args: tuple, output) -> None:
-            (product, upper), n_rows = self._product(module, args[0])
-            self.grams[name] += product  # a float32 product is added into the float64 total as it is
-            if upper:
-                self._upper.add(name)
+            product, n_rows = self._product(module, args[0])
+            self.grams[name] += product
             self.num_rows[name] += n_rows
 
         return hook
-
-    def finish(self) -> None:
-        """Mirror the accumulators that received upper triangles (``syrk``); idempotent, run on exit too."""
-        for name in self._upper:
-            symmetrize(self.grams[name])
-        self._upper.clear()
 
     def all_reduce(self) -> None:
         """Sum the accumulators over all processes (sorted names: every rank reduces in one order)."""
@@ -212,10 +200,11 @@ def collect_gram_matrices(
     ``padding="masked"`` leaves out the rows of tokens a batch's ``attention_mask`` marks as padding
     (Linear inputs shaped ``(batch, tokens, features)``); ``"counted"`` keeps them, as spaces saved
     before 2026-12-01 did. Grams that are added or subtracted must use the same policy.
-    ``row_fraction < 1`` is the sketched mode: each product uses a seeded uniform sample of that share of
-    the rows (tokens, conv patches), scaled by 1/fraction, so the Gram is an unbiased estimate at a
-    fraction of the cost; its top directions keep most of the energy (docs/performance.md), the tail is
-    noisier. ``num_rows`` counts every row seen.
+    ``row_fraction < 1`` is the sketched mode (opt-in): each product uses a seeded uniform sample of that
+    share of the rows (tokens, conv patches), scaled by 1/fraction, so the Gram is an unbiased estimate
+    at a fraction of the cost. How much of the exact top directions' energy it keeps depends on the
+    spectrum (docs/performance.md §1b: 0.998 on digits, 0.57-0.78 on random ViT/BERT inputs at 1/4).
+    ``num_rows`` counts every row seen.
     """
     if padding not in PADDING_POLICIES:
         raise ValueError(f"padding must be one of {PADDING_POLICIES}, got {padding!r}")
@@ -236,7 +225,6 @@ def collect_gram_matrices(
                 num_examples += batch_size_of(batch)
                 collector.token_mask = _token_mask(batch, device) if padding == "masked" else None
                 forward_fn(model, batch, device)
-            collector.finish()
             collector.all_reduce()
     finally:
         model.train(was_training)
