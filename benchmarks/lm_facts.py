@@ -8,7 +8,8 @@ The pretrained model is fine-tuned (LoRA, plain ``Trainer``, merged afterwards) 
 each of ``--people`` invented people, the last fifth held out, until it answers them. Then 10 % of the
 people are forgotten (their answers only; the questions are prompts). The reference is the same
 fine-tuning without them. Each method runs through ``UnlearningTrainer`` with its library defaults on a
-fresh LoRA adapter over the fine-tuned model, with the held-out people as validation set.
+fresh LoRA adapter over the fine-tuned model (``--unlearn_weights full``: its own weights), with the
+held-out people as validation set.
 Reported per model: fact recall (the greedy answer to a question contains the fact), answer-token accuracy
 and perplexity on forgotten / kept / held-out people, membership AUC (forgotten vs held-out, loss score),
 wall time. Writes ``results.json`` and ``results.md`` under ``--out``.
@@ -113,6 +114,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=METHODS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="outputs/lm_facts")
+    parser.add_argument("--unlearn_weights", choices=["lora", "full"], default="lora",
+                        help="unlearn through a fresh LoRA adapter (default) or the merged model's own weights")
     options = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -139,13 +142,15 @@ def main() -> None:
     results["space"] = {"seconds": time.perf_counter() - start}
     for method in options.methods:
         torch.manual_seed(options.seed)
-        model = get_peft_model(copy.deepcopy(original), lora_config())
+        model = copy.deepcopy(original)
+        if options.unlearn_weights == "lora":
+            model = get_peft_model(model, lora_config())
         args = UnlearningArguments(str(out / method), method=method, seed=options.seed, report_to=[],
                                    save_strategy="no", use_cpu=True, disable_tqdm=True)
         trainer = UnlearningTrainer(model, args, forget_dataset=forget, retain_dataset=retain, eval_dataset=held_out,
                                     core_gradient_space=space, processing_class=tokenizer)
         output = trainer.train()
-        merged = model.merge_and_unload().eval()
+        merged = (model.merge_and_unload() if options.unlearn_weights == "lora" else model).eval()
         results[method] = {**measure(merged, sets, tokenizer), "seconds": trainer.unlearning_seconds,
                            "outcome": output.metrics["unlearning_outcome"], "unlearned": output.metrics["unlearned"]}
         print(method, json.dumps(results[method]), flush=True)
