@@ -292,7 +292,8 @@ class UnlearningControl(TrainerCallback):
                 overshot = previous is not None and abs(previous[key] - validation) < abs(metrics[key] - validation)
                 # a crossing by a point or two is the sample's resolution, not a step too far: halving then only
                 # spends the budget re-crossing (MiniLM, 100 forget examples: 3 halvings, 1.8x re-fine-tuning)
-                count = metrics.get("forget_accuracy_count", 0)
+                # (the resolution of an accuracy over `count` examples; a likelihood averages over every token)
+                count = metrics.get("forget_accuracy_count", 0) if key == "forget_accuracy" else 0
                 far = validation - metrics[key] > max(2.0, 200.0 / count if count else 0.0)
                 halvings_left = self.outcome.overshoots < self.settings.max_overshoots
                 if overshot and far and optimizer is not None and halvings_left:
