@@ -38,7 +38,8 @@ class ScriptArguments:
         default=None, metadata={"help": "Causal LMs: a GGUF file in the model folder to load (dequantised to float32)."}
     )
     dataset_name: str | None = field(
-        default=None, metadata={"help": "Hub id, local dataset folder, or 'digits' / 'mnist5k' (embedded)."}
+        default=None,
+        metadata={"help": "Hub id, local dataset folder, or 'digits' / 'mnist5k' / 'fictitious_facts' (embedded)."},
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
     data_files: list[str] | None = field(default=None, metadata={"help": "Local csv/json/parquet training files."})
