@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
@@ -88,3 +89,18 @@ def test_scores_and_rouge_by_hand():
         perplexity(model, [{"input_ids": [3]}])
     with pytest.raises(ValueError, match="No text has"):
         verbatim_memorization(model, texts, prefix_tokens=8, continuation_tokens=8)
+
+
+def test_the_membership_auc_module_loads_offline_and_matches_the_function(tmp_path, monkeypatch):
+    evaluate = pytest.importorskip("evaluate")
+    from hf_unlearn.evaluation import metric_path
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
+    module = evaluate.load(metric_path("lm_membership_auc"), cache_dir=str(tmp_path))
+    members, held_out = [0.1, 0.9, 0.4, 2.0], [0.5, 1.5, 3.0]
+    got = module.compute(scores=members + held_out, group=["member"] * 4 + ["held_out"] * 3)
+    expected = membership_auc({"loss": np.array(members)}, {"loss": np.array(held_out)})
+    assert got["membership_auc"] == pytest.approx(expected) and expected == pytest.approx(9 / 12)  # pairs by hand
+    with pytest.raises(ValueError, match="Unknown group"):
+        module.compute(scores=[0.1, 0.2], group=["member", "forget"])
