@@ -23,7 +23,7 @@ from pathlib import Path
 from torch import nn
 
 from .arguments import UnlearningArguments
-from .core import LedgerError
+from .core import LedgerError, UnsupportedSetupError
 from .data.causal_lm import is_causal_lm
 from .data.columns import label_array
 from .trainer import UnlearningTrainer
@@ -80,7 +80,7 @@ class SequentialUnlearning:
         evaluate: Evaluate | None = None,
     ):
         if args.world_size > 1:
-            raise NotImplementedError(
+            raise UnsupportedSetupError(
                 f"Sequential requests run in one process (this is one of {args.world_size}): every process would "
                 "rename the same request folders. Launch it with python, not accelerate launch / torchrun."
             )

@@ -22,7 +22,7 @@ from .arguments import UnlearningArguments
 from .callbacks import StepHooksCallback, resolve_stop_rule
 from .checkpoints import check_resume, request_digest, resolve_resume, write_checkpoint_extras
 from .control import ControlSettings, RunOutcome, UnlearningControl
-from .core import CGSMismatchError, CoreGradientSpace, fingerprint_examples
+from .core import CGSMismatchError, CoreGradientSpace, UnsupportedSetupError, fingerprint_examples
 from .data.causal_lm import is_causal_lm, prepare_causal_lm_sets
 from .data.checks import check_model_inputs, check_request_inputs
 from .data.columns import keep_model_columns, label_array
@@ -285,8 +285,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             * (2 if self.method.needs_retain else 1),
         )
         if self.protection is not None and (self.is_fsdp_enabled or self.is_deepspeed_enabled):
-            raise NotImplementedError(
-                "Projected unlearning under FSDP or DeepSpeed through the Trainer is not supported yet: the engine "
+            raise UnsupportedSetupError(
+                "Projected unlearning under FSDP or DeepSpeed through the Trainer is not supported: the engine "
                 "replaces the parameters after the projection is set up, so the updates would go unprojected. "
                 "Run data-parallel (DDP) or one process; FSDP2's sharded projection itself is verified at the torch "
                 "level (docs/performance.md)."

@@ -13,6 +13,7 @@ from hf_unlearn import UnlearningArguments, UnlearningTrainer
 from hf_unlearn.data.causal_lm import (
     IGNORE_INDEX,
     CausalLMCollator,
+    causal_lm_space,
     is_causal_lm,
     tokenize_example,
     tokenize_for_causal_lm,
@@ -196,3 +197,18 @@ def test_a_lora_causal_lm_unlearns_and_merges_into_the_same_model(people, tmp_pa
         merged = lora.merge_and_unload()
         assert type(merged).__name__ == "GPT2LMHeadModel"
         assert torch.allclose(merged(**batch).logits, adapted, atol=1e-4)
+
+
+def test_a_space_built_from_raw_texts_serves_requests_of_raw_rows(people, tmp_path):
+    space = causal_lm_space(people["model"], people["train"], people["tokenizer"], show_progress=False)
+    assert space.fingerprint_columns == people["train"].column_names  # the rows as given, not the token ids
+    assert len(space.train_fingerprints) == len(people["train"])
+    trainer = UnlearningTrainer(copy.deepcopy(people["model"]), _args(tmp_path, max_steps=1, stop_rule="none"),
+                                forget_dataset=people["forget"], retain_dataset=people["retain"],
+                                core_gradient_space=space, processing_class=people["tokenizer"])
+    trainer.train()
+    assert trainer.core_gradient_space.ledger[-1]["num_examples"] == len(people["forget"])
+    stranger = people["held_out"].select(range(2))  # never trained on: refused before any weight moves
+    with pytest.raises(ValueError, match="not in the training data|not.*train"):
+        UnlearningTrainer(copy.deepcopy(people["model"]), _args(tmp_path / "b", method="pgu"), forget_dataset=stranger,
+                          core_gradient_space=space, processing_class=people["tokenizer"]).train()

@@ -44,3 +44,17 @@ def test_two_fsdp_processes_end_with_the_weights_of_one(tmp_path, one_thread):
             assert inside[3].abs().max() > 1e-3  # the free row moved inside the space
             inside = torch.cat([inside[:3], inside[4:]])
         assert change.abs().max() > 1e-3 and inside.abs().max() < 1e-5 * max(1.0, change.abs().max()), layer
+
+
+def test_a_sharding_layout_other_than_fsdps_rows_is_refused_by_name():
+    from types import SimpleNamespace
+
+    from torch.distributed.tensor import Replicate, Shard
+
+    from hf_unlearn.core import UnsupportedSetupError
+    from hf_unlearn.protection.sharded import check_row_sharding
+
+    check_row_sharding("fc", SimpleNamespace(placements=(Shard(0),)))  # FSDP's layout: accepted
+    for placements in [(Shard(1),), (Replicate(),), (Shard(0), Shard(0))]:
+        with pytest.raises(UnsupportedSetupError, match="'fc'.*Shard\\(0\\)"):
+            check_row_sharding("fc", SimpleNamespace(placements=placements))

@@ -4,6 +4,7 @@ Nothing here imports transformers, so the core can be used with any torch model.
 """
 
 from .covariance import GramCollector, GramStatistics, collect_gram_matrices
+from .errors import UnsupportedSetupError
 from .fingerprint import example_fingerprint, fingerprint_examples, model_fingerprint
 from .layers import LayerInfo, UnsupportedLayerError, find_protectable_layers, input_rows, layer_kind
 from .projection import LayerProjector, project_out
@@ -20,6 +21,7 @@ __all__ = [
     "LayerProjector",
     "LedgerError",
     "UnsupportedLayerError",
+    "UnsupportedSetupError",
     "collect_gram_matrices",
     "energy_rank",
     "example_fingerprint",

@@ -1,4 +1,4 @@
-"""The two ways a space refuses: it belongs to another model, or the request cannot be accepted."""
+"""How the library refuses: a space of another model, a request the ledger cannot accept, a setup it does not run."""
 
 
 class CGSMismatchError(ValueError):
@@ -7,3 +7,8 @@ class CGSMismatchError(ValueError):
 
 class LedgerError(ValueError):
     """A deletion request the ledger cannot accept (empty, repeated, or unknown examples)."""
+
+
+class UnsupportedSetupError(RuntimeError):
+    """A run configuration the library refuses on purpose (a sharding layout, an engine, several processes),
+    with what to run instead: raised before any weight changes."""

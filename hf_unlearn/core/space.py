@@ -113,6 +113,7 @@ class CoreGradientSpace:
         energy: str = DEFAULT_ENERGY,
         show_progress: bool = True,
         processing_class=None,
+        fingerprint_data=None,
         **collect_kwargs,
     ) -> CoreGradientSpace:
         """Build the space from the full training data (a ``datasets.Dataset``, DataLoader or batches).
@@ -121,7 +122,8 @@ class CoreGradientSpace:
         fingerprints of every training example are kept so later requests can be checked against them.
         ``processing_class`` (a tokenizer) pads each batch, and only the columns ``model.forward``
         takes are fed to the model, as ``UnlearningTrainer`` does: a tokenised dataset that still has
-        its raw text column works as it is.
+        its raw text column works as it is. ``fingerprint_data`` is fingerprinted instead of ``data`` when
+        the rows requests will name differ from what the model reads (raw texts of a tokenised LM set).
         """
         model_inputs = data
         if hasattr(data, "column_names") and "forward_fn" not in collect_kwargs:  # a forward_fn picks its own inputs
@@ -141,9 +143,10 @@ class CoreGradientSpace:
             **collect_kwargs,
         )
         train_fps, columns = None, None
-        if hasattr(data, "column_names"):
-            columns = list(fingerprint_columns) if fingerprint_columns else list(data.column_names)
-            train_fps = fingerprint_examples(data.select_columns(columns), columns)
+        rows = fingerprint_data if fingerprint_data is not None else data
+        if hasattr(rows, "column_names"):
+            columns = list(fingerprint_columns) if fingerprint_columns else list(rows.column_names)
+            train_fps = fingerprint_examples(rows.select_columns(columns), columns)
         return cls(
             stats.grams,
             stats.layers,

@@ -176,12 +176,8 @@ def causal_lm_space(model: nn.Module, texts, tokenizer, *, mask_prompt: bool = T
     The texts are tokenised as the trainer tokenises them (answer tokens as targets, padding masked) and
     fingerprinted as given, so later forget requests of raw rows are recognised by the ledger.
     """
-    from ..core import CoreGradientSpace, fingerprint_examples
+    from ..core import CoreGradientSpace
 
     inputs = causal_lm_inputs(texts, tokenizer, mask_prompt=mask_prompt, max_length=max_length)
-    space = CoreGradientSpace.from_model(model, inputs, collate_fn=CausalLMCollator.for_tokenizer(tokenizer),
-                                         **space_options)
-    columns = list(texts.column_names)
-    space.train_fingerprints = fingerprint_examples(texts, columns)
-    space.fingerprint_columns = columns
-    return space
+    return CoreGradientSpace.from_model(model, inputs, collate_fn=CausalLMCollator.for_tokenizer(tokenizer),
+                                        fingerprint_data=texts, **space_options)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from ..core.errors import UnsupportedSetupError
+
 try:  # torch >= 2.4
     from torch.distributed.tensor import DTensor, Shard
 except ImportError:  # pragma: no cover - older torch: nothing is ever a DTensor
@@ -27,7 +29,7 @@ def check_row_sharding(name: str, weight: torch.Tensor) -> None:
     """Only FSDP's layout is understood: sharded on dim 0 over one mesh dimension."""
     placements = tuple(weight.placements)
     if len(placements) != 1 or not (isinstance(placements[0], Shard) and placements[0].dim == 0):
-        raise NotImplementedError(
+        raise UnsupportedSetupError(
             f"Weight of {name!r} is a DTensor placed as {placements}; projected updates support FSDP's row "
             "sharding (Shard(0) on one mesh dimension) only."
         )

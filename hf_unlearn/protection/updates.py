@@ -20,7 +20,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from ..core import LayerProjector
+from ..core import LayerProjector, UnsupportedSetupError
 from .sharded import check_row_sharding, is_sharded, local_rows
 
 
@@ -40,7 +40,7 @@ class ProjectedUpdates:
             if is_sharded(weight):  # FSDP2: see sharded.py
                 check_row_sharding(key, weight)
                 if weight.dtype not in (torch.float32, torch.float64):
-                    raise NotImplementedError(
+                    raise UnsupportedSetupError(
                         f"Weight of {key!r} is a sharded {weight.dtype} tensor: projected updates keep a float32 "
                         "master copy for low-precision weights only when they are not sharded. Shard float32 "
                         "weights (mixed precision computes in bf16 while the parameters stay float32)."
