@@ -104,7 +104,7 @@ class UnlearningArguments(TrainingArguments):
     stop_rule: str = field(
         default="auto",
         metadata={
-            "help": "'forget_below_validation' (stop once forget accuracy < the original's validation accuracy), "
+            "help": "'forget_below_validation' (stop once forget accuracy <= the original's validation accuracy), "
             "'class_removal' (stop once the forgotten classes are gone or retain accuracy drops), "
             "'poison_removed' (stop once the poisoned labels are rarely predicted on the poisoned examples), "
             "'none', or 'auto' (by scenario)."

@@ -10,8 +10,8 @@ validation accuracy on small cached samples (one batched pass each) and then:
    On a small sample the tolerance is at least three examples' worth, so noise alone never trips it.
    After ``max_backtracks`` the run stops at the best good state. No architecture-specific step size
    is needed: the guard finds one.
-2. **Stop rules**, judged only on good states. Sample removal: stop once forget accuracy falls below
-   the original model's validation accuracy (measured before the first step: a retrained model
+2. **Stop rules**, judged only on good states. Sample removal: stop once forget accuracy reaches
+   (falls to or below) the original model's validation accuracy (measured before the first step: a retrained model
    treats the forgotten examples about as it treats held-out data, and a target that falls with a
    damaged model would be chased instead of reached). If the previous good state was closer to it
    and this one lies more than 2 points (and 2 examples' worth) below it, the last steps overshot:
@@ -287,7 +287,7 @@ class UnlearningControl(TrainerCallback):
             # both, and a target that falls with the forget accuracy is chased instead of reached
             validation = self.target_validation(self.outcome.initial)
             key = self.settings.forget_key
-            if metrics[key] < validation:
+            if self._reached(metrics[key], validation):
                 previous = self.previous_good[0] if self.previous_good else None
                 overshot = previous is not None and abs(previous[key] - validation) < abs(metrics[key] - validation)
                 # a crossing by a point or two is the sample's resolution, not a step too far: halving then only
@@ -314,7 +314,7 @@ class UnlearningControl(TrainerCallback):
                     restore_weights(self.model, self.previous_good[1])
                     self.good = self.previous_good
                 words = self.settings
-                self._stop(control, "rule", f"{words.compared} fell below the original's {words.compared_validation}")
+                self._stop(control, "rule", f"{words.compared} reached the original's {words.compared_validation}")
         elif rule == "class_removal":
             if (
                 metrics["forget_accuracy"] <= self.settings.class_forget_target
@@ -323,6 +323,16 @@ class UnlearningControl(TrainerCallback):
                 self._stop(control, "rule", "the forgotten classes are no longer predicted")
         elif rule == "poison_removed" and metrics["forget_accuracy"] <= self.settings.poison_forget_target:
             self._stop(control, "rule", "the poisoned examples no longer get their poisoned labels")
+
+    @staticmethod
+    def _reached(forget: float, validation: float) -> bool:
+        """Sample removal's target: at or below the original's validation measure.
+
+        Equality is the target itself (a retrained model's forget accuracy is, in expectation, its held-out
+        accuracy), and a narrow crossing already went back to the equal state: stopping only strictly below
+        ran past it first (MiniLM random request: 21 steps and 3 checks for what 7 steps and 1 check reach).
+        """
+        return forget <= validation
 
     def _stop(self, control, by: str, reason: str) -> None:
         control.should_training_stop = True
@@ -380,7 +390,7 @@ class UnlearningControl(TrainerCallback):
                 f"(target at most {self.settings.poison_forget_target:g} %)"
             )
         return (
-            f"{self.settings.compared} {metrics.get(self.settings.forget_key, math.nan):.1f} is not below the "
+            f"{self.settings.compared} {metrics.get(self.settings.forget_key, math.nan):.1f} has not reached the "
             f"original model's {self.settings.compared_validation} {self.target_validation(self.outcome.initial):.1f}: "
             "the forget set still looks like training data"
         )

@@ -84,7 +84,7 @@ def test_a_run_that_ends_before_its_stop_rule_is_met_says_the_removal_is_incompl
     # the budget (two steps) ends with the forget set still above validation accuracy
     outcome, _, _, stopped = _run(Script(_at(95.0), _at(93.0), _at(93.0)), [0.1, 0.1])
     assert not stopped and outcome.unlearned and outcome.stopped_by == "budget"
-    assert "forget accuracy 93.0 is not below the original model's validation accuracy 90.0" in outcome.incomplete
+    assert "forget accuracy 93.0 has not reached the original model's validation accuracy 90.0" in outcome.incomplete
     # met: nothing to say
     outcome, *_ = _run(Script(_at(86.0)), [0.1])
     assert outcome.unlearned and outcome.incomplete == ""
@@ -167,3 +167,20 @@ def test_a_later_request_of_a_series_is_held_to_the_model_before_the_first():
     assert crossed.stopped_by == "rule"
     not_yet, *_ = _run(Script(_at(90.5, validation=89.5)), [1.0])
     assert not_yet.stopped_by != "rule"
+
+
+def test_reaching_the_validation_accuracy_exactly_stops_the_run_there():
+    # start 98 above validation 89: a check at exactly 89 is the target (no need to cross it and come back)
+    outcome, weight, _, stopped = _run(Script(_at(93.0), _at(89.0), _at(80.0)), [1.0, 1.0, 1.0])
+    assert stopped and outcome.stopped_by == "rule" and outcome.steps == 2
+    assert weight == pytest.approx(3.0) and outcome.final["forget_accuracy"] == 89.0 and outcome.overshoots == 0
+
+
+def test_a_start_already_at_the_target_stops_after_a_step_never_at_the_start():
+    # forget and validation both 100 before the first step: nothing to do is not declared (strictly below is
+    # needed for that); the first checked state at the target ends the run, and it is not the start
+    start = {"forget_accuracy": 100.0, "validation_accuracy": 100.0, "retain_accuracy": 100.0}
+    script = Script(_at(100.0, validation=100.0))
+    script.queue[0] = start
+    outcome, weight, _, stopped = _run(script, [1.0])
+    assert stopped and outcome.steps == 1 and weight == pytest.approx(2.0) and outcome.unlearned
