@@ -91,11 +91,16 @@ def copy_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()}
 
 
-def restore_weights(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+def restore_weights(model: nn.Module, weights: dict[str, torch.Tensor], optimizer=None) -> None:
+    """Put ``weights`` back; an optimizer holding master copies (DeepSpeed ZeRO) reloads them from the model,
+    or its next step would write the rolled-back weights over with the old ones."""
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in weights.items():
             params[name].copy_(value)
+    refresh = getattr(getattr(optimizer, "optimizer", optimizer), "refresh_fp32_params", None)
+    if refresh is not None:
+        refresh()
 
 
 def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -260,7 +265,7 @@ class UnlearningControl(TrainerCallback):
         finite = all(torch.isfinite(p).all() for p in self.model.parameters())
         damage = self._too_damaged(metrics) if finite else ["non-finite weights"]
         if damage:
-            restore_weights(self.model, self.good[1])
+            restore_weights(self.model, self.good[1], optimizer)
             if self.outcome.backtracks >= self.settings.max_backtracks:
                 self._stop(
                     control,
@@ -299,7 +304,7 @@ class UnlearningControl(TrainerCallback):
                 if overshot and far and optimizer is not None and halvings_left:
                     # the last steps crossed the target by more than the previous state missed it: go back
                     # there and approach it again with half the step (bisection), instead of stopping
-                    restore_weights(self.model, self.previous_good[1])
+                    restore_weights(self.model, self.previous_good[1], optimizer)
                     self.good, self.previous_good = self.previous_good, None
                     self._shrink_step(optimizer, lr_scheduler)
                     self.outcome.overshoots += 1
@@ -311,7 +316,7 @@ class UnlearningControl(TrainerCallback):
                     return
                 if overshot and not _same(self.previous_good[1], self.start):
                     # a narrow crossing, or out of halvings: the closer of the two, never the start (no removal)
-                    restore_weights(self.model, self.previous_good[1])
+                    restore_weights(self.model, self.previous_good[1], optimizer)
                     self.good = self.previous_good
                 words = self.settings
                 self._stop(control, "rule", f"{words.compared} reached the original's {words.compared_validation}")

@@ -22,12 +22,13 @@ from .arguments import UnlearningArguments
 from .callbacks import StepHooksCallback, resolve_stop_rule
 from .checkpoints import check_resume, request_digest, resolve_resume, write_checkpoint_extras
 from .control import ControlSettings, RunOutcome, UnlearningControl
-from .core import CGSMismatchError, CoreGradientSpace, UnsupportedSetupError, fingerprint_examples
+from .core import CGSMismatchError, CoreGradientSpace, fingerprint_examples
 from .data.causal_lm import is_causal_lm, prepare_causal_lm_sets
 from .data.checks import check_model_inputs, check_request_inputs
 from .data.columns import keep_model_columns, label_array
 from .data.requests import check_label_range, detect_scenario
 from .data.streams import ForgetRetainDataset, TwoStreamCollator
+from .engines import check_engine
 from .gc_utils import frozen_heap
 from .measurements import LM_SAMPLE_RULE, UnlearningMeasurements, utility_drops, weights_summary
 from .methods import get_method
@@ -284,13 +285,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             * args.gradient_accumulation_steps
             * (2 if self.method.needs_retain else 1),
         )
-        if self.protection is not None and (self.is_fsdp_enabled or self.is_deepspeed_enabled):
-            raise UnsupportedSetupError(
-                "Projected unlearning under FSDP or DeepSpeed through the Trainer is not supported: the engine "
-                "replaces the parameters after the projection is set up, so the updates would go unprojected. "
-                "Run data-parallel (DDP) or one process; FSDP2's sharded projection itself is verified at the torch "
-                "level (docs/performance.md)."
-            )
+        project_gradients = check_engine(self)  # DeepSpeed owns the step: see engines.py
         if self.baseline_model is not None:  # measured on the run's device, then put back where it was
             home = next(self.baseline_model.parameters()).device
             self.control_callback.baseline_metrics = self.control_metrics(model=self.baseline_model.to(args.device))
@@ -307,6 +302,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         utility_before = self.full_utility() if not resume_from_checkpoint else None
         weights_before = weights_summary(self.model)
         self.prepare_unlearning(resume_from_checkpoint)
+        if project_gradients:
+            self.protection.project_gradients()
         if self.projection is not None and self.projection.free_rows:  # fast class removal: check it closely
             self.control_callback.settings.check_density = 4
         self.control_callback.setup_changed_weights = not torch.equal(weights_before, weights_summary(self.model))

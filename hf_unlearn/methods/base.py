@@ -165,6 +165,15 @@ class UnlearningMethod(ABC):
     def after_optimizer_step(self, context: UnlearningContext, model: nn.Module) -> None:  # noqa: B027
         """Called after every optimizer step (after any projection)."""
 
+    def acts_on_steps(self) -> bool:
+        """Whether the step hooks above read gradients or write weights. An engine that owns both (DeepSpeed:
+        gradients partitioned during backward, fp32 master weights that overwrite the model's) cannot run them."""
+        base = UnlearningMethod
+        return (
+            type(self).before_optimizer_step is not base.before_optimizer_step
+            or type(self).after_optimizer_step is not base.after_optimizer_step
+        )
+
     def track(self, name: str, value: float | torch.Tensor) -> None:
         """Record a value; ``logs`` reports its mean since the last log."""
         total, count = self._tracked.get(name, (0.0, 0))

@@ -102,6 +102,9 @@ class PGU(UnlearningMethod):
             self.kept_classes,
         )
 
+    def acts_on_steps(self) -> bool:
+        return self.config.pgu_normalize_gradient
+
     def before_optimizer_step(self, context, model):
         """Normalised gradient descent when asked: the loss saturates as p_y → 1, its gradient vanishes."""
         if not self.config.pgu_normalize_gradient:

@@ -19,6 +19,7 @@ from torch import nn
 from ..core import CGSMismatchError, CoreGradientSpace, collect_gram_matrices, fingerprint_examples, model_fingerprint
 from ..core.space_io import CONFIG_NAME
 from .freezing import freeze_parameters, freeze_peft_parameters
+from .gradients import ProjectedGradients
 from .membership import forget_fingerprints
 from .output_rows import forgotten_output_rows, mean_input
 from .peft import PeftTargets, base_model_layers, is_peft_model, peft_targets
@@ -104,6 +105,7 @@ class SpaceProtection:
         self.world_size = world_size
         self.process_index = process_index
         self.projection: ProjectedUpdates | None = None
+        self.gradient_hooks: ProjectedGradients | None = None  # set when an engine owns the step (DeepSpeed)
         self.peft: PeftTargets | None = None
         self.space_before_request: CoreGradientSpace | None = None
         self._resumed = False
@@ -231,12 +233,18 @@ class SpaceProtection:
         return layer
 
     # ------------------------------------------------------------------ around every optimizer step
-    def snapshot(self) -> None:
+    def project_gradients(self) -> None:
+        """Project gradients as autograd makes them instead of applied updates (an engine owns the step)."""
         if self.projection is not None:
+            self.gradient_hooks = ProjectedGradients(self.projection)
+            self.gradient_hooks.attach()
+
+    def snapshot(self) -> None:
+        if self.projection is not None and self.gradient_hooks is None:
             self.projection.snapshot()
 
     def project(self) -> None:
-        if self.projection is not None:
+        if self.projection is not None and self.gradient_hooks is None:
             self.projection.project()
 
     def revert(self) -> None:

@@ -1,0 +1,74 @@
+"""Which distributed engine a run may use, decided before any weight moves.
+
+DDP and one process project each applied update (``protection/updates.py``). DeepSpeed ZeRO-1/2 owns the
+optimizer step (fp32 master partitions copied back over the model), so projected runs switch to gradient
+projection (``protection/gradients.py``), which is exact only for an update that is a linear combination
+of past gradients: SGD without weight decay. ZeRO-3 partitions the parameters themselves; the step-level
+control copies and restores whole weights and the ledger fingerprints them, neither of which gathers
+partitions yet. FSDP through the Trainer is refused for projected methods (the torch-level FSDP2
+projection is tested, the Trainer wiring is not).
+"""
+
+from __future__ import annotations
+
+from .core import UnsupportedSetupError
+
+
+def _optimizer(trainer) -> tuple[str, float, bool]:
+    """(name, weight decay, built by DeepSpeed) of the optimizer the run will step with."""
+    config = trainer.accelerator.state.deepspeed_plugin.deepspeed_config.get("optimizer")
+    if config:
+        params = config.get("params", {})
+        return str(config.get("type", "")), float(params.get("weight_decay", 0.0) or 0.0), True
+    optim = trainer.args.optim
+    return str(getattr(optim, "value", optim)), float(trainer.args.weight_decay), False
+
+
+def check_engine(trainer) -> bool:
+    """Refuse what an engine cannot run, by name; True when gradients must be projected instead of updates."""
+    args, projected = trainer.args, trainer.protection is not None
+    if trainer.is_fsdp_enabled and projected:
+        raise UnsupportedSetupError(
+            "Projected unlearning under FSDP through the Trainer is not supported: FSDP replaces the parameters "
+            "after the projection is set up. Use DeepSpeed ZeRO-2 (recipes/accelerate/deepspeed_zero2.yaml), "
+            "data-parallel (DDP) or one process; FSDP2's sharded projection itself is verified at the torch level "
+            "(docs/performance.md)."
+        )
+    if not trainer.is_deepspeed_enabled:
+        return False
+    plugin = trainer.accelerator.state.deepspeed_plugin
+    if plugin.zero_stage == 3:
+        raise UnsupportedSetupError(
+            "DeepSpeed ZeRO-3 is not supported by UnlearningTrainer: it partitions the parameters, and the "
+            "utility guard's rollbacks and the ledger's weight fingerprints read whole weights. Use ZeRO-2 "
+            "(recipes/accelerate/deepspeed_zero2.yaml): parameters stay whole, optimizer state and gradients are "
+            "partitioned."
+        )
+    if trainer.method.acts_on_steps():
+        raise UnsupportedSetupError(
+            f"{args.method} changes gradients or weights around each optimizer step, and DeepSpeed does the step "
+            "inside backward on its own master copies. Run it data-parallel (DDP) or in one process"
+            + (", or set pgu_normalize_gradient=False." if args.method.startswith("pgu") else ".")
+        )
+    if not projected:
+        return False
+    name, decay, by_deepspeed = _optimizer(trainer)
+    if name.lower() != "sgd" or decay != 0.0:
+        raise UnsupportedSetupError(
+            f"Under DeepSpeed {args.method} projects gradients, which keeps the update out of the protected space "
+            f"only for SGD without weight decay; the run would step with {name} (weight decay {decay:g}). Use "
+            "optim='sgd' and weight_decay=0, and no optimizer section in the DeepSpeed config."
+        )
+    if plugin.zero_stage > 0 and not by_deepspeed:
+        if not plugin.deepspeed_config.get("zero_allow_untested_optimizer", False):
+            raise UnsupportedSetupError(
+                "DeepSpeed ZeRO accepts torch's SGD only with \"zero_allow_untested_optimizer\": true in its config "
+                "(recipes/accelerate/deepspeed_zero2.json has it)."
+            )
+    if trainer.scenario == "class" and args.unproject_forgotten_outputs:
+        raise UnsupportedSetupError(
+            "Class removal under DeepSpeed: the removed classes' output rows are offset through their bias after "
+            "each step, which DeepSpeed's master weights overwrite. Pass unproject_forgotten_outputs=False, or run "
+            "data-parallel (DDP) or in one process."
+        )
+    return True

@@ -1,0 +1,80 @@
+"""DeepSpeed ZeRO on CPU (gloo, two processes): projected unlearning through the Trainer, and the gradient hooks.
+
+Skipped where DeepSpeed is not installed (it is an optional extra: ``pip install -e '.[deepspeed]'``).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("deepspeed")
+
+SCRIPTS = Path(__file__).parent / "scripts"
+ROOT = Path(__file__).parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "DS_ACCELERATOR": "cpu",
+       "PYTHONPATH": str(ROOT)}
+
+
+def _launch(args: list[str], port: int) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), *args]
+    result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.distributed
+def test_zero3_gradient_hooks_give_the_weights_of_one_process_and_keep_the_space(tmp_path):
+    out = tmp_path / "zero3.pt"
+    _launch([str(SCRIPTS / "deepspeed_two_ranks.py"), "3", str(out)], 29571)
+    two = torch.load(out)
+    assert two["world"] == 2
+
+    sys.path.insert(0, str(SCRIPTS))
+    from deepspeed_two_ranks import LR, MOMENTUM, STEPS, build
+
+    model, space, x, y = build()
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    for _ in range(STEPS):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    for name, weight in model.state_dict().items():
+        torch.testing.assert_close(two["final"][name], weight, rtol=1e-5, atol=1e-6)
+    for layer in ("0", "2"):
+        change = two["final"][f"{layer}.weight"] - two["start"][f"{layer}.weight"]
+        inside = change @ space.basis(layer).float()
+        assert change.abs().max() > 1e-2 and inside.abs().max() < 1e-5, layer
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_recipe_under_zero2_unlearns_as_data_parallel_does_rollbacks_included(trained_model, tmp_path):
+    """The same request (pgu_retain, 10 % of digits, lr 40 so the guard rolls back) under ZeRO-2 and DDP."""
+    from safetensors.torch import load_file
+
+    from hf_unlearn.core import CoreGradientSpace
+
+    original = tmp_path / "original"
+    trained_model.save_pretrained(original)
+    common = [str(ROOT / "recipes" / "unlearn.py"), "--model_name_or_path", str(original), "--dataset_name", "digits",
+              "--forget_fraction", "0.1", "--learning_rate", "40", "--disable_tqdm", "true", "--logging_strategy", "no"]
+    zero2 = _launch([*common, "--output_dir", str(tmp_path / "zero2"),
+                     "--deepspeed", str(ROOT / "recipes" / "accelerate" / "deepspeed_zero2.json")], 29572)
+    _launch([*common, "--output_dir", str(tmp_path / "ddp"), "--use_cpu", "true",
+             "--ddp_find_unused_parameters", "false"], 29573)
+    assert "Utility guard" in zero2.stderr  # rollbacks happened: the master copies had to follow them
+
+    start, ddp = load_file(original / "model.safetensors"), load_file(tmp_path / "ddp" / "model.safetensors")
+    final = load_file(tmp_path / "zero2" / "model.safetensors")
+    space = CoreGradientSpace.from_pretrained(tmp_path / "zero2" / "core_gradient_space")
+    assert len(space.ledger) == 1
+    for name, weight in ddp.items():
+        torch.testing.assert_close(final[name], weight, rtol=0, atol=1e-4)
+    for layer in space.layers:
+        change = (final[f"{layer}.weight"] - start[f"{layer}.weight"]).reshape(len(start[f"{layer}.weight"]), -1)
+        inside = change @ space.basis(layer).float()
+        assert change.abs().max() > 1e-2 and inside.abs().max() < 1e-5 * max(1.0, float(change.abs().max())), layer

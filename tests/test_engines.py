@@ -1,0 +1,118 @@
+"""Gradient projection for engines that own the step, and what each engine refuses (no DeepSpeed needed)."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from hf_unlearn.core import CoreGradientSpace, UnsupportedSetupError, collect_gram_matrices
+from hf_unlearn.engines import check_engine
+from hf_unlearn.methods import get_method
+from hf_unlearn.protection.gradients import ProjectedGradients
+from hf_unlearn.protection.updates import ProjectedUpdates
+
+
+def _model_and_space():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), Conv1D(5, 12))
+    x = torch.randn(40, 6) * torch.linspace(1.0, 0.05, 6)
+    stats = collect_gram_matrices(model, [x], show_progress=False)
+    space = CoreGradientSpace(stats.grams, stats.layers, stats.num_examples, gamma=0.9, energy="sigma2")
+    return model, space, x
+
+
+def test_hooked_gradients_and_sgd_momentum_updates_have_no_protected_component():
+    model, space, x = _model_and_space()
+    updates = ProjectedUpdates.for_layers(model, space.projectors(dtype=torch.float64))
+    updates.leave_unprojected("0", [2])  # a free output row takes the raw gradient
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    raw = torch.autograd.grad(model(x).pow(2).sum(), model[0].weight)[0]
+    hooks = ProjectedGradients(updates)
+    hooks.attach()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    for _ in range(4):
+        optimizer.zero_grad()
+        model(x).pow(2).sum().backward()
+        optimizer.step()
+    basis0, basis2 = space.basis("0").float(), space.basis("2").float()
+    change0 = model[0].weight.detach() - start["0.weight"]
+    change2 = model[2].weight.detach() - start["2.weight"]  # Conv1D: (in, out), projected on the left
+    inside0, inside2 = change0 @ basis0, basis2.T @ change2
+    assert change0.abs().max() > 1e-2 and change2.abs().max() > 1e-2
+    assert inside0[2].abs().max() > 1e-3  # the free row moved inside the space
+    # float32 weights: W + ΔW rounds each entry (~1e-7 of |W|) every step; the projection itself is exact
+    assert torch.cat([inside0[:2], inside0[3:]]).abs().max() < 1e-5 and inside2.abs().max() < 1e-5
+    # the hook changes only the gradient's protected part: a free row's gradient is the raw one
+    optimizer.zero_grad()
+    model.load_state_dict({k: v for k, v in start.items()})
+    model(x).pow(2).sum().backward()
+    torch.testing.assert_close(model[0].weight.grad[2], raw[2])
+    assert not torch.allclose(model[0].weight.grad[0], raw[0])
+    hooks.detach()
+    optimizer.zero_grad()
+    model(x).pow(2).sum().backward()
+    torch.testing.assert_close(model[0].weight.grad, raw)  # detached: gradients are raw again
+
+
+def test_a_bias_offset_cannot_run_on_gradients():
+    model, space, x = _model_and_space()
+    updates = ProjectedUpdates.for_layers(model, space.projectors())
+    updates.leave_unprojected("0", [1], kept_mean=x.mean(0), bias=model[0].bias)
+    with pytest.raises(UnsupportedSetupError, match="unproject_forgotten_outputs=False"):
+        ProjectedGradients(updates)
+
+
+def _trainer(method="pgu", stage=2, optim="sgd", weight_decay=0.0, ds_optimizer=None, allow=True, scenario="samples",
+             deepspeed=True, fsdp=False, **config):
+    ds_config = {"zero_optimization": {"stage": stage}, "zero_allow_untested_optimizer": allow}
+    if ds_optimizer:
+        ds_config["optimizer"] = ds_optimizer
+    plugin = SimpleNamespace(zero_stage=stage, deepspeed_config=ds_config)
+    cls = get_method(method)
+    return SimpleNamespace(
+        args=SimpleNamespace(method=method, optim=optim, weight_decay=weight_decay, unproject_forgotten_outputs=True),
+        protection=object() if cls.uses_projection else None,
+        method=cls(cls.config_class(**config)),
+        scenario=scenario,
+        is_deepspeed_enabled=deepspeed,
+        is_fsdp_enabled=fsdp,
+        accelerator=SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin)),
+    )
+
+
+def test_deepspeed_zero2_with_sgd_projects_gradients_and_plain_runs_do_not():
+    assert check_engine(_trainer()) is True
+    assert check_engine(_trainer(ds_optimizer={"type": "SGD", "params": {"lr": 0.1}}, allow=False)) is True
+    assert check_engine(_trainer(deepspeed=False)) is False
+    assert check_engine(_trainer("gradient_ascent", optim="adamw_torch")) is False  # no projection: any optimizer
+
+
+@pytest.mark.parametrize(
+    ("trainer", "words"),
+    [
+        (dict(stage=3), "ZeRO-3"),
+        (dict(optim="adamw_torch"), "SGD without weight decay"),
+        (dict(weight_decay=0.01), "weight decay 0.01"),
+        (dict(ds_optimizer={"type": "AdamW", "params": {"lr": 1e-3}}), "AdamW"),
+        (dict(allow=False), "zero_allow_untested_optimizer"),
+        (dict(scenario="class"), "unproject_forgotten_outputs=False"),
+        (dict(pgu_normalize_gradient=True), "pgu_normalize_gradient=False"),
+        (dict(method="salun"), "around each optimizer step"),
+        (dict(method="eupmu"), "around each optimizer step"),
+        (dict(deepspeed=False, fsdp=True), "FSDP"),
+    ],
+)
+def test_what_an_engine_cannot_run_is_refused_by_name(trainer, words):
+    with pytest.raises(UnsupportedSetupError, match=words):
+        check_engine(_trainer(**trainer))
+
+
+def test_only_methods_with_active_step_hooks_act_on_steps():
+    def acts(name, **config):
+        cls = get_method(name)
+        return cls(cls.config_class(**config)).acts_on_steps()
+
+    assert not acts("pgu") and not acts("pgu_retain") and not acts("gradient_ascent") and not acts("neggrad_plus")
+    assert acts("pgu", pgu_normalize_gradient=True) and acts("salun") and acts("eupmu")
