@@ -3,7 +3,8 @@
 The Gram is all PGU needs from the training data: its eigenvectors span the inputs a layer has
 seen, and G_retain = G_total − G_forget later gives the retain space with no training data at
 hand. We never hold the representation matrix R (rows = every token / every conv patch); each
-batch's RᵀR is added to a float64 accumulator and dropped.
+batch's RᵀR (its blocks on and above the diagonal, see ``symmetric.py``) is added to a float64
+accumulator and dropped.
 
 State lives in a dict keyed by layer name (never as attributes on modules) and the hooks are
 removed when collection ends, also when it fails.
@@ -30,6 +31,7 @@ from .layers import (
     layer_info,
     layer_kind,
 )
+from .symmetric import add_blocks, block_edges, mirror_upper, upper_blocks
 
 PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
 # what a padding token's row is: "masked" = left out (rows of real tokens only), "counted" = a row like any other
@@ -98,8 +100,9 @@ class GramCollector:
         self.grams: dict[str, torch.Tensor] = {}
         self.num_rows: dict[str, int] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        # (input, its version, product, rows): the last shareable input and what it gave
-        self._last: tuple[torch.Tensor, int, torch.Tensor, int] | None = None
+        # (input, its version, product blocks, rows): the last shareable input and what it gave
+        self._last: tuple[torch.Tensor, int, list, int] | None = None
+        self._edges: dict[str, list[int]] = {}  # column blocks of each Gram (only the upper ones are summed)
         self.token_mask: torch.Tensor | None = None
 
     def __enter__(self) -> GramCollector:
@@ -107,17 +110,20 @@ class GramCollector:
             info = layer_info(module)
             device = module.weight.device
             self.grams[name] = torch.zeros(info.input_dim, info.input_dim, dtype=torch.float64, device=device)
+            self._edges[name] = block_edges(info.input_dim)
             self.num_rows[name] = 0
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
         return self
 
     def __exit__(self, *exc) -> None:
+        for name, gram in self.grams.items():
+            mirror_upper(gram, self._edges[name])
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
         self._last = None
 
-    def _product(self, module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    def _product(self, module: nn.Module, x: torch.Tensor) -> tuple[list, int]:
         shareable = layer_kind(module) in (LINEAR, TRANSPOSED_LINEAR)
         if shareable and self._last is not None:
             last_x, version, product, n_rows = self._last
@@ -133,7 +139,7 @@ class GramCollector:
             keep = max(1, round(count * self.row_fraction))
             chosen = torch.randperm(count, generator=self._generator)[:keep].to(rows.device)
             rows = rows[chosen] * (count / keep) ** 0.5
-        product = (rows.T @ rows).to(torch.float64)
+        product = upper_blocks(rows, block_edges(rows.shape[1]))  # added to the float64 total as it is
         if shareable:
             self._last = (x, x._version, product, count)
         return product, count
@@ -141,7 +147,7 @@ class GramCollector:
     def _make_hook(self, name: str) -> Callable:
         def hook(module: nn.Module, args: tuple, output) -> None:
             product, n_rows = self._product(module, args[0])
-            self.grams[name] += product
+            add_blocks(self.grams[name], product)
             self.num_rows[name] += n_rows
 
         return hook
