@@ -116,3 +116,12 @@ def test_only_methods_with_active_step_hooks_act_on_steps():
 
     assert not acts("pgu") and not acts("pgu_retain") and not acts("gradient_ascent") and not acts("neggrad_plus")
     assert acts("pgu", pgu_normalize_gradient=True) and acts("salun") and acts("eupmu")
+
+
+def test_the_reference_takes_the_original_recipes_batch_per_step_whatever_the_process_count():
+    from hf_unlearn.scripts.arguments import per_process_batch
+
+    assert per_process_batch(16, 1) == 16 and per_process_batch(16, 2) == 8 and per_process_batch(32, 4) == 8
+    for total, world in ((16, 3), (1, 2)):
+        with pytest.raises(ValueError, match=f"cannot be split evenly over {world} processes"):
+            per_process_batch(total, world)

@@ -76,7 +76,10 @@ class ScriptArguments:
     )
     retrain_epochs: float = field(default=40.0, metadata={"help": "Epochs of the original recipe (for retraining)."})
     retrain_learning_rate: float = field(default=2e-3, metadata={"help": "Learning rate of the original recipe."})
-    retrain_batch_size: int = field(default=32, metadata={"help": "Batch size of the original recipe."})
+    retrain_batch_size: int = field(
+        default=32,
+        metadata={"help": "Batch size of the original recipe: what one optimizer step saw, split over the processes."},
+    )
     retrain_cache_dir: str | None = field(default=None, metadata={"help": "Where retrained references are cached."})
     push_dry_run: str | None = field(
         default=None,
@@ -143,6 +146,19 @@ class ForgetSetArguments:
             seed=self.forget_seed,
             filter_expression=self.forget_filter,
         )
+
+
+def per_process_batch(total: int, world_size: int) -> int:
+    """Each of ``world_size`` processes' share of the original recipe's batch (the reference must take as many
+    optimizer steps as the original did: 2 processes of 16 each would halve them, and under-train it)."""
+    per, rest = divmod(total, world_size)
+    if rest or per == 0:
+        raise ValueError(
+            f"--retrain_batch_size {total} cannot be split evenly over {world_size} processes: the reference is "
+            f"trained with the original recipe's batch per optimizer step. Use a multiple of {world_size}, or fewer "
+            "processes."
+        )
+    return per
 
 
 def _option(argv: list[str], name: str) -> str | None:

@@ -50,7 +50,7 @@ from ..hub import public_name
 from ..models.causal_lm import load_causal_lm
 from ..protection import SpaceProtection, SpaceSettings
 from ..trainer import UnlearningTrainer
-from .arguments import ForgetSetArguments, ScriptArguments, parse_args
+from .arguments import ForgetSetArguments, ScriptArguments, parse_args, per_process_batch
 from .sequential import run_sequential
 
 logger = logging.getLogger(__name__)
@@ -124,6 +124,8 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
     model, data, eval_split, processing_class, kept_rows = load_model_and_data(script_args)
     if is_causal_lm(model):
         refuse_for_causal_lm(script_args, forget_args, args)
+    if script_args.compare_with_retrain:
+        per_process_batch(script_args.retrain_batch_size, args.world_size)  # refused before anything runs
     train = data[script_args.train_split]
     selection = forget_args.selection()
     if selection["index_file"] and kept_rows is not None:  # the file's row numbers refer to the user's file
@@ -219,7 +221,7 @@ def compare_with_retrain(script_args, trainer, original, forget, retain, test) -
     recipe = TrainingRecipe(
         num_train_epochs=script_args.retrain_epochs,
         learning_rate=script_args.retrain_learning_rate,
-        per_device_train_batch_size=script_args.retrain_batch_size,
+        per_device_train_batch_size=per_process_batch(script_args.retrain_batch_size, trainer.args.world_size),
         seed=trainer.args.seed,
     )
     cache = script_args.retrain_cache_dir or str(Path(trainer.args.output_dir) / "retrain_cache")
