@@ -78,3 +78,16 @@ def test_recipe_under_zero2_unlearns_as_data_parallel_does_rollbacks_included(tr
         change = (final[f"{layer}.weight"] - start[f"{layer}.weight"]).reshape(len(start[f"{layer}.weight"]), -1)
         inside = change @ space.basis(layer).float()
         assert change.abs().max() > 1e-2 and inside.abs().max() < 1e-5 * max(1.0, float(change.abs().max())), layer
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_lora_adapters_under_zero2_move_as_under_data_parallel_and_stay_out_of_the_space(tmp_path):
+    script = str(SCRIPTS / "deepspeed_lora.py")
+    _launch([script, str(tmp_path / "zero2"), str(ROOT / "recipes" / "accelerate" / "deepspeed_zero2.json")], 29574)
+    _launch([script, str(tmp_path / "ddp")], 29575)
+    zero2, ddp = (torch.load(tmp_path / name / "result.pt") for name in ("zero2", "ddp"))
+    assert zero2["unlearned"] and zero2["adapters"] == 11 and zero2["change"] > 1e-4
+    assert zero2["leak"] < 1e-6  # B·A·x stays 0 for kept x: A has no component in the protected space
+    for name, weight in ddp["weights"].items():
+        torch.testing.assert_close(zero2["weights"][name], weight, rtol=0, atol=1e-6)
