@@ -10,17 +10,18 @@ validation accuracy on small cached samples (one batched pass each) and then:
    On a small sample the tolerance is at least three examples' worth, so noise alone never trips it.
    After ``max_backtracks`` the run stops at the best good state. No architecture-specific step size
    is needed: the guard finds one.
-2. **Stop rules**, judged only on good states. Sample removal: stop once forget accuracy reaches
-   (falls to or below) the original model's validation accuracy (measured before the first step: a retrained model
-   treats the forgotten examples about as it treats held-out data, and a target that falls with a
-   damaged model would be chased instead of reached). If the previous good state was closer to it
-   and this one lies more than 2 points (and 2 examples' worth) below it, the last steps overshot:
-   the weights go back there and the step is halved (up to ``max_overshoots`` times, a bisection
-   towards the crossing); otherwise, or after that, the closer of the two is kept, unless it is the
-   starting state, which would be no removal at all (both passed the guard, so a collapsed state is
-   never kept). Class removal: stop once the forgotten classes are no longer predicted *and* their
-   mean probability on the forget set is below ``class_probability``, which is how a model that
-   never saw them treats them.
+2. **Stop rules**, judged only on good states. Sample removal: stop once forget accuracy reaches (falls
+   to or below) the original model's validation accuracy, or the forget set's mean true-label
+   probability reaches the original's on validation data, which is what a confidence attacker reads
+   (both measured before the first step: a retrained model treats the forgotten examples about as it
+   treats held-out data, and a target that falls with a damaged model would be chased instead of
+   reached). If the previous good state was closer to it and this one lies more than 2 points (and 2
+   examples' worth) below it, the last steps overshot: the weights go back there and the step is halved
+   (up to ``max_overshoots`` times, a bisection towards the crossing); otherwise, or after that, the
+   closer of the two is kept, unless it is the starting state, which would be no removal at all (both
+   passed the guard, so a collapsed state is never kept). Class removal: stop once the forgotten classes
+   are no longer predicted *and* their mean probability on the forget set is below
+   ``class_probability``, which is how a model that never saw them treats them.
 
 What happened is kept in ``RunOutcome``: a run that made no step, ended at its starting weights,
 ended non-finite, or stopped at the original state is ``unlearned=False``, and the trainer neither
@@ -32,79 +33,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 
 import torch
-from torch import nn
 from transformers import TrainerCallback
+
+from .run_state import ControlSettings, RunOutcome, copy_weights, restore_weights, same_weights
 
 logger = logging.getLogger(__name__)
 MIN_SPAN = 4  # steps a check may wait when it costs more than they do, however short an epoch is
-
-
-@dataclass
-class ControlSettings:
-    rule: str = "none"  # forget_below_validation, class_removal, poison_removed or none (already resolved)
-    check_every: int = 0  # optimizer steps between checks; 0 = automatic (see ``_interval``)
-    check_examples: int = 0  # examples one check runs forward (forget + retain + validation samples)
-    examples_per_step: int = 1  # examples one optimizer step trains on (both streams, all processes)
-    tolerance: float = 3.0  # points of retain / validation accuracy the guard allows to lose
-    shrink: float = 0.5
-    max_backtracks: int = 6
-    max_overshoots: int = 3  # sample removal: returns to the previous good state at half the step (bisection)
-    class_forget_target: float = 1.0  # percent
-    class_probability: float = 0.05
-    poison_forget_target: float = 5.0  # percent of the poisoned examples still given their poisoned label
-    check_density: int = 1  # checks per default interval (see ``_interval``)
-    # what sample removal compares: accuracy for classifiers; for causal LMs the target tokens' likelihood
-    # (100·exp(−mean loss)), the signal a loss-based membership test reads
-    forget_key: str = "forget_accuracy"
-    validation_key: str = "validation_accuracy"
-    compared: str = "forget accuracy"  # the two measures in words
-    compared_validation: str = "validation accuracy"
-
-
-@dataclass
-class RunOutcome:
-    """What the run did, for the log, the model card, the ledger and the caller."""
-
-    unlearned: bool = False
-    reason: str = "not run"
-    steps: int = 0
-    checks: int = 0
-    backtracks: int = 0
-    overshoots: int = 0  # times the sample-removal target was crossed too far and the step halved
-    learning_rate_scale: float = 1.0
-    stopped_by: str = "budget"
-    initial: dict[str, float] = field(default_factory=dict)
-    final: dict[str, float] = field(default_factory=dict)
-    weight_change: float = 0.0  # relative L2 change of the trainable weights
-    warnings: list[str] = field(default_factory=list)  # e.g. a full-set utility drop the sampled guard missed
-    incomplete: str = ""  # why the stop rule's target was not reached (budget or guard ended the run first)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def copy_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Every parameter, frozen ones too: class removal moves a frozen output bias outside the optimizer."""
-    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()}
-
-
-def restore_weights(model: nn.Module, weights: dict[str, torch.Tensor], optimizer=None) -> None:
-    """Put ``weights`` back; an optimizer holding master copies (DeepSpeed ZeRO) reloads them from the model,
-    or its next step would write the rolled-back weights over with the old ones."""
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value)
-    refresh = getattr(getattr(optimizer, "optimizer", optimizer), "refresh_fp32_params", None)
-    if refresh is not None:
-        refresh()
-
-
-def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _utility(metrics: dict[str, float]) -> dict[str, float]:
@@ -292,7 +228,7 @@ class UnlearningControl(TrainerCallback):
             # both, and a target that falls with the forget accuracy is chased instead of reached
             validation = self.target_validation(self.outcome.initial)
             key = self.settings.forget_key
-            if self._reached(metrics[key], validation):
+            if self._reached(metrics[key], validation) or self._confidence_reached(metrics):
                 previous = self.previous_good[0] if self.previous_good else None
                 overshot = previous is not None and abs(previous[key] - validation) < abs(metrics[key] - validation)
                 # a crossing by a point or two is the sample's resolution, not a step too far: halving then only
@@ -314,12 +250,16 @@ class UnlearningControl(TrainerCallback):
                         metrics[key], validation, self.outcome.learning_rate_scale,
                     )
                     return
-                if overshot and not _same(self.previous_good[1], self.start):
+                if overshot and not same_weights(self.previous_good[1], self.start):
                     # a narrow crossing, or out of halvings: the closer of the two, never the start (no removal)
                     restore_weights(self.model, self.previous_good[1], optimizer)
                     self.good = self.previous_good
                 words = self.settings
-                self._stop(control, "rule", f"{words.compared} reached the original's {words.compared_validation}")
+                if self._reached(metrics[key], validation):
+                    self._stop(control, "rule", f"{words.compared} reached the original's {words.compared_validation}")
+                else:
+                    self._stop(control, "rule", "forget confidence (mean true-label probability) reached the "
+                               "original's on validation data")
         elif rule == "class_removal":
             if (
                 metrics["forget_accuracy"] <= self.settings.class_forget_target
@@ -338,6 +278,17 @@ class UnlearningControl(TrainerCallback):
         ran past it first (MiniLM random request: 21 steps and 3 checks for what 7 steps and 1 check reach).
         """
         return forget <= validation
+
+    def _confidence_reached(self, metrics: dict[str, float]) -> bool:
+        """The forget set's mean true-label probability is down to the original's on validation data (and was
+        above it at the start): a retrained model is about as sure of the forgotten examples as of held-out ones."""
+        name = self.settings.confidence_key
+        if not name:
+            return False
+        source = self.baseline_metrics if self.baseline_metrics is not None else self.outcome.initial
+        target, start = source.get(f"validation_{name}", math.nan), self.outcome.initial.get(f"forget_{name}", math.nan)
+        now = metrics.get(f"forget_{name}", math.nan)
+        return start > target and now <= target  # False whenever one is missing (NaN)
 
     def _stop(self, control, by: str, reason: str) -> None:
         control.should_training_stop = True
@@ -394,8 +345,14 @@ class UnlearningControl(TrainerCallback):
                 f"the poisoned examples still get their poisoned labels on {forget:.1f} % of the forget sample "
                 f"(target at most {self.settings.poison_forget_target:g} %)"
             )
+        confidence = self.settings.confidence_key
+        also = (
+            f", nor its confidence {metrics.get(f'forget_{confidence}', math.nan):.3f} the original's "
+            f"{self.outcome.initial.get(f'validation_{confidence}', math.nan):.3f}"
+            if confidence else ""
+        )
         return (
             f"{self.settings.compared} {metrics.get(self.settings.forget_key, math.nan):.1f} has not reached the "
-            f"original model's {self.settings.compared_validation} {self.target_validation(self.outcome.initial):.1f}: "
-            "the forget set still looks like training data"
+            f"original model's {self.settings.compared_validation} {self.target_validation(self.outcome.initial):.1f}"
+            f"{also}: the forget set still looks like training data"
         )

@@ -111,6 +111,7 @@ class UnlearningMeasurements:
             out = self._verdicts(validation, model)
             metrics["validation_accuracy"] = self._percent(out["correct"])
             metrics["validation_accuracy_count"] = len(validation)
+            metrics["validation_probability"] = float(out["p_true"].mean())
             if self.causal_lm:
                 metrics["validation_likelihood"] = likelihood(out["loss"])
             if self.scenario == "class":
@@ -184,7 +185,8 @@ class UnlearningMeasurements:
 
 # a causal LM's texts count as forgotten once their tokens are as unlikely as held-out texts' (the control's keys)
 LM_SAMPLE_RULE = {"forget_key": "forget_likelihood", "validation_key": "validation_likelihood",
-                  "compared": "forget-text likelihood", "compared_validation": "validation-text likelihood"}
+                  "compared": "forget-text likelihood", "compared_validation": "validation-text likelihood",
+                  "confidence_key": ""}
 
 
 def likelihood(token_losses: torch.Tensor) -> float:

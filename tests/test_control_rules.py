@@ -184,3 +184,29 @@ def test_a_start_already_at_the_target_stops_after_a_step_never_at_the_start():
     script.queue[0] = start
     outcome, weight, _, stopped = _run(script, [1.0])
     assert stopped and outcome.steps == 1 and weight == pytest.approx(2.0) and outcome.unlearned
+
+
+def _conf(forget_acc: float, forget_p: float, validation_p: float = 0.80) -> dict[str, float]:
+    return {"forget_accuracy": forget_acc, "forget_probability": forget_p, "validation_accuracy": 89.0,
+            "validation_probability": validation_p, "retain_accuracy": 98.5}
+
+
+def test_forget_confidence_down_to_validation_confidence_stops_before_the_accuracy_does():
+    # accuracy still 6 points above validation, but the forget set is now as uncertain as held-out data
+    script = Script(_conf(97.0, 0.86), _conf(95.0, 0.79), _conf(80.0, 0.5))
+    script.queue[0] = {**START, "forget_probability": 0.95, "validation_probability": 0.80}
+    outcome, weight, _, stopped = _run(script, [1.0, 1.0, 1.0])
+    assert stopped and outcome.steps == 2 and weight == pytest.approx(3.0) and outcome.overshoots == 0
+    assert "confidence" in outcome.reason and outcome.final["forget_accuracy"] == 95.0
+
+
+def test_a_confidence_already_at_the_target_before_the_first_step_is_not_a_reason_to_stop():
+    script = Script(_conf(95.0, 0.70), _conf(89.0, 0.60))
+    script.queue[0] = {**START, "forget_probability": 0.75, "validation_probability": 0.80}
+    outcome, _, _, stopped = _run(script, [1.0, 1.0])
+    assert stopped and outcome.steps == 2 and "accuracy reached" in outcome.reason
+    # and a causal LM's settings (confidence_key="") read accuracy/likelihood only
+    script = Script(_conf(97.0, 0.70), _conf(89.0, 0.60))
+    script.queue[0] = {**START, "forget_probability": 0.95, "validation_probability": 0.80}
+    outcome, *_ = _run(script, [1.0, 1.0], confidence_key="")
+    assert outcome.steps == 2 and "accuracy reached" in outcome.reason

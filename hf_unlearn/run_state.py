@@ -1,0 +1,78 @@
+"""What a controlled run is told (``ControlSettings``) and what it reports (``RunOutcome``), and the weight
+copies its rollbacks use. Kept apart from ``control.py``, which decides; the trainer, the card and the
+ledger read these."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ControlSettings:
+    rule: str = "none"  # forget_below_validation, class_removal, poison_removed or none (already resolved)
+    check_every: int = 0  # optimizer steps between checks; 0 = automatic (see ``_interval``)
+    check_examples: int = 0  # examples one check runs forward (forget + retain + validation samples)
+    examples_per_step: int = 1  # examples one optimizer step trains on (both streams, all processes)
+    tolerance: float = 3.0  # points of retain / validation accuracy the guard allows to lose
+    shrink: float = 0.5
+    max_backtracks: int = 6
+    max_overshoots: int = 3  # sample removal: returns to the previous good state at half the step (bisection)
+    class_forget_target: float = 1.0  # percent
+    class_probability: float = 0.05
+    poison_forget_target: float = 5.0  # percent of the poisoned examples still given their poisoned label
+    check_density: int = 1  # checks per default interval (see ``_interval``)
+    # what sample removal compares: accuracy for classifiers; for causal LMs the target tokens' likelihood
+    # (100·exp(−mean loss)), the signal a loss-based membership test reads
+    forget_key: str = "forget_accuracy"
+    validation_key: str = "validation_accuracy"
+    compared: str = "forget accuracy"  # the two measures in words
+    compared_validation: str = "validation accuracy"
+    # a classifier's second signal: the mean probability of the true label (what a confidence attacker reads);
+    # "" = accuracy only (causal LMs: their likelihood already is that signal)
+    confidence_key: str = "probability"
+
+
+@dataclass
+class RunOutcome:
+    """What the run did, for the log, the model card, the ledger and the caller."""
+
+    unlearned: bool = False
+    reason: str = "not run"
+    steps: int = 0
+    checks: int = 0
+    backtracks: int = 0
+    overshoots: int = 0  # times the sample-removal target was crossed too far and the step halved
+    learning_rate_scale: float = 1.0
+    stopped_by: str = "budget"
+    initial: dict[str, float] = field(default_factory=dict)
+    final: dict[str, float] = field(default_factory=dict)
+    weight_change: float = 0.0  # relative L2 change of the trainable weights
+    warnings: list[str] = field(default_factory=list)  # e.g. a full-set utility drop the sampled guard missed
+    incomplete: str = ""  # why the stop rule's target was not reached (budget or guard ended the run first)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def copy_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter, frozen ones too: class removal moves a frozen output bias outside the optimizer."""
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()}
+
+
+def restore_weights(model: nn.Module, weights: dict[str, torch.Tensor], optimizer=None) -> None:
+    """Put ``weights`` back; an optimizer holding master copies (DeepSpeed ZeRO) reloads them from the model,
+    or its next step would write the rolled-back weights over with the old ones."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+    refresh = getattr(getattr(optimizer, "optimizer", optimizer), "refresh_fp32_params", None)
+    if refresh is not None:
+        refresh()
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
