@@ -177,5 +177,9 @@ class UnlearningPublishing:
         unit = ("next-token accuracy on the texts' target tokens (the answers, not the prompts; likelihood = "
                 "100·exp(−mean token loss))"
                 if getattr(self, "causal_lm", False) else "accuracy")
-        return f"{unit}: " + ", ".join(parts)
+        confidence = [f"{label} {start[key]:.3f} → {end.get(key, float('nan')):.3f}"
+                      for key, label in (("forget_probability", "forget"), ("validation_probability", "validation"))
+                      if key in start and not getattr(self, "causal_lm", False)]
+        extra = f"; mean true-label probability: {', '.join(confidence)}" if confidence else ""
+        return f"{unit}: " + ", ".join(parts) + extra
 

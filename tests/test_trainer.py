@@ -66,6 +66,12 @@ def test_random_removal_stops_once_forget_accuracy_meets_validation(trained_mode
     trainer.train()
     assert accuracy(trained_model, forget) < 100.0
     assert abs(accuracy(trained_model, digits["test"]) - test_before) <= 2.0
+    # the card's measured line gives both signals the sample-removal rule reads, start → end
+    summary = trainer._measured_summary()
+    start, end = trainer.outcome.initial, trainer.outcome.final
+    assert f"forget {start['forget_accuracy']:.1f} → {end['forget_accuracy']:.1f} %" in summary
+    assert f"forget {start['forget_probability']:.3f} → {end['forget_probability']:.3f}" in summary
+    assert "validation_probability" in start and "mean true-label probability" in summary
 
 
 def _leak(model, before, space, name):
