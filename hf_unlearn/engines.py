@@ -18,8 +18,9 @@ def _optimizer(trainer) -> tuple[str, float, bool]:
     """(name, weight decay, built by DeepSpeed) of the optimizer the run will step with."""
     config = trainer.accelerator.state.deepspeed_plugin.deepspeed_config.get("optimizer")
     if config:
-        params = config.get("params", {})
-        return str(config.get("type", "")), float(params.get("weight_decay", 0.0) or 0.0), True
+        decay = config.get("params", {}).get("weight_decay", 0.0)
+        decay = trainer.args.weight_decay if decay == "auto" else decay  # the Trainer fills "auto" from its args
+        return str(config.get("type", "")), float(decay or 0.0), True
     optim = trainer.args.optim
     return str(getattr(optim, "value", optim)), float(trainer.args.weight_decay), False
 

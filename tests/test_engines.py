@@ -85,6 +85,10 @@ def _trainer(method="pgu", stage=2, optim="sgd", weight_decay=0.0, ds_optimizer=
 def test_deepspeed_zero2_with_sgd_projects_gradients_and_plain_runs_do_not():
     assert check_engine(_trainer()) is True
     assert check_engine(_trainer(ds_optimizer={"type": "SGD", "params": {"lr": 0.1}}, allow=False)) is True
+    auto = {"type": "SGD", "params": {"lr": "auto", "weight_decay": "auto"}}  # filled from the Trainer's args
+    assert check_engine(_trainer(ds_optimizer=auto)) is True
+    with pytest.raises(UnsupportedSetupError, match="weight decay 0.1"):
+        check_engine(_trainer(ds_optimizer=auto, weight_decay=0.1))
     assert check_engine(_trainer(deepspeed=False)) is False
     assert check_engine(_trainer("gradient_ascent", optim="adamw_torch")) is False  # no projection: any optimizer
 
