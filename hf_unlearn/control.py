@@ -228,38 +228,15 @@ class UnlearningControl(TrainerCallback):
             # both, and a target that falls with the forget accuracy is chased instead of reached
             validation = self.target_validation(self.outcome.initial)
             key = self.settings.forget_key
-            if self._reached(metrics[key], validation) or self._confidence_reached(metrics):
-                previous = self.previous_good[0] if self.previous_good else None
-                overshot = previous is not None and abs(previous[key] - validation) < abs(metrics[key] - validation)
-                # a crossing by a point or two is the sample's resolution, not a step too far: halving then only
-                # spends the budget re-crossing (MiniLM, 100 forget examples: 3 halvings, 1.8x re-fine-tuning)
-                # (the resolution of an accuracy over `count` examples; a likelihood averages over every token)
-                count = metrics.get("forget_accuracy_count", 0) if key == "forget_accuracy" else 0
-                far = validation - metrics[key] > max(2.0, 200.0 / count if count else 0.0)
-                halvings_left = self.outcome.overshoots < self.settings.max_overshoots
-                if overshot and far and optimizer is not None and halvings_left:
-                    # the last steps crossed the target by more than the previous state missed it: go back
-                    # there and approach it again with half the step (bisection), instead of stopping
-                    restore_weights(self.model, self.previous_good[1], optimizer)
-                    self.good, self.previous_good = self.previous_good, None
-                    self._shrink_step(optimizer, lr_scheduler)
-                    self.outcome.overshoots += 1
-                    logger.info(
-                        "Overshot the sample-removal target (forget %.1f vs validation %.1f); back to the previous "
-                        "good state with the learning rate scaled by %.3g",
-                        metrics[key], validation, self.outcome.learning_rate_scale,
-                    )
-                    return
-                if overshot and not same_weights(self.previous_good[1], self.start):
-                    # a narrow crossing, or out of halvings: the closer of the two, never the start (no removal)
-                    restore_weights(self.model, self.previous_good[1], optimizer)
-                    self.good = self.previous_good
-                words = self.settings
-                if self._reached(metrics[key], validation):
-                    self._stop(control, "rule", f"{words.compared} reached the original's {words.compared_validation}")
-                else:
-                    self._stop(control, "rule", "forget confidence (mean true-label probability) reached the "
-                               "original's on validation data")
+            by_accuracy = self._reached(metrics[key], validation)
+            if by_accuracy and self._went_back(metrics, key, validation, optimizer, lr_scheduler):
+                return
+            words = self.settings
+            if by_accuracy:
+                self._stop(control, "rule", f"{words.compared} reached the original's {words.compared_validation}")
+            elif self._confidence_reached(metrics):  # the accuracy has not crossed: no overshoot to judge
+                self._stop(control, "rule", "forget confidence (mean true-label probability) reached the "
+                           "original's on validation data")
         elif rule == "class_removal":
             if (
                 metrics["forget_accuracy"] <= self.settings.class_forget_target
@@ -289,6 +266,36 @@ class UnlearningControl(TrainerCallback):
         target, start = source.get(f"validation_{name}", math.nan), self.outcome.initial.get(f"forget_{name}", math.nan)
         now = metrics.get(f"forget_{name}", math.nan)
         return start > target and now <= target  # False whenever one is missing (NaN)
+
+    def _went_back(self, metrics: dict[str, float], key: str, validation: float, optimizer, lr_scheduler) -> bool:
+        """The crossing overshot: True after going back to the previous good state at half the step (bisection).
+
+        Otherwise a narrow crossing (or one out of halvings) may still keep the previous state when it was closer,
+        never the start (no removal); the caller then stops.
+        """
+        previous = self.previous_good[0] if self.previous_good else None
+        overshot = previous is not None and abs(previous[key] - validation) < abs(metrics[key] - validation)
+        # a crossing by a point or two is the sample's resolution, not a step too far: halving then only
+        # spends the budget re-crossing (MiniLM, 100 forget examples: 3 halvings, 1.8x re-fine-tuning)
+        # (the resolution of an accuracy over `count` examples; a likelihood averages over every token)
+        count = metrics.get("forget_accuracy_count", 0) if key == "forget_accuracy" else 0
+        far = validation - metrics[key] > max(2.0, 200.0 / count if count else 0.0)
+        halvings_left = self.outcome.overshoots < self.settings.max_overshoots
+        if overshot and far and optimizer is not None and halvings_left:
+            restore_weights(self.model, self.previous_good[1], optimizer)
+            self.good, self.previous_good = self.previous_good, None
+            self._shrink_step(optimizer, lr_scheduler)
+            self.outcome.overshoots += 1
+            logger.info(
+                "Overshot the sample-removal target (forget %.1f vs validation %.1f); back to the previous "
+                "good state with the learning rate scaled by %.3g",
+                metrics[key], validation, self.outcome.learning_rate_scale,
+            )
+            return True
+        if overshot and not same_weights(self.previous_good[1], self.start):
+            restore_weights(self.model, self.previous_good[1], optimizer)
+            self.good = self.previous_good
+        return False
 
     def _stop(self, control, by: str, reason: str) -> None:
         control.should_training_stop = True

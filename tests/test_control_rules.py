@@ -210,3 +210,11 @@ def test_a_confidence_already_at_the_target_before_the_first_step_is_not_a_reaso
     script.queue[0] = {**START, "forget_probability": 0.95, "validation_probability": 0.80}
     outcome, *_ = _run(script, [1.0, 1.0], confidence_key="")
     assert outcome.steps == 2 and "accuracy reached" in outcome.reason
+
+
+def test_a_confidence_stop_keeps_its_own_state_even_when_the_accuracy_moved_away():
+    # the accuracy has not crossed, so there is no overshoot to undo: the state that met the target is kept
+    script = Script(_conf(93.0, 0.86), _conf(95.0, 0.79))
+    script.queue[0] = {**START, "forget_probability": 0.95, "validation_probability": 0.80}
+    outcome, weight, _, stopped = _run(script, [1.0, 1.0])
+    assert stopped and weight == pytest.approx(3.0) and outcome.final["forget_probability"] == 0.79
