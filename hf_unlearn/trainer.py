@@ -307,8 +307,12 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         if self.projection is not None and self.projection.free_rows:  # fast class removal: check it closely
             self.control_callback.settings.check_density = 4
         self.control_callback.setup_changed_weights = not torch.equal(weights_before, weights_summary(self.model))
-        with frozen_heap():
-            output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        try:
+            with frozen_heap():
+                output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        finally:
+            if project_gradients:  # the model outlives this run (a series of requests): its hooks must not
+                self.protection.gradient_hooks.detach()
         self.unlearning_seconds = time.perf_counter() - start
         self.outcome = self.control_callback.outcome
         if utility_before is not None and self.outcome.unlearned:

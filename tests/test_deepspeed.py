@@ -89,5 +89,6 @@ def test_lora_adapters_under_zero2_move_as_under_data_parallel_and_stay_out_of_t
     zero2, ddp = (torch.load(tmp_path / name / "result.pt") for name in ("zero2", "ddp"))
     assert zero2["unlearned"] and zero2["adapters"] == 11 and zero2["change"] > 1e-4
     assert zero2["leak"] < 1e-6  # B·A·x stays 0 for kept x: A has no component in the protected space
+    assert zero2["hooks"] == 0  # removed after the run: a later request on the same model brings its own
     for name, weight in ddp["weights"].items():
         torch.testing.assert_close(zero2["weights"][name], weight, rtol=0, atol=1e-6)

@@ -44,7 +44,9 @@ def main(out: str, deepspeed: str | None) -> None:
     if trainer.args.process_index == 0:
         torch.save({"weights": {n: p.detach().clone() for n, p in lora.named_parameters()}, "leak": max(leaks),
                     "adapters": len(leaks), "unlearned": trainer.outcome.unlearned,
-                    "change": trainer.outcome.weight_change}, Path(out) / "result.pt")
+                    "change": trainer.outcome.weight_change,
+                    "hooks": None if deepspeed is None else len(trainer.protection.gradient_hooks._handles),
+                    }, Path(out) / "result.pt")
 
 
 if __name__ == "__main__":
