@@ -11,10 +11,15 @@ projection is tested, the Trainer wiring is not).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .core import UnsupportedSetupError
 
+if TYPE_CHECKING:
+    from .trainer import UnlearningTrainer
 
-def _optimizer(trainer) -> tuple[str, float, bool]:
+
+def _optimizer(trainer: UnlearningTrainer) -> tuple[str, float, bool]:
     """(name, weight decay, built by DeepSpeed) of the optimizer the run will step with."""
     config = trainer.accelerator.state.deepspeed_plugin.deepspeed_config.get("optimizer")
     if config:
@@ -25,7 +30,7 @@ def _optimizer(trainer) -> tuple[str, float, bool]:
     return str(getattr(optim, "value", optim)), float(trainer.args.weight_decay), False
 
 
-def check_engine(trainer) -> bool:
+def check_engine(trainer: UnlearningTrainer) -> bool:
     """Refuse what an engine cannot run, by name; True when gradients must be projected instead of updates."""
     args, projected = trainer.args, trainer.protection is not None
     if trainer.is_fsdp_enabled and projected:
