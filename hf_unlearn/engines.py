@@ -11,15 +11,12 @@ projection is tested, the Trainer wiring is not).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from transformers import Trainer
 
 from .core import UnsupportedSetupError
 
-if TYPE_CHECKING:
-    from .trainer import UnlearningTrainer
 
-
-def _optimizer(trainer: UnlearningTrainer) -> tuple[str, float, bool]:
+def _optimizer(trainer: Trainer) -> tuple[str, float, bool]:
     """(name, weight decay, built by DeepSpeed) of the optimizer the run will step with."""
     config = trainer.accelerator.state.deepspeed_plugin.deepspeed_config.get("optimizer")
     if config:
@@ -30,8 +27,11 @@ def _optimizer(trainer: UnlearningTrainer) -> tuple[str, float, bool]:
     return str(getattr(optim, "value", optim)), float(trainer.args.weight_decay), False
 
 
-def check_engine(trainer: UnlearningTrainer) -> bool:
-    """Refuse what an engine cannot run, by name; True when gradients must be projected instead of updates."""
+def check_engine(trainer: Trainer) -> bool:
+    """Refuse what an engine cannot run, by name; True when gradients must be projected instead of updates.
+
+    ``trainer`` is an ``UnlearningTrainer``: its method, protection and scenario are read.
+    """
     args, projected = trainer.args, trainer.protection is not None
     if trainer.is_fsdp_enabled and projected:
         raise UnsupportedSetupError(
