@@ -21,9 +21,14 @@ StepHook = Callable[[], None]
 class StepHooksCallback(TrainerCallback):
     """Runs ``before`` hooks on the final gradient and ``after`` hooks on the updated weights, in order."""
 
-    def __init__(self, before: list[StepHook], after: list[StepHook]):
+    def __init__(self, before: list[StepHook], after: list[StepHook], begin: list[StepHook] | None = None):
         self.before = before
         self.after = after
+        self.begin = begin or []  # before the first micro-batch of the step (an engine may step inside backward)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        for hook in self.begin:
+            hook()
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         for hook in self.before:

@@ -71,10 +71,10 @@ def check_engine(trainer: Trainer) -> bool:
                 "DeepSpeed ZeRO accepts torch's SGD only with \"zero_allow_untested_optimizer\": true in its config "
                 "(recipes/accelerate/deepspeed_zero2.json has it)."
             )
-    if trainer.scenario == "class" and args.unproject_forgotten_outputs:
+    if trainer.scenario == "class" and args.unproject_forgotten_outputs and not args.freeze_bias_and_norm:
         raise UnsupportedSetupError(
-            "Class removal under DeepSpeed: the removed classes' output rows are offset through their bias after "
-            "each step, which DeepSpeed's master weights overwrite. Pass unproject_forgotten_outputs=False, or run "
-            "data-parallel (DDP) or in one process."
+            "Class removal under DeepSpeed offsets the removed classes' output rows through their bias after each "
+            "step; with freeze_bias_and_norm=False the bias is trainable and DeepSpeed's master copy would overwrite "
+            "the offset. Keep freeze_bias_and_norm=True (the default), or pass unproject_forgotten_outputs=False."
         )
     return True

@@ -153,6 +153,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         step_hooks = StepHooksCallback(
             before=[lambda: self.method.before_optimizer_step(self, self.model), self._snapshot],
             after=[self._project, lambda: self.method.after_optimizer_step(self, self.model)],
+            begin=[lambda: self.protection is not None and self.protection.begin_step()],
         )
         super().__init__(
             model=model,

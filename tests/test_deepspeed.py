@@ -36,7 +36,7 @@ def test_zero3_gradient_hooks_give_the_weights_of_one_process_and_keep_the_space
     sys.path.insert(0, str(SCRIPTS))
     from deepspeed_two_ranks import LR, MOMENTUM, STEPS, build
 
-    model, space, x, y = build()
+    model, space, x, y, _, _ = build()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     for _ in range(STEPS):
         optimizer.zero_grad()
@@ -48,6 +48,28 @@ def test_zero3_gradient_hooks_give_the_weights_of_one_process_and_keep_the_space
         change = two["final"][f"{layer}.weight"] - two["start"][f"{layer}.weight"]
         inside = change @ space.basis(layer).float()
         assert change.abs().max() > 1e-2 and inside.abs().max() < 1e-5, layer
+
+
+@pytest.mark.distributed
+def test_zero2_free_rows_and_their_bias_offset_match_update_projection_in_one_process(tmp_path):
+    out = tmp_path / "offset.pt"
+    _launch([str(SCRIPTS / "deepspeed_two_ranks.py"), "2", str(out), "offset"], 29576)
+    two = torch.load(out)
+
+    sys.path.insert(0, str(SCRIPTS))
+    from deepspeed_two_ranks import LR, MOMENTUM, STEPS, build, loss_of
+
+    model, _, x, y, updates, _ = build(offset=True, hooked=False)  # one process, applied updates projected
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=LR, momentum=MOMENTUM)
+    for _ in range(STEPS):
+        updates.snapshot()
+        optimizer.zero_grad()
+        loss_of(model(x), y, True).backward()
+        optimizer.step()
+        updates.project()
+    for name, weight in model.state_dict().items():
+        torch.testing.assert_close(two["final"][name], weight, rtol=1e-5, atol=1e-6)
+    assert (two["final"]["2.bias"] - two["start"]["2.bias"])[3] < -1e-3  # the offset acted, and survived ZeRO
 
 
 @pytest.mark.distributed
@@ -92,3 +114,25 @@ def test_lora_adapters_under_zero2_move_as_under_data_parallel_and_stay_out_of_t
     assert zero2["hooks"] == 0  # removed after the run: a later request on the same model brings its own
     for name, weight in ddp["weights"].items():
         torch.testing.assert_close(zero2["weights"][name], weight, rtol=0, atol=1e-6)
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_class_removal_under_zero2_ends_where_data_parallel_does(trained_model, tmp_path):
+    """Free output rows of the removed class (raw gradient rows, bias offset after each step) through the Trainer."""
+    from safetensors.torch import load_file
+
+    original = tmp_path / "original"
+    trained_model.save_pretrained(original)
+    common = [str(ROOT / "recipes" / "unlearn.py"), "--model_name_or_path", str(original), "--dataset_name", "digits",
+              "--forget_class", "3", "--disable_tqdm", "true", "--logging_strategy", "no"]
+    zero2 = _launch([*common, "--output_dir", str(tmp_path / "zero2"),
+                     "--deepspeed", str(ROOT / "recipes" / "accelerate" / "deepspeed_zero2.json")], 29577)
+    _launch([*common, "--output_dir", str(tmp_path / "ddp"), "--use_cpu", "true",
+             "--ddp_find_unused_parameters", "false"], 29578)
+    assert "the forgotten classes are no longer predicted" in zero2.stderr
+    start, ddp = load_file(original / "model.safetensors"), load_file(tmp_path / "ddp" / "model.safetensors")
+    final = load_file(tmp_path / "zero2" / "model.safetensors")
+    assert (final["classifier.weight"] - start["classifier.weight"])[3].abs().max() > 1e-2  # the free row moved
+    for name, weight in ddp.items():
+        torch.testing.assert_close(final[name], weight, rtol=0, atol=1e-5)

@@ -56,23 +56,57 @@ def test_hooked_gradients_and_sgd_momentum_updates_have_no_protected_component()
     torch.testing.assert_close(model[0].weight.grad, raw)  # detached: gradients are raw again
 
 
-def test_a_bias_offset_cannot_run_on_gradients():
+def test_free_rows_with_a_bias_offset_move_alike_whether_updates_or_gradients_are_projected():
+    import copy
+
+    model, space, x = _model_and_space()
+    twin = copy.deepcopy(model)
+    kept_mean = x.mean(0)
+    runs = []
+    for net, mode in ((model, "updates"), (twin, "gradients")):
+        net[0].bias.requires_grad_(False)  # class removal's output bias is frozen, and moved only by the offset
+        updates = ProjectedUpdates.for_layers(net, space.projectors(dtype=torch.float64))
+        updates.leave_unprojected("0", [1, 4], kept_mean=kept_mean, bias=net[0].bias)
+        hooks = ProjectedGradients(updates) if mode == "gradients" else None
+        if hooks:
+            hooks.attach()
+        optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.05, momentum=0.5)
+        bias_start = net[0].bias.detach().clone()
+        for _ in range(4):
+            if hooks:
+                hooks.before_step()
+            else:
+                updates.snapshot()
+            optimizer.zero_grad()
+            (-net(x)[:, :2].sum()).backward()  # raises outputs 0-1 of layer 2 by moving layer 0's rows too
+            optimizer.step()
+            hooks.after_step() if hooks else updates.project()
+        runs.append((net[0].weight.detach().clone(), net[0].bias.detach().clone(), bias_start))
+    (w_u, b_u, start), (w_g, b_g, _) = runs
+    torch.testing.assert_close(w_g, w_u, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(b_g, b_u, rtol=1e-5, atol=1e-6)
+    assert (b_u - start)[[1, 4]].abs().max() > 1e-4  # the offset acted on the free rows' bias
+    assert torch.equal((b_u - start)[[0, 2, 3]], torch.zeros(3))  # and only there
+
+
+def test_a_bias_offset_on_a_trainable_bias_is_refused_under_gradient_projection():
     model, space, x = _model_and_space()
     updates = ProjectedUpdates.for_layers(model, space.projectors())
     updates.leave_unprojected("0", [1], kept_mean=x.mean(0), bias=model[0].bias)
-    with pytest.raises(UnsupportedSetupError, match="unproject_forgotten_outputs=False"):
+    with pytest.raises(UnsupportedSetupError, match="freeze_bias_and_norm=True"):
         ProjectedGradients(updates)
 
 
 def _trainer(method="pgu", stage=2, optim="sgd", weight_decay=0.0, ds_optimizer=None, allow=True, scenario="samples",
-             deepspeed=True, fsdp=False, **config):
+             deepspeed=True, fsdp=False, freeze=True, **config):
     ds_config = {"zero_optimization": {"stage": stage}, "zero_allow_untested_optimizer": allow}
     if ds_optimizer:
         ds_config["optimizer"] = ds_optimizer
     plugin = SimpleNamespace(zero_stage=stage, deepspeed_config=ds_config)
     cls = get_method(method)
     return SimpleNamespace(
-        args=SimpleNamespace(method=method, optim=optim, weight_decay=weight_decay, unproject_forgotten_outputs=True),
+        args=SimpleNamespace(method=method, optim=optim, weight_decay=weight_decay, unproject_forgotten_outputs=True,
+                             freeze_bias_and_norm=freeze),
         protection=object() if cls.uses_projection else None,
         method=cls(cls.config_class(**config)),
         scenario=scenario,
@@ -90,6 +124,7 @@ def test_deepspeed_zero2_with_sgd_projects_gradients_and_plain_runs_do_not():
     with pytest.raises(UnsupportedSetupError, match="weight decay 0.1"):
         check_engine(_trainer(ds_optimizer=auto, weight_decay=0.1))
     assert check_engine(_trainer(deepspeed=False)) is False
+    assert check_engine(_trainer(scenario="class")) is True  # free rows, bias offset on a frozen bias
     assert check_engine(_trainer("gradient_ascent", optim="adamw_torch")) is False  # no projection: any optimizer
 
 
@@ -101,7 +136,7 @@ def test_deepspeed_zero2_with_sgd_projects_gradients_and_plain_runs_do_not():
         (dict(weight_decay=0.01), "weight decay 0.01"),
         (dict(ds_optimizer={"type": "AdamW", "params": {"lr": 1e-3}}), "AdamW"),
         (dict(allow=False), "zero_allow_untested_optimizer"),
-        (dict(scenario="class"), "unproject_forgotten_outputs=False"),
+        (dict(scenario="class", freeze=False), "freeze_bias_and_norm=True"),
         (dict(pgu_normalize_gradient=True), "pgu_normalize_gradient=False"),
         (dict(method="salun"), "around each optimizer step"),
         (dict(method="eupmu"), "around each optimizer step"),

@@ -24,14 +24,34 @@ class ProjectedGradients:
     """Gradient hooks that apply ``updates``' projectors (and its free output rows) to every trainable weight."""
 
     def __init__(self, updates: ProjectedUpdates):
-        if updates._offsets:
-            raise UnsupportedSetupError(
-                "Class removal offsets the free output rows through their bias after each step, which an engine "
-                "that owns the step (DeepSpeed) overwrites. Pass unproject_forgotten_outputs=False, or run "
-                "data-parallel (DDP) or in one process."
-            )
+        for key, (_, bias) in updates._offsets.items():
+            if bias.requires_grad:
+                raise UnsupportedSetupError(
+                    f"Class removal offsets the free output rows of {key!r} through their bias after each step; the "
+                    "bias is trainable here, so DeepSpeed's master copy would overwrite the offset. Keep "
+                    "freeze_bias_and_norm=True (the default), or pass unproject_forgotten_outputs=False."
+                )
         self.updates = updates
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._rows_before: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def before_step(self) -> None:
+        """The free rows whose bias is offset, as they are before the step (the engine steps inside backward)."""
+        for key in self.updates._offsets:
+            dim = 1 if self.updates.projectors[key].transposed else 0
+            rows = self.updates.weights[key].detach().index_select(dim, self.updates.free_rows[key])
+            self._rows_before[key] = rows.to(self.updates.projectors[key].basis.dtype)
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """Offset the bias by what the free rows' raw update raises on the mean kept input, as update projection
+        does; the bias is frozen, so no optimizer copy of it overwrites this."""
+        for key, before in self._rows_before.items():
+            dim = 1 if self.updates.projectors[key].transposed else 0
+            now = self.updates.weights[key].detach().index_select(dim, self.updates.free_rows[key])
+            self.updates.offset_bias(key, now.to(before.dtype) - before)
+        self._rows_before.clear()
 
     def attach(self) -> None:
         self.detach()

@@ -239,12 +239,19 @@ class SpaceProtection:
             self.gradient_hooks = ProjectedGradients(self.projection)
             self.gradient_hooks.attach()
 
+    def begin_step(self) -> None:
+        """Before the first micro-batch of an optimizer step (what gradient projection needs to see first)."""
+        if self.gradient_hooks is not None:
+            self.gradient_hooks.before_step()
+
     def snapshot(self) -> None:
         if self.projection is not None and self.gradient_hooks is None:
             self.projection.snapshot()
 
     def project(self) -> None:
-        if self.projection is not None and self.gradient_hooks is None:
+        if self.gradient_hooks is not None:
+            self.gradient_hooks.after_step()
+        elif self.projection is not None:
             self.projection.project()
 
     def revert(self) -> None:

@@ -139,11 +139,19 @@ class ProjectedUpdates:
         dim = 1 if transposed else 0
         raw = delta.index_select(dim, rows)
         projected.index_copy_(dim, rows, raw)
-        if key in self._offsets:
-            mean, bias = self._offsets[key]
-            rise = mean @ raw if transposed else raw @ mean
-            if is_sharded(bias):
-                full = bias.full_tensor().index_add(0, rows, -rise.clamp(min=0).to(bias.dtype))
-                bias.to_local().copy_(local_rows(full, bias))
-            else:
-                bias.index_add_(0, rows, -rise.clamp(min=0).to(bias.dtype))
+        self.offset_bias(key, raw)
+
+    @torch.no_grad()
+    def offset_bias(self, key: str, raw: torch.Tensor) -> None:
+        """Lower the free units' bias by the rise ``raw`` (their update) causes on the mean kept input, if any."""
+        if key not in self._offsets:
+            return
+        rows, transposed = self.free_rows[key], self.projectors[key].transposed
+        mean, bias = self._offsets[key]
+        raw = raw.to(mean.dtype)
+        rise = mean @ raw if transposed else raw @ mean
+        if is_sharded(bias):
+            full = bias.full_tensor().index_add(0, rows, -rise.clamp(min=0).to(bias.dtype))
+            bias.to_local().copy_(local_rows(full, bias))
+        else:
+            bias.index_add_(0, rows, -rise.clamp(min=0).to(bias.dtype))
