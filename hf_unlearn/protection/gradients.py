@@ -6,8 +6,10 @@ over the model's weights, so a projection written into the model is lost at the 
 on the parameter runs before the gradient is accumulated, before ZeRO's reduce-scatter sees it: every
 rank then reduces projected gradients. For an optimizer whose update is a linear combination of past
 gradients (SGD, with or without momentum or Nesterov, no weight decay) the applied update is projected
-too; the engine check refuses other optimizers. Verified on CPU (gloo, 2 processes, ZeRO-2 and ZeRO-3):
-same weights as one process, protected component of the change at float32 round-off.
+too; the engine check refuses other optimizers. Free output rows (class removal) keep the raw gradient, and
+their bias offset is computed from the rows before and after the step, on the frozen bias no engine copies.
+Verified on CPU (gloo, 2 processes, ZeRO-2 and ZeRO-3): same weights as one process, protected component of
+the change at float32 round-off.
 """
 
 from __future__ import annotations
