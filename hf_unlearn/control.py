@@ -165,10 +165,11 @@ class UnlearningControl(TrainerCallback):
         self.previous_good = None
         self.last_checked = 0
 
-    def target_validation(self, initial: dict[str, float]) -> float:
-        """The sample-removal target: the validation accuracy of the model before this request (or the series)."""
+    def target_validation(self, initial: dict[str, float], key: str | None = None) -> float:
+        """The sample-removal target: the validation accuracy (or ``key``) of the model before this request (or
+        the series)."""
         source = self.baseline_metrics if self.baseline_metrics is not None else initial
-        return source.get(self.settings.validation_key, math.nan)
+        return source.get(key or self.settings.validation_key, math.nan)
 
     def nothing_to_unlearn(self, metrics: dict[str, float]) -> str | None:
         """Why no step should be taken at all (the sample-removal rule already holds), or None."""
@@ -262,8 +263,8 @@ class UnlearningControl(TrainerCallback):
         name = self.settings.confidence_key
         if not name:
             return False
-        source = self.baseline_metrics if self.baseline_metrics is not None else self.outcome.initial
-        target, start = source.get(f"validation_{name}", math.nan), self.outcome.initial.get(f"forget_{name}", math.nan)
+        target = self.target_validation(self.outcome.initial, f"validation_{name}")
+        start = self.outcome.initial.get(f"forget_{name}", math.nan)
         now = metrics.get(f"forget_{name}", math.nan)
         return start > target and now <= target  # False whenever one is missing (NaN)
 
@@ -355,7 +356,7 @@ class UnlearningControl(TrainerCallback):
         confidence = self.settings.confidence_key
         also = (
             f", nor its confidence {metrics.get(f'forget_{confidence}', math.nan):.3f} the original's "
-            f"{self.outcome.initial.get(f'validation_{confidence}', math.nan):.3f}"
+            f"{self.target_validation(self.outcome.initial, f'validation_{confidence}'):.3f}"
             if confidence else ""
         )
         return (

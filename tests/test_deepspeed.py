@@ -72,26 +72,32 @@ def test_zero2_free_rows_and_their_bias_offset_match_update_projection_in_one_pr
     assert (two["final"]["2.bias"] - two["start"]["2.bias"])[3] < -1e-3  # the offset acted, and survived ZeRO
 
 
-@pytest.mark.distributed
-@pytest.mark.slow
-def test_recipe_under_zero2_unlearns_as_data_parallel_does_rollbacks_included(trained_model, tmp_path):
-    """The same request (pgu_retain, 10 % of digits, lr 40 so the guard rolls back) under ZeRO-2 and DDP."""
+def _recipe_under_zero2_and_ddp(trained_model, tmp_path, request: list[str], ports: tuple[int, int]):
+    """The same recipe request under ZeRO-2 and under DDP: (ZeRO-2's process result, start, ZeRO-2's and DDP's
+    final weights)."""
     from safetensors.torch import load_file
-
-    from hf_unlearn.core import CoreGradientSpace
 
     original = tmp_path / "original"
     trained_model.save_pretrained(original)
     common = [str(ROOT / "recipes" / "unlearn.py"), "--model_name_or_path", str(original), "--dataset_name", "digits",
-              "--forget_fraction", "0.1", "--learning_rate", "40", "--disable_tqdm", "true", "--logging_strategy", "no"]
+              *request, "--disable_tqdm", "true", "--logging_strategy", "no"]
     zero2 = _launch([*common, "--output_dir", str(tmp_path / "zero2"),
-                     "--deepspeed", str(ROOT / "recipes" / "accelerate" / "deepspeed_zero2.json")], 29572)
+                     "--deepspeed", str(ROOT / "recipes" / "accelerate" / "deepspeed_zero2.json")], ports[0])
     _launch([*common, "--output_dir", str(tmp_path / "ddp"), "--use_cpu", "true",
-             "--ddp_find_unused_parameters", "false"], 29573)
-    assert "Utility guard" in zero2.stderr  # rollbacks happened: the master copies had to follow them
+             "--ddp_find_unused_parameters", "false"], ports[1])
+    weights = (load_file(folder / "model.safetensors") for folder in (original, tmp_path / "zero2", tmp_path / "ddp"))
+    return zero2, *weights
 
-    start, ddp = load_file(original / "model.safetensors"), load_file(tmp_path / "ddp" / "model.safetensors")
-    final = load_file(tmp_path / "zero2" / "model.safetensors")
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_recipe_under_zero2_unlearns_as_data_parallel_does_rollbacks_included(trained_model, tmp_path):
+    """The same request (pgu_retain, 10 % of digits, lr 40 so the guard rolls back) under ZeRO-2 and DDP."""
+    from hf_unlearn.core import CoreGradientSpace
+
+    request = ["--forget_fraction", "0.1", "--learning_rate", "40"]
+    zero2, start, final, ddp = _recipe_under_zero2_and_ddp(trained_model, tmp_path, request, (29572, 29573))
+    assert "Utility guard" in zero2.stderr  # rollbacks happened: the master copies had to follow them
     space = CoreGradientSpace.from_pretrained(tmp_path / "zero2" / "core_gradient_space")
     assert len(space.ledger) == 1
     for name, weight in ddp.items():
@@ -120,19 +126,9 @@ def test_lora_adapters_under_zero2_move_as_under_data_parallel_and_stay_out_of_t
 @pytest.mark.slow
 def test_class_removal_under_zero2_ends_where_data_parallel_does(trained_model, tmp_path):
     """Free output rows of the removed class (raw gradient rows, bias offset after each step) through the Trainer."""
-    from safetensors.torch import load_file
-
-    original = tmp_path / "original"
-    trained_model.save_pretrained(original)
-    common = [str(ROOT / "recipes" / "unlearn.py"), "--model_name_or_path", str(original), "--dataset_name", "digits",
-              "--forget_class", "3", "--disable_tqdm", "true", "--logging_strategy", "no"]
-    zero2 = _launch([*common, "--output_dir", str(tmp_path / "zero2"),
-                     "--deepspeed", str(ROOT / "recipes" / "accelerate" / "deepspeed_zero2.json")], 29577)
-    _launch([*common, "--output_dir", str(tmp_path / "ddp"), "--use_cpu", "true",
-             "--ddp_find_unused_parameters", "false"], 29578)
+    request = ["--forget_class", "3"]
+    zero2, start, final, ddp = _recipe_under_zero2_and_ddp(trained_model, tmp_path, request, (29577, 29578))
     assert "the forgotten classes are no longer predicted" in zero2.stderr
-    start, ddp = load_file(original / "model.safetensors"), load_file(tmp_path / "ddp" / "model.safetensors")
-    final = load_file(tmp_path / "zero2" / "model.safetensors")
     assert (final["classifier.weight"] - start["classifier.weight"])[3].abs().max() > 1e-2  # the free row moved
     for name, weight in ddp.items():
         torch.testing.assert_close(final[name], weight, rtol=0, atol=1e-5)

@@ -26,8 +26,8 @@ class ProjectedGradients:
     """Gradient hooks that apply ``updates``' projectors (and its free output rows) to every trainable weight."""
 
     def __init__(self, updates: ProjectedUpdates):
-        for key, (_, bias) in updates._offsets.items():
-            if bias.requires_grad:
+        for key in updates.offset_keys:
+            if updates._offsets[key][1].requires_grad:
                 raise UnsupportedSetupError(
                     f"Class removal offsets the free output rows of {key!r} through their bias after each step; the "
                     "bias is trainable here, so DeepSpeed's master copy would overwrite the offset. Keep "
@@ -40,9 +40,8 @@ class ProjectedGradients:
     @torch.no_grad()
     def before_step(self) -> None:
         """The free rows whose bias is offset, as they are before the step (the engine steps inside backward)."""
-        for key in self.updates._offsets:
-            dim = 1 if self.updates.projectors[key].transposed else 0
-            rows = self.updates.weights[key].detach().index_select(dim, self.updates.free_rows[key])
+        for key in self.updates.offset_keys:
+            rows = self.updates.free_part(key, self.updates.weights[key].detach())
             self._rows_before[key] = rows.to(self.updates.projectors[key].basis.dtype)
 
     @torch.no_grad()
@@ -50,8 +49,7 @@ class ProjectedGradients:
         """Offset the bias by what the free rows' raw update raises on the mean kept input, as update projection
         does; the bias is frozen, so no optimizer copy of it overwrites this."""
         for key, before in self._rows_before.items():
-            dim = 1 if self.updates.projectors[key].transposed else 0
-            now = self.updates.weights[key].detach().index_select(dim, self.updates.free_rows[key])
+            now = self.updates.free_part(key, self.updates.weights[key].detach())
             self.updates.offset_bias(key, now.to(before.dtype) - before)
         self._rows_before.clear()
 
@@ -60,6 +58,11 @@ class ProjectedGradients:
         for key, weight in self.updates.weights.items():
             if weight.requires_grad:
                 self._handles.append(weight.register_hook(partial(self._project, key)))
+
+    @property
+    def attached(self) -> int:
+        """How many gradient hooks are in place."""
+        return len(self._handles)
 
     def detach(self) -> None:
         for handle in self._handles:
@@ -71,8 +74,7 @@ class ProjectedGradients:
         projector = self.updates.projectors[key]
         raw = grad.to(projector.basis.dtype)
         projected = projector.project(raw)
-        rows = self.updates.free_rows.get(key)
-        if rows is not None:
-            dim = 1 if projector.transposed else 0
-            projected.index_copy_(dim, rows, raw.index_select(dim, rows))
+        if key in self.updates.free_rows:
+            rows = self.updates.free_rows[key]
+            projected.index_copy_(1 if projector.transposed else 0, rows, self.updates.free_part(key, raw))
         return projected.to(grad.dtype)

@@ -133,12 +133,19 @@ class ProjectedUpdates:
         after = before + projected
         weight.to_local().copy_(local_rows(after, weight) if full else after)
 
+    @property
+    def offset_keys(self) -> list[str]:
+        """The layers whose free units' rise on the mean kept input is offset through their bias."""
+        return list(self._offsets)
+
+    def free_part(self, key: str, tensor: torch.Tensor) -> torch.Tensor:
+        """The free units' slice of a weight-shaped ``tensor`` (rows, or columns of a transposed layer)."""
+        return tensor.index_select(1 if self.projectors[key].transposed else 0, self.free_rows[key])
+
     def _free(self, key: str, delta: torch.Tensor, projected: torch.Tensor) -> None:
         """Free units take the raw update; a rise it causes on the average kept input goes into the bias."""
-        rows, transposed = self.free_rows[key], self.projectors[key].transposed
-        dim = 1 if transposed else 0
-        raw = delta.index_select(dim, rows)
-        projected.index_copy_(dim, rows, raw)
+        raw = self.free_part(key, delta)
+        projected.index_copy_(1 if self.projectors[key].transposed else 0, self.free_rows[key], raw)
         self.offset_bias(key, raw)
 
     @torch.no_grad()

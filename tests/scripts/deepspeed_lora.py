@@ -45,7 +45,7 @@ def main(out: str, deepspeed: str | None) -> None:
         torch.save({"weights": {n: p.detach().clone() for n, p in lora.named_parameters()}, "leak": max(leaks),
                     "adapters": len(leaks), "unlearned": trainer.outcome.unlearned,
                     "change": trainer.outcome.weight_change,
-                    "hooks": None if deepspeed is None else len(trainer.protection.gradient_hooks._handles),
+                    "hooks": None if deepspeed is None else trainer.protection.gradient_hooks.attached,
                     }, Path(out) / "result.pt")
 
 
