@@ -28,8 +28,8 @@ ENERGIES = ("sigma", "sigma2")
 # what an unset training value becomes when the method recommends none (PGU's values)
 LIBRARY_TRAINING_DEFAULTS = {
     "optim": "sgd",
-    "learning_rate": 0.5,
-    "num_train_epochs": 30.0,
+    "learning_rate": 0.25,
+    "num_train_epochs": 60.0,
     "per_device_train_batch_size": 32,
 }
 
@@ -160,7 +160,7 @@ class UnlearningArguments(TrainingArguments):
     # ------------------------------------------------------------------ TrainingArguments defaults for unlearning
     # None = unset: filled once from the method's recommended values (its MethodConfig.training_defaults)
     learning_rate: float | None = field(
-        default=None, metadata={"help": "Learning rate (default: the method's, e.g. PGU SGD 0.5; hf-unlearn methods)."}
+        default=None, metadata={"help": "Learning rate (default: the method's, e.g. PGU SGD 0.25; hf-unlearn methods)."}
     )
     optim: str | None = field(default=None, metadata={"help": "Optimizer (default: the method's, e.g. PGU 'sgd')."})
     num_train_epochs: float | None = field(

@@ -2,18 +2,23 @@
 
 DDP and one process project each applied update (``protection/updates.py``). DeepSpeed ZeRO-1/2 owns the
 optimizer step (fp32 master partitions copied back over the model), so projected runs switch to gradient
-projection (``protection/gradients.py``), which is exact only for an update that is a linear combination
-of past gradients: SGD without weight decay. ZeRO-3 partitions the parameters themselves; the step-level
-control copies and restores whole weights and the ledger fingerprints them, neither of which gathers
-partitions yet. FSDP through the Trainer is refused for projected methods (the torch-level FSDP2
-projection is tested, the Trainer wiring is not).
+projection (``protection/gradients.py``), which keeps the update out of the protected space only for an
+update that is a linear combination of past gradients: SGD without weight decay. Gradient clipping then
+reads the projected gradients' norm (DDP clips raw ones), so the two agree step by step only while it does
+not act. ZeRO-3 partitions the parameters themselves; the step-level control copies and restores whole
+weights and the ledger fingerprints them, neither of which gathers partitions yet. FSDP through the Trainer
+is refused for projected methods (the torch-level FSDP2 projection is tested, the Trainer wiring is not).
 """
 
 from __future__ import annotations
 
+import logging
+
 from transformers import Trainer
 
 from .core import UnsupportedSetupError
+
+logger = logging.getLogger(__name__)
 
 
 def _optimizer(trainer: Trainer) -> tuple[str, float, bool]:
@@ -77,4 +82,17 @@ def check_engine(trainer: Trainer) -> bool:
             "step; with freeze_bias_and_norm=False the bias is trainable and DeepSpeed's master copy would overwrite "
             "the offset. Keep freeze_bias_and_norm=True (the default), or pass unproject_forgotten_outputs=False."
         )
+    if _clip_norm(trainer) > 0:
+        logger.warning(
+            "Under DeepSpeed gradient clipping reads the norm of the projected gradients (data-parallel runs clip the "
+            "raw ones): the run steps as a DDP run would until clipping acts, and further once it does; the update "
+            "stays out of the protected space either way. Set max_grad_norm=0 for step-by-step agreement."
+        )
     return True
+
+
+def _clip_norm(trainer: Trainer) -> float:
+    """The gradient-norm bound DeepSpeed will apply ("auto" is the Trainer's ``max_grad_norm``)."""
+    clip = trainer.accelerator.state.deepspeed_plugin.deepspeed_config.get("gradient_clipping", 0.0)
+    clip = getattr(trainer.args, "max_grad_norm", 0.0) if clip == "auto" else clip
+    return float(clip or 0.0)

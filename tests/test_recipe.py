@@ -22,7 +22,7 @@ def test_yaml_config_with_command_line_overrides(tmp_path):
     script, forget, args = parse_args(["--config", str(config), "--gamma", "0.9"])
     assert script.model_name_or_path == "some/model" and script.dataset_name == "digits"
     assert forget.forget_class == [3, 5] and args.gamma == 0.9  # the command line wins over the file
-    assert args.method == "auto" and args.learning_rate == 0.5  # unset: PGU's recommended value (the default path)
+    assert args.method == "auto" and args.learning_rate == 0.25  # unset: PGU's recommended value (the default path)
 
 
 def test_method_hyperparameters_from_yaml_and_command_line(tmp_path):
