@@ -37,7 +37,7 @@ from collections.abc import Callable
 import torch
 from transformers import TrainerCallback
 
-from .run_state import ControlSettings, RunOutcome, copy_weights, restore_weights, same_weights
+from .run_state import ControlSettings, RunOutcome, copy_weights, restore_weights, same_weights, weights_finite
 
 logger = logging.getLogger(__name__)
 MIN_SPAN = 4  # steps a check may wait when it costs more than they do, however short an epoch is
@@ -199,7 +199,7 @@ class UnlearningControl(TrainerCallback):
         self.last_checked = state.global_step
         self.outcome.checks += 1
         self.log({f"control_{k}": v for k, v in metrics.items() if not k.endswith("_count")})
-        finite = all(torch.isfinite(p).all() for p in self.model.parameters())
+        finite = weights_finite(self.model)
         damage = self._too_damaged(metrics) if finite else ["non-finite weights"]
         if damage:
             restore_weights(self.model, self.good[1], optimizer)

@@ -1,13 +1,14 @@
 """Which distributed engine a run may use, decided before any weight moves.
 
-DDP and one process project each applied update (``protection/updates.py``). DeepSpeed ZeRO-1/2 owns the
+DDP and one process project each applied update (``protection/updates.py``). DeepSpeed ZeRO owns the
 optimizer step (fp32 master partitions copied back over the model), so projected runs switch to gradient
 projection (``protection/gradients.py``), which keeps the update out of the protected space only for an
 update that is a linear combination of past gradients: SGD without weight decay. Gradient clipping then
 reads the projected gradients' norm (DDP clips raw ones), so the two agree step by step only while it does
-not act. ZeRO-3 partitions the parameters themselves; the step-level control copies and restores whole
-weights and the ledger fingerprints them, neither of which gathers partitions yet. FSDP through the Trainer
-is refused for projected methods (the torch-level FSDP2 projection is tested, the Trainer wiring is not).
+not act. ZeRO-3 also partitions the weights when its engine starts: the model must arrive whole (the checks
+before the first step read it), and what reads or writes whole weights later gathers them (``zero3.py``).
+FSDP through the Trainer is refused for projected methods (the torch-level FSDP2 projection is tested, the
+Trainer wiring is not).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 from transformers import Trainer
 
 from .core import UnsupportedSetupError
+from .zero3 import is_partitioned
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +51,7 @@ def check_engine(trainer: Trainer) -> bool:
         return False
     plugin = trainer.accelerator.state.deepspeed_plugin
     if plugin.zero_stage == 3:
-        raise UnsupportedSetupError(
-            "DeepSpeed ZeRO-3 is not supported by UnlearningTrainer: it partitions the parameters, and the "
-            "utility guard's rollbacks and the ledger's weight fingerprints read whole weights. Use ZeRO-2 "
-            "(recipes/accelerate/deepspeed_zero2.yaml): parameters stay whole, optimizer state and gradients are "
-            "partitioned."
-        )
+        _check_zero3(trainer)
     if trainer.method.acts_on_steps():
         raise UnsupportedSetupError(
             f"{args.method} changes gradients or weights around each optimizer step, and DeepSpeed does the step "
@@ -89,6 +86,22 @@ def check_engine(trainer: Trainer) -> bool:
             "stays out of the protected space either way. Set max_grad_norm=0 for step-by-step agreement."
         )
     return True
+
+
+def _check_zero3(trainer: Trainer) -> None:
+    """ZeRO-3 partitions the weights when its engine starts; what runs before the first step needs them whole."""
+    if any(is_partitioned(p) for p in trainer.model.parameters()):
+        raise UnsupportedSetupError(
+            "The model was partitioned by DeepSpeed ZeRO-3 as it loaded (zero.Init), but the checks and the forget "
+            "set's statistics that run before the first step need whole weights. Load the model before creating "
+            "the TrainingArguments, or with zero3_init_flag: false in the accelerate config (recipes/unlearn.py "
+            "does this itself); ZeRO-3 partitions it when training starts."
+        )
+    if trainer.scenario == "class" and trainer.args.unproject_forgotten_outputs and trainer.protection is not None:
+        raise UnsupportedSetupError(
+            "Class removal's free output rows read their weights around every step, which ZeRO-3 keeps partitioned. "
+            "Use ZeRO-2 (recipes/accelerate/deepspeed_zero2.yaml), or pass unproject_forgotten_outputs=False."
+        )
 
 
 def _clip_norm(trainer: Trainer) -> float:

@@ -14,6 +14,7 @@ from torch import nn
 from transformers import EvalPrediction
 
 from .control import copy_weights, restore_weights
+from .data.columns import label_array
 from .data.memory import materialize
 from .evaluation.predict import collect_outputs, collect_token_outcomes, length_order
 
@@ -82,6 +83,22 @@ class UnlearningMeasurements:
         retain = self._sample("retain", self.retain_dataset, retain_size) if retain_size > 0 else None
         validation = self._sample("validation", self.eval_dataset, size)
         return (self._sample("forget", self.forget_dataset, size), retain or [], validation or [])
+
+    def _batch_of(self, dataset, size: int = 8) -> dict:
+        """The first ``size`` examples, collated, on the model's device (for a forward pass before training)."""
+        rows = dataset.select(range(min(size, len(dataset))))
+        batch = self.base_collator([rows[i] for i in range(len(rows))])
+        return {k: v.to(self.args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _kept_batch(self, size: int = 128) -> dict | None:
+        """Kept examples: a retain sample, else the validation set's kept classes; None when neither exists."""
+        if self.retain_dataset is not None and len(self.retain_dataset) > 0:
+            return self._batch_of(self.retain_dataset.shuffle(seed=self.args.seed), size)
+        if self.eval_dataset is None:
+            return None
+        forgotten = set(self.forgotten_classes)  # one pass over the forget labels, not one per example
+        kept = [i for i, y in enumerate(label_array(self.eval_dataset).tolist()) if y not in forgotten]
+        return self._batch_of(self.eval_dataset.select(kept), size) if kept else None
 
     def control_metrics(self, model=None) -> dict[str, float]:
         """What the guard and stop rules read: accuracies (%) on small cached samples, one pass each.

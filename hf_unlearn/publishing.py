@@ -45,6 +45,16 @@ class UnlearningPublishing:
             text += f"; the removed classes' output rows {rows.tolist()} of `{layer}` were left unprojected"
         return text
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """As the Trainer saves, except under DeepSpeed when no step was taken (a request that was not carried
+        out): the engine never started, the weights are whole, and the Trainer's DeepSpeed path would ask the
+        missing engine for a checkpoint."""
+        if self.is_deepspeed_enabled and getattr(self, "deepspeed", None) is None:
+            if self.args.should_save:
+                self._save(output_dir or self.args.output_dir)
+            return
+        super().save_model(output_dir, _internal_call)
+
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         """The model, its space (with the ledger) and the model card travel together."""
         super()._save(output_dir, state_dict)

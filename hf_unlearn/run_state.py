@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from .zero3 import whole
+
 
 @dataclass
 class ControlSettings:
@@ -58,8 +60,13 @@ class RunOutcome:
 
 
 def copy_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Every parameter, frozen ones too: class removal moves a frozen output bias outside the optimizer."""
-    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()}
+    """Every parameter, frozen ones too: class removal moves a frozen output bias outside the optimizer.
+    Whole weights under ZeRO-3 too (gathered one at a time, see zero3.py)."""
+    copies = {}
+    for name, param in model.named_parameters():
+        with whole([param]):
+            copies[name] = param.detach().to("cpu", copy=True)
+    return copies
 
 
 def restore_weights(model: nn.Module, weights: dict[str, torch.Tensor], optimizer=None) -> None:
@@ -68,10 +75,20 @@ def restore_weights(model: nn.Module, weights: dict[str, torch.Tensor], optimize
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in weights.items():
-            params[name].copy_(value)
+            with whole([params[name]], modify=True):
+                params[name].copy_(value)
     refresh = getattr(getattr(optimizer, "optimizer", optimizer), "refresh_fp32_params", None)
     if refresh is not None:
         refresh()
+
+
+def weights_finite(model: nn.Module) -> bool:
+    """No NaN or inf in any weight (whole weights under ZeRO-3: a partition alone would let processes disagree)."""
+    finite = True
+    for param in model.parameters():
+        with whole([param]):
+            finite = finite and bool(torch.isfinite(param).all())
+    return finite
 
 
 def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:

@@ -42,6 +42,7 @@ from .protection import (
     space_saved_with,
 )
 from .publishing import UnlearningPublishing
+from .zero3 import whole
 
 logger = logging.getLogger(__name__)
 
@@ -246,22 +247,6 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         self.method.setup(self)
         self._prepared = True
 
-    def _batch_of(self, dataset, size: int = 8) -> dict:
-        """The first ``size`` examples, collated, on the model's device (for a forward pass before training)."""
-        rows = dataset.select(range(min(size, len(dataset))))
-        batch = self.base_collator([rows[i] for i in range(len(rows))])
-        return {k: v.to(self.args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-    def _kept_batch(self, size: int = 128) -> dict | None:
-        """Kept examples: a retain sample, else the validation set's kept classes; None when neither exists."""
-        if self.retain_dataset is not None and len(self.retain_dataset) > 0:
-            return self._batch_of(self.retain_dataset.shuffle(seed=self.args.seed), size)
-        if self.eval_dataset is None:
-            return None
-        forgotten = set(self.forgotten_classes)  # one pass over the forget labels, not one per example
-        kept = [i for i, y in enumerate(label_array(self.eval_dataset).tolist()) if y not in forgotten]
-        return self._batch_of(self.eval_dataset.select(kept), size) if kept else None
-
     # ------------------------------------------------------------------ Trainer overrides
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         """Unlearn. ``resume_from_checkpoint=True`` (or "last") resumes from the newest complete checkpoint."""
@@ -326,7 +311,9 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
                 logger.warning("UTILITY DROP: %s", warning)
         if self.protection is not None:
             if self.outcome.unlearned:
-                self.protection.bind(self.accelerator.unwrap_model(self.model))
+                model = self.accelerator.unwrap_model(self.model)
+                with whole(model.parameters()):  # the ledger fingerprints whole weights (ZeRO-3: gathered)
+                    self.protection.bind(model)
                 if self.outcome.incomplete and self.protection.space.ledger:
                     self.protection.space.ledger[-1]["note"] += "; removal incomplete: the stop rule was not met"
             else:

@@ -72,8 +72,8 @@ def test_zero2_free_rows_and_their_bias_offset_match_update_projection_in_one_pr
     assert (two["final"]["2.bias"] - two["start"]["2.bias"])[3] < -1e-3  # the offset acted, and survived ZeRO
 
 
-def _recipe_under_zero2_and_ddp(trained_model, tmp_path, request: list[str], ports: tuple[int, int]):
-    """The same recipe request under ZeRO-2 and under DDP: (ZeRO-2's process result, start, ZeRO-2's and DDP's
+def _recipe_under_zero2_and_ddp(trained_model, tmp_path, request: list[str], ports: tuple[int, int], stage: int = 2):
+    """The same recipe request under ZeRO-``stage`` and under DDP: (ZeRO's process result, start, ZeRO's and DDP's
     final weights)."""
     from safetensors.torch import load_file
 
@@ -81,12 +81,12 @@ def _recipe_under_zero2_and_ddp(trained_model, tmp_path, request: list[str], por
     trained_model.save_pretrained(original)
     common = [str(ROOT / "recipes" / "unlearn.py"), "--model_name_or_path", str(original), "--dataset_name", "digits",
               *request, "--disable_tqdm", "true", "--logging_strategy", "no"]
-    zero2 = _launch([*common, "--output_dir", str(tmp_path / "zero2"),
-                     "--deepspeed", str(ROOT / "recipes" / "accelerate" / "deepspeed_zero2.json")], ports[0])
+    zero = _launch([*common, "--output_dir", str(tmp_path / f"zero{stage}"),
+                     "--deepspeed", str(ROOT / "recipes" / "accelerate" / f"deepspeed_zero{stage}.json")], ports[0])
     _launch([*common, "--output_dir", str(tmp_path / "ddp"), "--use_cpu", "true",
              "--ddp_find_unused_parameters", "false"], ports[1])
-    weights = (load_file(folder / "model.safetensors") for folder in (original, tmp_path / "zero2", tmp_path / "ddp"))
-    return zero2, *weights
+    folders = (original, tmp_path / f"zero{stage}", tmp_path / "ddp")
+    return zero, *(load_file(folder / "model.safetensors") for folder in folders)
 
 
 @pytest.mark.distributed
@@ -102,6 +102,29 @@ def test_recipe_under_zero2_unlearns_as_data_parallel_does_rollbacks_included(tr
     assert len(space.ledger) == 1
     for name, weight in ddp.items():
         torch.testing.assert_close(final[name], weight, rtol=0, atol=1e-4)
+    for layer in space.layers:
+        change = (final[f"{layer}.weight"] - start[f"{layer}.weight"]).reshape(len(start[f"{layer}.weight"]), -1)
+        inside = change @ space.basis(layer).float()
+        assert change.abs().max() > 1e-2 and inside.abs().max() < 1e-5 * max(1.0, float(change.abs().max())), layer
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_recipe_under_zero3_unlearns_as_data_parallel_does_rollbacks_included(trained_model, tmp_path):
+    """ZeRO-3 partitions the weights once training starts: the guard's snapshots and rollbacks and the ledger's
+    fingerprint gather them (zero3.py). Same request as above; the saved space must accept the saved model."""
+    from transformers import AutoModelForImageClassification
+
+    from hf_unlearn.core import CoreGradientSpace
+
+    request = ["--forget_fraction", "0.1", "--learning_rate", "40"]
+    zero3, start, final, ddp = _recipe_under_zero2_and_ddp(trained_model, tmp_path, request, (29579, 29580), stage=3)
+    assert "Utility guard" in zero3.stderr and "not unlearned" not in zero3.stderr.lower()
+    for name, weight in ddp.items():
+        torch.testing.assert_close(final[name], weight, rtol=0, atol=1e-4)
+    unlearned = AutoModelForImageClassification.from_pretrained(tmp_path / "zero3")
+    space = CoreGradientSpace.from_pretrained(tmp_path / "zero3" / "core_gradient_space", unlearned)  # fingerprint
+    assert len(space.ledger) == 1
     for layer in space.layers:
         change = (final[f"{layer}.weight"] - start[f"{layer}.weight"]).reshape(len(start[f"{layer}.weight"]), -1)
         inside = change @ space.basis(layer).float()

@@ -98,14 +98,18 @@ def test_a_bias_offset_on_a_trainable_bias_is_refused_under_gradient_projection(
 
 
 def _trainer(method="pgu", stage=2, optim="sgd", weight_decay=0.0, ds_optimizer=None, allow=True, scenario="samples",
-             deepspeed=True, fsdp=False, freeze=True, clipping="auto", max_grad_norm=0.0, **config):
+             deepspeed=True, fsdp=False, freeze=True, clipping="auto", max_grad_norm=0.0, partitioned=False, **config):
     ds_config = {"zero_optimization": {"stage": stage}, "zero_allow_untested_optimizer": allow,
                  "gradient_clipping": clipping}
     if ds_optimizer:
         ds_config["optimizer"] = ds_optimizer
     plugin = SimpleNamespace(zero_stage=stage, deepspeed_config=ds_config)
     cls = get_method(method)
+    weight = torch.nn.Parameter(torch.zeros(2, 2))
+    if partitioned:
+        weight.ds_id = 0  # how DeepSpeed tags a ZeRO-3 parameter
     return SimpleNamespace(
+        model=torch.nn.ParameterList([weight]),
         args=SimpleNamespace(method=method, optim=optim, weight_decay=weight_decay, unproject_forgotten_outputs=True,
                              freeze_bias_and_norm=freeze, max_grad_norm=max_grad_norm),
         protection=object() if cls.uses_projection else None,
@@ -127,12 +131,14 @@ def test_deepspeed_zero2_with_sgd_projects_gradients_and_plain_runs_do_not():
     assert check_engine(_trainer(deepspeed=False)) is False
     assert check_engine(_trainer(scenario="class")) is True  # free rows, bias offset on a frozen bias
     assert check_engine(_trainer("gradient_ascent", optim="adamw_torch")) is False  # no projection: any optimizer
+    assert check_engine(_trainer(stage=3)) is True  # ZeRO-3: whole weights until the engine starts
 
 
 @pytest.mark.parametrize(
     ("trainer", "words"),
     [
-        (dict(stage=3), "ZeRO-3"),
+        (dict(stage=3, scenario="class"), "ZeRO-3 keeps partitioned"),
+        (dict(stage=3, partitioned=True), "partitioned by DeepSpeed ZeRO-3 as it loaded"),
         (dict(optim="adamw_torch"), "SGD without weight decay"),
         (dict(weight_decay=0.01), "weight decay 0.01"),
         (dict(ds_optimizer={"type": "AdamW", "params": {"lr": 1e-3}}), "AdamW"),
@@ -178,3 +184,56 @@ def test_the_reference_takes_the_original_recipes_batch_per_step_whatever_the_pr
     for total, world in ((16, 3), (1, 2)):
         with pytest.raises(ValueError, match=f"cannot be split evenly over {world} processes"):
             per_process_batch(total, world)
+
+
+def test_models_load_whole_under_a_zero3_config_and_the_config_comes_back():
+    """transformers partitions at load while a ZeRO-3 config is registered; the recipe loads outside it."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    from hf_unlearn.zero3 import loading_whole
+
+    class Zero3Config:
+        config = {"zero_optimization": {"stage": 3}}
+
+        def is_zero3(self):
+            return True
+
+    config = Zero3Config()
+    hf_deepspeed.set_hf_deepspeed_config(config)
+    try:
+        assert hf_deepspeed.is_deepspeed_zero3_enabled()
+        with loading_whole():
+            assert not hf_deepspeed.is_deepspeed_zero3_enabled()  # from_pretrained here skips zero.Init
+        assert hf_deepspeed.is_deepspeed_zero3_enabled()  # the Trainer still sees ZeRO-3
+    finally:
+        hf_deepspeed.unset_hf_deepspeed_config()
+    with loading_whole():  # no DeepSpeed config at all: nothing to do
+        assert not hf_deepspeed.is_deepspeed_zero3_enabled()
+
+
+def test_whole_weights_outside_zero3_are_the_weights_themselves():
+    from hf_unlearn.run_state import copy_weights, restore_weights, weights_finite
+
+    model = torch.nn.Linear(3, 2)
+    saved = copy_weights(model)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    restore_weights(model, saved)
+    assert torch.equal(model.weight, saved["weight"]) and weights_finite(model)
+    with torch.no_grad():
+        model.bias[0] = float("nan")
+    assert not weights_finite(model)
+
+
+def test_a_series_of_requests_under_zero3_is_refused_before_loading(tmp_path):
+    from hf_unlearn.scripts.arguments import parse_args
+    from hf_unlearn.scripts.unlearn import refuse_under_zero3
+
+    script, forget, args = parse_args(["--model_name_or_path", "none", "--dataset_name", "digits",
+                                       "--output_dir", str(tmp_path), "--num_requests", "3"])
+    refuse_under_zero3(script, forget, args)  # no DeepSpeed: nothing refused
+    args.deepspeed_plugin = SimpleNamespace(zero_stage=3)
+    with pytest.raises(ValueError, match="num_requests > 1 is not supported"):
+        refuse_under_zero3(script, forget, args)
+    args.deepspeed_plugin = SimpleNamespace(zero_stage=2)
+    refuse_under_zero3(script, forget, args)

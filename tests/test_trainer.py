@@ -287,6 +287,18 @@ def test_a_run_that_unlearns_nothing_says_so_and_leaves_the_ledger_alone(trained
     assert saved["ledger"] == []
 
 
+def test_a_deepspeed_run_that_took_no_step_saves_its_whole_model(trained_model, digits, tmp_path):
+    """Found under ZeRO-3 (MiniLM, a request already below its target): no step, so no engine, and the Trainer's
+    DeepSpeed save asked the plain model for ``save_checkpoint``."""
+    trainer = _trainer(trained_model, digits, random_indices(len(digits["train"]), 0.1, seed=2), tmp_path)
+    trainer.is_deepspeed_enabled = True  # as under DeepSpeed before its engine starts (trainer.deepspeed is None)
+    assert getattr(trainer, "deepspeed", None) is None
+    trainer.save_model()
+    saved = SmallCNNForImageClassification.from_pretrained(tmp_path / "run")
+    assert all(torch.equal(p, q) for p, q in zip(saved.parameters(), trained_model.parameters(), strict=True))
+    assert (tmp_path / "run" / "README.md").is_file()
+
+
 def test_compute_metrics_is_honoured_in_evaluate(trained_model, digits, tmp_path):
     from sklearn.metrics import f1_score
 

@@ -50,6 +50,7 @@ from ..hub import public_name
 from ..models.causal_lm import load_causal_lm
 from ..protection import SpaceProtection, SpaceSettings
 from ..trainer import UnlearningTrainer
+from ..zero3 import loading_whole
 from .arguments import ForgetSetArguments, ScriptArguments, parse_args, per_process_batch
 from .sequential import run_sequential
 
@@ -87,6 +88,16 @@ def load_model_and_data(script_args: ScriptArguments):
     return model, data.with_format("torch"), eval_split, processing_class, kept_rows
 
 
+def refuse_under_zero3(script_args: ScriptArguments, forget_args: ForgetSetArguments, args) -> None:
+    """What the recipe cannot run on ZeRO-3's partitioned weights, said before anything loads."""
+    plugin = getattr(args, "deepspeed_plugin", None)
+    if plugin is None or plugin.zero_stage != 3:
+        return
+    if forget_args.num_requests > 1:
+        raise ValueError("--num_requests > 1 is not supported under DeepSpeed ZeRO-3 (each request would start from "
+                         "partitioned weights). Use ZeRO-2 or serve one request per run.")
+
+
 def refuse_for_causal_lm(script_args: ScriptArguments, forget_args: ForgetSetArguments, args) -> None:
     """What the recipe does not do for causal LMs yet, said before anything runs; the token limit carried over."""
     if script_args.compare_with_retrain:
@@ -121,7 +132,9 @@ def main(argv: list[str] | None = None) -> dict:
 def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: UnlearningArguments) -> dict:
     logging.basicConfig(level=logging.INFO if args.should_log else logging.WARNING)
     logger.info("Unlearning with %d process(es) on %s", args.world_size, args.device)
-    model, data, eval_split, processing_class, kept_rows = load_model_and_data(script_args)
+    refuse_under_zero3(script_args, forget_args, args)
+    with loading_whole():  # ZeRO-3 partitions the weights when training starts, after the checks that read them
+        model, data, eval_split, processing_class, kept_rows = load_model_and_data(script_args)
     if is_causal_lm(model):
         refuse_for_causal_lm(script_args, forget_args, args)
     if script_args.compare_with_retrain:
@@ -166,7 +179,8 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
     if trainer.is_world_process_zero():
         Path(args.output_dir, "unlearning_metrics.json").write_text(json.dumps(metrics, indent=2))
     if script_args.compare_with_retrain:
-        trainer.comparison = compare_with_retrain(script_args, trainer, original, forget, retain, test)
+        with loading_whole():  # the reference is built and trained whole, like the original was loaded
+            trainer.comparison = compare_with_retrain(script_args, trainer, original, forget, retain, test)
         trainer.create_model_card()  # the card now shows the measured comparison
     if script_args.push_dry_run:
         files = trainer.stage_for_hub(script_args.push_dry_run)
@@ -261,12 +275,12 @@ def compare_with_retrain(script_args, trainer, original, forget, retain, test) -
             run_time=time_s,
             seed=trainer.args.seed,
         )
+    histograms = {  # every process runs these passes: under ZeRO-3 a forward gathers weights from all of them
+        f"forget ({trainer.args.method})": per_example_loss(trainer.model, forget, collate_fn=collate),
+        f"test ({trainer.args.method})": per_example_loss(trainer.model, test, collate_fn=collate),
+        "forget (retrain)": per_example_loss(retrained, forget, collate_fn=collate),
+    }
     if trainer.is_world_process_zero():
-        histograms = {
-            f"forget ({trainer.args.method})": per_example_loss(trainer.model, forget, collate_fn=collate),
-            f"test ({trainer.args.method})": per_example_loss(trainer.model, test, collate_fn=collate),
-            "forget (retrain)": per_example_loss(retrained, forget, collate_fn=collate),
-        }
         write_report(
             results,
             trainer.args.output_dir,
