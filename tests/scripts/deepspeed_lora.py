@@ -1,4 +1,4 @@
-"""LoRA through PEFT, ga_projected with SGD, under DeepSpeed ZeRO-2 or DDP (tests/test_deepspeed.py runs both).
+"""LoRA through PEFT, ga_projected with SGD, under DeepSpeed ZeRO-2/3 or DDP (tests/test_deepspeed.py runs them).
 
 ``python deepspeed_lora.py OUT [DEEPSPEED_CONFIG]`` under torch.distributed.run; rank 0 writes the adapter
 weights, the outcome and the largest protected share of a LoRA A matrix to OUT/result.pt.
@@ -16,6 +16,7 @@ from test_text_models import _token_data, _train  # noqa: E402
 
 from hf_unlearn import CoreGradientSpace, UnlearningArguments, UnlearningTrainer  # noqa: E402
 from hf_unlearn.data.forget import split_forget_retain  # noqa: E402
+from hf_unlearn.zero3 import whole  # noqa: E402
 
 
 def main(out: str, deepspeed: str | None) -> None:
@@ -36,13 +37,15 @@ def main(out: str, deepspeed: str | None) -> None:
     trainer = UnlearningTrainer(model=lora, args=args, forget_dataset=forget, retain_dataset=retain,
                                 eval_dataset=validation, core_gradient_space=space)
     trainer.train()
-    leaks = [
-        ((weight.detach().double() @ trainer.core_gradient_space.basis(key.split("#")[0]).double()).norm()
-         / weight.norm()).item()
-        for key, weight in trainer.projection.weights.items() if "#lora_A." in key
-    ]
+    with whole(list(lora.parameters())):  # ZeRO-3 keeps them partitioned after training: gathered (collective)
+        leaks = [
+            ((weight.detach().double() @ trainer.core_gradient_space.basis(key.split("#")[0]).double()).norm()
+             / weight.norm()).item()
+            for key, weight in trainer.projection.weights.items() if "#lora_A." in key
+        ]
+        weights = {n: p.detach().clone() for n, p in lora.named_parameters()}
     if trainer.args.process_index == 0:
-        torch.save({"weights": {n: p.detach().clone() for n, p in lora.named_parameters()}, "leak": max(leaks),
+        torch.save({"weights": weights, "leak": max(leaks),
                     "adapters": len(leaks), "unlearned": trainer.outcome.unlearned,
                     "change": trainer.outcome.weight_change,
                     "hooks": None if deepspeed is None else trainer.protection.gradient_hooks.attached,
