@@ -149,8 +149,11 @@ class UnlearningMeasurements:
             utility["validation accuracy"] = self._percent(correct)
         retain = self.retain_dataset
         if retain is not None and len(retain) > self.args.eval_retain_samples:
-            if len(retain) > retain_examples:
-                retain = retain.shuffle(seed=self.args.seed + 1).select(range(retain_examples))
+            if len(retain) > retain_examples:  # one sample per size: before and after read the same rows, read once
+                key = f"utility_retain_{retain_examples}"
+                if key not in self._control_samples:
+                    self._control_samples[key] = retain.shuffle(seed=self.args.seed + 1).select(range(retain_examples))
+                retain = self._control_samples[key]
             utility["retain accuracy"] = self._percent(self._correct(retain)[0])
         return utility
 
