@@ -94,8 +94,8 @@ def _check_zero3(trainer: Trainer) -> None:
         raise UnsupportedSetupError(
             "The model was partitioned by DeepSpeed ZeRO-3 as it loaded (zero.Init), but the checks and the forget "
             "set's statistics that run before the first step need whole weights. Load the model before creating "
-            "the TrainingArguments, or with zero3_init_flag: false in the accelerate config (recipes/unlearn.py "
-            "does this itself); ZeRO-3 partitions it when training starts."
+            "the TrainingArguments (under accelerate launch also set zero3_init_flag: false; recipes/unlearn.py "
+            "loads it whole itself); ZeRO-3 partitions it when training starts."
         )
     if trainer.scenario == "class" and trainer.args.unproject_forgotten_outputs and trainer.protection is not None:
         raise UnsupportedSetupError(
