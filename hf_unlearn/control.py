@@ -37,7 +37,7 @@ from collections.abc import Callable
 import torch
 from transformers import TrainerCallback
 
-from .run_state import ControlSettings, RunOutcome, copy_weights, restore_weights, same_weights, weights_finite
+from .run_state import ControlSettings, RunOutcome, copy_weights, restore_weights, same_weights
 
 logger = logging.getLogger(__name__)
 MIN_SPAN = 4  # steps a check may wait when it costs more than they do, however short an epoch is
@@ -199,7 +199,8 @@ class UnlearningControl(TrainerCallback):
         self.last_checked = state.global_step
         self.outcome.checks += 1
         self.log({f"control_{k}": v for k, v in metrics.items() if not k.endswith("_count")})
-        finite = weights_finite(self.model)
+        weights = copy_weights(self.model)  # the next good state, if this is one (whole weights under ZeRO-3)
+        finite = all(torch.isfinite(v).all() for v in weights.values())
         damage = self._too_damaged(metrics) if finite else ["non-finite weights"]
         if damage:
             restore_weights(self.model, self.good[1], optimizer)
@@ -219,7 +220,7 @@ class UnlearningControl(TrainerCallback):
                 self.outcome.learning_rate_scale,
             )
             return
-        self.previous_good, self.good = self.good, (metrics, copy_weights(self.model))
+        self.previous_good, self.good = self.good, (metrics, weights)
         self._apply_rule(metrics, control, optimizer, lr_scheduler)
 
     def _apply_rule(self, metrics: dict[str, float], control, optimizer=None, lr_scheduler=None) -> None:

@@ -82,14 +82,5 @@ def restore_weights(model: nn.Module, weights: dict[str, torch.Tensor], optimize
         refresh()
 
 
-def weights_finite(model: nn.Module) -> bool:
-    """No NaN or inf in any weight (whole weights under ZeRO-3: a partition alone would let processes disagree)."""
-    finite = True
-    for param in model.parameters():
-        with whole([param]):
-            finite = finite and bool(torch.isfinite(param).all())
-    return finite
-
-
 def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,9 +1,9 @@
 """Whole weights under DeepSpeed ZeRO-3, where each parameter holds only this process's partition.
 
-The guard's snapshots and rollbacks, the finiteness check and the ledger's fingerprint read or write
+The guard's snapshots (which its finiteness check reads) and rollbacks and the ledger's fingerprint read or write
 whole weights. Under ZeRO-3 a parameter's ``data`` is an empty placeholder between forward passes, so
-these go through ``deepspeed.zero.GatheredParameters``: one parameter at a time for the snapshots,
-rollbacks and finiteness check (a process holds one extra whole weight), all at once for the fingerprint
+these go through ``deepspeed.zero.GatheredParameters``: one parameter at a time for the snapshots and
+rollbacks (a process holds one extra whole weight), all at once for the fingerprint
 at the end of a run. Every process must make the same calls in the same order: the gathers are
 collective. Without ZeRO-3 (no ``ds_id`` on any parameter) nothing here does anything.
 """
