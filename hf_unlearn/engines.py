@@ -92,10 +92,11 @@ def _check_zero3(trainer: Trainer) -> None:
     """ZeRO-3 partitions the weights when its engine starts; what runs before the first step needs them whole."""
     if any(is_partitioned(p) for p in trainer.model.parameters()):
         raise UnsupportedSetupError(
-            "The model was partitioned by DeepSpeed ZeRO-3 as it loaded (zero.Init), but the checks and the forget "
-            "set's statistics that run before the first step need whole weights. Load the model before creating "
-            "the TrainingArguments (under accelerate launch also set zero3_init_flag: false; recipes/unlearn.py "
-            "loads it whole itself); ZeRO-3 partitions it when training starts."
+            "The model's weights are already partitioned by DeepSpeed ZeRO-3 (loaded under zero.Init, or left so by "
+            "an earlier ZeRO-3 run, e.g. a previous request of a series), but the checks and the forget set's "
+            "statistics that run before the first step need whole weights. Load the model before creating the "
+            "TrainingArguments (under accelerate launch also set zero3_init_flag: false; recipes/unlearn.py loads it "
+            "whole itself) and serve one request per ZeRO-3 run; ZeRO-3 partitions it when training starts."
         )
     if trainer.scenario == "class" and trainer.args.unproject_forgotten_outputs and trainer.protection is not None:
         raise UnsupportedSetupError(

@@ -138,7 +138,7 @@ def test_deepspeed_zero2_with_sgd_projects_gradients_and_plain_runs_do_not():
     ("trainer", "words"),
     [
         (dict(stage=3, scenario="class"), "ZeRO-3 keeps partitioned"),
-        (dict(stage=3, partitioned=True), "partitioned by DeepSpeed ZeRO-3 as it loaded"),
+        (dict(stage=3, partitioned=True), "already partitioned by DeepSpeed ZeRO-3"),
         (dict(optim="adamw_torch"), "SGD without weight decay"),
         (dict(weight_decay=0.01), "weight decay 0.01"),
         (dict(ds_optimizer={"type": "AdamW", "params": {"lr": 1e-3}}), "AdamW"),
