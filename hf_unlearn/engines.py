@@ -98,11 +98,6 @@ def _check_zero3(trainer: Trainer) -> None:
             "TrainingArguments (under accelerate launch also set zero3_init_flag: false; recipes/unlearn.py loads it "
             "whole itself) and serve one request per ZeRO-3 run; ZeRO-3 partitions it when training starts."
         )
-    if trainer.scenario == "class" and trainer.args.unproject_forgotten_outputs and trainer.protection is not None:
-        raise UnsupportedSetupError(
-            "Class removal's free output rows read their weights around every step, which ZeRO-3 keeps partitioned. "
-            "Use ZeRO-2 (recipes/accelerate/deepspeed_zero2.yaml), or pass unproject_forgotten_outputs=False."
-        )
 
 
 def _clip_norm(trainer: Trainer) -> float:

@@ -51,9 +51,11 @@ def test_zero3_gradient_hooks_give_the_weights_of_one_process_and_keep_the_space
 
 
 @pytest.mark.distributed
-def test_zero2_free_rows_and_their_bias_offset_match_update_projection_in_one_process(tmp_path):
+@pytest.mark.parametrize("stage", [2, 3])
+def test_zero_free_rows_and_their_bias_offset_match_update_projection_in_one_process(tmp_path, stage):
+    """ZeRO-3 partitions the rows and the frozen bias too: they are gathered around each step (zero3.py)."""
     out = tmp_path / "offset.pt"
-    _launch([str(SCRIPTS / "deepspeed_two_ranks.py"), "2", str(out), "offset"], 29576)
+    _launch([str(SCRIPTS / "deepspeed_two_ranks.py"), str(stage), str(out), "offset"], 29576 + 20 * (stage - 2))
     two = torch.load(out)
 
     sys.path.insert(0, str(SCRIPTS))
@@ -149,12 +151,15 @@ def test_lora_adapters_under_zero_move_as_under_data_parallel_and_stay_out_of_th
 
 @pytest.mark.distributed
 @pytest.mark.slow
-def test_class_removal_under_zero2_ends_where_data_parallel_does(trained_model, tmp_path):
-    """Free output rows of the removed class (raw gradient rows, bias offset after each step) through the Trainer."""
+@pytest.mark.parametrize("stage", [2, 3])
+def test_class_removal_under_zero_ends_where_data_parallel_does(trained_model, tmp_path, stage):
+    """Free output rows of the removed class (raw gradient rows, bias offset after each step) through the Trainer;
+    under ZeRO-3 the rows and the bias are gathered around each step."""
     # without clipping: ZeRO-2 clips the projected gradients, DDP the raw ones (engines.py warns; here, at SGD 0.25,
     # clipping acted in the second half-epoch and the removed class's row ended 0.16 apart)
     request = ["--forget_class", "3", "--max_grad_norm", "0"]
-    zero2, start, final, ddp = _recipe_under_zero2_and_ddp(trained_model, tmp_path, request, (29577, 29578))
+    ports = (29577, 29578) if stage == 2 else (29587, 29588)
+    zero2, start, final, ddp = _recipe_under_zero2_and_ddp(trained_model, tmp_path, request, ports, stage=stage)
     assert "the forgotten classes are no longer predicted" in zero2.stderr
     assert (final["classifier.weight"] - start["classifier.weight"])[3].abs().max() > 1e-2  # the free row moved
     for name, weight in ddp.items():

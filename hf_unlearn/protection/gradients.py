@@ -19,6 +19,7 @@ from functools import partial
 import torch
 
 from ..core import UnsupportedSetupError
+from ..zero3 import whole
 from .updates import ProjectedUpdates
 
 
@@ -27,7 +28,7 @@ class ProjectedGradients:
 
     def __init__(self, updates: ProjectedUpdates):
         for key in updates.offset_keys:
-            if updates._offsets[key][1].requires_grad:
+            if updates.offset_target(key).requires_grad:
                 raise UnsupportedSetupError(
                     f"Class removal offsets the free output rows of {key!r} through their bias after each step; the "
                     "bias is trainable here, so DeepSpeed's master copy would overwrite the offset. Keep "
@@ -41,7 +42,9 @@ class ProjectedGradients:
     def before_step(self) -> None:
         """The free rows whose bias is offset, as they are before the step (the engine steps inside backward)."""
         for key in self.updates.offset_keys:
-            rows = self.updates.free_part(key, self.updates.weights[key].detach())
+            weight = self.updates.weights[key]
+            with whole([weight]):  # ZeRO-3: gathered (collective, every process takes this path)
+                rows = self.updates.free_part(key, weight.detach())
             self._rows_before[key] = rows.to(self.updates.projectors[key].basis.dtype)
 
     @torch.no_grad()
@@ -49,8 +52,11 @@ class ProjectedGradients:
         """Offset the bias by what the free rows' raw update raises on the mean kept input, as update projection
         does; the bias is frozen, so no optimizer copy of it overwrites this."""
         for key, before in self._rows_before.items():
-            now = self.updates.free_part(key, self.updates.weights[key].detach())
-            self.updates.offset_bias(key, now.to(before.dtype) - before)
+            weight, bias = self.updates.weights[key], self.updates.offset_target(key)
+            with whole([weight]):
+                now = self.updates.free_part(key, weight.detach())
+            with whole([bias], modify=True):  # ZeRO-3: the offset written into the whole bias is kept
+                self.updates.offset_bias(key, now.to(before.dtype) - before)
         self._rows_before.clear()
 
     def attach(self) -> None:

@@ -148,6 +148,10 @@ class ProjectedUpdates:
         projected.index_copy_(1 if self.projectors[key].transposed else 0, self.free_rows[key], raw)
         self.offset_bias(key, raw)
 
+    def offset_target(self, key: str) -> torch.Tensor:
+        """The bias that ``offset_bias`` lowers for ``key``'s free units."""
+        return self._offsets[key][1]
+
     @torch.no_grad()
     def offset_bias(self, key: str, raw: torch.Tensor) -> None:
         """Lower the free units' bias by the rise ``raw`` (their update) causes on the mean kept input, if any."""
