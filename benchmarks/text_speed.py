@@ -1,12 +1,13 @@
 """Where PGU's wall time goes on a fine-tuned MiniLM (SMS spam), beside re-fine-tuning, in one run.
 
     .venv/bin/python -m benchmarks.text_speed            # class and random requests, pgu and pgu_retain
+    .venv/bin/python -m benchmarks.text_speed --scenarios mnist_vit_random digits_cnn_random  # vision too
 
 Uses the fidelity suite's cached original (fine-tuned from MiniLM, seed 0) and its Core Gradient
 Space (built beforehand, not counted). Per run: the whole ``UnlearningTrainer(...)`` + ``train()``
 under cProfile, split into phases by cumulative time, and a reference fine-tuned from the same base
-on the retain set with the original recipe, timed in the same process. Needs the MiniLM and SMS
-spam packages of DESIGN §7.
+on the retain set with the original recipe (a vision scenario: trained from a fresh initialisation),
+timed in the same process. Text needs the MiniLM and SMS spam packages of DESIGN §7.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import DataCollatorWithPadding
+from transformers import DataCollatorWithPadding, default_data_collator
 
 from hf_unlearn import UnlearningArguments, UnlearningTrainer
 from hf_unlearn.data.forget import split_forget_retain
 from hf_unlearn.exact import train_classifier
 
 from .fidelity.run import _cached_original, _strip_text
-from .fidelity.scenarios import SCENARIOS, forget_indices, load_data, minilm_path
+from .fidelity.scenarios import ALL_SCENARIOS, forget_indices, load_data, minilm_path, new_model
 
 # (phase, function name as cProfile reports it, file fragment)
 PHASES = (
@@ -37,7 +38,9 @@ PHASES = (
     ("  forget-set Gram collection", "collect_gram_matrices", "covariance.py"),
     ("  model fingerprints", "model_fingerprint", "fingerprint.py"),
     ("  eigendecompositions (projectors)", "projectors", "core/space.py"),
+    ("trainer construction", "__init__", "hf_unlearn/trainer.py"),
     ("control checks (forget/retain/validation samples)", "control_metrics", "measurements.py"),
+    ("end-of-run utility look (before and after)", "full_utility", "measurements.py"),
     ("optimizer steps (forward, backward, step)", "training_step", "trainer.py"),
     ("projection of updates", "project", "protection/updates.py"),
 )
@@ -77,7 +80,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cache, out = Path("outputs/fidelity/cache"), Path(args.out)
     for name in args.scenarios:
-        scenario = SCENARIOS[name]
+        scenario = ALL_SCENARIOS[name]
         data, tokenizer = load_data(scenario.family)
         original, _, _ = _cached_original(cache, scenario, data, tokenizer, 0)
         train = data["train"]
@@ -85,15 +88,21 @@ def main() -> None:
         validation = _strip_text(data["validation"])
         print(f"\n## {name}: {len(forget)} forget, {len(retain)} retain examples", flush=True)
         torch.manual_seed(0)
-        base = type(original).from_pretrained(minilm_path(), config=copy.deepcopy(original.config))
+        text = tokenizer is not None
+        if text:
+            base = type(original).from_pretrained(minilm_path(), config=copy.deepcopy(original.config))
+        else:
+            base = new_model(scenario.family, 0)
         recipe = dataclasses.replace(scenario.recipe, seed=0)
-        fine_tune = train_classifier(base, _strip_text(retain), recipe, output_dir=str(out / "reference"),
-                                     data_collator=DataCollatorWithPadding(tokenizer))
+        collate = DataCollatorWithPadding(tokenizer) if text else default_data_collator
+        fine_tune = train_classifier(
+            base, _strip_text(retain), recipe, output_dir=str(out / "reference"), data_collator=collate
+        )
         del base
-        print(f"re-fine-tuning from the base on the retain set: {fine_tune:.1f} s", flush=True)
+        print(f"{'re-fine-tuning from the base' if text else 'retraining'} on the retain set: {fine_tune:.1f} s")
         for method in args.methods:
             result = profile_run(original, forget, retain, validation, tokenizer, method, out / name / method)
-            print(f"\n{method}: {result['total']:.1f} s = {result['total'] / fine_tune:.2f} x re-fine-tuning "
+            print(f"\n{method}: {result['total']:.1f} s = {result['total'] / fine_tune:.2f} x the reference "
                   f"({result['steps']} steps, {result['checks']} checks; {result['outcome']})")
             print("| phase | s | share |\n|---|---|---|")
             for label, seconds in result["phases"].items():

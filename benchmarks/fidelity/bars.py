@@ -14,7 +14,7 @@ import statistics
 
 from hf_unlearn.evaluation.tables import markdown_table
 
-from .scenarios import SCENARIOS
+from .scenarios import ALL_SCENARIOS
 
 DEFAULT_PATH = "pgu_retain"  # what method="auto" runs when the trainer has a retain set
 NOT_METHODS = ("reference", "reference_2", "do_nothing")
@@ -47,7 +47,7 @@ def unflagged_drops(results: dict) -> list[str]:
 def bars_table(results: dict) -> str:
     rows = []
     for name, per_seed in results.items():
-        scenario, seeds = SCENARIOS[name], list(per_seed.values())
+        scenario, seeds = ALL_SCENARIOS[name], list(per_seed.values())
         floor = _mean(seeds, "reference_2", "gap")
         nothing = _mean(seeds, "do_nothing", "gap")
         methods = [m for m in seeds[0]["rows"] if m not in NOT_METHODS]

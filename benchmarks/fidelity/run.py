@@ -34,7 +34,7 @@ from hf_unlearn.exact import retrain_from_scratch, train_classifier
 from hf_unlearn.methods import METHODS as METHODS_REGISTRY
 
 from .bars import bars_table
-from .scenarios import SCENARIOS, forget_indices, kept_test, load_data, minilm_path, new_model
+from .scenarios import ALL_SCENARIOS, SCENARIOS, forget_indices, kept_test, load_data, minilm_path, new_model
 
 METHODS = (
     "pgu",
@@ -86,7 +86,7 @@ def run_scenario(scenario, seed: int, methods, cache: Path, out: Path, overrides
     forget, retain = split_forget_retain(train, forget_indices(scenario, train, seed))
     test = kept_test(scenario, _strip_text(data["test"]))
     collate = DataCollatorWithPadding(tokenizer) if tokenizer is not None else default_data_collator
-    base = minilm_path() if scenario.family == "sms_minilm" else None
+    base = minilm_path() if scenario.family.startswith("sms_minilm") else None
 
     def evaluate(model, reference, seconds=None):
         return evaluate_unlearning(
@@ -170,7 +170,7 @@ def _mean(values):
 def summarise(results: dict) -> str:
     lines = []
     for name, per_seed in results.items():
-        scenario = SCENARIOS[name]
+        scenario = ALL_SCENARIOS[name]
         seeds = list(per_seed.values())
         rows = list(seeds[0]["rows"])
         floor = _mean([s["rows"]["reference_2"]["gap"] for s in seeds])
@@ -228,7 +228,7 @@ def _value(text: str):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS))
+    parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS), help="Default: all but the scale ones.")
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0])
     parser.add_argument("--quick", action="store_true")
@@ -257,7 +257,7 @@ def main(argv=None) -> None:
                 continue
             print(f"{name} seed {seed}", flush=True)
             results.setdefault(name, {})[str(seed)] = run_scenario(
-                SCENARIOS[name], seed, args.methods, Path(args.cache) if args.cache else out / "cache", out, overrides
+                ALL_SCENARIOS[name], seed, args.methods, Path(args.cache or out / "cache"), out, overrides
             )
             results_path.write_text(json.dumps(results, indent=1))
     chosen = {n: results[n] for n in args.scenarios if n in results}
