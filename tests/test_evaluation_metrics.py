@@ -256,6 +256,32 @@ def test_evaluate_unlearning_runs_each_dataset_once(forget_split_models):
     assert same["JS"] == pytest.approx(0.0, abs=1e-9) and same["act_dist"] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_mia_draws_average_the_attacker_over_balanced_draws():
+    """When train and test confidences look alike, the draw of the attacker's members decides its verdict
+    on a whole forget set at once (SMS spam: one model read 1.8 to 100 %); ``mia_draws`` averages seeds
+    seed … seed + draws − 1."""
+    rng = np.random.default_rng(0)
+
+    def scores(margins):  # two classes, label 0, the margin of class 0 over class 1
+        return Dataset.from_dict(
+            {"scores": [[float(m), 0.0] for m in margins], "labels": [0] * len(margins)}
+        ).with_format("torch")
+
+    # members and non-members alike (as on a model that generalises); the forget set where the attacker's
+    # boundary falls, which moves with the draw of 100 of the 600 members
+    retain, test = scores(rng.uniform(0.0, 2.0, 600)), scores(rng.uniform(0.0, 2.0, 100))
+    forget = scores([0.84] * 50)
+    model = LookupModel()
+    outputs = [collect_outputs(model, d) for d in (retain, test, forget)]
+    per_draw = [mia_efficacy_from_outputs(*outputs, seed=s) for s in range(0, 10)]
+    assert set(per_draw) == {0.0, 100.0}  # the same model: all forget examples flip together, both ways
+    result = evaluate_unlearning(model, forget, retain, test, seed=0, mia_draws=10)
+    assert result["MIA"] == pytest.approx(float(np.mean(per_draw)))
+    assert evaluate_unlearning(model, forget, retain, test, seed=1)["MIA"] == pytest.approx(per_draw[1])
+    with pytest.raises(ValueError, match="mia_draws must be at least 1"):
+        evaluate_unlearning(model, forget, retain, test, mia_draws=0)
+
+
 def test_mia_is_undefined_when_the_attacker_saw_one_class_only(forget_split_models):
     """Class removal on a binary task: members and non-members are all the kept class; MIA is NaN."""
     original = forget_split_models["original"]

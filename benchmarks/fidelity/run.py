@@ -79,7 +79,9 @@ def _strip_text(dataset):
     return dataset.remove_columns([c for c in ("text",) if c in dataset.column_names])
 
 
-def run_scenario(scenario, seed: int, methods, cache: Path, out: Path, overrides: dict | None = None) -> dict:
+def run_scenario(
+    scenario, seed: int, methods, cache: Path, out: Path, overrides: dict | None = None, mia_draws: int = 10
+) -> dict:
     data, tokenizer = load_data(scenario.family)
     original, space, times = _cached_original(cache, scenario, data, tokenizer, seed)
     train = data["train"]
@@ -98,6 +100,7 @@ def run_scenario(scenario, seed: int, methods, cache: Path, out: Path, overrides
             reference_model=reference,
             retain_eval_samples=1000,
             seed=seed,
+            mia_draws=mia_draws,
             run_time=seconds,
         )
 
@@ -159,7 +162,8 @@ def run_scenario(scenario, seed: int, methods, cache: Path, out: Path, overrides
         )
     for row in rows.values():
         row["gap"] = avg_gap(row, rows["reference"])
-    return {"rows": rows, "times": {**times, "reference_s": references[0][1]}, "forget_size": len(forget)}
+    times = {**times, "reference_s": references[0][1]}
+    return {"rows": rows, "times": times, "forget_size": len(forget), "mia_draws": mia_draws}
 
 
 def _mean(values):
@@ -200,7 +204,7 @@ def summarise(results: dict) -> str:
         refs = [s["rows"]["reference"] for s in seeds]
         lines += [
             f"### {name} ({'tuned on' if scenario.tuned_on else 'held out'}; {len(seeds)} seed(s), "
-            f"forget set {seeds[0]['forget_size']})",
+            f"forget set {seeds[0]['forget_size']}; MIA over {seeds[0].get('mia_draws', 1)} attacker draw(s))",
             "",
             f"Reference: UA {_mean([r['UA'] for r in refs]):.1f}, RA {_mean([r['RA'] for r in refs]):.1f}, "
             f"TA {_mean([r['TA'] for r in refs]):.1f}, MIA {_mean([r['MIA'] for r in refs]):.1f}; noise floor "
@@ -234,6 +238,10 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="outputs/fidelity")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--mia-draws", type=int, default=10,
+        help="MIA-efficacy: mean over this many balanced attacker draws (runs before 2026-12-01 13:50 UTC: 1).",
+    )
     parser.add_argument("--cache", default=None, help="Originals, spaces and references (default: OUT/cache).")
     parser.add_argument(
         "--override", nargs="*", default=[], metavar="KEY=VALUE",
@@ -257,7 +265,8 @@ def main(argv=None) -> None:
                 continue
             print(f"{name} seed {seed}", flush=True)
             results.setdefault(name, {})[str(seed)] = run_scenario(
-                ALL_SCENARIOS[name], seed, args.methods, Path(args.cache or out / "cache"), out, overrides
+                ALL_SCENARIOS[name], seed, args.methods, Path(args.cache or out / "cache"), out, overrides,
+                args.mia_draws,
             )
             results_path.write_text(json.dumps(results, indent=1))
     chosen = {n: results[n] for n in args.scenarios if n in results}
