@@ -2,11 +2,14 @@
 
 Unlearning re-reads the same forget, retain-sample and validation sets every epoch, and
 ``datasets`` formats array columns row by row: for a small model that costs more than the step.
-Datasets whose columns are all fixed-shape tensors and fit under a byte budget are read once.
+Datasets whose columns are all fixed-shape tensors and fit under a byte budget are read once,
+straight from Arrow where the columns allow it (see arrow_values.py): formatting 3 150 MNIST images
+took 0.22 s through ``datasets``, 0.07 s this way, paid at every trainer construction.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
@@ -36,6 +39,27 @@ class InMemoryDataset(TorchDataset):
         return [{name: values[i] for name, values in batch.items()} for i in range(len(indices))]
 
 
+def _columns_from_arrow(dataset) -> dict[str, torch.Tensor] | None:
+    """Every column read from the Arrow buffers, shaped and typed as the torch formatter gives its first row
+    (floats as float32, integers as int64); None when a column is not fixed-shape numeric without nulls."""
+    from .arrow_values import column_values
+
+    table = getattr(getattr(dataset, "data", None), "table", None)
+    if table is None or len(dataset) * 4 < table.num_rows:  # a small selection of a big table: format the rows
+        return None
+    first = dataset.with_format("torch")[0]
+    columns = {}
+    for name in dataset.column_names:
+        row = first.get(name)
+        if not torch.is_tensor(row) or table.column(name).null_count:
+            return None
+        found = column_values(dataset, name)
+        if found is None or not found[1] or found[0].shape[1] != row.numel():
+            return None
+        columns[name] = torch.from_numpy(np.array(found[0])).reshape(len(dataset), *row.shape).to(row.dtype)
+    return columns
+
+
 def materialize(dataset, max_bytes: int = DEFAULT_MAX_BYTES):
     """An :class:`InMemoryDataset` copy of ``dataset`` when it is small and fixed-shape, else ``dataset``."""
     if isinstance(dataset, InMemoryDataset) or not hasattr(dataset, "with_format") or len(dataset) == 0:
@@ -43,7 +67,7 @@ def materialize(dataset, max_bytes: int = DEFAULT_MAX_BYTES):
     estimate = getattr(dataset, "data", None)
     if estimate is not None and estimate.nbytes > max_bytes * 4:  # the whole table is far too big: skip early
         return dataset
-    batch = dataset.with_format("torch")[:]
+    batch = _columns_from_arrow(dataset) or dataset.with_format("torch")[:]
     if not all(torch.is_tensor(v) for v in batch.values()):
         return dataset  # ragged columns (unpadded text): leave them to the collator
     if sum(v.element_size() * v.nelement() for v in batch.values()) > max_bytes:
