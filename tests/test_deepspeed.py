@@ -19,8 +19,9 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "DS_ACC
        "PYTHONPATH": str(ROOT)}
 
 
-def _launch(args: list[str], port: int) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), *args]
+def _launch(args: list[str]) -> subprocess.CompletedProcess:
+    """Two ranks; ``--standalone`` lets the rendezvous take a free port (fixed ports failed a run now and then)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", *args]
     result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -29,7 +30,7 @@ def _launch(args: list[str], port: int) -> subprocess.CompletedProcess:
 @pytest.mark.distributed
 def test_zero3_gradient_hooks_give_the_weights_of_one_process_and_keep_the_space(tmp_path):
     out = tmp_path / "zero3.pt"
-    _launch([str(SCRIPTS / "deepspeed_two_ranks.py"), "3", str(out)], 29571)
+    _launch([str(SCRIPTS / "deepspeed_two_ranks.py"), "3", str(out)])
     two = torch.load(out)
     assert two["world"] == 2
 
@@ -55,7 +56,7 @@ def test_zero3_gradient_hooks_give_the_weights_of_one_process_and_keep_the_space
 def test_zero_free_rows_and_their_bias_offset_match_update_projection_in_one_process(tmp_path, stage):
     """ZeRO-3 partitions the rows and the frozen bias too: they are gathered around each step (zero3.py)."""
     out = tmp_path / "offset.pt"
-    _launch([str(SCRIPTS / "deepspeed_two_ranks.py"), str(stage), str(out), "offset"], 29576 + 20 * (stage - 2))
+    _launch([str(SCRIPTS / "deepspeed_two_ranks.py"), str(stage), str(out), "offset"])
     two = torch.load(out)
 
     sys.path.insert(0, str(SCRIPTS))
@@ -74,7 +75,7 @@ def test_zero_free_rows_and_their_bias_offset_match_update_projection_in_one_pro
     assert (two["final"]["2.bias"] - two["start"]["2.bias"])[3] < -1e-3  # the offset acted, and survived ZeRO
 
 
-def _recipe_under_zero_and_ddp(trained_model, tmp_path, request: list[str], ports: tuple[int, int], stage: int = 2):
+def _recipe_under_zero_and_ddp(trained_model, tmp_path, request: list[str], stage: int = 2):
     """The same recipe request under ZeRO-``stage`` and under DDP: (ZeRO's process result, start, ZeRO's and DDP's
     final weights)."""
     from safetensors.torch import load_file
@@ -84,9 +85,9 @@ def _recipe_under_zero_and_ddp(trained_model, tmp_path, request: list[str], port
     common = [str(ROOT / "recipes" / "unlearn.py"), "--model_name_or_path", str(original), "--dataset_name", "digits",
               *request, "--disable_tqdm", "true", "--logging_strategy", "no"]
     zero = _launch([*common, "--output_dir", str(tmp_path / f"zero{stage}"),
-                     "--deepspeed", str(ROOT / "recipes" / "accelerate" / f"deepspeed_zero{stage}.json")], ports[0])
+                     "--deepspeed", str(ROOT / "recipes" / "accelerate" / f"deepspeed_zero{stage}.json")])
     _launch([*common, "--output_dir", str(tmp_path / "ddp"), "--use_cpu", "true",
-             "--ddp_find_unused_parameters", "false"], ports[1])
+             "--ddp_find_unused_parameters", "false"])
     folders = (original, tmp_path / f"zero{stage}", tmp_path / "ddp")
     return zero, *(load_file(folder / "model.safetensors") for folder in folders)
 
@@ -103,8 +104,7 @@ def test_recipe_under_zero_unlearns_as_data_parallel_does_rollbacks_included(tra
     from hf_unlearn.core import CoreGradientSpace
 
     request = ["--forget_fraction", "0.1", "--learning_rate", "40"]
-    ports = (29572, 29573) if stage == 2 else (29579, 29580)
-    zero, start, final, ddp = _recipe_under_zero_and_ddp(trained_model, tmp_path, request, ports, stage=stage)
+    zero, start, final, ddp = _recipe_under_zero_and_ddp(trained_model, tmp_path, request, stage=stage)
     assert "Utility guard" in zero.stderr and "not unlearned" not in zero.stderr.lower()
     for name, weight in ddp.items():
         torch.testing.assert_close(final[name], weight, rtol=0, atol=1e-4)
@@ -124,8 +124,8 @@ def test_recipe_under_zero_unlearns_as_data_parallel_does_rollbacks_included(tra
 def test_lora_adapters_under_zero_move_as_under_data_parallel_and_stay_out_of_the_space(tmp_path, stage):
     script = str(SCRIPTS / "deepspeed_lora.py")
     config = str(ROOT / "recipes" / "accelerate" / f"deepspeed_zero{stage}.json")
-    _launch([script, str(tmp_path / "zero"), config], 29574 + 10 * (stage - 2))
-    _launch([script, str(tmp_path / "ddp")], 29575 + 10 * (stage - 2))
+    _launch([script, str(tmp_path / "zero"), config])
+    _launch([script, str(tmp_path / "ddp")])
     zero, ddp = (torch.load(tmp_path / name / "result.pt") for name in ("zero", "ddp"))
     assert zero["unlearned"] and zero["adapters"] == 11 and zero["change"] > 1e-4
     assert zero["leak"] < 1e-6  # B·A·x stays 0 for kept x: A has no component in the protected space
@@ -143,8 +143,7 @@ def test_class_removal_under_zero_ends_where_data_parallel_does(trained_model, t
     # without clipping: ZeRO-2 clips the projected gradients, DDP the raw ones (engines.py warns; here, at SGD 0.25,
     # clipping acted in the second half-epoch and the removed class's row ended 0.16 apart)
     request = ["--forget_class", "3", "--max_grad_norm", "0"]
-    ports = (29577, 29578) if stage == 2 else (29587, 29588)
-    zero, start, final, ddp = _recipe_under_zero_and_ddp(trained_model, tmp_path, request, ports, stage=stage)
+    zero, start, final, ddp = _recipe_under_zero_and_ddp(trained_model, tmp_path, request, stage=stage)
     assert "the forgotten classes are no longer predicted" in zero.stderr
     assert (final["classifier.weight"] - start["classifier.weight"])[3].abs().max() > 1e-2  # the free row moved
     for name, weight in ddp.items():

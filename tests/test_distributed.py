@@ -17,7 +17,7 @@ SCRIPT = Path(__file__).parent / "scripts" / "gram_two_ranks.py"
 def test_two_processes_give_the_same_gram_as_one(tmp_path):
     out = tmp_path / "grams.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
            str(SCRIPT), str(out)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -44,7 +44,7 @@ def test_recipe_under_two_processes_builds_and_updates_the_same_space(trained_mo
     trained_model.save_pretrained(model_dir)
     recipe = Path(__file__).parents[1] / "recipes" / "unlearn.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29537",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
            str(recipe), "--model_name_or_path", str(model_dir), "--dataset_name", "digits", "--forget_class", "3",
            "--output_dir", str(out), "--use_cpu", "true", "--ddp_find_unused_parameters", "false",
            "--disable_tqdm", "true", "--logging_strategy", "no"]
@@ -70,7 +70,7 @@ def test_sisa_under_two_processes_deletes_exactly(tmp_path):
 
     script = Path(__file__).parent / "scripts" / "sisa_two_ranks.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
            str(script), str(tmp_path)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -17,7 +17,7 @@ SCRIPT = Path(__file__).parent / "scripts" / "fsdp_two_ranks.py"
 def test_two_fsdp_processes_end_with_the_weights_of_one(tmp_path, one_thread):
     out = tmp_path / "fsdp.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "PYTHONPATH": str(SCRIPT.parents[2])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
            str(SCRIPT), str(out)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
