@@ -61,7 +61,7 @@ def row_digests(dataset, columns: list[str]) -> np.ndarray | None:
         if found is None or not found[1]:
             return None
         values = found[0].astype(np.float32 if found[0].dtype.kind == "f" else np.int64)
-        # whole words, not bytes: 4x fewer products (3 150 MNIST images: 0.36 -> 0.09 s per trainer construction)
+        # whole words, not bytes: 4x fewer products (3 150 MNIST images: 0.059 -> 0.015 s, best of 5)
         word = np.uint32 if values.dtype == np.float32 else np.uint64
         data = np.ascontiguousarray(values).view(word).reshape(len(dataset), -1).astype(np.uint64)
         powers = np.random.default_rng(number).integers(1, 2**63, size=data.shape[1], dtype=np.uint64) | np.uint64(1)
