@@ -89,3 +89,24 @@ def test_no_validation_is_carved_unless_asked_and_file_rows_keep_their_numbers()
     held_out = next(r for r in range(50) if r not in kept)
     with pytest.raises(ValueError, match="carved into the validation split"):
         file_rows_to_train_rows([held_out], kept)
+
+
+def test_the_command_lines_embedded_split_is_the_one_its_log_line_names(caplog):
+    """Train on ``load_digits_dataset(test_size=0.2, validation_size=0.1, seed=s)`` and the recipe's
+    ``--dataset_name digits`` reads the same rows: its validation rows were never trained on."""
+    import logging
+
+    import numpy as np
+
+    from hf_unlearn.data.builtin import load_digits_dataset
+    from hf_unlearn.data.loading import load_raw
+
+    with caplog.at_level(logging.INFO, logger="hf_unlearn.data.loading"):
+        cli = load_raw("digits", seed=3)
+    named = load_digits_dataset(test_size=0.2, validation_size=0.1, seed=3)
+    for split in ("train", "validation", "test"):
+        assert np.array_equal(np.asarray(cli[split]["pixel_values"]), np.asarray(named[split]["pixel_values"]))
+    assert "load_digits_dataset(test_size=0.2, validation_size=0.1, seed=3)" in caplog.text
+    assert f"{len(named['validation'])} validation" in caplog.text
+    default = load_digits_dataset(seed=3)  # the function's own default keeps no validation rows
+    assert "validation" not in default and len(default["train"]) > len(cli["train"])
