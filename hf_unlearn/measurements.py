@@ -172,6 +172,22 @@ class UnlearningMeasurements:
             restore_weights(model, end)
         return before, self.full_utility(retain_examples)
 
+    def closer_look(self, start: dict[str, torch.Tensor], tolerance: float) -> list[str]:
+        """The end-of-run comparison after the guard rolled back: on 1024 retain examples, then, when a drop
+        comes within ``CLOSER_MARGIN`` points of the tolerance without passing it, on up to 4096.
+
+        A drop near the tolerance is decided by which examples were drawn: gradient ascent removing digit 7
+        from the fidelity suite's ResNet (seed 1) lost 3.4 points on the whole 3 138-example retain set, and
+        1 024 of them showed 2.4 (the suite's own 1 000 showed 4.4).
+        """
+        for size in CLOSER_SIZES:
+            before, after = self.utility_against(start, retain_examples=size)
+            drops = utility_drops(before, after, tolerance)
+            near = any(after[k] < before[k] - tolerance + CLOSER_MARGIN for k in before if k in after)
+            if drops or not near:
+                break
+        return drops
+
     def unlearning_metrics(self, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Accuracy (%) on the forget set, a retain sample and the eval set (kept classes in class mode); for a
         causal LM, next-token accuracy and perplexity on each."""
@@ -201,6 +217,10 @@ class UnlearningMeasurements:
                 user = self.compute_metrics(prediction)
                 metrics.update({f"{metric_key_prefix}_{k}": v for k, v in user.items()})
         return metrics
+
+
+CLOSER_SIZES = (1024, 4096)  # retain examples of the closer end-of-run look; the second only when near the line
+CLOSER_MARGIN = 1.5  # points: a drop this close to the tolerance is re-read on the larger sample
 
 
 # a causal LM's texts count as forgotten once their tokens are as unlikely as held-out texts' (the control's keys)

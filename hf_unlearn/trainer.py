@@ -304,8 +304,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         if utility_before is not None and self.outcome.unlearned:
             drops = utility_drops(utility_before, self.full_utility(), args.utility_tolerance)
             if not drops and self.outcome.backtracks:  # the guard saw damage on its samples: look closer
-                before, after = self.utility_against(self.control_callback.start, retain_examples=1024)
-                drops = utility_drops(before, after, args.utility_tolerance)
+                drops = self.closer_look(self.control_callback.start, args.utility_tolerance)
             self.outcome.warnings += drops
             for warning in self.outcome.warnings:
                 logger.warning("UTILITY DROP: %s", warning)
