@@ -28,7 +28,7 @@ from transformers import DataCollatorWithPadding, default_data_collator
 
 from hf_unlearn import CoreGradientSpace, UnlearningArguments, UnlearningTrainer
 from hf_unlearn.data.forget import split_forget_retain
-from hf_unlearn.evaluation import avg_gap, evaluate_unlearning
+from hf_unlearn.evaluation import avg_gap, evaluate_unlearning, retain_accuracy
 from hf_unlearn.evaluation.tables import markdown_table
 from hf_unlearn.exact import retrain_from_scratch, train_classifier
 from hf_unlearn.methods import METHODS as METHODS_REGISTRY
@@ -153,7 +153,7 @@ def run_scenario(
         row["overshoots"] = float(trainer.outcome.overshoots)
         row["warned"] = float(bool(trainer.outcome.warnings))  # the library's own full-set utility warning
         row["incomplete"] = float(bool(trainer.outcome.incomplete))  # stopped before its stop rule was met
-        row["flag"] = float(min(row["RA"] - original_metrics["RA"], row["TA"] - original_metrics["TA"]) <= -3.0)
+        row["flag"] = float(three_point_drop(row, original_metrics, model, original, retain, collate))
         rows[method] = row
         print(
             f"  {scenario.name} seed {seed} {method}: gap {avg_gap(row, rows['reference']):.2f} "
@@ -164,6 +164,18 @@ def run_scenario(
         row["gap"] = avg_gap(row, rows["reference"])
     times = {**times, "reference_s": references[0][1]}
     return {"rows": rows, "times": times, "forget_size": len(forget), "mia_draws": mia_draws}
+
+
+def three_point_drop(row: dict, original_row: dict, model, original, retain, collate) -> bool:
+    """(a)'s judge: TA (whole test set) or RA 3+ points below the original. RA is read on 1 000 retain examples;
+    a drop seen there is re-read on the whole retain set, because the sample alone raised false alarms (ResNet
+    digit 7: 3.2-3.3 points on the sample, 2.4-2.6 on all 3 138 examples)."""
+    if row["TA"] - original_row["TA"] <= -3.0:
+        return True
+    if row["RA"] - original_row["RA"] > -3.0:
+        return False
+    whole = [retain_accuracy(m, _strip_text(retain), collate_fn=collate) for m in (model, original)]
+    return whole[0] - whole[1] <= -3.0
 
 
 def _mean(values):
