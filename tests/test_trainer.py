@@ -341,11 +341,17 @@ def test_the_closer_look_rereads_a_larger_sample_only_near_the_tolerance(
                                                                         "validation accuracy": 97.0}
 
     trainer.utility_against = utility_against
+    assert len(trainer.retain_dataset) > 1024
     drops = trainer.closer_look({}, tolerance=3.0)
     assert asked == sizes
     assert bool(drops) == flagged
     if flagged:
         assert drops[0].startswith("retain accuracy fell")
+    if sizes == [1024, 4096]:  # a retain set of at most 1024 examples was read whole the first time
+        asked.clear()
+        trainer.retain_dataset = trainer.retain_dataset.select(range(1000))
+        trainer.closer_look({}, tolerance=3.0)
+        assert asked == [1024]
 
 
 def test_a_closer_utility_look_measures_the_start_weights_and_leaves_the_model(trained_model, digits, tmp_path):
