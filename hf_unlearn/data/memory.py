@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
+from .arrow_values import column_values
+
 DEFAULT_MAX_BYTES = 256 * 2**20
 
 
@@ -42,8 +44,6 @@ class InMemoryDataset(TorchDataset):
 def _columns_from_arrow(dataset) -> dict[str, torch.Tensor] | None:
     """Every column read from the Arrow buffers, shaped and typed as the torch formatter gives its first row
     (floats as float32, integers as int64); None when a column is not fixed-shape numeric without nulls."""
-    from .arrow_values import column_values
-
     table = getattr(getattr(dataset, "data", None), "table", None)
     if table is None or len(dataset) * 4 < table.num_rows:  # a small selection of a big table: format the rows
         return None

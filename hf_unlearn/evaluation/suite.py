@@ -94,22 +94,18 @@ def evaluate_unlearning(
     forget_out = collect_outputs(model, forget, **kwargs)
     retain_out = collect_outputs(model, _subsample(retain, retain_eval_samples, seed), **kwargs)
     test_out = collect_outputs(model, test, **kwargs)
+    mia = float("nan")
+    if not _mia_is_extrapolation(retain_out, test_out, forget_out):
+        draws = [
+            mia_efficacy_from_outputs(retain_out, test_out, forget_out, feature=mia_feature, attacker=attacker, seed=s)
+            for s in range(seed, seed + mia_draws)
+        ]
+        mia = float(np.mean(draws))
     result = {
         "UA": unlearning_accuracy_from_outputs(forget_out),
         "RA": accuracy_from_outputs(retain_out),
         "TA": accuracy_from_outputs(test_out),
-        "MIA": float("nan")
-        if _mia_is_extrapolation(retain_out, test_out, forget_out)
-        else float(
-            np.mean(
-                [
-                    mia_efficacy_from_outputs(
-                        retain_out, test_out, forget_out, feature=mia_feature, attacker=attacker, seed=seed + draw
-                    )
-                    for draw in range(mia_draws)
-                ]
-            )
-        ),
+        "MIA": mia,
         "loss_AUC": loss_threshold_auc(forget_out, test_out),
     }
     if reference_model is not None:
