@@ -138,6 +138,14 @@ class UnlearningArguments(TrainingArguments):
     max_backtracks: int = field(
         default=6, metadata={"help": "Utility guard: learning-rate halvings before the run stops at its best state."}
     )
+    step_growth: float | None = field(
+        default=None,
+        metadata={
+            "help": "Sample removal: factor the learning rate grows by (up to 4 times, never after a rollback) when "
+            "the forget set's confidence is, at the last check's pace, more than 8 checks from its target. 1 "
+            "disables; default: the method's (PGU 2, other methods 1)."
+        },
+    )
     control_samples: int = field(
         default=256, metadata={"help": "At most this many forget and validation examples per check (cached)."}
     )
@@ -195,6 +203,8 @@ class UnlearningArguments(TrainingArguments):
                              f"{self.lm_max_length}")
         if self.utility_tolerance < 0 or self.max_backtracks < 0 or self.check_every_steps < 0:
             raise ValueError("utility_tolerance, max_backtracks and check_every_steps must be non-negative")
+        if self.step_growth is not None and not self.step_growth >= 1.0:
+            raise ValueError(f"step_growth must be at least 1 (1 never grows the step), got {self.step_growth}")
         if self.push_core_gradient_space_dtype not in ("float32", "float64"):
             raise ValueError(
                 "push_core_gradient_space_dtype must be 'float32' or 'float64', "

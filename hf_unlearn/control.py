@@ -22,6 +22,12 @@ validation accuracy on small cached samples (one batched pass each) and then:
    passed the guard, so a collapsed state is never kept). Class removal: stop once the forgotten classes
    are no longer predicted *and* their mean probability on the forget set is below
    ``class_probability``, which is how a model that never saw them treats them.
+3. **Step growth** (sample removal, methods that ask for it): a saturated softmax gives a confident
+   forget set a vanishing gradient, and a run then crawls (the digits CNN: 155 steps and 31 checks,
+   the forget probability 0.9997 -> 0.9996 per check). When, at the pace of the last check, the forget
+   set's mean true-label probability is more than ``growth_horizon`` checks from its target, the step
+   is multiplied by ``growth``, up to ``max_growths`` times, and never again once the guard rolled back
+   or the crossing overshot: those found the step's ceiling.
 
 What happened is kept in ``RunOutcome``: a run that made no step, ended at its starting weights,
 ended non-finite, or stopped at the original state is ``unlearned=False``, and the trainer neither
@@ -41,6 +47,13 @@ from .run_state import ControlSettings, RunOutcome, copy_weights, restore_weight
 
 logger = logging.getLogger(__name__)
 MIN_SPAN = 4  # steps a check may wait when it costs more than they do, however short an epoch is
+
+
+def _log_odds(probability: float) -> float:
+    """log(p / (1 − p)) of a probability, or of a percentage above 1 (a likelihood), kept finite."""
+    p = probability / 100.0 if probability > 1.0 else probability
+    p = min(max(p, 1e-12), 1.0 - 1e-12)
+    return math.log(p / (1.0 - p))
 
 
 def _utility(metrics: dict[str, float]) -> dict[str, float]:
@@ -127,8 +140,7 @@ class UnlearningControl(TrainerCallback):
                 damaged.append(f"{key} {now[key]:.1f} < {start[key]:.1f} - {allowed:.3g}")
         return damaged
 
-    def _shrink_step(self, optimizer, lr_scheduler) -> None:
-        s = self.settings.shrink
+    def _scale_step(self, optimizer, lr_scheduler, s: float) -> None:
         for group in optimizer.param_groups:
             group["lr"] *= s
         if lr_scheduler is not None and hasattr(lr_scheduler, "base_lrs"):
@@ -212,7 +224,7 @@ class UnlearningControl(TrainerCallback):
                     "backtracks; kept the last good state",
                 )
                 return
-            self._shrink_step(optimizer, lr_scheduler)
+            self._scale_step(optimizer, lr_scheduler, self.settings.shrink)
             self.outcome.backtracks += 1
             logger.warning(
                 "Utility guard: %s; rolled back and scaled the learning rate by %.3g",
@@ -239,6 +251,8 @@ class UnlearningControl(TrainerCallback):
             elif self._confidence_reached(metrics):  # the accuracy has not crossed: no overshoot to judge
                 self._stop(control, "rule", "forget confidence (mean true-label probability) reached the "
                            "original's on validation data")
+            elif optimizer is not None:
+                self._grow_if_stalled(metrics, optimizer, lr_scheduler)
         elif rule == "class_removal":
             if (
                 metrics["forget_accuracy"] <= self.settings.class_forget_target
@@ -247,6 +261,39 @@ class UnlearningControl(TrainerCallback):
                 self._stop(control, "rule", "the forgotten classes are no longer predicted")
         elif rule == "poison_removed" and metrics["forget_accuracy"] <= self.settings.poison_forget_target:
             self._stop(control, "rule", "the poisoned examples no longer get their poisoned labels")
+
+    def _grow_if_stalled(self, metrics: dict[str, float], optimizer, lr_scheduler) -> None:
+        """Keep a sample removal moving: a larger step while the forget set's confidence is, at the last check's
+        pace, more than ``growth_horizon`` checks from its target; back down once it is fewer than a quarter of
+        that away (a grown step taken up to the crossing cost the digits CNN 3 points of test accuracy).
+
+        The pace is read on the log-odds of the mean true-label probability (a causal LM's likelihood):
+        continuous where the accuracy stays at 100 % for many checks, and about steady per check at a fixed
+        step (the digits CNN: 0.9997 -> 0.9765 in 30 checks, about 0.2 per check). Only while that target is still ahead (it was above it at the
+        start: a forget set already below it gives no pace to judge), and only before any rollback or overshoot.
+        """
+        s, outcome = self.settings, self.outcome
+        if s.growth <= 1.0 or outcome.backtracks or outcome.overshoots or self.previous_good is None:
+            return
+        measure = f"forget_{s.confidence_key}" if s.confidence_key else s.forget_key
+        target = self.target_validation(outcome.initial, measure.replace("forget_", "validation_", 1))
+        start = outcome.initial.get(measure, math.nan)
+        before, now = self.previous_good[0].get(measure, math.nan), metrics.get(measure, math.nan)
+        if any(math.isnan(v) for v in (target, start, before, now)) or not now > target or not start > target:
+            return
+        pace, left = _log_odds(before) - _log_odds(now), _log_odds(now) - _log_odds(target)
+        if pace * s.growth_horizon < left and outcome.growths < s.max_growths:
+            factor = s.growth
+            outcome.growths += 1
+        elif pace * s.growth_horizon / 4 >= left and outcome.learning_rate_scale > 1.0:
+            factor = 1.0 / s.growth
+        else:
+            return
+        self._scale_step(optimizer, lr_scheduler, factor)
+        logger.info(
+            "Sample removal at forget %s %.4g -> %.4g (target %.4g): learning rate scaled by %.3g",
+            measure.removeprefix("forget_"), before, now, target, outcome.learning_rate_scale,
+        )
 
     @staticmethod
     def _reached(forget: float, validation: float) -> bool:
@@ -286,7 +333,7 @@ class UnlearningControl(TrainerCallback):
         if overshot and far and optimizer is not None and halvings_left:
             restore_weights(self.model, self.previous_good[1], optimizer)
             self.good, self.previous_good = self.previous_good, None
-            self._shrink_step(optimizer, lr_scheduler)
+            self._scale_step(optimizer, lr_scheduler, self.settings.shrink)
             self.outcome.overshoots += 1
             logger.info(
                 "Overshot the sample-removal target (forget %.1f vs validation %.1f); back to the previous "

@@ -26,6 +26,11 @@ class ControlSettings:
     class_probability: float = 0.05
     poison_forget_target: float = 5.0  # percent of the poisoned examples still given their poisoned label
     check_density: int = 1  # checks per default interval (see ``_interval``)
+    # sample removal: a stalled run (at its pace more than ``growth_horizon`` checks from the confidence target)
+    # multiplies the step by ``growth``, at most ``max_growths`` times and never after a rollback or an overshoot
+    growth: float = 1.0  # 1 = never grow
+    max_growths: int = 2
+    growth_horizon: float = 8.0
     # what sample removal compares: accuracy for classifiers; for causal LMs the target tokens' likelihood
     # (100·exp(−mean loss)), the signal a loss-based membership test reads
     forget_key: str = "forget_accuracy"
@@ -47,6 +52,7 @@ class RunOutcome:
     checks: int = 0
     backtracks: int = 0
     overshoots: int = 0  # times the sample-removal target was crossed too far and the step halved
+    growths: int = 0  # times a stalled sample removal had its step grown (see ``ControlSettings.growth``)
     learning_rate_scale: float = 1.0
     stopped_by: str = "budget"
     initial: dict[str, float] = field(default_factory=dict)

@@ -262,6 +262,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             check_every=args.check_every_steps,
             tolerance=args.utility_tolerance,
             max_backtracks=args.max_backtracks,
+            growth=args.step_growth if args.step_growth is not None else args.method_config.step_growth,
             class_forget_target=args.class_forget_target,
             class_probability=args.class_forget_probability,
             poison_forget_target=args.poison_forget_target,

@@ -218,3 +218,42 @@ def test_a_confidence_stop_keeps_its_own_state_even_when_the_accuracy_moved_away
     script.queue[0] = {**START, "forget_probability": 0.95, "validation_probability": 0.80}
     outcome, weight, _, stopped = _run(script, [1.0, 1.0])
     assert stopped and weight == pytest.approx(3.0) and outcome.final["forget_probability"] == 0.79
+
+
+def _stalled_script(*forget_probabilities: float, forget_accuracy: float = 100.0) -> Script:
+    """A sample removal whose forget accuracy has not moved; its confidence target (validation's) is 0.97."""
+    script = Script(*(_conf(forget_accuracy, p, 0.97) for p in forget_probabilities))
+    script.queue[0] = {**START, "forget_probability": 0.9997, "validation_probability": 0.97}
+    return script
+
+
+def test_a_stalled_sample_removal_grows_its_step_up_to_the_cap():
+    # log-odds 8.1 -> 7.96 -> 7.82 ...: about 0.15 a check with 4.5 to go (target 0.97): over 8 checks away
+    script = _stalled_script(0.99965, 0.9996, 0.99955, 0.9995)
+    outcome, _, lr, stopped = _run(script, [0.1] * 4, growth=2.0, max_growths=2)
+    assert not stopped and outcome.growths == 2
+    assert lr == pytest.approx(0.5 * 4) and outcome.learning_rate_scale == pytest.approx(4.0)
+    # the settings' default (1: no growth), which every method but PGU's keeps
+    outcome, _, lr, _ = _run(_stalled_script(0.99965, 0.9996), [0.1] * 2)
+    assert outcome.growths == 0 and lr == pytest.approx(0.5)
+
+
+def test_a_grown_step_eases_back_near_the_target_but_never_below_the_base():
+    # two growths (x4), then the confidence moves fast and is close: halve, halve, then stay at the base step
+    script = _stalled_script(0.99965, 0.9996, 0.98, 0.975, 0.972, 0.9705, forget_accuracy=95.0)
+    outcome, _, lr, stopped = _run(script, [0.1] * 6, growth=2.0, max_growths=2)
+    assert not stopped and outcome.growths == 2
+    assert lr == pytest.approx(0.5) and outcome.learning_rate_scale == pytest.approx(1.0)
+
+
+def test_no_growth_after_a_rollback_or_without_a_confidence_target_ahead():
+    damaged = {**_conf(100.0, 0.99965, 0.97), "retain_accuracy": 80.0}
+    script = _stalled_script(0.9996, 0.99955)
+    script.queue.insert(1, damaged)
+    outcome, _, lr, _ = _run(script, [0.1] * 3, growth=2.0)
+    assert outcome.backtracks == 1 and outcome.growths == 0 and lr == pytest.approx(0.25)
+    # a forget set already less confident than validation data gives no pace to judge: no growth
+    script = _stalled_script(0.9, 0.8999)
+    script.queue[0]["forget_probability"] = 0.9
+    outcome, *_ = _run(script, [0.1] * 2, growth=2.0)
+    assert outcome.growths == 0

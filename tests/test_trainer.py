@@ -363,3 +363,19 @@ def test_a_closer_utility_look_measures_the_start_weights_and_leaves_the_model(t
     before, after = trainer.utility_against(start, retain_examples=1024)
     assert before["retain accuracy"] < 30.0 < 90.0 < after["retain accuracy"]
     assert all(torch.equal(value, copy_weights(trained_model)[name]) for name, value in now.items())
+
+
+def test_a_stalled_random_removal_grows_its_step_and_ends_as_well_in_fewer_steps(_trained, digits, tmp_path):
+    """PGU's default grows the step of a saturated forget set (a confident CNN); 1 turns that off."""
+    indices = random_indices(len(digits["train"]), 0.1, seed=0)
+    test_before = accuracy(_trained, digits["test"])
+    runs = {}
+    for growth in (1.0, None):  # None: the method's default (PGU: 2)
+        model = copy.deepcopy(_trained)
+        trainer = _trainer(model, digits, indices, tmp_path / str(growth), step_growth=growth)
+        trainer.train()
+        assert trainer.outcome.stopped_by == "rule" and trainer.outcome.unlearned
+        assert abs(accuracy(model, digits["test"]) - test_before) <= 2.0
+        runs[growth] = (trainer.state.global_step, trainer.outcome.growths)
+    assert runs[1.0][1] == 0 and runs[None][1] >= 1
+    assert runs[None][0] < runs[1.0][0]

@@ -66,6 +66,8 @@ class MethodConfig:
     """
 
     training_defaults: ClassVar[dict[str, Any]] = {}  # recommended values for TRAINING_KEYS left unset
+    # the control's step growth when a sample removal stalls (``UnlearningArguments.step_growth``); 1 = never
+    step_growth: ClassVar[float] = 1.0
     paper: ClassVar[Paper | None] = None
 
     def to_dict(self) -> dict[str, Any]:
