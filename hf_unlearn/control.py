@@ -22,12 +22,10 @@ validation accuracy on small cached samples (one batched pass each) and then:
    passed the guard, so a collapsed state is never kept). Class removal: stop once the forgotten classes
    are no longer predicted *and* their mean probability on the forget set is below
    ``class_probability``, which is how a model that never saw them treats them.
-3. **Step growth** (sample removal, methods that ask for it): a saturated softmax gives a confident
-   forget set a vanishing gradient, and a run then crawls (the digits CNN: 155 steps and 31 checks,
-   the forget probability 0.9997 -> 0.9996 per check). When, at the pace of the last check, the forget
-   set's mean true-label probability is more than ``growth_horizon`` checks from its target, the step
-   is multiplied by ``growth``, up to ``max_growths`` times, and never again once the guard rolled back
-   or the crossing overshot: those found the step's ceiling.
+3. **Step growth** (sample removal, methods that ask for it; see step_growth.py): a confident forget
+   set's gradient vanishes and a fixed step crawls; while the target is many checks away at the last
+   check's pace the step grows (x4 at most), near it a grown step comes back down, and never after a
+   rollback or an overshoot: those found the step's ceiling.
 
 What happened is kept in ``RunOutcome``: a run that made no step, ended at its starting weights,
 ended non-finite, or stopped at the original state is ``unlearned=False``, and the trainer neither
@@ -44,16 +42,10 @@ import torch
 from transformers import TrainerCallback
 
 from .run_state import ControlSettings, RunOutcome, copy_weights, restore_weights, same_weights
+from .step_growth import growth_factor
 
 logger = logging.getLogger(__name__)
 MIN_SPAN = 4  # steps a check may wait when it costs more than they do, however short an epoch is
-
-
-def _log_odds(probability: float) -> float:
-    """log(p / (1 − p)) of a probability, or of a percentage above 1 (a likelihood), kept finite."""
-    p = probability / 100.0 if probability > 1.0 else probability
-    p = min(max(p, 1e-12), 1.0 - 1e-12)
-    return math.log(p / (1.0 - p))
 
 
 def _utility(metrics: dict[str, float]) -> dict[str, float]:
@@ -263,39 +255,20 @@ class UnlearningControl(TrainerCallback):
             self._stop(control, "rule", "the poisoned examples no longer get their poisoned labels")
 
     def _grow_if_stalled(self, metrics: dict[str, float], optimizer, lr_scheduler) -> None:
-        """Keep a sample removal moving: a larger step while the forget set's confidence is, at the last check's
-        pace, more than ``growth_horizon`` checks from its target; back down once it is fewer than a quarter of
-        that away.
-
-        The pace is read on the log-odds of the mean true-label probability (a causal LM's likelihood):
-        continuous where the accuracy stays at 100 % for many checks, and about steady per check at a fixed
-        step (the digits CNN: 0.9997 -> 0.9765 in 30 checks, about 0.2 per check). Only while that target is
-        still ahead and was at the start (a forget set already below it gives no pace to judge), and only before
-        any rollback or overshoot. Growing to x16 the same way cost that CNN 3 points of test accuracy: the cap
-        is x4 (``max_growths`` 2).
-        """
+        """A stalled sample removal gets a larger step, a grown one near its target a smaller one (step_growth.py)."""
         s, outcome = self.settings, self.outcome
         if s.growth <= 1.0 or outcome.backtracks or outcome.overshoots or self.previous_good is None:
             return
         measure = f"forget_{s.confidence_key}" if s.confidence_key else s.forget_key
         target = self.target_validation(outcome.initial, measure.replace("forget_", "validation_", 1))
-        start = outcome.initial.get(measure, math.nan)
-        before, now = self.previous_good[0].get(measure, math.nan), metrics.get(measure, math.nan)
-        if any(math.isnan(v) for v in (target, start, before, now)) or not now > target or not start > target:
-            return
-        pace, left = _log_odds(before) - _log_odds(now), _log_odds(now) - _log_odds(target)
-        if pace * s.growth_horizon < left and outcome.growths < s.max_growths:
-            factor = s.growth
-            outcome.growths += 1
-        elif pace * s.growth_horizon / 4 >= left and outcome.learning_rate_scale > 1.0:
-            factor = 1.0 / s.growth
-        else:
-            return
-        self._scale_step(optimizer, lr_scheduler, factor)
-        logger.info(
-            "Sample removal at forget %s %.4g -> %.4g (target %.4g): learning rate scaled by %.3g",
-            measure.removeprefix("forget_"), before, now, target, outcome.learning_rate_scale,
-        )
+        start, before, now = (m.get(measure, math.nan) for m in (outcome.initial, self.previous_good[0], metrics))
+        factor = growth_factor(s, outcome, start=start, before=before, now=now, target=target)
+        if factor != 1.0:
+            self._scale_step(optimizer, lr_scheduler, factor)
+            if factor > 1.0:
+                outcome.growths += 1
+            logger.info("Sample removal at forget %s %.4g -> %.4g (target %.4g): learning rate scaled by %.3g",
+                        measure.removeprefix("forget_"), before, now, target, outcome.learning_rate_scale)
 
     @staticmethod
     def _reached(forget: float, validation: float) -> bool:
