@@ -262,7 +262,8 @@ class UnlearningControl(TrainerCallback):
         measure = f"forget_{s.confidence_key}" if s.confidence_key else s.forget_key
         target = self.target_validation(outcome.initial, measure.replace("forget_", "validation_", 1))
         start, before, now = (m.get(measure, math.nan) for m in (outcome.initial, self.previous_good[0], metrics))
-        factor = growth_factor(s, outcome, start=start, before=before, now=now, target=target)
+        scale = 1.0 if s.confidence_key else 100.0  # a causal LM's likelihood is in percent
+        factor = growth_factor(s, outcome, start=start, before=before, now=now, target=target, scale=scale)
         if factor != 1.0:
             self._scale_step(optimizer, lr_scheduler, factor)
             if factor > 1.0:

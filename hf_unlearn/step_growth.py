@@ -16,25 +16,33 @@ import math
 from .run_state import ControlSettings, RunOutcome
 
 
-def log_odds(probability: float) -> float:
-    """log(p / (1 − p)) of a probability, or of a percentage above 1 (a likelihood), kept finite."""
-    p = probability / 100.0 if probability > 1.0 else probability
-    p = min(max(p, 1e-12), 1.0 - 1e-12)
+def log_odds(probability: float, scale: float = 1.0) -> float:
+    """log(p / (1 − p)) of ``probability / scale`` (scale 100 for a likelihood in percent), kept finite."""
+    p = min(max(probability / scale, 1e-12), 1.0 - 1e-12)
     return math.log(p / (1.0 - p))
 
 
 def growth_factor(
-    settings: ControlSettings, outcome: RunOutcome, *, start: float, before: float, now: float, target: float
+    settings: ControlSettings,
+    outcome: RunOutcome,
+    *,
+    start: float,
+    before: float,
+    now: float,
+    target: float,
+    scale: float = 1.0,
 ) -> float:
     """The factor for the learning rate after a good check that did not stop the run: ``settings.growth``
     while, at the pace from the previous check (``before``) to this one (``now``), the target is more than
     ``growth_horizon`` checks away (at most ``max_growths`` times); its inverse once a grown step is within a
     quarter of that; else 1. Only while the target is still ahead and was at the ``start`` (a forget set
     already below it gives no pace to judge); the caller stops growth after any rollback or overshoot.
+    ``scale`` is 100 for a percentage (a causal LM's likelihood).
     """
     if any(math.isnan(v) for v in (target, start, before, now)) or not (now > target and start > target):
         return 1.0
-    pace, left = log_odds(before) - log_odds(now), log_odds(now) - log_odds(target)
+    odds = [log_odds(v, scale) for v in (before, now, target)]
+    pace, left = odds[0] - odds[1], odds[1] - odds[2]
     if pace * settings.growth_horizon < left and outcome.growths < settings.max_growths:
         return settings.growth
     if pace * settings.growth_horizon / 4 >= left and outcome.learning_rate_scale > 1.0:

@@ -257,3 +257,17 @@ def test_no_growth_after_a_rollback_or_without_a_confidence_target_ahead():
     script.queue[0]["forget_probability"] = 0.9
     outcome, *_ = _run(script, [0.1] * 2, growth=2.0)
     assert outcome.growths == 0
+
+
+def test_a_causal_lm_likelihood_in_percent_is_read_on_its_own_scale():
+    # likelihoods 0.995 % -> 0.99 % -> 0.98 % with the validation text at 0.5 %: a slow crawl in log-odds (grow);
+    # read as probabilities 0.995 -> 0.99 against 0.5 it would look close and fast (no growth)
+    lm = {"forget_key": "forget_likelihood", "validation_key": "validation_likelihood", "confidence_key": ""}
+
+    def at(likelihood):
+        return {"forget_likelihood": likelihood, "validation_likelihood": 0.5, "retain_accuracy": 98.5}
+
+    script = Script(at(0.99), at(0.98))
+    script.queue[0] = {"forget_likelihood": 0.995, "validation_likelihood": 0.5, "retain_accuracy": 99.0}
+    outcome, *_ = _run(script, [0.1] * 2, growth=2.0, **lm)
+    assert outcome.growths == 2
