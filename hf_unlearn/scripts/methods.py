@@ -23,6 +23,8 @@ def describe(name: str) -> str:
     )
     training = ", ".join(f"{k}={v}" for k, v in config.training_defaults.items()) or "the library's"
     lines.append(f"  recommended training values (used when you leave them unset): {training}")
+    growth = f"x{config.step_growth:g} (at most twice)" if config.step_growth > 1 else "no (step_growth=1)"
+    lines.append(f"  grows a stalled sample removal's step (--step_growth, unless set): {growth}")
     fields = dataclasses.fields(config)
     lines.append("  hyperparameters (--NAME VALUE on the recipe's command line, NAME: VALUE in YAML,")
     lines.append("  method_kwargs={...} in Python):" if fields else "  method_kwargs={...} in Python): none")
