@@ -137,25 +137,50 @@ class UnlearningMeasurements:
                 metrics["validation_accuracy_kept_count"] = int(kept.sum())
         return metrics
 
-    def full_utility(self, retain_examples: int = 256) -> dict[str, float]:
+    def full_utility(self, retain_examples: int = 256, known: dict[str, float] | None = None) -> dict[str, float]:
         """What the end-of-run utility check compares: validation accuracy on the whole eval set (kept classes
         for class removal) and retain accuracy on ``retain_examples`` retain examples. A set the guard's
-        samples already cover whole is left out (the guard saw all of it)."""
+        samples already cover whole is left out (the guard saw all of it).
+
+        ``known``: the control metrics of the current weights (``control_metrics``). A classifier's check
+        samples are then not read again: they are the first rows of the same shuffles, so only the rest is
+        read and the accuracies are combined by count (the same numbers as a whole read; the ViT of the
+        fidelity suite read 384 of its 756 examples a look here for nothing).
+        """
+        known = known if known is not None and not self.causal_lm else {}
         utility = {}
         if self.eval_dataset is not None and len(self.eval_dataset) > self.args.control_samples:
-            correct, labels = self._correct(self.eval_dataset)
+            key = "validation_accuracy_kept" if self.scenario == "class" else "validation_accuracy"
+            rest = f"{key}_count" in known  # the guard's sample is the first rows of this shuffle: read the others
+            rows = range(self.args.control_samples, len(self.eval_dataset)) if rest else None
+            name = "validation_rest" if rest else "validation"
+            correct, labels = self._correct(self._cached_rows(name, self.eval_dataset, self.args.seed, rows))
             if self.scenario == "class":
                 correct = correct[~torch.isin(labels, torch.tensor(self.forgotten_classes))]
-            utility["validation accuracy"] = self._percent(correct)
+            utility["validation accuracy"] = _combined(known, key, correct) if rest else self._percent(correct)
         retain = self.retain_dataset
         if retain is not None and len(retain) > self.args.eval_retain_samples:
-            if len(retain) > retain_examples:  # one sample per size: before and after read the same rows, read once
-                key = f"utility_retain_{retain_examples}"
-                if key not in self._control_samples:
-                    self._control_samples[key] = retain.shuffle(seed=self.args.seed + 1).select(range(retain_examples))
-                retain = self._control_samples[key]
-            utility["retain accuracy"] = self._percent(self._correct(retain)[0])
+            size = min(retain_examples, len(retain))
+            rest = "retain_accuracy_count" in known and size > self.args.eval_retain_samples
+            if rest:  # likewise the guard's retain sample
+                rows = range(self.args.eval_retain_samples, size)
+                correct = self._correct(self._cached_rows(f"retain_{size}_rest", retain, self.args.seed, rows))[0]
+                utility["retain accuracy"] = _combined(known, "retain_accuracy", correct)
+            else:  # one sample per size: before and after read the same rows
+                rows = range(size) if len(retain) > retain_examples else None
+                utility["retain accuracy"] = self._percent(
+                    self._correct(self._cached_rows(f"retain_{size}", retain, self.args.seed + 1, rows))[0]
+                )
         return utility
+
+    def _cached_rows(self, name: str, dataset, seed: int | None = None, rows: range | None = None):
+        """``dataset`` (shuffled with ``seed`` and cut to ``rows`` when given), built once per name."""
+        key = f"utility_{name}"
+        if key not in self._control_samples:
+            if seed is not None and rows is not None:
+                dataset = dataset.shuffle(seed=seed).select(rows)
+            self._control_samples[key] = dataset
+        return self._control_samples[key]
 
     def utility_against(self, start: dict[str, torch.Tensor], retain_examples: int) -> tuple[dict, dict]:
         """``full_utility`` of the ``start`` weights and of the current ones, on a larger retain sample.
@@ -233,6 +258,14 @@ LM_SAMPLE_RULE = {"forget_key": "forget_likelihood", "validation_key": "validati
 def likelihood(token_losses: torch.Tensor) -> float:
     """100·exp(−mean token loss): the geometric-mean probability of the target tokens, in percent."""
     return 100.0 * math.exp(-float(token_losses.double().mean()))
+
+
+def _combined(known: dict[str, float], key: str, rest: torch.Tensor) -> float:
+    """Accuracy (%) over a sample whose accuracy ``known[key]`` over ``known[key + '_count']`` units is known and
+    ``rest``, the per-unit correctness of the other units."""
+    count = known[f"{key}_count"]
+    total = count + rest.numel()
+    return 100.0 * (known[key] * count / 100.0 + float(rest.sum())) / total if total else float("nan")
 
 
 def utility_drops(before: dict[str, float], after: dict[str, float], tolerance: float) -> list[str]:

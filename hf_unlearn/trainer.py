@@ -286,7 +286,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             )
             if reason:
                 return self._no_step(reason, start)
-        utility_before = self.full_utility() if not resume_from_checkpoint else None
+        known = self.control_callback.original_metrics  # the check samples' verdicts on these weights: not re-read
+        utility_before = self.full_utility(known=known) if not resume_from_checkpoint else None
         weights_before = weights_summary(self.model)
         self.prepare_unlearning(resume_from_checkpoint)
         if project_gradients:
@@ -303,7 +304,10 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         self.unlearning_seconds = time.perf_counter() - start
         self.outcome = self.control_callback.outcome
         if utility_before is not None and self.outcome.unlearned:
-            drops = utility_drops(utility_before, self.full_utility(), args.utility_tolerance)
+            # the final check's metrics describe the final weights, unless the run kept its start after a setup
+            # that moved the weights (its start metrics then hold the lower of two readings)
+            known = None if self.control_callback.setup_changed_weights else self.outcome.final
+            drops = utility_drops(utility_before, self.full_utility(known=known), args.utility_tolerance)
             if not drops and self.outcome.backtracks:  # the guard saw damage on its samples: look closer
                 drops = self.closer_look(self.control_callback.start, args.utility_tolerance)
             self.outcome.warnings += drops

@@ -379,3 +379,39 @@ def test_a_stalled_random_removal_grows_its_step_and_ends_as_well_in_fewer_steps
         runs[growth] = (trainer.state.global_step, trainer.outcome.growths)
     assert runs[1.0][1] == 0 and runs[None][1] >= 1
     assert runs[None][0] < runs[1.0][0]
+
+
+@pytest.mark.parametrize("request_kind", ["random", "class"])
+def test_the_end_of_run_look_reads_only_what_the_checks_did_not_and_gets_the_same_numbers(
+    trained_model, digits, tmp_path, request_kind
+):
+    """With the check samples' verdicts known, the whole-validation and retain accuracies read only the other rows
+    and equal a direct read of every row."""
+    if request_kind == "class":
+        indices = indices_of_classes(digits["train"], [3])
+    else:
+        indices = random_indices(len(digits["train"]), 0.1, seed=0)
+    trainer = _trainer(trained_model, digits, indices, tmp_path, control_samples=64, eval_retain_samples=32)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a worse model: wrong rows would then rarely give the same counts
+        for param in trained_model.parameters():
+            param.add_(torch.randn_like(param) * param.std() * 0.6)
+    known = trainer.control_metrics()
+    read = []
+    correct = trainer._correct
+    trainer._correct = lambda dataset: read.append(len(dataset)) or correct(dataset)
+    shared = trainer.full_utility(known=known)
+    validation = digits["validation"]
+    if request_kind == "class":
+        validation = validation.select([i for i, y in enumerate(label_array(validation).tolist()) if y != 3])
+    retain = trainer.retain_dataset.shuffle(seed=trainer.args.seed).select(range(256))
+    # accuracies are float32 means: 1e-4 points is their precision here, one example is 0.4 points or more
+    assert shared["validation accuracy"] == pytest.approx(accuracy(trained_model, validation), abs=1e-4)
+    assert shared["retain accuracy"] == pytest.approx(accuracy(trained_model, retain), abs=1e-4)
+    assert read == [len(digits["validation"]) - 64, 256 - 32]
+    assert 30.0 < shared["validation accuracy"] < 90.0 and 30.0 < shared["retain accuracy"] < 90.0
+    # without them, every row is read (the retain sample is then its own draw)
+    read.clear()
+    alone = trainer.full_utility()
+    assert read == [len(digits["validation"]), 256]
+    assert alone["validation accuracy"] == pytest.approx(shared["validation accuracy"], abs=1e-4)
