@@ -137,7 +137,9 @@ class UnlearningMeasurements:
                 metrics["validation_accuracy_kept_count"] = int(kept.sum())
         return metrics
 
-    def full_utility(self, retain_examples: int = 256, known: dict[str, float] | None = None) -> dict[str, float]:
+    def full_utility(
+        self, retain_examples: int = 256, known: dict[str, float] | None = None, validation: bool = True
+    ) -> dict[str, float]:
         """What the end-of-run utility check compares: validation accuracy on the whole eval set (kept classes
         for class removal) and retain accuracy on ``retain_examples`` retain examples. A set the guard's
         samples already cover whole is left out (the guard saw all of it).
@@ -145,11 +147,12 @@ class UnlearningMeasurements:
         ``known``: the control metrics of the current weights (``control_metrics``). A classifier's check
         samples are then not read again: they are the first rows of the same shuffles, so only the rest is
         read and the accuracies are combined by count (the same numbers as a whole read; the ViT of the
-        fidelity suite read 384 of its 756 examples a look here for nothing).
+        fidelity suite read 384 of its 756 examples a look here for nothing). ``validation=False``: the retain
+        accuracy only (the closer look: a larger retain sample cannot change the whole validation set's).
         """
         known = known if known is not None and not self.causal_lm else {}
         utility = {}
-        if self.eval_dataset is not None and len(self.eval_dataset) > self.args.control_samples:
+        if validation and self.eval_dataset is not None and len(self.eval_dataset) > self.args.control_samples:
             key = "validation_accuracy_kept" if self.scenario == "class" else "validation_accuracy"
             rest = f"{key}_count" in known  # the guard's sample is the first rows of this shuffle: read the others
             rows = range(self.args.control_samples, len(self.eval_dataset)) if rest else None
@@ -182,8 +185,15 @@ class UnlearningMeasurements:
             self._control_samples[key] = dataset
         return self._control_samples[key]
 
-    def utility_against(self, start: dict[str, torch.Tensor], retain_examples: int) -> tuple[dict, dict]:
-        """``full_utility`` of the ``start`` weights and of the current ones, on a larger retain sample.
+    def utility_against(
+        self,
+        start: dict[str, torch.Tensor],
+        retain_examples: int,
+        known_before: dict[str, float] | None = None,
+        known_after: dict[str, float] | None = None,
+    ) -> tuple[dict, dict]:
+        """Retain accuracy of the ``start`` weights and of the current ones, on a larger retain sample (the
+        ``known`` control metrics of each, when given, spare re-reading the guard's retain sample).
 
         Run when the guard had to roll back: 256 retain examples missed 3-4 point drops that 1000 showed
         (fidelity suite, 2026-11-30: gradient ascent, random labels and SalUn on class removal).
@@ -192,21 +202,29 @@ class UnlearningMeasurements:
         end = copy_weights(model)
         try:
             restore_weights(model, start)
-            before = self.full_utility(retain_examples)
+            before = self.full_utility(retain_examples, known=known_before, validation=False)
         finally:
             restore_weights(model, end)
-        return before, self.full_utility(retain_examples)
+        return before, self.full_utility(retain_examples, known=known_after, validation=False)
 
-    def closer_look(self, start: dict[str, torch.Tensor], tolerance: float) -> list[str]:
+    def closer_look(
+        self,
+        start: dict[str, torch.Tensor],
+        tolerance: float,
+        known_before: dict[str, float] | None = None,
+        known_after: dict[str, float] | None = None,
+    ) -> list[str]:
         """The end-of-run comparison after the guard rolled back: on 1024 retain examples, then, when a drop
         comes within ``CLOSER_MARGIN`` points of the tolerance without passing it, on up to 4096.
 
         A drop near the tolerance is decided by which examples were drawn: gradient ascent removing digit 7
         from the fidelity suite's ResNet (seed 1) lost 3.4 points on the whole 3 138-example retain set, and
-        1 024 of them showed 2.4 (the suite's own 1 000 showed 4.4).
+        1 024 of them showed 2.4 (the suite's own 1 000 showed 4.4). Retain accuracy only: the whole validation
+        set was already compared, and re-reading it twice per size cost the fidelity suite's ViT more than the
+        retain reads (0.55 s of a 1.3 s run, profiled).
         """
         for size in CLOSER_SIZES:
-            before, after = self.utility_against(start, retain_examples=size)
+            before, after = self.utility_against(start, size, known_before, known_after)
             drops = utility_drops(before, after, tolerance)
             near = any(after[k] < before[k] - tolerance + CLOSER_MARGIN for k in before if k in after)
             whole = self.retain_dataset is None or len(self.retain_dataset) <= size  # a larger sample is the same

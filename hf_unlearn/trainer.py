@@ -306,10 +306,12 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         if utility_before is not None and self.outcome.unlearned:
             # the final check's metrics describe the final weights, unless the run kept its start after a setup
             # that moved the weights (its start metrics then hold the lower of two readings)
-            known = None if self.control_callback.setup_changed_weights else self.outcome.final
+            exact = not self.control_callback.setup_changed_weights  # start = the original: its metrics are known
+            known = self.outcome.final if exact else None
             drops = utility_drops(utility_before, self.full_utility(known=known), args.utility_tolerance)
             if not drops and self.outcome.backtracks:  # the guard saw damage on its samples: look closer
-                drops = self.closer_look(self.control_callback.start, args.utility_tolerance)
+                initial = self.outcome.initial if exact else None
+                drops = self.closer_look(self.control_callback.start, args.utility_tolerance, initial, known)
             self.outcome.warnings += drops
             for warning in self.outcome.warnings:
                 logger.warning("UTILITY DROP: %s", warning)

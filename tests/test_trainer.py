@@ -334,7 +334,7 @@ def test_the_closer_look_rereads_a_larger_sample_only_near_the_tolerance(
     trainer = _trainer(trained_model, digits, random_indices(len(digits["train"]), 0.1, seed=0), tmp_path)
     asked = []
 
-    def utility_against(start, retain_examples):
+    def utility_against(start, retain_examples, known_before=None, known_after=None):
         asked.append(retain_examples)
         after = first_after if len(asked) == 1 else second_after
         return {"retain accuracy": 99.0, "validation accuracy": 97.0}, {"retain accuracy": after,
@@ -363,6 +363,15 @@ def test_a_closer_utility_look_measures_the_start_weights_and_leaves_the_model(t
     before, after = trainer.utility_against(start, retain_examples=1024)
     assert before["retain accuracy"] < 30.0 < 90.0 < after["retain accuracy"]
     assert all(torch.equal(value, copy_weights(trained_model)[name]) for name, value in now.items())
+    assert "validation accuracy" not in after  # the main look compared the whole validation set already
+    # the current weights' check metrics known: the guard's retain sample is not read again, same number
+    trainer.args.eval_retain_samples = 64
+    read, correct = [], trainer._correct
+    trainer._correct = lambda dataset: read.append(len(dataset)) or correct(dataset)
+    _, known_after = trainer.utility_against(start, 1024, None, trainer.control_metrics())
+    assert read == [1024, 1024 - 64]
+    retain = trainer.retain_dataset.shuffle(seed=trainer.args.seed).select(range(1024))
+    assert known_after["retain accuracy"] == pytest.approx(accuracy(trained_model, retain), abs=1e-4)
 
 
 def test_a_stalled_random_removal_grows_its_step_and_ends_as_well_in_fewer_steps(_trained, digits, tmp_path):
