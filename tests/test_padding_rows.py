@@ -131,3 +131,33 @@ def test_an_encoder_decoder_model_keeps_counting_padding():
     batch = {"inputs_embeds": torch.randn(2, 5, 4), "attention_mask": torch.tensor([[1] * 5, [1, 1, 0, 0, 0]])}
     stats = collect_gram_matrices(Seq2Seq(), [batch], show_progress=False)
     assert stats.padding == "counted" and stats.num_rows["proj"] == 10
+
+
+def test_texts_are_collected_shortest_first_with_the_same_grams_and_less_padding(bert):
+    from hf_unlearn.core.covariance import default_forward, shortest_first
+
+    data = _ragged(n=24, seed=3)
+    widths = []
+
+    def recording(model, batch, device):
+        widths.append(tuple(batch["input_ids"].shape))
+        default_forward(model, batch, device)
+
+    inputs = data.select_columns(["input_ids"])
+    sorted_stats = collect_gram_matrices(bert, inputs, batch_size=6, collate_fn=_pad, forward_fn=recording,
+                                         show_progress=False)
+    lengths = sorted(len(ids) for ids in data["input_ids"])
+    assert widths == [(6, lengths[i + 5]) for i in range(0, 24, 6)]  # each batch as wide as its longest, in order
+    as_given = [max(len(ids) for ids in data["input_ids"][i:i + 6]) for i in range(0, 24, 6)]
+    assert sum(w for _, w in widths) < sum(as_given)  # less padding than in the given order
+    alone = _grams(bert, data, batch_size=1)
+    for name, gram in alone.grams.items():
+        assert _relative(sorted_stats.grams[name], gram) < 1e-5, name
+    # counted padding depends on the batches, so its order is left alone; so are equal lengths and non-text data
+    widths.clear()
+    collect_gram_matrices(bert, inputs, batch_size=6, collate_fn=_pad, forward_fn=recording, padding="counted",
+                          show_progress=False)
+    assert [w for _, w in widths] == as_given
+    same = Dataset.from_dict({"input_ids": [[1, 2, 3]] * 4})
+    assert shortest_first(same) is same
+    assert [len(ids) for ids in shortest_first(inputs)["input_ids"]] == lengths

@@ -15,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -180,6 +183,23 @@ def as_batches(data, batch_size: int = 64, collate_fn: Callable | None = None) -
     return data
 
 
+def shortest_first(data):
+    """A tokenised ``datasets.Dataset`` with ragged ``input_ids`` in order of length, else ``data`` as given.
+
+    A batch is padded to its longest text: one 512-token SMS among 74 forget messages of 61 tokens on average
+    made their Gram collection 6.3 s instead of 2.1 s sorted (MiniLM, 2026-12-01). Masked Grams sum over real
+    tokens only, so the order changes nothing but the padding.
+    """
+    if not hasattr(data, "with_format") or "input_ids" not in getattr(data, "column_names", ()) or len(data) < 2:
+        return data
+    ids = data.with_format("arrow")["input_ids"]
+    if not pa.types.is_list(ids.type) and not pa.types.is_large_list(ids.type):
+        return data  # fixed-size lists are padded already
+    lengths = pc.list_value_length(ids).to_numpy(zero_copy_only=False)
+    order = np.argsort(lengths, kind="stable")  # equal lengths keep their order: nothing to gain, nothing moved
+    return data if (order == np.arange(len(order))).all() else data.select(order.tolist())
+
+
 def collect_gram_matrices(
     model: nn.Module,
     data,
@@ -219,6 +239,8 @@ def collect_gram_matrices(
         padding = "counted"
     if layers is None:
         layers = find_protectable_layers(model, include=include, exclude=exclude)
+    if padding == "masked" and row_fraction == 1.0:  # the Gram then does not depend on the order: pad least
+        data = shortest_first(data)
     batches = as_batches(data, batch_size=batch_size, collate_fn=collate_fn)
     device = next(iter(layers.values())).weight.device
     was_training = model.training
