@@ -199,8 +199,9 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         return sorted(set(label_array(self.forget_dataset).tolist()))
 
     # ------------------------------------------------------------------ before the first step
-    def prepare_unlearning(self, resume_from_checkpoint: str | None = None) -> None:
-        """Every check and the space's update, before any weight changes (idempotent)."""
+    def prepare_unlearning(self, resume_from_checkpoint: str | None = None, checks_only: bool = False) -> None:
+        """Every check and the space's update, before any weight changes (idempotent). ``checks_only``: the
+        refusals only (a request that will take no step needs no forget Grams, projectors or method setup)."""
         if self._prepared:
             return
         model = self.accelerator.unwrap_model(self.model)
@@ -215,7 +216,10 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
                 original_model_inputs=original,
                 note=f"{args.method}: {len(self.raw_forget_dataset)} examples",
                 resume_from_checkpoint=resume_from_checkpoint,
+                checks_only=checks_only,
             )
+            if checks_only:
+                return
             self.protection.freeze(
                 model,
                 freeze_bias_and_norm=args.freeze_bias_and_norm,
@@ -241,6 +245,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
                 columns = list(self.original_dataset.column_names)
                 fingerprints = fingerprint_examples(self.original_dataset, columns)
                 check_membership(fingerprints, self.raw_forget_dataset, columns)
+            if checks_only:
+                return
             freeze_parameters(
                 model, protected_layers=None, freeze_bias_and_norm=args.freeze_bias_and_norm, train_unprotected=True
             )
@@ -337,7 +343,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
     def _no_step(self, reason: str, start: float) -> TrainOutput:
         """Every check of the request still runs, then the model is left exactly as it was; nothing is recorded."""
         saved = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.prepare_unlearning()  # a bad request is still refused, not silently skipped
+        self.prepare_unlearning(checks_only=True)  # a bad request is still refused, not silently skipped
         self.model.load_state_dict(saved)
         if self.protection is not None:
             self.protection.revert()

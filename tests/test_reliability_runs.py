@@ -228,3 +228,33 @@ def test_a_full_set_utility_drop_the_sampled_guard_missed_is_reported_loudly(tra
     assert trainer.outcome.unlearned and output.metrics["utility_warnings"] == 1
     card = (tmp_path / "run" / "README.md").read_text()
     assert "**Utility warning:** validation accuracy fell 6.0 points (from 98.0 to 92.0)" in card
+
+
+def test_a_request_that_takes_no_step_is_still_checked_but_collects_no_forget_grams(digits, tmp_path, monkeypatch):
+    """A no-op needs the refusals (space against model, request against ledger), not the forget Grams or the
+    projectors (on a fine-tuned MiniLM they were 9 of a no-op's 15 s)."""
+    from digits_models import fit_small_cnn
+
+    import hf_unlearn.protection.space as protection
+    from hf_unlearn.core import CGSMismatchError
+    from hf_unlearn.evaluation.predict import collect_outputs
+
+    batch = digits["train"][:]
+    model = fit_small_cnn(batch["pixel_values"], batch["labels"], epochs=1, lr=1e-3)  # underfit: some rows wrong
+    out = collect_outputs(model, digits["train"])
+    wrong = (out["logits"].argmax(-1) != out["labels"]).nonzero().flatten().tolist()[:20]
+    forget, retain = split_forget_retain(digits["train"], wrong)
+    space = CoreGradientSpace.from_model(model, digits["train"])
+    monkeypatch.setattr(protection, "collect_gram_matrices",
+                        lambda *args, **kwargs: pytest.fail("forget Grams collected for a request that takes no step"))
+    trainer = UnlearningTrainer(model=model, args=make_args(tmp_path, method="pgu"), forget_dataset=forget,
+                                retain_dataset=retain, eval_dataset=digits["validation"], core_gradient_space=space)
+    assert trainer.train().global_step == 0 and not trainer.outcome.unlearned
+    assert trainer.core_gradient_space.ledger == [] and space.ledger == []
+    # a space of another model is still refused on the same no-op request, before anything else
+    other = fit_small_cnn(batch["pixel_values"], batch["labels"], epochs=1, lr=2e-3)
+    trainer = UnlearningTrainer(model=model, args=make_args(tmp_path / "other", method="pgu"), forget_dataset=forget,
+                                retain_dataset=retain, eval_dataset=digits["validation"],
+                                core_gradient_space=CoreGradientSpace.from_model(other, digits["train"]))
+    with pytest.raises(CGSMismatchError):
+        trainer.train()

@@ -157,8 +157,11 @@ class SpaceProtection:
         original_model_inputs=None,
         note: str = "",
         resume_from_checkpoint: str | None = None,
+        checks_only: bool = False,
     ) -> CoreGradientSpace:
-        """Every check and the subtraction of the request, before any weight changes."""
+        """Every check and the subtraction of the request, before any weight changes. ``checks_only``: the
+        checks (space against model, request against ledger) without the forget Grams, the subtraction and the
+        projectors, for a request that will take no step (``revert`` afterwards as usual)."""
         saved = os.path.join(resume_from_checkpoint, CGS_DIR) if resume_from_checkpoint else None
         if saved and os.path.isdir(saved):
             # the checkpoint's space already has this request subtracted; its weights moved on purpose
@@ -177,6 +180,8 @@ class SpaceProtection:
             columns = space.fingerprint_columns or list(forget_dataset.column_names)
             fingerprints = forget_fingerprints(forget_dataset, columns, "The cache", space.fingerprint_key())
             space.check_request(fingerprints)
+            if checks_only:
+                return given
             forget_stats = collect_gram_matrices(
                 model,
                 shard(forget_model_inputs, self.world_size, self.process_index),
