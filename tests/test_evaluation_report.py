@@ -81,6 +81,14 @@ def test_write_report_files_and_round_trip(tmp_path):
     ga_row = next(line for line in table if line.startswith("| GA |"))
     assert "| 11.00 |" in ga_row and ga_row.rstrip().endswith("| — | — |")  # no time, no speed-up
     assert "![metrics](metrics.png)" in markdown and "![loss_histograms](loss_histograms.png)" in markdown
+    assert "Farther from the reference" not in markdown  # no original row: nothing to compare with
+
+    # with the untouched original (gap 0.5): GA (11.00) ended farther, FT (2.00) too; a closer method is not named
+    original = {**RETRAIN, "UA": 5.0, "MIA": 13.0}
+    close = {**RETRAIN, "TA": 91.8}
+    write_report({"retrain": RETRAIN, "original": original, "FT": FT, "GA": GA, "close": close}, tmp_path / "o")
+    markdown = (tmp_path / "o" / "report.md").read_text()
+    assert "**Farther from the reference than the untouched original (0.50):** FT (2.00), GA (11.00)." in markdown
 
 
 def test_report_without_reference_or_histograms(tmp_path):

@@ -231,6 +231,13 @@ def test_render_model_card_on_hand_made_numbers():
     assert "https://arxiv.org/abs/2312.04095" in card and "@inproceedings{hoang2024," in card  # its paper
     assert PGU_ROW in card and RETRAIN_ROW in card and "Avg. Gap = mean |metric − retrained model's metric|" in card
     assert NOT_MEASURED not in card
+    assert "Closer to retraining than the original: Avg. Gap 1.75 against the untouched original's 49.62." in card
+    # a run that ended farther from the retrained model than the original says so in words, not only in the table
+    worse = {**COMPARISON, "original": {"UA": 99.0, "RA": 99.0, "TA": 97.5, "MIA": 100.0}}  # gap 0.25
+    card = render_model_card(_card_data(worse))
+    assert "**Farther from retraining than the original:** Avg. Gap 1.75 against the untouched original's 0.25" in card
+    incomplete = {k: v for k, v in COMPARISON.items() if k != "original"}
+    assert "than the original" not in render_model_card(_card_data(incomplete))
 
     plain = render_model_card(_card_data(projection=None))
     assert "# my-model\n" in plain

@@ -91,6 +91,19 @@ def _summary(results: Mapping[str, Mapping[str, float]], reference: str) -> dict
     return summary
 
 
+def _farther_than_original(summary: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """The methods that ended farther from the reference than the untouched original, in words (a table lets a
+    reader miss that a run made things worse)."""
+    original = summary.get("original", {}).get("avg_gap")
+    if original is None:
+        return []
+    farther = [f"{name} ({entry['avg_gap']:.2f})" for name, entry in summary.items()
+               if name != "original" and entry.get("avg_gap", -math.inf) > original]
+    if not farther:
+        return []
+    return ["", f"**Farther from the reference than the untouched original ({original:.2f}):** {', '.join(farther)}."]
+
+
 def _markdown(results, reference: str, summary, title: str, figures: list[str]) -> str:
     order = [reference] if reference in results else []
     order += [name for name in results if name != reference]
@@ -116,6 +129,7 @@ def _markdown(results, reference: str, summary, title: str, figures: list[str]) 
     if reference not in results:
         lines += [f"No `{reference}` result was given, so there is no Avg. Gap or speed-up.", ""]
     lines += [markdown_table(header, rows, align_right_from=1)]
+    lines += _farther_than_original(summary)
     lines += ["", LEGEND, ""]
     for figure in figures:
         lines += [f"![{Path(figure).stem}]({figure})", ""]
