@@ -138,6 +138,8 @@ def test_the_text_recipe_with_a_validation_file_a_contains_filter_and_the_compar
     ledger = json.loads((out / "core_gradient_space" / "cgs_config.json").read_text())["ledger"]
     card = (out / "README.md").read_text()
     assert "| retrain |" in card and str(tmp_path) not in card
+    # the reference's recipe is named: a reference trained longer than the original moves every gap
+    assert "trained from a random initialisation for 3 epochs at learning rate 0.002, batch 32 on the retain" in card
     assert [r["num_examples"] for r in ledger] == [wanted]
     assert f"{wanted} training examples" in card
     # the dry run staged the push: the card with the measured metrics as metadata, no space, no arguments
@@ -258,3 +260,12 @@ def test_a_request_that_takes_no_step_is_still_checked_but_collects_no_forget_gr
                                 core_gradient_space=CoreGradientSpace.from_model(other, digits["train"]))
     with pytest.raises(CGSMismatchError):
         trainer.train()
+
+
+def test_a_reference_recipe_left_at_its_defaults_is_recognised():
+    from hf_unlearn.scripts.arguments import ScriptArguments
+    from hf_unlearn.scripts.unlearn import untouched_retrain_recipe
+
+    assert untouched_retrain_recipe(ScriptArguments(model_name_or_path="m"))
+    assert not untouched_retrain_recipe(ScriptArguments(model_name_or_path="m", retrain_epochs=5))
+    assert not untouched_retrain_recipe(ScriptArguments(model_name_or_path="m", retrain_batch_size=64))
