@@ -34,17 +34,17 @@ def growth_factor(
 ) -> float:
     """The factor for the learning rate after a good check that did not stop the run: ``settings.growth``
     while, at the pace from the previous check (``before``) to this one (``now``), the target is more than
-    ``growth_horizon`` checks away (at most ``max_growths`` times); its inverse once a grown step is within a
-    quarter of that; else 1. Only while the target is still ahead and was at the ``start`` (a forget set
-    already below it gives no pace to judge); the caller stops growth after any rollback or overshoot.
-    ``scale`` is 100 for a percentage (a causal LM's likelihood).
+    ``growth_horizon`` checks away and not receding (at most ``max_growths`` times); its inverse once a grown
+    step is within a quarter of that; else 1. Only while the target is still ahead and was at the ``start`` (a
+    forget set already below it gives no pace to judge); the caller stops growth after any rollback or
+    overshoot. ``scale`` is 100 for a percentage (a causal LM's likelihood).
     """
     if any(math.isnan(v) for v in (target, start, before, now)) or not (now > target and start > target):
         return 1.0
     odds = [log_odds(v, scale) for v in (before, now, target)]
     pace, left = odds[0] - odds[1], odds[1] - odds[2]
-    if pace * settings.growth_horizon < left and outcome.growths < settings.max_growths:
-        return settings.growth
+    if 0.0 <= pace and pace * settings.growth_horizon < left and outcome.growths < settings.max_growths:
+        return settings.growth  # stalled; a confidence moving back up is not helped by a larger step
     if pace * settings.growth_horizon / 4 >= left and outcome.learning_rate_scale > 1.0:
         return 1.0 / settings.growth
     return 1.0

@@ -252,6 +252,9 @@ def test_no_growth_after_a_rollback_or_without_a_confidence_target_ahead():
     script.queue.insert(1, damaged)
     outcome, _, lr, _ = _run(script, [0.1] * 3, growth=2.0)
     assert outcome.backtracks == 1 and outcome.growths == 0 and lr == pytest.approx(0.25)
+    # a confidence moving back up (0.9997 -> 0.9998) is not a stall a larger step would help
+    outcome, *_ = _run(_stalled_script(0.9998, 0.99985), [0.1] * 2, growth=2.0)
+    assert outcome.growths == 0
     # a forget set already less confident than validation data gives no pace to judge: no growth
     script = _stalled_script(0.9, 0.8999)
     script.queue[0]["forget_probability"] = 0.9
