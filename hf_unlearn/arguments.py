@@ -141,9 +141,9 @@ class UnlearningArguments(TrainingArguments):
     step_growth: float | None = field(
         default=None,
         metadata={
-            "help": "Sample removal: factor the learning rate grows by (up to 4 times, never after a rollback) when "
-            "the forget set's confidence is, at the last check's pace, more than 8 checks from its target. 1 "
-            "disables; default: the method's (PGU 2, other methods 1)."
+            "help": "Sample removal: factor the learning rate grows by (at most twice, back down near the target, "
+            "never after a rollback) when the forget set's confidence is, at the last check's pace, more than 8 "
+            "checks from its target. 1 disables; default: the method's (PGU 2, other methods 1)."
         },
     )
     control_samples: int = field(

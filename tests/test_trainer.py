@@ -198,6 +198,8 @@ def test_arguments_are_validated(tmp_path):
         _args(tmp_path, forget_class=[1])
     with pytest.raises(ValueError, match="remove_unused_columns"):
         _args(tmp_path, remove_unused_columns=True)
+    with pytest.raises(ValueError, match="step_growth must be at least 1"):
+        _args(tmp_path, step_growth=0.5)
     args = _args(tmp_path)
     assert args.method == "pgu" and args.optim == "sgd" and args.remove_unused_columns is False
 
