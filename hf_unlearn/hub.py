@@ -66,6 +66,7 @@ class UnlearningCardData:
     unlearned: bool | None = None  # None: no run recorded (e.g. a card written before training)
     outcome: str = ""  # why the run ended, in words
     backtracks: int = 0
+    growths: int = 0  # times the control doubled a stalled sample removal's step
     warnings: list[str] = field(default_factory=list)  # full-set utility drops measured at the end
     adapter: bool = False  # a PEFT adapter: the card says ``library_name: peft``
     incomplete: str = ""  # the stop rule's target was not reached, in words
@@ -227,7 +228,10 @@ def render_model_card(data: UnlearningCardData) -> str:
         )
         if data.outcome:
             summary += f" The run ended because {data.outcome}"
-            summary += f" (the utility guard rolled back {data.backtracks} time(s))." if data.backtracks else "."
+            notes = [f"the utility guard rolled back {data.backtracks} time(s)"] if data.backtracks else []
+            notes += [f"the step doubled {data.growths} time(s) while the forget set's confidence stalled"] \
+                if data.growths else []
+            summary += f" ({'; '.join(notes)})." if notes else "."
         if data.incomplete:
             summary += f" **Removal incomplete:** the run ended before its stop rule was met; {data.incomplete}."
         if data.warnings:

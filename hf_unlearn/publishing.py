@@ -168,6 +168,7 @@ class UnlearningPublishing:
             unlearned=self.outcome.unlearned if self.outcome else None,
             outcome=self.outcome.reason if self.outcome else "",
             backtracks=self.outcome.backtracks if self.outcome else 0,
+            growths=self.outcome.growths if self.outcome else 0,
             warnings=list(self.outcome.warnings) if self.outcome else [],
             adapter=is_peft_model(self.model),
             incomplete=self.outcome.incomplete if self.outcome else "",

@@ -374,3 +374,12 @@ def test_sisa_ensemble_pushes_final_models_and_a_card_with_its_deletions(hub, di
     assert "2 shard models" in card and "Deletions carried out: 2 examples in 1 request(s)" in card
     ensemble.push_to_hub(REPO_ID, include_checkpoints=True)
     assert {f"shard-{s}/slice-0/model.safetensors" for s in (0, 1)} <= set(hub.files(REPO_ID))
+
+
+def test_a_card_says_how_the_step_moved():
+    data = dataclasses.replace(_card_data(), unlearned=True, outcome="forget accuracy reached the target")
+    plain = render_model_card(data)
+    assert "The run ended because forget accuracy reached the target." in plain
+    both = render_model_card(dataclasses.replace(data, backtracks=1, growths=2))
+    assert ("The run ended because forget accuracy reached the target (the utility guard rolled back 1 time(s); "
+            "the step doubled 2 time(s) while the forget set's confidence stalled).") in both
