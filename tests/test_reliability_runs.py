@@ -118,9 +118,17 @@ def test_neggrad_plus_resumes_to_the_uninterrupted_weights_past_an_incomplete_ch
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
 
 
-def test_the_text_recipe_with_a_validation_file_a_contains_filter_and_the_comparison(tmp_path):
+def test_the_text_recipe_with_a_validation_file_a_contains_filter_and_the_comparison(tmp_path, monkeypatch):
     """Raw text never reaches the model (the comparison used to crash on it), the card says what was measured."""
     from text_fixtures import save_text_model, write_messages
+
+    draws, evaluate = [], recipe.evaluate_unlearning
+
+    def counted(*args, **kwargs):
+        draws.append(kwargs["mia_draws"])
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "evaluate_unlearning", counted)
 
     messages = write_messages(tmp_path / "messages.csv")
     validation = write_messages(tmp_path / "validation.csv", n=60, seed=1)
@@ -129,8 +137,9 @@ def test_the_text_recipe_with_a_validation_file_a_contains_filter_and_the_compar
     recipe.main(["--model_name_or_path", str(model), "--data_files", str(messages), "--validation_file",
                  str(validation), "--text_column", "text", "--label_column", "label",
                  "--forget_filter", 'text contains "prize"', "--output_dir", str(out),
-                 "--compare_with_retrain", "true", "--retrain_epochs", "3", "--disable_tqdm", "true",
-                 "--logging_strategy", "no", "--push_dry_run", str(tmp_path / "staged")])
+                 "--compare_with_retrain", "true", "--retrain_epochs", "3", "--mia_draws", "3",
+                 "--disable_tqdm", "true", "--logging_strategy", "no", "--push_dry_run", str(tmp_path / "staged")])
+    assert draws == [3, 3, 3]  # original, reference and unlearned model, each over three attacker draws
     report = json.loads((out / "report.json").read_text())
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     assert set(report["results"]) == {"original", "retrain", "pgu_retain"}  # every model evaluated
@@ -267,5 +276,8 @@ def test_a_reference_recipe_left_at_its_defaults_is_recognised():
     from hf_unlearn.scripts.unlearn import untouched_retrain_recipe
 
     assert untouched_retrain_recipe(ScriptArguments(model_name_or_path="m"))
+    assert ScriptArguments(model_name_or_path="m").mia_draws == 10  # the comparison averages attacker draws
+    with pytest.raises(ValueError, match="mia_draws must be at least 1"):
+        ScriptArguments(model_name_or_path="m", mia_draws=0)
     assert not untouched_retrain_recipe(ScriptArguments(model_name_or_path="m", retrain_epochs=5))
     assert not untouched_retrain_recipe(ScriptArguments(model_name_or_path="m", retrain_batch_size=64))

@@ -81,6 +81,13 @@ class ScriptArguments:
         metadata={"help": "Batch size of the original recipe: what one optimizer step saw, split over the processes."},
     )
     retrain_cache_dir: str | None = field(default=None, metadata={"help": "Where retrained references are cached."})
+    mia_draws: int = field(
+        default=10,
+        metadata={
+            "help": "The comparison's MIA-efficacy: mean over this many balanced attacker draws (1 = SalUn's single "
+            "draw, which can flip a model's reading between ~2 and ~100 percent on one request; docs/evaluation.md)."
+        },
+    )
     push_dry_run: str | None = field(
         default=None,
         metadata={
@@ -100,6 +107,8 @@ class ScriptArguments:
     def __post_init__(self):
         if self.task not in ("auto", "classification", "causal_lm"):
             raise ValueError(f"task must be 'auto', 'classification' or 'causal_lm', got {self.task!r}")
+        if self.mia_draws < 1:
+            raise ValueError(f"mia_draws must be at least 1, got {self.mia_draws}")
 
 
 @dataclass

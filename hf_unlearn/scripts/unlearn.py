@@ -293,6 +293,7 @@ def compare_with_retrain(script_args, trainer, original, forget, retain, test) -
             reference_model=retrained,
             run_time=time_s,
             seed=trainer.args.seed,
+            mia_draws=script_args.mia_draws,
         )
     histograms = {  # every process runs these passes: under ZeRO-3 a forward gathers weights from all of them
         f"forget ({trainer.args.method})": per_example_loss(trainer.model, forget, collate_fn=collate),
