@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from torch import nn
 
 from .columns import label_array
@@ -14,6 +15,15 @@ def check_label_range(model: nn.Module, **datasets) -> None:
         if dataset is None or num_labels is None:
             continue
         labels = label_array(dataset)
+        if labels.dtype.kind in "USO":
+            raise ValueError(
+                f"The {name} set's labels are names (e.g. {str(labels.flat[0])!r}), not the ids the model predicts. "
+                "Map them first: datasets, mapping = hf_unlearn.data.label_names.encode_labels(DatasetDict(...), "
+                "model.config), or dataset.map(lambda r: {'labels': model.config.label2id[r['labels']]})."
+            )
+        if labels.dtype.kind == "f" and labels.size and not np.all(labels == np.round(labels)):
+            raise ValueError(f"The {name} set's labels are not whole numbers (e.g. {labels.flat[0]}): a classifier's "
+                             "labels are class ids.")
         if labels.size and (labels.min() < 0 or labels.max() >= num_labels):
             raise ValueError(
                 f"The {name} set has labels in [{int(labels.min())}, {int(labels.max())}] but the model has "

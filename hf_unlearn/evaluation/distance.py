@@ -25,23 +25,13 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
+from ..data.label_names import named_labels
 from .predict import collect_outputs
 
 LN2 = math.log(2.0)
 
 
 # ------------------------------------------------------------------------------ label spaces
-def _named_labels(config) -> dict[int, str] | None:
-    """``id2label`` with int keys, or None when it is transformers' default ``LABEL_i`` naming."""
-    id2label = getattr(config, "id2label", None)
-    if not id2label:
-        return None
-    mapping = {int(k): str(v) for k, v in id2label.items()}
-    if all(v == f"LABEL_{k}" for k, v in mapping.items()):
-        return None
-    return mapping
-
-
 def check_same_label_space(model_a: nn.Module, model_b: nn.Module) -> None:
     """Raise ``ValueError`` if the two models' configs declare different label spaces.
 
@@ -58,7 +48,7 @@ def check_same_label_space(model_a: nn.Module, model_b: nn.Module) -> None:
             f"The models predict over different label spaces: num_labels {num_a} vs {num_b}. "
             "Compare an unlearned model with a reference trained on the same classes."
         )
-    names_a, names_b = _named_labels(config_a), _named_labels(config_b)
+    names_a, names_b = named_labels(config_a), named_labels(config_b)
     if names_a is not None and names_b is not None and names_a != names_b:
         diff = {k: (names_a.get(k), names_b.get(k)) for k in sorted(set(names_a) | set(names_b))}
         diff = {k: v for k, v in diff.items() if v[0] != v[1]}

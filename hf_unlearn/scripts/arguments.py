@@ -120,7 +120,9 @@ class ForgetSetArguments:
     forget_index_file: str | None = field(
         default=None, metadata={"help": "File of training-set row indices to forget (one per line, or JSON list)."}
     )
-    forget_class: list[int] | None = field(default=None, metadata={"help": "Forget every example of these labels."})
+    forget_class: list[str] | None = field(
+        default=None, metadata={"help": "Forget every example of these labels: ids (3) or names (spam)."}
+    )
     forget_fraction: float | None = field(default=None, metadata={"help": "Forget a random fraction of training."})
     forget_seed: int = field(default=0, metadata={"help": "Seed of the random forget fraction."})
     forget_filter: str | None = field(
@@ -136,6 +138,8 @@ class ForgetSetArguments:
     )
 
     def __post_init__(self):
+        if self.forget_class:  # ids stay ids; names are resolved once the model and data are loaded
+            self.forget_class = [int(c) if str(c).lstrip("-").isdigit() else c for c in self.forget_class]
         if self.forget_fraction is not None and not 0.0 < self.forget_fraction < 1.0:
             raise ValueError(f"forget_fraction must lie in (0, 1), got {self.forget_fraction}")
         chosen = [

@@ -56,7 +56,7 @@ def build(argv: list[str]) -> Path:
     from .unlearn import load_model_and_data
 
     script_args, build_args = HfArgumentParser((ScriptArguments, BuildArguments)).parse_args_into_dataclasses(argv)
-    model, data, _, processing_class, _ = load_model_and_data(script_args)
+    model, data, _, processing_class, *_ = load_model_and_data(script_args)
     output = Path(build_args.output or Path(script_args.model_name_or_path, "core_gradient_space"))
     if (output / "cgs_config.json").exists() and not build_args.overwrite:
         raise FileExistsError(

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from transformers import (
     AutoConfig,
@@ -37,6 +38,7 @@ from ..core.space_io import CONFIG_NAME
 from ..data.causal_lm import CausalLMCollator, causal_lm_inputs, is_causal_lm
 from ..data.columns import keep_model_columns
 from ..data.forget import indices_from_file, select_forget_indices, split_forget_retain
+from ..data.label_names import class_ids, encode_labels
 from ..data.loading import (
     ensure_splits,
     file_rows_to_train_rows,
@@ -58,7 +60,16 @@ from .sequential import run_sequential
 logger = logging.getLogger(__name__)
 
 
-def load_model_and_data(script_args: ScriptArguments):
+class LoadedTask(NamedTuple):
+    model: Any
+    data: Any
+    eval_split: str | None
+    processing_class: Any
+    kept_rows: list[int] | None  # the training file's rows that ``train`` kept (None: all of them)
+    label_names: dict[str, int] | None = None  # name -> id when the files name their labels
+
+
+def load_model_and_data(script_args: ScriptArguments) -> LoadedTask:
     seed = script_args.split_seed
     data = load_raw(
         script_args.dataset_name,
@@ -75,7 +86,7 @@ def load_model_and_data(script_args: ScriptArguments):
     if causal_lm:  # texts stay raw: the trainer tokenises them, the ledger fingerprints the rows as given
         model, processing_class = load_causal_lm(script_args.model_name_or_path, script_args.gguf_file)
         eval_split = script_args.eval_split or next((s for s in ("validation", "test") if s in data), None)
-        return model, data, eval_split, processing_class, kept_rows
+        return LoadedTask(model, data, eval_split, processing_class, kept_rows)
     if script_args.text_column:
         processing_class = AutoTokenizer.from_pretrained(script_args.model_name_or_path)
         data = tokenize(data, processing_class, script_args.text_column, script_args.max_length)
@@ -85,8 +96,9 @@ def load_model_and_data(script_args: ScriptArguments):
             processing_class = AutoImageProcessor.from_pretrained(script_args.model_name_or_path)
             data = process_images(data, processing_class, script_args.image_column)
         model = AutoModelForImageClassification.from_pretrained(script_args.model_name_or_path)
+    data, label_names = encode_labels(data, model.config)  # "ham"/"spam" in a csv become the model's ids
     eval_split = script_args.eval_split or next((s for s in ("validation", "test") if s in data), None)
-    return model, data.with_format("torch"), eval_split, processing_class, kept_rows
+    return LoadedTask(model, data.with_format("torch"), eval_split, processing_class, kept_rows, label_names)
 
 
 def refuse_under_zero3(script_args: ScriptArguments, forget_args: ForgetSetArguments, args) -> None:
@@ -135,7 +147,9 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
     logger.info("Unlearning with %d process(es) on %s", args.world_size, args.device)
     refuse_under_zero3(script_args, forget_args, args)
     with loading_whole():  # ZeRO-3 partitions the weights when training starts, after the checks that read them
-        model, data, eval_split, processing_class, kept_rows = load_model_and_data(script_args)
+        model, data, eval_split, processing_class, kept_rows, label_names = load_model_and_data(script_args)
+    if forget_args.forget_class:  # names ("spam") as well as ids
+        forget_args.forget_class = class_ids(forget_args.forget_class, label_names, model.config)
     if is_causal_lm(model):
         refuse_for_causal_lm(script_args, forget_args, args)
     if script_args.compare_with_retrain:

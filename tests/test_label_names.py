@@ -1,0 +1,104 @@
+"""Labels written as names in a user's files: mapped to the model's ids, or refused with a reason."""
+
+import csv
+import json
+import logging
+
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from transformers import BertConfig
+
+from hf_unlearn.data.label_names import class_ids, encode_labels, named_labels
+from hf_unlearn.data.requests import check_label_range
+
+
+def _names(train, validation=("ham", "spam")):
+    return DatasetDict(train=Dataset.from_dict({"x": list(range(len(train))), "labels": list(train)}),
+                       validation=Dataset.from_dict({"x": [0] * len(validation), "labels": list(validation)}))
+
+
+def _config(id2label=None, num_labels=2):
+    return BertConfig(num_labels=num_labels, **({"id2label": id2label} if id2label else {}))
+
+
+def test_names_take_the_sorted_order_when_the_config_has_placeholders_and_say_so(caplog):
+    data = _names(["spam", "ham", "spam", "ham"], validation=["spam"])
+    with caplog.at_level(logging.WARNING):
+        encoded, mapping = encode_labels(data, _config())
+    assert mapping == {"ham": 0, "spam": 1}
+    assert encoded["train"]["labels"] == [1, 0, 1, 0] and encoded["validation"]["labels"] == [1]
+    assert encoded["train"].features["labels"] == Value("int64")  # a collator gets ints, not '1'
+    assert "sorted order" in caplog.text and "'spam' -> 1" in caplog.text
+
+
+def test_the_models_own_names_win_over_the_sorted_order():
+    config = _config({0: "spam", 1: "ham"})
+    encoded, mapping = encode_labels(_names(["spam", "ham", "ham"]), config)
+    assert mapping == {"spam": 0, "ham": 1} and encoded["train"]["labels"] == [0, 1, 1]
+    assert named_labels(config) == {0: "spam", 1: "ham"} and named_labels(_config()) is None
+
+
+def test_a_name_the_model_does_not_know_or_too_many_names_are_refused():
+    with pytest.raises(ValueError, match=r"\['phish'\] are not among the model's labels"):
+        encode_labels(_names(["spam", "phish"]), _config({0: "ham", 1: "spam"}))
+    with pytest.raises(ValueError, match="names 3 labels .* predicts 2"):
+        encode_labels(_names(["spam", "ham", "phish"]), _config())
+
+
+def test_id_labels_pass_untouched_and_class_label_names_can_be_used():
+    plain = DatasetDict(train=Dataset.from_dict({"x": [0, 1], "labels": [1, 0]}))
+    same, mapping = encode_labels(plain, _config())
+    assert same is plain and mapping is None
+    features = Features({"x": Value("int64"), "labels": ClassLabel(names=["neg", "pos"])})
+    hub = DatasetDict(train=Dataset.from_dict({"x": [0, 1], "labels": [1, 0]}, features=features))
+    assert encode_labels(hub, _config())[1] == {"neg": 0, "pos": 1}
+
+
+def test_forget_classes_are_ids_or_names():
+    assert class_ids([3, "7"], None) == [3, 7]
+    assert class_ids(["spam"], {"ham": 0, "spam": 1}) == [1]
+    assert class_ids(["spam"], None, _config({0: "spam", 1: "ham"})) == [0]
+    with pytest.raises(ValueError, match="'spma' is neither a label id nor a label name .*'spam'"):
+        class_ids(["spma"], {"ham": 0, "spam": 1})
+
+
+def test_the_trainer_refuses_names_and_fractions_with_a_way_to_fix_them():
+    class Model:
+        config = _config()
+
+    names = Dataset.from_dict({"x": [0, 1], "labels": ["ham", "spam"]})
+    with pytest.raises(ValueError, match="labels are names .*'ham'.*encode_labels"):
+        check_label_range(Model(), forget=names)
+    fractions = Dataset.from_dict({"x": [0, 1], "labels": [0.5, 1.0]})
+    with pytest.raises(ValueError, match="not whole numbers"):
+        check_label_range(Model(), forget=fractions)
+
+
+def test_the_text_recipe_forgets_a_class_named_in_a_csv_of_names(tmp_path):
+    """A csv of 'ham'/'spam' and --forget_class spam: the spam rows are the request, the model's ids are used."""
+    from text_fixtures import save_text_model, write_messages
+
+    import recipes.unlearn as recipe
+
+    numbers = write_messages(tmp_path / "numbers.csv")
+    model = save_text_model(tmp_path / "model", numbers)
+    files = {}
+    for name, source in (("train", numbers), ("validation", write_messages(tmp_path / "v.csv", n=60, seed=1))):
+        rows = list(csv.DictReader(open(source)))
+        files[name] = tmp_path / f"{name}.csv"
+        with open(files[name], "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            writer.writerows([r["text"], ["ham", "spam"][int(r["label"])]] for r in rows)
+    out = tmp_path / "run"
+    recipe.main(["--model_name_or_path", str(model), "--data_files", str(files["train"]), "--validation_file",
+                 str(files["validation"]), "--text_column", "text", "--label_column", "label", "--forget_class",
+                 "spam", "--output_dir", str(out), "--disable_tqdm", "true", "--logging_strategy", "no"])
+    ledger = json.loads((out / "core_gradient_space" / "cgs_config.json").read_text())["ledger"]
+    spam = sum(line.endswith(",spam") for line in files["train"].read_text().splitlines())
+    assert [entry["num_examples"] for entry in ledger] == [spam] and 0 < spam < 160  # every spam row, no ham
+    metrics = json.loads((out / "unlearning_metrics.json").read_text())
+    card = (out / "README.md").read_text()
+    # the original predicted these rows right (a reversed mapping would start at 0 %), the unlearned one does not
+    assert "class removal" in card and "accuracy: forget 100.0 → 0.0 %" in card, card
+    assert metrics["eval_forget_accuracy"] == 0.0 and metrics["eval_test_accuracy_kept_classes"] >= 90.0
