@@ -69,6 +69,7 @@ class UnlearningCardData:
     growths: int = 0  # times the control doubled a stalled sample removal's step
     warnings: list[str] = field(default_factory=list)  # full-set utility drops measured at the end
     adapter: bool = False  # a PEFT adapter: the card says ``library_name: peft``
+    merged_adapter_base: str = ""  # a LoRA adapter folder merged into this base before unlearning
     incomplete: str = ""  # the stop rule's target was not reached, in words
     space_published: bool = False  # core_gradient_space/ is part of the upload (push_core_gradient_space)
     measured: str = ""  # what the stop rule and the guard read, start → end, in words
@@ -199,7 +200,7 @@ def render_model_card(data: UnlearningCardData) -> str:
         "library_name": "peft" if data.adapter else "transformers",
         "tags": sorted({"hf_unlearn", "machine-unlearning", data.method, *data.tags}),
     }
-    base = str(data.base_model)
+    base = str(data.merged_adapter_base or data.base_model)
     if base and "/" in base and not Path(base).exists():
         metadata["base_model"] = base
     model_index = _model_index(data)
@@ -236,6 +237,9 @@ def render_model_card(data: UnlearningCardData) -> str:
             summary += f" **Removal incomplete:** the run ended before its stop rule was met; {data.incomplete}."
         if data.warnings:
             summary += " **Utility warning:** " + "; ".join(data.warnings) + "."
+    if data.merged_adapter_base:
+        summary += (f" The LoRA adapter was merged into its base, {public_name(data.merged_adapter_base)}, before "
+                    "unlearning: this repository holds the merged full weights.")
     template = resources.files("hf_unlearn").joinpath("templates/model_card.md").read_text()
     return template.format(
         yaml=yaml.safe_dump(metadata, sort_keys=False).strip(),

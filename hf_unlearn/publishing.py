@@ -147,6 +147,7 @@ class UnlearningPublishing:
         return UnlearningCardData(
             model_name=model_name or os.path.basename(os.path.normpath(args.output_dir)),
             base_model=_base_model_name(self.model, config),
+            merged_adapter_base=getattr(self.model, "merged_adapter_base", ""),
             method=args.method,
             scenario=self.scenario,
             forget_count=len(self.forget_dataset),

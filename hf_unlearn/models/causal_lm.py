@@ -21,8 +21,12 @@ def load_causal_lm(
     """The model (in ``dtype``) and its tokenizer from a folder or Hub id, optionally from ``gguf_file`` in it."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .adapters import is_adapter_folder, load_merged_adapter, processor_path
+
     options = {"gguf_file": gguf_file} if gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(path, **options)
+    tokenizer = AutoTokenizer.from_pretrained(processor_path(path), **options)
+    if is_adapter_folder(path) and not gguf_file:  # a LoRA adapter: merged into its base (models/adapters.py)
+        return load_merged_adapter(path, AutoModelForCausalLM).to(dtype), tokenizer
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **options)
     if gguf_file:
         drop_dequantised_marker(model)

@@ -50,6 +50,7 @@ from ..data.loading import (
 from ..evaluation import evaluate_unlearning, per_example_loss, write_report
 from ..exact import TrainingRecipe, retrain_from_scratch
 from ..hub import public_name
+from ..models.adapters import is_adapter_folder, load_merged_adapter, model_config_path, processor_path
 from ..models.causal_lm import load_causal_lm
 from ..protection import SpaceProtection, SpaceSettings
 from ..trainer import UnlearningTrainer
@@ -67,6 +68,11 @@ class LoadedTask(NamedTuple):
     processing_class: Any
     kept_rows: list[int] | None  # the training file's rows that ``train`` kept (None: all of them)
     label_names: dict[str, int] | None = None  # name -> id when the files name their labels
+
+
+def load_classifier(path: str, auto_class):
+    """A saved classifier, or a LoRA adapter folder merged into its base (models/adapters.py)."""
+    return load_merged_adapter(path, auto_class) if is_adapter_folder(path) else auto_class.from_pretrained(path)
 
 
 def load_model_and_data(script_args: ScriptArguments) -> LoadedTask:
@@ -88,14 +94,14 @@ def load_model_and_data(script_args: ScriptArguments) -> LoadedTask:
         eval_split = script_args.eval_split or next((s for s in ("validation", "test") if s in data), None)
         return LoadedTask(model, data, eval_split, processing_class, kept_rows)
     if script_args.text_column:
-        processing_class = AutoTokenizer.from_pretrained(script_args.model_name_or_path)
+        processing_class = AutoTokenizer.from_pretrained(processor_path(script_args.model_name_or_path))
         data = tokenize(data, processing_class, script_args.text_column, script_args.max_length)
-        model = AutoModelForSequenceClassification.from_pretrained(script_args.model_name_or_path)
+        model = load_classifier(script_args.model_name_or_path, AutoModelForSequenceClassification)
     else:
         if script_args.image_column:
-            processing_class = AutoImageProcessor.from_pretrained(script_args.model_name_or_path)
+            processing_class = AutoImageProcessor.from_pretrained(processor_path(script_args.model_name_or_path))
             data = process_images(data, processing_class, script_args.image_column)
-        model = AutoModelForImageClassification.from_pretrained(script_args.model_name_or_path)
+        model = load_classifier(script_args.model_name_or_path, AutoModelForImageClassification)
     data, label_names = encode_labels(data, model.config)  # "ham"/"spam" in a csv become the model's ids
     eval_split = script_args.eval_split or next((s for s in ("validation", "test") if s in data), None)
     return LoadedTask(model, data.with_format("torch"), eval_split, processing_class, kept_rows, label_names)
@@ -132,7 +138,7 @@ def is_causal_lm_task(script_args: ScriptArguments) -> bool:
         return True
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    architectures = AutoConfig.from_pretrained(script_args.model_name_or_path).architectures or []
+    architectures = AutoConfig.from_pretrained(model_config_path(script_args.model_name_or_path)).architectures or []
     causal = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
     return any(a in causal or a.endswith("ForCausalLM") for a in architectures)
 
