@@ -272,6 +272,11 @@ def test_card_metadata_holds_the_measured_metrics_and_names_adapters():
     assert "model-index" not in yaml.safe_load(render_model_card(_card_data()).split("---")[1])  # nothing measured
     adapter = dataclasses.replace(_card_data(), adapter=True)
     assert yaml.safe_load(render_model_card(adapter).split("---")[1])["library_name"] == "peft"
+    # an adapter merged before unlearning: a full model whose Hub base is the adapter's base, and the card says so
+    merged = render_model_card(dataclasses.replace(_card_data(), merged_adapter_base="org/base-model"))
+    merged_metadata = yaml.safe_load(merged.split("---")[1])
+    assert merged_metadata["base_model"] == "org/base-model" and merged_metadata["library_name"] == "transformers"
+    assert "The LoRA adapter was merged into its base, org/base-model, before unlearning" in merged
     # an undefined MIA (one kept class) is left out of the metadata and the gap, and reads n/a in the table
     nan = float("nan")
     one_class = {name: {**row, "MIA": nan} for name, row in COMPARISON.items()}

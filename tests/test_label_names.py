@@ -102,3 +102,17 @@ def test_the_text_recipe_forgets_a_class_named_in_a_csv_of_names(tmp_path):
     # the original predicted these rows right (a reversed mapping would start at 0 %), the unlearned one does not
     assert "class removal" in card and "accuracy: forget 100.0 → 0.0 %" in card, card
     assert metrics["eval_forget_accuracy"] == 0.0 and metrics["eval_test_accuracy_kept_classes"] >= 90.0
+
+
+def test_multi_label_and_regression_models_are_refused_before_anything_runs():
+    class Model:
+        def __init__(self, problem_type=None):
+            self.config = _config()
+            self.config.problem_type = problem_type
+
+    for problem in ("regression", "multi_label_classification"):
+        with pytest.raises(ValueError, match=f"problem_type is '{problem}'.*one class per example"):
+            check_label_range(Model(problem), forget=Dataset.from_dict({"x": [0], "labels": [1]}))
+    vectors = Dataset.from_dict({"x": [0, 1], "labels": [[1.0, 0.0], [0.0, 1.0]]})
+    with pytest.raises(ValueError, match=r"label vector per example \(shape \(2, 2\)\)"):
+        check_label_range(Model(), forget=vectors)

@@ -10,11 +10,24 @@ from .columns import label_array
 
 def check_label_range(model: nn.Module, **datasets) -> None:
     """Refuse examples whose labels the model cannot have been trained on (before anything changes)."""
-    num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+    config = getattr(model, "config", None)
+    num_labels = getattr(config, "num_labels", None)
+    problem = getattr(config, "problem_type", None)
+    if problem in ("regression", "multi_label_classification"):
+        raise ValueError(
+            f"The model's problem_type is {problem!r}: unlearning here needs one class per example (its stop rules, "
+            "guard and metrics read accuracy and the true label's probability), so this model cannot be unlearned "
+            "with hf_unlearn."
+        )
     for name, dataset in datasets.items():
         if dataset is None or num_labels is None:
             continue
         labels = label_array(dataset)
+        if labels.ndim > 1:
+            raise ValueError(
+                f"The {name} set has a label vector per example (shape {labels.shape}): a multi-label or soft-label "
+                "task. Unlearning here needs one class id per example."
+            )
         if labels.dtype.kind in "USO":
             raise ValueError(
                 f"The {name} set's labels are names (e.g. {str(labels.flat[0])!r}), not the ids the model predicts. "
