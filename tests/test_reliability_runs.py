@@ -281,3 +281,23 @@ def test_a_reference_recipe_left_at_its_defaults_is_recognised():
         ScriptArguments(model_name_or_path="m", mia_draws=0)
     assert not untouched_retrain_recipe(ScriptArguments(model_name_or_path="m", retrain_epochs=5))
     assert not untouched_retrain_recipe(ScriptArguments(model_name_or_path="m", retrain_batch_size=64))
+
+
+def test_the_reference_recipe_carries_weight_decay_and_label_smoothing_into_training_and_its_cache_key(digits):
+    from transformers import PretrainedConfig
+
+    from hf_unlearn.exact.retrain import retrain_key
+    from hf_unlearn.scripts.arguments import ScriptArguments, reference_recipe, reference_recipe_words
+
+    plain = ScriptArguments(model_name_or_path="m", retrain_batch_size=64)
+    smoothed = ScriptArguments(model_name_or_path="m", retrain_batch_size=64, retrain_weight_decay=0.05,
+                               retrain_label_smoothing=0.1)
+    recipe = reference_recipe(smoothed, world_size=2, seed=3)
+    arguments = recipe.training_arguments("unused")
+    assert (arguments.label_smoothing_factor, arguments.weight_decay) == (0.1, 0.05)
+    assert recipe.per_device_train_batch_size == 32 and recipe.seed == 3  # the batch is split over processes
+    assert reference_recipe_words(smoothed).endswith("batch 64, weight decay 0.05, label smoothing 0.1")
+    assert reference_recipe_words(plain).endswith("batch 64")
+    # a reference trained with smoothed labels is another model: never served from the plain one's cache
+    config, retain = PretrainedConfig(), digits["train"].select(range(20))
+    assert retrain_key(config, retain, recipe) != retrain_key(config, retain, reference_recipe(plain, 2, 3))

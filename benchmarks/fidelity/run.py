@@ -55,7 +55,7 @@ KEYS = ("UA", "RA", "TA", "MIA")
 
 def _cached_original(cache: Path, scenario, data, tokenizer, seed: int):
     """The original model and its space, trained/built once per family and seed (cached on disk)."""
-    path = cache / f"{scenario.family}-seed{seed}"
+    path = cache / f"{scenario.family}{scenario.variant}-seed{seed}"
     collate = DataCollatorWithPadding(tokenizer) if tokenizer is not None else default_data_collator
     model_class = type(new_model(scenario.family, seed))
     if (path / "core_gradient_space" / "cgs_config.json").is_file():

@@ -38,6 +38,7 @@ class TrainingRecipe:
     optim: str = "adamw_torch"
     weight_decay: float = 0.0
     lr_scheduler_type: str = "linear"
+    label_smoothing_factor: float = 0.0  # a model trained with smoothed labels is never fully sure of any example
     seed: int = 0
 
     def training_arguments(self, output_dir: str, **overrides) -> TrainingArguments:

@@ -19,6 +19,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from ..arguments import UnlearningArguments
+from ..exact import TrainingRecipe
 from ..methods import METHODS, get_method, hyperparameter_owners
 
 
@@ -79,6 +80,10 @@ class ScriptArguments:
     retrain_batch_size: int = field(
         default=32,
         metadata={"help": "Batch size of the original recipe: what one optimizer step saw, split over the processes."},
+    )
+    retrain_weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay of the original recipe."})
+    retrain_label_smoothing: float = field(
+        default=0.0, metadata={"help": "label_smoothing_factor of the original recipe (e.g. 0.1 for many ViT recipes)."}
     )
     retrain_cache_dir: str | None = field(default=None, metadata={"help": "Where retrained references are cached."})
     mia_draws: int = field(
@@ -159,6 +164,29 @@ class ForgetSetArguments:
             seed=self.forget_seed,
             filter_expression=self.forget_filter,
         )
+
+
+def reference_recipe(script_args: ScriptArguments, world_size: int, seed: int) -> TrainingRecipe:
+    """The original's recipe as the ``--retrain_*`` flags give it, for the reference trained without the forget set."""
+    return TrainingRecipe(
+        num_train_epochs=script_args.retrain_epochs,
+        learning_rate=script_args.retrain_learning_rate,
+        per_device_train_batch_size=per_process_batch(script_args.retrain_batch_size, world_size),
+        weight_decay=script_args.retrain_weight_decay,
+        label_smoothing_factor=script_args.retrain_label_smoothing,
+        seed=seed,
+    )
+
+
+def reference_recipe_words(script_args: ScriptArguments) -> str:
+    """The reference's recipe in words, for the log, the card and the report."""
+    words = (f"for {script_args.retrain_epochs:g} epochs at learning rate {script_args.retrain_learning_rate:g}, "
+             f"batch {script_args.retrain_batch_size}")
+    if script_args.retrain_weight_decay:
+        words += f", weight decay {script_args.retrain_weight_decay:g}"
+    if script_args.retrain_label_smoothing:
+        words += f", label smoothing {script_args.retrain_label_smoothing:g}"
+    return words
 
 
 def per_process_batch(total: int, world_size: int) -> int:

@@ -20,7 +20,7 @@ from ..data.columns import keep_model_columns, label_array
 from ..evaluation import avg_gap, evaluate_unlearning
 from ..exact import TrainingRecipe, retrain_from_scratch
 from ..sequential import SUMMARY_FILE, SequentialUnlearning
-from .arguments import ForgetSetArguments, ScriptArguments, per_process_batch
+from .arguments import ForgetSetArguments, ScriptArguments, reference_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +80,7 @@ def run_sequential(script_args: ScriptArguments, forget_args: ForgetSetArguments
     requests = split_requests(indices, forget_args, train)
     recipe = None
     if script_args.compare_with_retrain:
-        batch = per_process_batch(script_args.retrain_batch_size, args.world_size)
-        recipe = TrainingRecipe(num_train_epochs=script_args.retrain_epochs,
-                                learning_rate=script_args.retrain_learning_rate,
-                                per_device_train_batch_size=batch, seed=args.seed)
+        recipe = reference_recipe(script_args, args.world_size, args.seed)
     comparison = None
     if test is not None:
         comparison = RetrainComparison(

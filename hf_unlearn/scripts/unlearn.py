@@ -48,14 +48,21 @@ from ..data.loading import (
     tokenize,
 )
 from ..evaluation import evaluate_unlearning, per_example_loss, write_report
-from ..exact import TrainingRecipe, retrain_from_scratch
+from ..exact import retrain_from_scratch
 from ..hub import public_name
 from ..models.adapters import is_adapter_folder, load_merged_adapter, model_config_path, processor_path
 from ..models.causal_lm import load_causal_lm
 from ..protection import SpaceProtection, SpaceSettings
 from ..trainer import UnlearningTrainer
 from ..zero3 import loading_whole
-from .arguments import ForgetSetArguments, ScriptArguments, parse_args, per_process_batch
+from .arguments import (
+    ForgetSetArguments,
+    ScriptArguments,
+    parse_args,
+    per_process_batch,
+    reference_recipe,
+    reference_recipe_words,
+)
 from .sequential import run_sequential
 
 logger = logging.getLogger(__name__)
@@ -260,12 +267,7 @@ def untouched_retrain_recipe(script_args) -> bool:
 
 def compare_with_retrain(script_args, trainer, original, forget, retain, test) -> dict[str, dict[str, float]]:
     """Retrain without the forget set (cached), evaluate original / retrain / unlearned, write the report."""
-    recipe = TrainingRecipe(
-        num_train_epochs=script_args.retrain_epochs,
-        learning_rate=script_args.retrain_learning_rate,
-        per_device_train_batch_size=per_process_batch(script_args.retrain_batch_size, trainer.args.world_size),
-        seed=trainer.args.seed,
-    )
+    recipe = reference_recipe(script_args, trainer.args.world_size, trainer.args.seed)
     cache = script_args.retrain_cache_dir or str(Path(trainer.args.output_dir) / "retrain_cache")
     base = script_args.retrain_base_model
     overrides = {}
@@ -281,8 +283,7 @@ def compare_with_retrain(script_args, trainer, original, forget, retain, test) -
         training_overrides=overrides,
     )
     start = f"fine-tuned from `{public_name(base)}`" if base else "trained from a random initialisation"
-    start += f" for {script_args.retrain_epochs:g} epochs at learning rate {script_args.retrain_learning_rate:g}, " \
-        f"batch {script_args.retrain_batch_size}"
+    start += f" {reference_recipe_words(script_args)}"
     logger.info("Reference: %s on the retain set", start)
     if untouched_retrain_recipe(script_args):
         # a new user's ResNet trained 5 epochs was compared with a 40-epoch reference: Avg. Gap 2.11 "farther than
