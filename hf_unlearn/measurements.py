@@ -226,7 +226,7 @@ class UnlearningMeasurements:
         for size in CLOSER_SIZES:
             before, after = self.utility_against(start, size, known_before, known_after)
             drops = utility_drops(before, after, tolerance)
-            near = any(after[k] < before[k] - tolerance + CLOSER_MARGIN for k in before if k in after)
+            near = near_tolerance(before, after, tolerance)
             whole = self.retain_dataset is None or len(self.retain_dataset) <= size  # a larger sample is the same
             if drops or not near or whole:
                 break
@@ -294,6 +294,13 @@ def utility_drops(before: dict[str, float], after: dict[str, float], tolerance: 
         for name in before
         if name in after and after[name] < before[name] - tolerance
     ]
+
+
+def near_tolerance(before: dict[str, float], after: dict[str, float], tolerance: float) -> bool:
+    """A retain-accuracy drop within ``CLOSER_MARGIN`` of the tolerance: a larger sample may put it past the line
+    (the whole validation set is already read whole, so only the retain sample can tell more)."""
+    key = "retain accuracy"
+    return key in before and key in after and after[key] < before[key] - tolerance + CLOSER_MARGIN
 
 
 def weights_summary(model: nn.Module) -> torch.Tensor:

@@ -30,7 +30,7 @@ from .data.requests import check_label_range, detect_scenario
 from .data.streams import ForgetRetainDataset, TwoStreamCollator
 from .engines import check_engine
 from .gc_utils import frozen_heap
-from .measurements import LM_SAMPLE_RULE, UnlearningMeasurements, utility_drops, weights_summary
+from .measurements import LM_SAMPLE_RULE, UnlearningMeasurements, near_tolerance, utility_drops, weights_summary
 from .methods import get_method
 from .protection import (
     SpaceProtection,
@@ -314,8 +314,11 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             # that moved the weights (its start metrics then hold the lower of two readings)
             exact = not self.control_callback.setup_changed_weights  # start = the original: its metrics are known
             known = self.outcome.final if exact else None
-            drops = utility_drops(utility_before, self.full_utility(known=known), args.utility_tolerance)
-            if not drops and self.outcome.backtracks:  # the guard saw damage on its samples: look closer
+            after = self.full_utility(known=known)
+            drops = utility_drops(utility_before, after, args.utility_tolerance)
+            # look closer when the guard saw damage on its samples, or the 256-example look came near the line
+            # (EUPMU on a label-smoothed ResNet: no rollback, −3.3 points on 1 000 retain examples, unflagged)
+            if not drops and (self.outcome.backtracks or near_tolerance(utility_before, after, args.utility_tolerance)):
                 initial = self.outcome.initial if exact else None
                 drops = self.closer_look(self.control_callback.start, args.utility_tolerance, initial, known)
             self.outcome.warnings += drops
