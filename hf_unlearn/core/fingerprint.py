@@ -138,7 +138,8 @@ def model_fingerprint(
         if not hasattr(model, "merge_and_unload"):
             raise CGSMismatchError(
                 "The model carries adapters but cannot merge them (e.g. loaded with transformers' load_adapter): "
-                "wrap it with peft.PeftModel, or merge the adapter into the weights first."
+                "wrap it with peft.PeftModel, or merge the adapter into the weights first (a saved adapter folder: "
+                "hf_unlearn.models.adapters.load_merged_adapter(folder, AutoModelForSequenceClassification))."
             )
         model, modules = copy.deepcopy(model).merge_and_unload(), None
     modules = dict(modules) if modules is not None else dict(model.named_modules())
