@@ -79,3 +79,20 @@ def test_the_recipe_unlearns_an_adapter_folder_and_saves_the_merged_model(tmp_pa
     wanted = sum("prize" in line for line in messages.read_text().splitlines()[1:])
     assert [entry["num_examples"] for entry in ledger] == [wanted]  # the saved space matched the merged weights
     assert "The LoRA adapter was merged into its base, a local model (base)" in (out / "README.md").read_text()
+
+
+def test_an_adapter_injected_by_transformers_is_refused_with_the_way_to_merge_it(tmp_path):
+    """transformers loads an adapter folder into the plain model class (LoRA layers, no PeftModel): its space could
+    not describe the weights the model predicts with, so it is refused and the merge is named."""
+    from datasets import Dataset
+
+    from hf_unlearn import CoreGradientSpace
+    from hf_unlearn.core import CGSMismatchError
+
+    folder, _, _, batch = _adapter(tmp_path)
+    injected = AutoModelForSequenceClassification.from_pretrained(folder)
+    assert type(injected).__name__ == "BertForSequenceClassification" and hasattr(injected, "peft_config")
+    data = Dataset.from_dict({"input_ids": batch["input_ids"][:16].tolist(),
+                              "attention_mask": batch["attention_mask"][:16].tolist(), "labels": [0, 1] * 8})
+    with pytest.raises(CGSMismatchError, match="carries adapters.*load_merged_adapter"):
+        CoreGradientSpace.from_model(injected, data, show_progress=False)
