@@ -23,11 +23,13 @@ def _config(id2label=None, num_labels=2):
 
 def test_names_take_the_sorted_order_when_the_config_has_placeholders_and_say_so(caplog):
     data = _names(["spam", "ham", "spam", "ham"], validation=["spam"])
+    data["unlabelled"] = Dataset.from_dict({"x": [1, 2]})  # a split without labels passes through untouched
     with caplog.at_level(logging.WARNING):
         encoded, mapping = encode_labels(data, _config())
     assert mapping == {"ham": 0, "spam": 1}
     assert encoded["train"]["labels"] == [1, 0, 1, 0] and encoded["validation"]["labels"] == [1]
     assert encoded["train"].features["labels"] == Value("int64")  # a collator gets ints, not '1'
+    assert encoded["unlabelled"]["x"] == [1, 2]
     assert "sorted order" in caplog.text and "'spam' -> 1" in caplog.text
 
 

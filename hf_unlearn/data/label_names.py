@@ -75,9 +75,13 @@ def encode_labels(data: DatasetDict, config) -> tuple[DatasetDict, dict[str, int
         logger.warning("Labels are names and the model's config names none; mapped them in sorted order, %s (as "
                        "transformers' text-classification example does). If the model was trained with another "
                        "order, save its id2label/label2id in config.json first.", words)
-    encoded = data.map(lambda batch: {"labels": [mapping[str(v)] for v in batch["labels"]]}, batched=True,
-                       desc="Label names to ids")
-    return encoded.cast_column("labels", Value("int64")), mapping  # map keeps the string type otherwise
+    encoded = DatasetDict({
+        name: split.map(lambda batch: {"labels": [mapping[str(v)] for v in batch["labels"]]}, batched=True,
+                        desc="Label names to ids").cast_column("labels", Value("int64"))  # map keeps the strings' type
+        if "labels" in split.column_names else split
+        for name, split in data.items()
+    })
+    return encoded, mapping
 
 
 def _class_label_ids(data: DatasetDict) -> dict[str, int] | None:

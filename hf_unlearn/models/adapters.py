@@ -19,7 +19,7 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 ADAPTER_CONFIG = "adapter_config.json"
-_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # PEFT's default; an older .bin adapter loads without the head's size
 
 
 def is_adapter_folder(path: str | Path) -> bool:
@@ -39,7 +39,7 @@ def adapter_base(path: str | Path) -> str:
 
 def _saved_head_labels(path: Path) -> int | None:
     """How many labels the adapter's saved classifier head predicts (its ``modules_to_save`` copy), if saved."""
-    weights = path / _WEIGHTS[0]
+    weights = path / ADAPTER_WEIGHTS
     if not weights.is_file():
         return None
     from safetensors import safe_open
