@@ -161,10 +161,10 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
     refuse_under_zero3(script_args, forget_args, args)
     with loading_whole():  # ZeRO-3 partitions the weights when training starts, after the checks that read them
         model, data, eval_split, processing_class, kept_rows, label_names = load_model_and_data(script_args)
-    if forget_args.forget_class:  # names ("spam") as well as ids
-        forget_args.forget_class = class_ids(forget_args.forget_class, label_names, model.config)
     if is_causal_lm(model):
         refuse_for_causal_lm(script_args, forget_args, args)
+    if forget_args.forget_class:  # names ("spam") as well as ids
+        forget_args.forget_class = class_ids(forget_args.forget_class, label_names, model.config)
     if script_args.compare_with_retrain:
         per_process_batch(script_args.retrain_batch_size, args.world_size)  # refused before anything runs
     train = data[script_args.train_split]
