@@ -23,6 +23,7 @@ from .callbacks import StepHooksCallback, resolve_stop_rule
 from .checkpoints import check_resume, request_digest, resolve_resume, write_checkpoint_extras
 from .control import ControlSettings, RunOutcome, UnlearningControl
 from .core import CGSMismatchError, CoreGradientSpace, fingerprint_examples
+from .core.processing import is_tokenizer
 from .data.causal_lm import is_causal_lm, prepare_causal_lm_sets
 from .data.checks import check_model_inputs, check_request_inputs
 from .data.columns import keep_model_columns, label_array
@@ -116,7 +117,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             self.original_model_inputs = sets["original"]
         if data_collator is None:
             data_collator = (
-                DataCollatorWithPadding(processing_class) if hasattr(processing_class, "pad") else default_data_collator
+                DataCollatorWithPadding(processing_class) if is_tokenizer(processing_class) else default_data_collator
             )
         self.base_collator = data_collator
         self.protection: SpaceProtection | None = None

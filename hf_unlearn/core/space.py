@@ -26,6 +26,7 @@ from .fingerprint import LOCAL_KEY, fingerprint_examples, model_fingerprint
 from .layers import TRANSPOSED_LINEAR, LayerInfo
 from .ledger_key import KEY_ENV, key_id, key_path, ledger_key
 from .low_rank import LowRankGram, compress_grams, subtract_grams
+from .processing import is_tokenizer
 from .projection import LayerProjector
 from .shared_grams import share_equal
 from .space_io import load_space, save_space
@@ -131,7 +132,7 @@ class CoreGradientSpace:
             accepted = [c for c in data.column_names if c in parameters]
             if accepted:  # a forward(input) module takes none by name: its batches go as they are
                 model_inputs = data.select_columns(accepted)
-        if processing_class is not None and hasattr(processing_class, "pad"):
+        if is_tokenizer(processing_class):
             collect_kwargs.setdefault("collate_fn", lambda rows: processing_class.pad(rows, return_tensors="pt"))
         stats = collect_gram_matrices(
             model,

@@ -34,6 +34,7 @@ from transformers import (
 from .. import models  # noqa: F401  (registers the small CNN with the Auto classes)
 from ..arguments import UnlearningArguments
 from ..core import CoreGradientSpace
+from ..core.processing import is_tokenizer
 from ..core.space_io import CONFIG_NAME
 from ..data.causal_lm import CausalLMCollator, causal_lm_inputs, is_causal_lm
 from ..data.columns import keep_model_columns
@@ -185,7 +186,7 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
         raise ValueError("--compare_with_retrain needs a held-out split to measure test accuracy on.")
     space = named_space(script_args, args, model, train, processing_class)
     if forget_args.num_requests > 1:  # a model's life of requests, served one after another
-        collate = DataCollatorWithPadding(processing_class) if hasattr(processing_class, "pad") else None
+        collate = DataCollatorWithPadding(processing_class) if is_tokenizer(processing_class) else None
         return run_sequential(script_args, forget_args, args, model=model, train=train, test=test, indices=indices,
                               processing_class=processing_class, space=space,
                               collate_fn=collate or default_data_collator)
@@ -241,7 +242,7 @@ def named_space(script_args: ScriptArguments, args: UnlearningArguments, model, 
             "path, or add --build_core_gradient_space true to build it from the training set and write it there."
         )
     logger.info("Building the Core Gradient Space from %d training examples into %s", len(train), folder)
-    collate = DataCollatorWithPadding(processing_class) if hasattr(processing_class, "pad") else default_data_collator
+    collate = DataCollatorWithPadding(processing_class) if is_tokenizer(processing_class) else default_data_collator
     inputs = train
     if is_causal_lm(model):  # the space of the tokens the trainer will feed, fingerprints of the rows as given
         options = {"mask_prompt": args.lm_mask_prompt, "max_length": args.lm_max_length or script_args.max_length}
