@@ -212,6 +212,15 @@ class UnlearningArguments(TrainingArguments):
             )
         if self.remove_unused_columns:
             raise ValueError("remove_unused_columns must be False: unlearning batches carry forget and retain streams.")
+        if self.load_best_model_at_end:
+            # the Trainer would reload the checkpoint its metric liked best over the state the stop rule and the
+            # guard kept: with eval_forget_accuracy that is the untouched start, reported as unlearned
+            raise ValueError(
+                "load_best_model_at_end must be False: the unlearning control already keeps the state its stop rule "
+                "and utility guard chose, and a checkpoint picked by a metric could replace it with one the card "
+                "would misdescribe (by forget accuracy, the untouched original). Leave it off; the run's own "
+                "checkpoints still save with save_strategy."
+            )
         self.set_method_config(self.method_kwargs)
         check_training_values(self)
         if self.dataloader_pin_memory is None:  # pinning without an accelerator only warns, every epoch

@@ -200,6 +200,11 @@ def test_arguments_are_validated(tmp_path):
         _args(tmp_path, remove_unused_columns=True)
     with pytest.raises(ValueError, match="step_growth must be at least 1"):
         _args(tmp_path, step_growth=0.5)
+    # the Trainer would reload the checkpoint a metric liked best over the state the control kept (by forget
+    # accuracy: the untouched original, which the outcome and the card would call unlearned)
+    with pytest.raises(ValueError, match="load_best_model_at_end must be False"):
+        _args(tmp_path, load_best_model_at_end=True, eval_strategy="steps", save_strategy="steps",
+              metric_for_best_model="eval_forget_accuracy")
     args = _args(tmp_path)
     assert args.method == "pgu" and args.optim == "sgd" and args.remove_unused_columns is False
 
