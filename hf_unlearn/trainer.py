@@ -392,6 +392,10 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         super().log(logs, start_time)
 
     # ------------------------------------------------------------------ evaluation
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test"):
+        """The Trainer's predict on the model's input columns (the Trainer's own pruning is off: see arguments)."""
+        return super().predict(keep_model_columns(self.model, test_dataset), ignore_keys, metric_key_prefix)
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         if eval_dataset is not None:
             self.eval_dataset = keep_model_columns(self.model, eval_dataset)

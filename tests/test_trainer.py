@@ -431,3 +431,30 @@ def test_the_end_of_run_look_reads_only_what_the_checks_did_not_and_gets_the_sam
     alone = trainer.full_utility()
     assert read == [len(digits["validation"]), 256]
     assert alone["validation accuracy"] == pytest.approx(shared["validation accuracy"], abs=1e-4)
+
+
+def test_predict_works_on_a_plain_test_set_with_its_raw_text_column(tmp_path):
+    """Trainer.predict on the unlearning trainer: plain rows collated as the model's own (the two-stream collator once
+    turned each row into a dict of streams), and the raw text column dropped (the tokenizer cannot pad it)."""
+    import csv
+
+    from datasets import Dataset
+    from text_fixtures import save_text_model, write_messages
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    messages = write_messages(tmp_path / "messages.csv", n=80)
+    folder = save_text_model(tmp_path / "model", messages, epochs=5)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    rows = list(csv.DictReader(open(messages)))
+    data = Dataset.from_dict({"text": [r["text"] for r in rows], "labels": [int(r["label"]) for r in rows]})
+    data = data.map(lambda b: tokenizer(b["text"], truncation=True), batched=True)
+    forget, retain = split_forget_retain(data.select(range(60)), list(range(6)))
+    trainer = UnlearningTrainer(model=AutoModelForSequenceClassification.from_pretrained(folder),
+                                args=_args(tmp_path, method="finetune"), forget_dataset=forget, retain_dataset=retain,
+                                eval_dataset=data.select(range(60, 80)), processing_class=tokenizer)
+    test = data.select(range(60, 80))
+    output = trainer.predict(test)
+    assert output.predictions.shape == (20, 2) and "test_loss" in output.metrics
+    labels = torch.as_tensor(label_array(test))
+    predicted = 100.0 * float((torch.as_tensor(output.predictions).argmax(-1) == labels).float().mean())
+    assert abs(predicted - trainer.evaluate(test)["eval_test_accuracy"]) < 1e-4  # the same model, the same rows

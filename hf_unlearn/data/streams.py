@@ -56,4 +56,6 @@ class TwoStreamCollator:
         self.base = base
 
     def __call__(self, features: list[dict]) -> dict:
+        if "forget" not in features[0]:  # plain rows (Trainer.predict on a test set): the model's own collation
+            return self.base(features)
         return {stream: self.base([f[stream] for f in features]) for stream in features[0]}
