@@ -258,6 +258,10 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         """Unlearn. ``resume_from_checkpoint=True`` (or "last") resumes from the newest complete checkpoint."""
         resume_from_checkpoint = resolve_resume(resume_from_checkpoint, self.args.output_dir)
+        if self._prepared and self.outcome is not None and self.outcome.unlearned and not resume_from_checkpoint:
+            raise RuntimeError("This trainer already carried out its request (recorded in its space's ledger); "
+                               "a second train() would unlearn the same examples again from the unlearned weights. "
+                               "Start a new UnlearningTrainer (core_gradient_space=trainer.core_gradient_space).")
         if resume_from_checkpoint:
             self.control_callback.resume_state = check_resume(
                 resume_from_checkpoint, self._request_digest(), self.args.method

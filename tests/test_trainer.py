@@ -458,3 +458,16 @@ def test_predict_works_on_a_plain_test_set_with_its_raw_text_column(tmp_path):
     labels = torch.as_tensor(label_array(test))
     predicted = 100.0 * float((torch.as_tensor(output.predictions).argmax(-1) == labels).float().mean())
     assert abs(predicted - trainer.evaluate(test)["eval_test_accuracy"]) < 1e-4  # the same model, the same rows
+
+
+def test_a_second_train_of_a_trainer_that_carried_out_its_request_is_refused(trained_model, digits, tmp_path):
+    """train() again would unlearn the same examples from the unlearned weights with no check run (the trainer is
+    prepared): refused before any weight changes; a new trainer on the updated space refuses the repeat by ledger."""
+    trainer = _trainer(trained_model, digits, random_indices(len(digits["train"]), 0.1, seed=0), tmp_path)
+    trainer.train()
+    assert trainer.outcome.unlearned and len(trainer.core_gradient_space.ledger) == 1
+    weights = {k: v.clone() for k, v in trained_model.state_dict().items()}
+    with pytest.raises(RuntimeError, match="already carried out its request"):
+        trainer.train()
+    assert all(torch.equal(v, trained_model.state_dict()[k]) for k, v in weights.items())
+    assert len(trainer.core_gradient_space.ledger) == 1
