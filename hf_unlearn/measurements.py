@@ -14,7 +14,7 @@ from torch import nn
 from transformers import EvalPrediction
 
 from .control import copy_weights, restore_weights
-from .data.columns import label_array
+from .data.columns import keep_model_columns, label_array
 from .data.memory import materialize
 from .evaluation.predict import collect_outputs, collect_token_outcomes, length_order
 
@@ -231,6 +231,18 @@ class UnlearningMeasurements:
             if drops or not near or whole:
                 break
         return drops
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test"):
+        """The Trainer's predict on the model's input columns (the Trainer's own pruning is off: see arguments)."""
+        return super().predict(keep_model_columns(self.model, test_dataset), ignore_keys, metric_key_prefix)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        if eval_dataset is not None:
+            self.eval_dataset = keep_model_columns(self.model, eval_dataset)
+        metrics = self.unlearning_metrics(metric_key_prefix)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
 
     def unlearning_metrics(self, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Accuracy (%) on the forget set, a retain sample and the eval set (kept classes in class mode); for a

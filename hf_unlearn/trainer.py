@@ -395,18 +395,5 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             logs = {**logs, **self.method.logs()}
         super().log(logs, start_time)
 
-    # ------------------------------------------------------------------ evaluation
-    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test"):
-        """The Trainer's predict on the model's input columns (the Trainer's own pruning is off: see arguments)."""
-        return super().predict(keep_model_columns(self.model, test_dataset), ignore_keys, metric_key_prefix)
-
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        if eval_dataset is not None:
-            self.eval_dataset = keep_model_columns(self.model, eval_dataset)
-        metrics = self.unlearning_metrics(metric_key_prefix)
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics
-
 
 __all__ = ["CGSMismatchError", "UnlearningTrainer"]
