@@ -170,6 +170,9 @@ def comparison_verdict(results: dict[str, dict[str, float]], method: str) -> str
     if not all(rows) or not all(k in row for row in rows for k in keys):
         return ""
     after, before = avg_gap(unlearned, reference, keys), avg_gap(original, reference, keys)
+    if round(after, 2) == round(before, 2):  # a request that took no step reads exactly as the original
+        return (f"As far from retraining as the original: Avg. Gap {after:.2f}, the untouched original's too (the run "
+                "left the model where it was, or moved it by less than the table shows).")
     if after > before:
         return (f"**Farther from retraining than the original:** Avg. Gap {after:.2f} against the untouched "
                 f"original's {before:.2f}. On this request the run did not bring the model closer to one "

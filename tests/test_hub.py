@@ -236,6 +236,11 @@ def test_render_model_card_on_hand_made_numbers():
     worse = {**COMPARISON, "original": {"UA": 99.0, "RA": 99.0, "TA": 97.5, "MIA": 100.0}}  # gap 0.25
     card = render_model_card(_card_data(worse))
     assert "**Farther from retraining than the original:** Avg. Gap 1.75 against the untouched original's 0.25" in card
+    # a request that took no step: the unlearned model is the original, neither closer nor farther
+    unchanged = {**COMPARISON, "original": dict(COMPARISON["pgu"])}
+    card = render_model_card(_card_data(unchanged))
+    assert "As far from retraining as the original: Avg. Gap 1.75, the untouched original's too" in card
+    assert "Closer to retraining" not in card and "Farther from retraining" not in card
     incomplete = {k: v for k, v in COMPARISON.items() if k != "original"}
     assert "than the original" not in render_model_card(_card_data(incomplete))
 
