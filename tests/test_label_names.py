@@ -100,6 +100,13 @@ def test_the_text_recipe_forgets_a_class_named_in_a_csv_of_names(tmp_path):
     spam = sum(line.endswith(",spam") for line in files["train"].read_text().splitlines())
     assert [entry["num_examples"] for entry in ledger] == [spam] and 0 < spam < 160  # every spam row, no ham
     metrics = json.loads((out / "unlearning_metrics.json").read_text())
+    # the same request as a filter on the csv's own column and names
+    filtered = tmp_path / "filtered"
+    recipe.main(["--model_name_or_path", str(model), "--data_files", str(files["train"]), "--validation_file",
+                 str(files["validation"]), "--text_column", "text", "--label_column", "label", "--forget_filter",
+                 "label==spam", "--output_dir", str(filtered), "--disable_tqdm", "true", "--logging_strategy", "no"])
+    ledger = json.loads((filtered / "core_gradient_space" / "cgs_config.json").read_text())["ledger"]
+    assert [entry["num_examples"] for entry in ledger] == [spam]
     card = (out / "README.md").read_text()
     # the original predicted these rows right (a reversed mapping would start at 0 %), the unlearned one does not
     assert "class removal" in card and "accuracy: forget 100.0 → 0.0 %" in card, card
@@ -118,3 +125,17 @@ def test_multi_label_and_regression_models_are_refused_before_anything_runs():
     vectors = Dataset.from_dict({"x": [0, 1], "labels": [[1.0, 0.0], [0.0, 1.0]]})
     with pytest.raises(ValueError, match=r"label vector per example \(shape \(2, 2\)\)"):
         check_label_range(Model(), forget=vectors)
+
+
+def test_a_forget_filter_on_the_label_column_takes_its_names():
+    from hf_unlearn.data.forget import indices_from_filter
+
+    data = Dataset.from_dict({"x": [0, 1, 2, 3], "labels": [1, 0, 1, 0]})
+    names = {"ham": 0, "spam": 1}
+    assert indices_from_filter(data, "label==spam", names, label_column="label") == [0, 2]  # the user's column name
+    assert indices_from_filter(data, 'labels in ["ham"]', names) == [1, 3]
+    assert indices_from_filter(data, "labels==1", names) == [0, 2]  # ids still work
+    with pytest.raises(ValueError, match="names label 'phish'; the labels are \\['ham', 'spam'\\]"):
+        indices_from_filter(data, "label==phish", names, label_column="label")
+    with pytest.raises(ValueError, match="column 'label' is not in the dataset"):
+        indices_from_filter(data, "label==spam")  # nothing says the column was renamed

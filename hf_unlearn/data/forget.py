@@ -63,9 +63,25 @@ def _parse_value(text: str):
         return text.strip("'\"")
 
 
-def indices_from_filter(dataset, expression: str) -> list[int]:
+def _label_ids(value, label_names: dict[str, int]):
+    """A filter value on the label column, names ("spam") as the ids the column now holds."""
+    if isinstance(value, list):
+        return [_label_ids(v, label_names) for v in value]
+    if isinstance(value, str):
+        if value not in label_names:
+            raise ValueError(f"The forget filter names label {value!r}; the labels are {sorted(label_names)}.")
+        return label_names[value]
+    return value
+
+
+def indices_from_filter(
+    dataset, expression: str, label_names: dict[str, int] | None = None, label_column: str | None = None
+) -> list[int]:
     """``COLUMN OP VALUE``: OP in ==, !=, <, <=, >, >=; ``COLUMN in [v1, v2]``; on text columns
-    ``COLUMN contains "text"`` (case-sensitive substring) and ``COLUMN matches "regex"`` (``re.search``)."""
+    ``COLUMN contains "text"`` (case-sensitive substring) and ``COLUMN matches "regex"`` (``re.search``).
+
+    ``label_column``: the user's name for the label column, which the recipe renamed to ``labels``;
+    ``label_names``: name -> id when the files named their labels, so ``label==spam`` still means spam."""
     match = _FILTER.match(expression)
     if not match:
         raise ValueError(
@@ -73,12 +89,16 @@ def indices_from_filter(dataset, expression: str) -> list[int]:
             "'text contains \"555-0199\"' or 'text matches \"\\d{3}-\\d{4}\"'."
         )
     column, op, raw = match.group(1), match.group(2).strip(), match.group(3)
+    if column == label_column and column not in dataset.column_names and "labels" in dataset.column_names:
+        column = "labels"
     if column not in dataset.column_names:
         raise ValueError(f"Forget filter column {column!r} is not in the dataset (columns: {dataset.column_names}).")
     # text patterns are taken literally between their quotes: JSON parsing would turn a regex's \b into a backspace
     text_pattern = op in ("contains", "matches")
     quoted = len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\""
     value = (raw[1:-1] if quoted else raw) if text_pattern else _parse_value(raw)
+    if column == "labels" and label_names and not text_pattern:
+        value = _label_ids(value, label_names)
     values = column_array(dataset, column).tolist()
     if op in ("contains", "matches"):
         if values and not isinstance(values[0], str):
@@ -109,6 +129,8 @@ def select_forget_indices(
     fraction: float | None = None,
     seed: int = 0,
     filter_expression: str | None = None,
+    label_names: dict[str, int] | None = None,
+    label_column: str | None = None,
 ) -> list[int]:
     """Row indices of the forget set described one way only (a file, classes, a fraction or a filter)."""
     chosen = [n for n, v in (("index_file", index_file), ("classes", classes), ("fraction", fraction),
@@ -124,7 +146,7 @@ def select_forget_indices(
             raise ValueError(f"The forget fraction must lie in (0, 1), got {fraction}")
         indices = random_indices(len(dataset), fraction, seed)
     elif filter_expression:
-        indices = indices_from_filter(dataset, filter_expression)
+        indices = indices_from_filter(dataset, filter_expression, label_names, label_column)
     else:
         raise ValueError(
             "No forget set given: set one of forget_index_file, forget_class, forget_fraction or forget_filter."

@@ -174,7 +174,8 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
         file_rows = indices_from_file(selection["index_file"], len(kept_rows) + len(data[eval_split]))
         indices = file_rows_to_train_rows(file_rows, kept_rows)
     else:
-        indices = select_forget_indices(train, **selection)
+        indices = select_forget_indices(train, **selection, label_names=label_names,
+                                        label_column=script_args.label_column)
     forget, retain = split_forget_retain(train, indices)
     test = data[eval_split] if eval_split else None
     if test is None:
