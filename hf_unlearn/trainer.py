@@ -27,7 +27,7 @@ from .core.processing import is_tokenizer
 from .data.causal_lm import is_causal_lm, prepare_causal_lm_sets
 from .data.checks import check_model_inputs, check_request_inputs
 from .data.columns import keep_model_columns, label_array
-from .data.requests import check_label_range, detect_scenario
+from .data.requests import check_label_range, detect_scenario, require_label_ids
 from .data.streams import ForgetRetainDataset, TwoStreamCollator
 from .engines import check_engine
 from .gc_utils import frozen_heap
@@ -92,6 +92,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
                 where,
                 len(core_gradient_space.ledger),
             )
+        if not is_causal_lm(model):  # names ("spam") in the label column would surface as another error below
+            require_label_ids(forget=forget_dataset, retain=retain_dataset, eval=eval_dataset)
         check_request_inputs(
             forget=forget_dataset,
             retain=retain_dataset,

@@ -139,3 +139,16 @@ def test_a_forget_filter_on_the_label_column_takes_its_names():
         indices_from_filter(data, "label==phish", names, label_column="label")
     with pytest.raises(ValueError, match="column 'label' is not in the dataset"):
         indices_from_filter(data, "label==spam")  # nothing says the column was renamed
+
+
+def test_the_trainer_refuses_label_names_before_any_other_check(trained_model, digits, tmp_path):
+    """The root cause first: with names in the label column the overlap and membership checks would refuse the rows
+    for looking unlike the training data, which says nothing about the fix."""
+    from hf_unlearn import UnlearningArguments, UnlearningTrainer
+
+    named = digits["train"].select(range(60)).cast_column("labels", Value("string"))
+    args = UnlearningArguments(output_dir=str(tmp_path), method="finetune", report_to="none")
+    with pytest.raises(ValueError, match="forget set's labels are names"):
+        # rows 10-19 in both sets: without the early check the overlap check refused them first
+        UnlearningTrainer(model=trained_model, args=args, forget_dataset=named.select(range(20)),
+                          retain_dataset=named.select(range(10, 60)), original_dataset=digits["train"])

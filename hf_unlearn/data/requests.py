@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from .columns import label_array
+from .columns import label_array, label_column
 
 
 def check_label_range(model: nn.Module, **datasets) -> None:
@@ -23,25 +23,38 @@ def check_label_range(model: nn.Module, **datasets) -> None:
         if dataset is None or num_labels is None:
             continue
         labels = label_array(dataset)
-        if labels.ndim > 1:
-            raise ValueError(
-                f"The {name} set has a label vector per example (shape {labels.shape}): a multi-label or soft-label "
-                "task. Unlearning here needs one class id per example."
-            )
-        if labels.dtype.kind in "USO":
-            raise ValueError(
-                f"The {name} set's labels are names (e.g. {str(labels.flat[0])!r}), not the ids the model predicts. "
-                "Map them first: datasets, mapping = hf_unlearn.data.label_names.encode_labels(DatasetDict(...), "
-                "model.config), or dataset.map(lambda r: {'labels': model.config.label2id[r['labels']]})."
-            )
-        if labels.dtype.kind == "f" and labels.size and not np.all(labels == np.round(labels)):
-            raise ValueError(f"The {name} set's labels are not whole numbers (e.g. {labels.flat[0]}): a classifier's "
-                             "labels are class ids.")
+        _require_ids(name, labels)
         if labels.size and (labels.min() < 0 or labels.max() >= num_labels):
             raise ValueError(
                 f"The {name} set has labels in [{int(labels.min())}, {int(labels.max())}] but the model has "
                 f"{num_labels} labels: these examples cannot come from this model's training data."
             )
+
+
+def require_label_ids(**datasets) -> None:
+    """Names, fractions or vectors where class ids belong, refused first: every later check reads the labels (a
+    csv of "ham"/"spam" otherwise surfaced as an overlap or membership error)."""
+    for name, dataset in datasets.items():
+        if dataset is not None and label_column(dataset) is not None:
+            _require_ids(name, label_array(dataset))
+
+
+def _require_ids(name: str, labels: np.ndarray) -> None:
+    if labels.ndim > 1:
+        raise ValueError(
+            f"The {name} set has a label vector per example (shape {labels.shape}): a multi-label or soft-label "
+            "task. Unlearning here needs one class id per example."
+        )
+    if labels.dtype.kind in "USO":
+        raise ValueError(
+            f"The {name} set's labels are names (e.g. {str(labels.flat[0])!r}), not the ids the model predicts. "
+            "Map them first: data, names = hf_unlearn.data.label_names.encode_labels(DatasetDict(train=train, "
+            "validation=validation), model.config), or dataset.map(lambda r: {'labels': "
+            "model.config.label2id[r['labels']]})."
+        )
+    if labels.dtype.kind == "f" and labels.size and not np.all(labels == np.round(labels)):
+        raise ValueError(f"The {name} set's labels are not whole numbers (e.g. {labels.flat[0]}): a classifier's "
+                         "labels are class ids.")
 
 
 def detect_scenario(requested: str, forget_dataset, retain_dataset) -> str:
