@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 import hf_unlearn.models.adapters as adapters
 from hf_unlearn.models.adapters import is_adapter_folder, load_merged_adapter, processor_path
@@ -96,3 +96,27 @@ def test_an_adapter_injected_by_transformers_is_refused_with_the_way_to_merge_it
                               "attention_mask": batch["attention_mask"][:16].tolist(), "labels": [0, 1] * 8})
     with pytest.raises(CGSMismatchError, match="carries adapters.*load_merged_adapter"):
         CoreGradientSpace.from_model(injected, data, show_progress=False)
+
+
+def test_a_causal_lm_adapter_folder_loads_merged_with_the_tokenizer_it_saved(tmp_path):
+    from lm_fixtures import facts_and_tokenizer, tiny_gpt2
+
+    from hf_unlearn.models.causal_lm import load_causal_lm
+
+    _, tokenizer = facts_and_tokenizer()
+    config = LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["c_attn"], init_lora_weights=False)
+    built = tiny_gpt2(len(tokenizer))
+    built.save_pretrained(tmp_path / "base")
+    get_peft_model(built, config).save_pretrained(tmp_path / "orphan")  # a model built in memory: PEFT records no base
+    with pytest.raises(ValueError, match="names no base_model_name_or_path"):
+        load_causal_lm(str(tmp_path / "orphan"))
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), config)
+    lora.save_pretrained(tmp_path / "adapter")
+    tokenizer.save_pretrained(tmp_path / "adapter")
+    model, loaded_tokenizer = load_causal_lm(str(tmp_path / "adapter"))
+    assert not [n for n, _ in model.named_parameters() if "lora" in n]
+    assert all(p.requires_grad for p in model.parameters())
+    assert len(loaded_tokenizer) == len(tokenizer) and model.merged_adapter_base == str(tmp_path / "base")
+    ids = torch.tensor([[1, 5, 6, 7]])
+    with torch.no_grad():  # init_lora_weights=False: a non-zero B, so the merge has something to add
+        torch.testing.assert_close(model.eval()(ids).logits, lora.eval()(ids).logits, rtol=1e-5, atol=1e-5)
