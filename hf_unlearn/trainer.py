@@ -27,7 +27,7 @@ from .core.processing import is_tokenizer
 from .data.causal_lm import is_causal_lm, prepare_causal_lm_sets
 from .data.checks import check_model_inputs, check_request_inputs
 from .data.columns import keep_model_columns, label_array
-from .data.requests import check_label_range, detect_scenario, require_label_ids
+from .data.requests import check_label_range, detect_scenario
 from .data.streams import ForgetRetainDataset, TwoStreamCollator
 from .engines import check_engine
 from .gc_utils import frozen_heap
@@ -92,8 +92,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
                 where,
                 len(core_gradient_space.ledger),
             )
-        if not is_causal_lm(model):  # names ("spam") in the label column would surface as another error below
-            require_label_ids(forget=forget_dataset, retain=retain_dataset, eval=eval_dataset)
+        if not is_causal_lm(model):  # first: names ("spam") in the label column would surface as another error below
+            check_label_range(model, forget=forget_dataset, retain=retain_dataset, eval=eval_dataset)
         check_request_inputs(
             forget=forget_dataset,
             retain=retain_dataset,
@@ -140,8 +140,6 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             retain=(self.retain_dataset, getattr(retain_dataset, "column_names", [])),
             eval=(model_eval, getattr(eval_dataset, "column_names", [])),
         )
-        if not self.causal_lm:  # an LM's labels are token ids, and it has no classes to remove
-            check_label_range(model, forget=self.forget_dataset, retain=self.retain_dataset, eval=model_eval)
         scenario = "samples" if self.causal_lm and args.scenario == "auto" else args.scenario
         self.scenario = detect_scenario(scenario, self.forget_dataset, self.retain_dataset)
         self._init_measurements()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from .columns import label_array, label_column
+from .columns import label_array
 
 
 def check_label_range(model: nn.Module, **datasets) -> None:
-    """Refuse examples whose labels the model cannot have been trained on (before anything changes)."""
+    """Refuse examples whose labels the model cannot have been trained on (before anything changes), and labels that
+    are not class ids: run first, as every later check reads the labels (a csv of "ham"/"spam" otherwise surfaced as
+    an overlap or membership error). Sets that are not ``datasets.Dataset`` are left to ``require_dataset``."""
     config = getattr(model, "config", None)
     num_labels = getattr(config, "num_labels", None)
     problem = getattr(config, "problem_type", None)
@@ -20,23 +22,17 @@ def check_label_range(model: nn.Module, **datasets) -> None:
             "with hf_unlearn."
         )
     for name, dataset in datasets.items():
-        if dataset is None or num_labels is None:
+        if dataset is None or num_labels is None or not hasattr(dataset, "column_names"):
             continue
         labels = label_array(dataset)
+        if not labels.size:  # an empty set is refused by name below (check_request_inputs)
+            continue
         _require_ids(name, labels)
-        if labels.size and (labels.min() < 0 or labels.max() >= num_labels):
+        if (labels.min() < 0 or labels.max() >= num_labels):
             raise ValueError(
                 f"The {name} set has labels in [{int(labels.min())}, {int(labels.max())}] but the model has "
                 f"{num_labels} labels: these examples cannot come from this model's training data."
             )
-
-
-def require_label_ids(**datasets) -> None:
-    """Names, fractions or vectors where class ids belong, refused first: every later check reads the labels (a
-    csv of "ham"/"spam" otherwise surfaced as an overlap or membership error)."""
-    for name, dataset in datasets.items():
-        if dataset is not None and label_column(dataset) is not None:
-            _require_ids(name, label_array(dataset))
 
 
 def _require_ids(name: str, labels: np.ndarray) -> None:
@@ -52,7 +48,7 @@ def _require_ids(name: str, labels: np.ndarray) -> None:
             "validation=validation), model.config), or dataset.map(lambda r: {'labels': "
             "model.config.label2id[r['labels']]})."
         )
-    if labels.dtype.kind == "f" and labels.size and not np.all(labels == np.round(labels)):
+    if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
         raise ValueError(f"The {name} set's labels are not whole numbers (e.g. {labels.flat[0]}): a classifier's "
                          "labels are class ids.")
 
