@@ -11,6 +11,8 @@ import tempfile
 import pytest
 import torch
 from digits_models import fit_small_cnn
+from test_text_models import _token_data, _train
+from transformers import BertConfig, BertForSequenceClassification
 
 import hf_unlearn.models  # noqa: F401  (registers the small CNN with the Auto classes)
 from hf_unlearn.data.builtin import load_digits_dataset
@@ -44,3 +46,15 @@ def _trained(digits):
 @pytest.fixture
 def trained_model(_trained):
     return copy.deepcopy(_trained)
+
+
+@pytest.fixture(scope="module")
+def base_and_data():
+    """A tiny BERT trained on three token classes, its training and validation sets (PEFT tests)."""
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=16, num_labels=3,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    train = _token_data()
+    return _train(BertForSequenceClassification(config), train), train, _token_data(n=90, seed=1)

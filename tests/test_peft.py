@@ -5,22 +5,9 @@ import copy
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from test_text_models import _token_data, _train
-from transformers import BertConfig, BertForSequenceClassification
 
 from hf_unlearn import CoreGradientSpace, UnlearningArguments, UnlearningTrainer
 from hf_unlearn.data.forget import indices_of_classes, split_forget_retain
-
-
-@pytest.fixture(scope="module")
-def base_and_data():
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=16, num_labels=3,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    train = _token_data()
-    return _train(BertForSequenceClassification(config), train), train, _token_data(n=90, seed=1)
 
 
 def _lora_run(base_and_data, tmp_path, projected: bool):

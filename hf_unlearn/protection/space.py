@@ -20,6 +20,7 @@ from ..core import CGSMismatchError, CoreGradientSpace, collect_gram_matrices, f
 from ..core.space_io import CONFIG_NAME
 from .freezing import freeze_parameters, freeze_peft_parameters
 from .gradients import ProjectedGradients
+from .lora_aim import aim_fresh_adapters
 from .membership import forget_fingerprints
 from .output_rows import forgotten_output_rows, mean_input
 from .peft import PeftTargets, base_model_layers, is_peft_model, peft_targets
@@ -39,6 +40,7 @@ class SpaceSettings:
     exclude_layers: list[str] | None = None
     batch_size: int = 128
     show_progress: bool = True
+    lora_aim_at_forget: bool = True  # see lora_aim.py
 
     @classmethod
     def from_args(cls, args) -> SpaceSettings:
@@ -49,6 +51,7 @@ class SpaceSettings:
             exclude_layers=args.exclude_layers,
             batch_size=args.cgs_batch_size,
             show_progress=not args.disable_tqdm and args.process_index == 0,
+            lora_aim_at_forget=args.lora_aim_at_forget,
         )
 
 
@@ -194,6 +197,8 @@ class SpaceProtection:
             space.subtract(forget_stats, fingerprints, note=note)
         space.set_threshold(self.settings.gamma, self.settings.energy)  # the run's arguments decide
         if self.peft is not None:
+            if not self._resumed and self.settings.lora_aim_at_forget:
+                aim_fresh_adapters(model, space, forget_stats.grams, space.layers)
             self.projection = ProjectedUpdates(space.projectors(), self.peft.updates)
             self.projection.project_weights([k for k in self.peft.updates if "#lora_A." in k])
         else:

@@ -1,0 +1,98 @@
+"""A fresh LoRA adapter's A is aimed at the forget set's directions outside the retain space (lora_aim.py)."""
+
+import copy
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import default_data_collator
+
+from hf_unlearn import CoreGradientSpace, UnlearningArguments, UnlearningTrainer
+from hf_unlearn.core import collect_gram_matrices
+from hf_unlearn.data.forget import indices_of_classes, split_forget_retain
+from hf_unlearn.protection.lora_aim import aim_fresh_adapters
+
+LAYER = "bert.encoder.layer.0.attention.self.query"
+
+
+def _prepared(base_and_data, tmp_path, *, aim=True, alpha=8):
+    base, train, validation = base_and_data
+    base = copy.deepcopy(base)
+    space = CoreGradientSpace.from_model(base, train, gamma=0.9, show_progress=False)
+    config = LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=alpha, lora_dropout=0.0, target_modules=["query", "value"])
+    lora = get_peft_model(base, config)
+    peft_a = lora.base_model.model.bert.encoder.layer[0].attention.self.query.lora_A["default"].weight.detach().clone()
+    forget, retain = split_forget_retain(train, indices_of_classes(train, [2]))
+    batch = default_data_collator([validation[i] for i in range(32)])
+    with torch.no_grad():
+        before = lora(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    trainer = UnlearningTrainer(
+        model=lora, args=UnlearningArguments(output_dir=str(tmp_path), disable_tqdm=True, logging_strategy="no",
+                                             seed=0, gamma=0.9, lora_aim_at_forget=aim),
+        forget_dataset=forget, retain_dataset=retain, eval_dataset=validation, core_gradient_space=space,
+    )
+    trainer.prepare_unlearning()
+    with torch.no_grad():
+        after = lora(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    module = lora.base_model.model.bert.encoder.layer[0].attention.self.query
+    return trainer, lora, module, peft_a, (before, after), forget
+
+
+def _forget_gram(trainer, forget):
+    base = trainer.model.get_base_model()
+    modules = {LAYER: dict(base.named_modules())[LAYER].base_layer}
+    stats = collect_gram_matrices(base, forget.with_format("torch"), layers=modules, show_progress=False)
+    return stats.grams[LAYER]
+
+
+def test_a_fresh_adapter_points_at_the_top_forget_directions_outside_the_retain_space(base_and_data, tmp_path):
+    trainer, lora, module, peft_a, (before, after), forget = _prepared(base_and_data, tmp_path)
+    assert torch.allclose(before, after, atol=1e-6)  # B is zero: choosing A changes no prediction
+    a = module.lora_A["default"].weight.detach().double() * module.scaling["default"]
+    assert not torch.allclose(a, peft_a.double())
+    basis = trainer.core_gradient_space.basis(LAYER)
+    assert (a @ basis).norm() <= 1e-6 * a.norm()  # outside the retain space (float32 weights)
+    assert torch.allclose(a @ a.T, torch.eye(4, dtype=torch.float64), atol=1e-6)  # orthonormal rows, scaled 1/s
+    # the energy of the forget inputs along A's rows is the largest any 4 directions outside the space hold
+    gram = _forget_gram(trainer, forget)
+    outside = torch.eye(gram.shape[0], dtype=torch.float64) - basis @ basis.T
+    best = torch.linalg.eigvalsh(outside @ gram @ outside).flip(0)[:4].sum()
+    assert torch.trace(a @ gram @ a.T) == pytest.approx(float(best), rel=1e-5)
+
+
+def test_a_step_on_b_moves_the_layer_as_a_full_projected_step_restricted_to_a(base_and_data, tmp_path):
+    """ΔW = s·ΔB·A with ΔB = −lr·∂L/∂B equals −lr·G·P (G: the full weight's gradient, P onto A's rows), whatever α."""
+    trainer, lora, module, *_ = _prepared(base_and_data, tmp_path, alpha=32)  # s = 8: the 1/s scaling matters
+    _, train, _ = base_and_data
+    batch = default_data_collator([train[i] for i in range(16)])
+    module.base_layer.weight.requires_grad_(True)
+    lora.zero_grad()
+    lora(**batch).loss.backward()
+    s, lr = module.scaling["default"], 0.25
+    a = module.lora_A["default"].weight.detach().double()
+    delta_w = s * (-lr * module.lora_B["default"].weight.grad.double()) @ a
+    onto_rows = torch.linalg.pinv(a) @ a  # the orthogonal projector onto A's row space, whatever A's scale
+    expected = -lr * module.base_layer.weight.grad.double() @ onto_rows
+    assert delta_w.norm() > 0
+    assert torch.allclose(delta_w, expected, atol=1e-9, rtol=1e-4)
+
+
+def test_an_opt_out_keeps_peft_a_projected(base_and_data, tmp_path):
+    trainer, _, module, peft_a, _, _ = _prepared(base_and_data, tmp_path, aim=False)
+    basis = trainer.core_gradient_space.basis(LAYER).float()
+    projected = peft_a - (peft_a @ basis) @ basis.T
+    assert torch.allclose(module.lora_A["default"].weight.detach(), projected, atol=1e-6)
+
+
+def test_an_adapter_that_learned_is_not_aimed(base_and_data, tmp_path):
+    trainer, lora, module, _, _, forget = _prepared(base_and_data, tmp_path)
+    grams = {LAYER: _forget_gram(trainer, forget)}
+    with torch.no_grad():
+        module.lora_A["default"].weight.fill_(0.5)
+        module.lora_B["default"].weight.fill_(0.01)  # B ≠ 0: A now shapes the predictions
+    assert aim_fresh_adapters(lora, trainer.core_gradient_space, grams, [LAYER]) == []
+    assert bool((module.lora_A["default"].weight == 0.5).all())
+    with torch.no_grad():
+        module.lora_B["default"].weight.zero_()
+    assert aim_fresh_adapters(lora, trainer.core_gradient_space, grams, [LAYER]) == [f"{LAYER}#default"]
+    assert not bool((module.lora_A["default"].weight == 0.5).any())
