@@ -96,3 +96,21 @@ def test_an_adapter_that_learned_is_not_aimed(base_and_data, tmp_path):
         module.lora_B["default"].weight.zero_()
     assert aim_fresh_adapters(lora, trainer.core_gradient_space, grams, [LAYER]) == [f"{LAYER}#default"]
     assert not bool((module.lora_A["default"].weight == 0.5).any())
+
+
+def test_a_peft_model_made_without_a_task_type_takes_its_base_models_inputs(base_and_data, tmp_path):
+    """get_peft_model without task_type gives a PeftModel whose forward is (*args, **kwargs)."""
+    base, train, validation = base_and_data
+    base = copy.deepcopy(base)
+    space = CoreGradientSpace.from_model(base, train, gamma=0.9, show_progress=False)
+    lora = get_peft_model(base, LoraConfig(r=4, target_modules=["query", "value"], modules_to_save=["classifier"]))
+    forget, retain = split_forget_retain(train, indices_of_classes(train, [2]))
+    trainer = UnlearningTrainer(
+        model=lora, args=UnlearningArguments(output_dir=str(tmp_path), disable_tqdm=True, logging_strategy="no",
+                                             seed=0, gamma=0.9, max_steps=3, stop_rule="none"),
+        forget_dataset=forget.add_column("note", ["x"] * len(forget)), retain_dataset=retain,
+        eval_dataset=validation, core_gradient_space=space,
+    )
+    assert set(trainer.forget_dataset.column_names) == set(train.column_names)  # the raw column pruned
+    trainer.train()
+    assert trainer.outcome.steps == 3

@@ -79,8 +79,32 @@ def _strip_text(dataset):
     return dataset.remove_columns([c for c in ("text",) if c in dataset.column_names])
 
 
+# LoRA targets a user would pick per family (attention projections; the head trained whole, as PEFT's SEQ_CLS does)
+LORA_TARGETS = {
+    "sms_minilm": ["query", "value"], "sms_minilm_4k": ["query", "value"], "mnist_vit": ["q_proj", "v_proj"]
+}
+
+
+def with_fresh_adapter(model, family: str, rank: int):
+    """The model wrapped in a fresh LoRA adapter of ``rank`` (``--lora``): unlearning through PEFT."""
+    from peft import LoraConfig, get_peft_model
+
+    if family not in LORA_TARGETS:
+        raise SystemExit(f"--lora: no LoRA targets chosen for the {family} family (only {sorted(LORA_TARGETS)})")
+    targets = LORA_TARGETS[family]
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=targets, modules_to_save=["classifier"])
+    return get_peft_model(model, config)
+
+
 def run_scenario(
-    scenario, seed: int, methods, cache: Path, out: Path, overrides: dict | None = None, mia_draws: int = 10
+    scenario,
+    seed: int,
+    methods,
+    cache: Path,
+    out: Path,
+    overrides: dict | None = None,
+    mia_draws: int = 10,
+    lora: int = 0,
 ) -> dict:
     data, tokenizer = load_data(scenario.family)
     original, space, times = _cached_original(cache, scenario, data, tokenizer, seed)
@@ -123,6 +147,8 @@ def run_scenario(
     original_metrics = rows["do_nothing"]
     for method in methods:
         model = copy.deepcopy(original)
+        if lora:
+            model = with_fresh_adapter(model, scenario.family, lora)
         projects = METHODS_REGISTRY[method].uses_projection
         args = UnlearningArguments(
             output_dir=str(out / "runs" / scenario.name / method),
@@ -254,6 +280,10 @@ def main(argv=None) -> None:
         "--mia-draws", type=int, default=10,
         help="MIA-efficacy: mean over this many balanced attacker draws (runs before 2026-12-01 13:50 UTC: 1).",
     )
+    parser.add_argument(
+        "--lora", type=int, default=0, metavar="R",
+        help="Unlearn through a fresh LoRA adapter of rank R (alpha 2R) on the attention projections (text, ViT).",
+    )
     parser.add_argument("--cache", default=None, help="Originals, spaces and references (default: OUT/cache).")
     parser.add_argument(
         "--override", nargs="*", default=[], metavar="KEY=VALUE",
@@ -278,7 +308,7 @@ def main(argv=None) -> None:
             print(f"{name} seed {seed}", flush=True)
             results.setdefault(name, {})[str(seed)] = run_scenario(
                 ALL_SCENARIOS[name], seed, args.methods, Path(args.cache or out / "cache"), out, overrides,
-                args.mia_draws,
+                args.mia_draws, args.lora,
             )
             results_path.write_text(json.dumps(results, indent=1))
     chosen = {n: results[n] for n in args.scenarios if n in results}

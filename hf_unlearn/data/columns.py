@@ -38,5 +38,8 @@ def keep_model_columns(model, dataset):
         raise ValueError(
             f"The dataset has no label column (looked for {LABEL_KEYS}; columns: {dataset.column_names})."
         )
-    accepted = set(inspect.signature(model.forward).parameters) | set(LABEL_KEYS)
+    # a PEFT model made without a task type forwards ``*args, **kwargs``: its base model names the inputs (as the
+    # Trainer's own column pruning does)
+    inspected = model.get_base_model() if hasattr(model, "peft_config") and hasattr(model, "get_base_model") else model
+    accepted = set(inspect.signature(inspected.forward).parameters) | set(LABEL_KEYS)
     return dataset.select_columns([c for c in dataset.column_names if c in accepted])
