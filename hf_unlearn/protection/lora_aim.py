@@ -23,6 +23,8 @@ import torch
 from torch import nn
 
 from ..core import CoreGradientSpace
+from .peft import PEFT_PREFIX
+from .sharded import is_sharded
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +64,16 @@ def aim_fresh_adapters(
     modules = dict(model.named_modules())
     aimed, cache = [], {}
     for name in layer_names:
-        module = modules.get(f"base_model.model.{name}")
+        module = modules.get(PEFT_PREFIX + name)
         if module is None or not hasattr(module, "lora_A") or name not in forget_grams:
             continue
         for adapter, lora_a in module.lora_A.items():
             weight = lora_a.weight
             rows = weight.shape[0]
-            if not is_fresh(module, adapter) or weight.numel() != rows * space.layers[name].input_dim:
+            whole = not is_sharded(weight) and weight.numel() == rows * space.layers[name].input_dim
+            if not whole or not is_fresh(module, adapter):
                 continue
-            key = (id(forget_grams[name]), id(space.grams[name]), rows)  # q, k, v share their input
+            key = (id(forget_grams[name]), id(space.grams[name]), space.rank(name), rows)  # q, k, v: one input
             if key not in cache:
                 cache[key] = forget_directions(space, name, forget_grams[name], rows)
             directions = cache[key]
