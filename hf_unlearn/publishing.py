@@ -42,7 +42,9 @@ class UnlearningPublishing:
         text = f"gamma={args.gamma}, energy `{args.gamma_energy}`"
         projection = self.protection.projection if self.protection is not None else None
         for layer, rows in (projection.free_rows.items() if projection is not None else ()):
-            text += f"; the removed classes' output rows {rows.tolist()} of `{layer}` were left unprojected"
+            name, _, copy = layer.partition("#modules_to_save.")
+            where = f"`{name}` (its PEFT copy)" if copy else f"`{layer}`"
+            text += f"; the removed classes' output rows {rows.tolist()} of {where} were left unprojected"
         return text
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:

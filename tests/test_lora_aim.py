@@ -114,3 +114,27 @@ def test_a_peft_model_made_without_a_task_type_takes_its_base_models_inputs(base
     assert set(trainer.forget_dataset.column_names) == set(train.column_names)  # the raw column pruned
     trainer.train()
     assert trainer.outcome.steps == 3
+
+
+def test_class_removal_through_peft_frees_the_forgotten_rows_of_the_heads_copy(base_and_data, tmp_path):
+    base, train, validation = base_and_data
+    base = copy.deepcopy(base)
+    space = CoreGradientSpace.from_model(base, train, gamma=0.9, show_progress=False)
+    lora = get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query", "value"]))
+    forget, retain = split_forget_retain(train, indices_of_classes(train, [2]))
+    trainer = UnlearningTrainer(
+        model=lora, args=UnlearningArguments(output_dir=str(tmp_path), disable_tqdm=True, logging_strategy="no",
+                                             seed=0, gamma=0.9, max_steps=4, stop_rule="none"),
+        forget_dataset=forget, retain_dataset=retain, eval_dataset=validation, core_gradient_space=space,
+    )
+    trainer.prepare_unlearning()
+    key = "classifier#modules_to_save.default"
+    assert trainer.projection.free_rows[key].tolist() == [2]
+    head = trainer.projection.weights[key]
+    before = head.detach().clone().double()
+    trainer.train()
+    moved = head.detach().double() - before
+    basis = trainer.core_gradient_space.basis("classifier")
+    assert (moved[2] @ basis).norm() > 1e-3 * moved[2].norm() > 0  # the forgotten row: raw updates
+    assert (moved[:2] @ basis).norm() <= 1e-6 * max(moved[:2].norm(), 1e-12)  # the kept rows: projected
+    assert "of `classifier` (its PEFT copy) were left unprojected" in trainer._projection_summary()

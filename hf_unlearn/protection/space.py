@@ -23,7 +23,7 @@ from .gradients import ProjectedGradients
 from .lora_aim import aim_fresh_adapters
 from .membership import forget_fingerprints
 from .output_rows import forgotten_output_rows, mean_input
-from .peft import PeftTargets, base_model_layers, is_peft_model, peft_targets
+from .peft import PEFT_PREFIX, PeftTargets, base_model_layers, is_peft_model, peft_targets
 from .updates import ProjectedUpdates
 
 logger = logging.getLogger(__name__)
@@ -223,24 +223,36 @@ class SpaceProtection:
     def unproject_forgotten_outputs(
         self, model: nn.Module, forget_inputs: dict, kept_inputs: dict | None, classes: list[int]
     ) -> str | None:
-        """Class removal: let the logit rows of ``classes`` move freely; the layer's name, or None.
+        """Class removal: let the logit rows of ``classes`` move freely; the projected weight's key, or None.
 
         ``kept_inputs`` (a batch of kept examples) gives the mean kept input that keeps the free rows from
-        raising the class on kept examples. Under PEFT the classifier is a ``modules_to_save`` copy with its
-        own key; it stays fully projected.
+        raising the class on kept examples. Under PEFT the head that outputs the logits is the trainable
+        ``modules_to_save`` copy, freed the same way (its key is ``layer#modules_to_save.adapter``).
         """
-        if self.projection is None or self.peft is not None or not classes:
+        if self.projection is None or not classes:
             return None
-        modules = self.protected_modules(model, self.space)
-        candidates = {n: m for n, m in modules.items() if n in self.projection.weights}
+        candidates = self._projected_modules(model)
         found = forgotten_output_rows(model, candidates, forget_inputs, classes)
         if found is None:
             return None
-        layer, rows = found
-        bias = getattr(candidates[layer], "bias", None)
-        mean = mean_input(model, candidates[layer], kept_inputs) if kept_inputs and bias is not None else None
-        self.projection.leave_unprojected(layer, rows, kept_mean=mean, bias=bias)
-        return layer
+        key, rows = found
+        bias = getattr(candidates[key], "bias", None)
+        mean = mean_input(model, candidates[key], kept_inputs) if kept_inputs and bias is not None else None
+        self.projection.leave_unprojected(key, rows, kept_mean=mean, bias=bias)
+        return key
+
+    def _projected_modules(self, model: nn.Module) -> dict[str, nn.Module]:
+        """The module of every projected weight, by its projection key (LoRA ``A`` keys left out: no logits)."""
+        if self.peft is None:
+            modules = self.protected_modules(model, self.space)
+            return {n: m for n, m in modules.items() if n in self.projection.weights}
+        modules = dict(model.named_modules())
+        found = {}
+        for key in self.projection.weights:
+            name, _, where = key.partition("#modules_to_save.")
+            if where:
+                found[key] = modules[PEFT_PREFIX + name].modules_to_save[where]
+        return found
 
     # ------------------------------------------------------------------ around every optimizer step
     def project_gradients(self) -> None:
