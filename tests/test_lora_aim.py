@@ -138,3 +138,27 @@ def test_class_removal_through_peft_frees_the_forgotten_rows_of_the_heads_copy(b
     assert (moved[2] @ basis).norm() > 1e-3 * moved[2].norm() > 0  # the forgotten row: raw updates
     assert (moved[:2] @ basis).norm() <= 1e-6 * max(moved[:2].norm(), 1e-12)  # the kept rows: projected
     assert "of `classifier` (its PEFT copy) were left unprojected" in trainer._projection_summary()
+
+
+def test_the_recipe_unlearns_a_class_through_a_fresh_adapter_and_saves_the_adapter(tmp_path):
+    import json
+
+    from text_fixtures import save_text_model, write_messages
+
+    import recipes.unlearn as recipe
+
+    train = write_messages(tmp_path / "train.csv")
+    model = save_text_model(tmp_path / "model", train)
+    validation = write_messages(tmp_path / "validation.csv", n=60, seed=1)
+    common = ["--model_name_or_path", str(model), "--data_files", str(train), "--validation_file", str(validation),
+              "--text_column", "text", "--label_column", "label", "--forget_class", "1", "--use_peft", "true",
+              "--lora_r", "4", "--disable_tqdm", "true", "--logging_strategy", "no"]
+    with pytest.raises(ValueError, match="--num_requests > 1 with --use_peft"):
+        recipe.main([*common, "--num_requests", "2", "--output_dir", str(tmp_path / "series")])
+    out = tmp_path / "run"
+    metrics = recipe.main([*common, "--output_dir", str(out)])
+    assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
+    assert "library_name: peft" in (out / "README.md").read_text()
+    ledger = json.loads((out / "core_gradient_space" / "cgs_config.json").read_text())["ledger"]
+    assert [entry["num_examples"] for entry in ledger] == [80]  # every spam row of the 160
+    assert metrics["eval_forget_accuracy"] == 0.0 and metrics["eval_test_accuracy_kept_classes"] >= 90.0

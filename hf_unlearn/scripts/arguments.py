@@ -21,6 +21,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from ..arguments import UnlearningArguments
 from ..exact import TrainingRecipe
 from ..methods import METHODS, get_method, hyperparameter_owners
+from .lora import LoraArguments
 
 
 @dataclass
@@ -260,7 +261,7 @@ def build_parser(method: str) -> HfArgumentParser:
     config_class = get_method(method).config_class
     config_class._argument_group_name = f"{method} hyperparameters"
     parser = HfArgumentParser(
-        (ScriptArguments, ForgetSetArguments, config_class, UnlearningArguments),
+        (ScriptArguments, ForgetSetArguments, LoraArguments, config_class, UnlearningArguments),
         description="Unlearn part of a classifier's training data. Methods: "
         f"{', '.join(['auto', *METHODS])} (hf-unlearn methods NAME). Options can also come from "
         "--config FILE.yaml (option: value pairs; ./ and ../ paths are relative to the file; flags win).",
@@ -311,7 +312,8 @@ def _apply_yaml_defaults(parser: HfArgumentParser, values: dict, source: str, me
 
 
 def parse_args(argv: list[str] | None = None):
-    """``(script_args, forget_args, args)`` from flags, optionally on top of ``--config file.yaml``."""
+    """``(script_args, forget_args, args)`` from flags, optionally on top of ``--config file.yaml``; the LoRA options
+    ride on ``script_args.lora``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     values: dict = {}
     config_path = _option(argv, "config")
@@ -326,7 +328,8 @@ def parse_args(argv: list[str] | None = None):
     parser = build_parser(method)
     if values:
         _apply_yaml_defaults(parser, values, f"--config {config_path}", method)
-    script_args, forget_args, method_config, args, *_ = parser.parse_args_into_dataclasses(args=argv)
+    script_args, forget_args, lora_args, method_config, args, *_ = parser.parse_args_into_dataclasses(args=argv)
+    script_args.lora = lora_args  # read with getattr: a ScriptArguments made in Python has none
     # named flags (--pgu_delta) win over --method_kwargs JSON, which wins over the method's defaults
     defaults = type(method_config)().to_dict()
     merged = args.method_config.to_dict()

@@ -64,6 +64,7 @@ from .arguments import (
     reference_recipe,
     reference_recipe_words,
 )
+from .lora import with_fresh_adapter
 from .sequential import run_sequential
 
 logger = logging.getLogger(__name__)
@@ -187,11 +188,17 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
         raise ValueError("--compare_with_retrain needs a held-out split to measure test accuracy on.")
     space = named_space(script_args, args, model, train, processing_class)
     if forget_args.num_requests > 1:  # a model's life of requests, served one after another
+        if getattr(getattr(script_args, "lora", None), "use_peft", False):
+            raise ValueError("--num_requests > 1 with --use_peft: a series reloads each request's model whole; "
+                             "serve the requests without --use_peft, or one request per run on the adapter.")
         collate = DataCollatorWithPadding(processing_class) if is_tokenizer(processing_class) else None
         return run_sequential(script_args, forget_args, args, model=model, train=train, test=test, indices=indices,
                               processing_class=processing_class, space=space,
                               collate_fn=collate or default_data_collator)
     original = copy.deepcopy(model) if script_args.compare_with_retrain else None
+    lora = getattr(script_args, "lora", None)
+    if lora is not None and lora.use_peft:  # after every check that reads the model: the space is the base model's
+        model = with_fresh_adapter(model, lora)
     trainer = UnlearningTrainer(
         model=model,
         args=args,
