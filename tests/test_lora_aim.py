@@ -162,3 +162,21 @@ def test_the_recipe_unlearns_a_class_through_a_fresh_adapter_and_saves_the_adapt
     ledger = json.loads((out / "core_gradient_space" / "cgs_config.json").read_text())["ledger"]
     assert [entry["num_examples"] for entry in ledger] == [80]  # every spam row of the 160
     assert metrics["eval_forget_accuracy"] == 0.0 and metrics["eval_test_accuracy_kept_classes"] >= 90.0
+
+
+def test_a_head_saved_whole_around_the_protected_layer_is_found():
+    """modules_to_save=["classifier"] on an HF ResNet wraps Sequential(Flatten, Linear): the layer is classifier.1."""
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    from hf_unlearn.protection.peft import peft_targets
+
+    model = ResNetForImageClassification(
+        ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=4)
+    )
+    lora = get_peft_model(model, LoraConfig(r=2, target_modules=["convolution"], modules_to_save=["classifier"]))
+    stem = "resnet.embedder.embedder.convolution"
+    targets = peft_targets(lora, ["classifier.1", stem])
+    head = lora.base_model.model.classifier
+    assert targets.stats_modules["classifier.1"] is head.original_module[1]
+    assert targets.updates["classifier.1#modules_to_save.default"][1] is head.modules_to_save["default"][1].weight
+    assert f"{stem}#lora_A.default" in targets.updates

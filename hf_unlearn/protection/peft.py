@@ -50,11 +50,34 @@ def base_model_layers(model: nn.Module, include=None, exclude=None) -> dict[str,
     return layers
 
 
+def saved_copies(modules: dict[str, nn.Module], name: str) -> tuple[nn.Module, dict[str, nn.Module]] | None:
+    """A layer trained whole through ``modules_to_save``: its original and its copy per adapter, or None.
+
+    The wrapper may sit on the layer itself or on a module around it: ``modules_to_save=["classifier"]`` on an HF
+    ResNet wraps the ``Sequential(Flatten, Linear)`` head, whose Linear is the layer ``classifier.1``.
+    """
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        wrapper = modules.get(PEFT_PREFIX + ".".join(parts[:cut]))
+        if wrapper is not None and hasattr(wrapper, "original_module") and hasattr(wrapper, "modules_to_save"):
+            rest = ".".join(parts[cut:])
+            copies = {adapter: copy.get_submodule(rest) for adapter, copy in wrapper.modules_to_save.items()}
+            return wrapper.original_module.get_submodule(rest), copies
+    return None
+
+
 def peft_targets(model: nn.Module, layer_names) -> PeftTargets:
     modules = dict(model.named_modules())
     targets = PeftTargets()
     for name in layer_names:
         module = modules.get(PEFT_PREFIX + name)
+        saved = saved_copies(modules, name)
+        if saved is not None:
+            targets.stats_modules[name] = saved[0]
+            for adapter, copy in saved[1].items():
+                transposed = layer_kind(copy) == TRANSPOSED_LINEAR
+                targets.updates[f"{name}#modules_to_save.{adapter}"] = (name, copy.weight, transposed)
+            continue
         if module is None:
             raise CGSMismatchError(
                 f"The cache protects layer '{name}', which the PEFT model has no module for "
@@ -65,11 +88,6 @@ def peft_targets(model: nn.Module, layer_names) -> PeftTargets:
             for adapter, lora_a in module.lora_A.items():
                 targets.updates[f"{name}#lora_A.{adapter}"] = (name, lora_a.weight, False)
             targets.free += [lora_b.weight for lora_b in module.lora_B.values()]
-        elif hasattr(module, "original_module") and hasattr(module, "modules_to_save"):
-            targets.stats_modules[name] = module.original_module
-            for adapter, copy in module.modules_to_save.items():
-                transposed = layer_kind(copy) == TRANSPOSED_LINEAR
-                targets.updates[f"{name}#modules_to_save.{adapter}"] = (name, copy.weight, transposed)
         else:
             targets.stats_modules[name] = module  # untouched by PEFT: frozen with the base model
     return targets

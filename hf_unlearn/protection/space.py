@@ -23,7 +23,7 @@ from .gradients import ProjectedGradients
 from .lora_aim import aim_fresh_adapters
 from .membership import forget_fingerprints
 from .output_rows import forgotten_output_rows, mean_input
-from .peft import PEFT_PREFIX, PeftTargets, base_model_layers, is_peft_model, peft_targets
+from .peft import PeftTargets, base_model_layers, is_peft_model, peft_targets, saved_copies
 from .updates import ProjectedUpdates
 
 logger = logging.getLogger(__name__)
@@ -249,9 +249,9 @@ class SpaceProtection:
         modules = dict(model.named_modules())
         found = {}
         for key in self.projection.weights:
-            name, _, where = key.partition("#modules_to_save.")
-            if where:
-                found[key] = modules[PEFT_PREFIX + name].modules_to_save[where]
+            name, _, adapter = key.partition("#modules_to_save.")
+            if adapter:
+                found[key] = saved_copies(modules, name)[1][adapter]
         return found
 
     # ------------------------------------------------------------------ around every optimizer step
