@@ -140,16 +140,21 @@ def test_class_removal_through_peft_frees_the_forgotten_rows_of_the_heads_copy(b
     assert "of `classifier` (its PEFT copy) were left unprojected" in trainer._projection_summary()
 
 
-def test_the_recipe_unlearns_a_class_through_a_fresh_adapter_and_saves_the_adapter(tmp_path):
+def test_the_recipe_unlearns_a_class_through_a_fresh_adapter_with_the_space_of_the_model_folder(tmp_path):
     import json
 
     from text_fixtures import save_text_model, write_messages
 
     import recipes.unlearn as recipe
 
+    from hf_unlearn.cli import main as cli
+
     train = write_messages(tmp_path / "train.csv")
     model = save_text_model(tmp_path / "model", train)
     validation = write_messages(tmp_path / "validation.csv", n=60, seed=1)
+    # as the README says: the space built once into the model folder, which the recipe then uses
+    cli(["cgs", "build", "--model_name_or_path", str(model), "--data_files", str(train), "--text_column", "text",
+         "--label_column", "label"])
     common = ["--model_name_or_path", str(model), "--data_files", str(train), "--validation_file", str(validation),
               "--text_column", "text", "--label_column", "label", "--forget_class", "1", "--use_peft", "true",
               "--lora_r", "4", "--disable_tqdm", "true", "--logging_strategy", "no"]

@@ -65,11 +65,11 @@ def space_saved_with(model: nn.Module) -> tuple[CoreGradientSpace, str] | None:
     folder = getattr(config, "_name_or_path", None) or getattr(model, "name_or_path", None)
     if not folder or not os.path.isfile(os.path.join(folder, CGS_DIR, CONFIG_NAME)):
         return None
-    target = model.get_base_model() if is_peft_model(model) else model
     where = os.path.join(folder, CGS_DIR)
     space = CoreGradientSpace.from_pretrained(where)
-    try:
-        space.check_model(target)
+    try:  # a fresh adapter wraps the layers in place: the space's layers are then its base layers (as in ``prepare``)
+        modules = peft_targets(model, space.layers).stats_modules if is_peft_model(model) else None
+        space.check_model(model, modules=modules)
     except CGSMismatchError as error:
         raise CGSMismatchError(
             f"The model folder carries a Core Gradient Space ({where}) that does not fit the model: {error} "
