@@ -70,6 +70,7 @@ class UnlearningCardData:
     warnings: list[str] = field(default_factory=list)  # full-set utility drops measured at the end
     adapter: bool = False  # a PEFT adapter: the card says ``library_name: peft``
     merged_adapter_base: str = ""  # a LoRA adapter folder merged into this base before unlearning
+    adapter_description: str = ""  # the adapter the unlearning was trained into ("r=8, alpha 16, on query, value")
     incomplete: str = ""  # the stop rule's target was not reached, in words
     space_published: bool = False  # core_gradient_space/ is part of the upload (push_core_gradient_space)
     measured: str = ""  # what the stop rule and the guard read, start → end, in words
@@ -240,6 +241,10 @@ def render_model_card(data: UnlearningCardData) -> str:
             summary += f" **Removal incomplete:** the run ended before its stop rule was met; {data.incomplete}."
         if data.warnings:
             summary += " **Utility warning:** " + "; ".join(data.warnings) + "."
+    if data.adapter:
+        summary += (f" The unlearning was trained into a LoRA adapter ({data.adapter_description}) over "
+                    f"{public_name(data.base_model)}: this repository holds that adapter; load it on that base with "
+                    "PEFT, or `merge_and_unload()` it for the full weights.")
     if data.merged_adapter_base:
         summary += (f" The LoRA adapter was merged into its base, {public_name(data.merged_adapter_base)}, before "
                     "unlearning: this repository holds the merged full weights.")

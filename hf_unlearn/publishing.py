@@ -23,6 +23,16 @@ from .protection.peft import is_peft_model
 logger = logging.getLogger(__name__)
 
 
+def _adapter_description(model) -> str:
+    """The active LoRA adapter in a few words, for the card."""
+    config = model.peft_config.get(getattr(model, "active_adapter", "default")) if is_peft_model(model) else None
+    if config is None or not hasattr(config, "r"):
+        return ""
+    targets = config.target_modules
+    targets = ", ".join(sorted(targets)) if isinstance(targets, (set, list, tuple)) else str(targets)
+    return f"r={config.r}, alpha {config.lora_alpha}, on {targets}"
+
+
 def _base_model_name(model, config) -> str:
     """What the model was made from: an adapter's base checkpoint, else the config's source."""
     if is_peft_model(model):
@@ -174,6 +184,7 @@ class UnlearningPublishing:
             growths=self.outcome.growths if self.outcome else 0,
             warnings=list(self.outcome.warnings) if self.outcome else [],
             adapter=is_peft_model(self.model),
+            adapter_description=_adapter_description(self.model),
             incomplete=self.outcome.incomplete if self.outcome else "",
             space_published=bool(args.push_core_gradient_space and space is not None),
             measured=self._measured_summary(),

@@ -146,7 +146,6 @@ def test_the_recipe_unlearns_a_class_through_a_fresh_adapter_with_the_space_of_t
     from text_fixtures import save_text_model, write_messages
 
     import recipes.unlearn as recipe
-
     from hf_unlearn.cli import main as cli
 
     train = write_messages(tmp_path / "train.csv")
@@ -163,7 +162,8 @@ def test_the_recipe_unlearns_a_class_through_a_fresh_adapter_with_the_space_of_t
     out = tmp_path / "run"
     metrics = recipe.main([*common, "--output_dir", str(out)])
     assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
-    assert "library_name: peft" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "library_name: peft" in card and "trained into a LoRA adapter (r=4, alpha 16, on query, value)" in card
     ledger = json.loads((out / "core_gradient_space" / "cgs_config.json").read_text())["ledger"]
     assert [entry["num_examples"] for entry in ledger] == [80]  # every spam row of the 160
     assert metrics["eval_forget_accuracy"] == 0.0 and metrics["eval_test_accuracy_kept_classes"] >= 90.0
