@@ -103,3 +103,17 @@ def test_space_from_a_tokenised_dataset_with_its_raw_text_column_and_a_tokenizer
                                           show_progress=False)
     for name, gram in direct.grams.items():
         torch.testing.assert_close(space.grams[name], gram, rtol=1e-10, atol=1e-10)
+
+
+def test_training_rows_tokenised_otherwise_are_refused_with_the_rows_and_the_likely_cause():
+    from hf_unlearn.core import CoreGradientSpace, LedgerError, fingerprint_examples
+
+    data = _token_data(n=30)
+    config = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16, num_labels=3)
+    space = CoreGradientSpace.from_model(BertForSequenceClassification(config), data, show_progress=False)
+    rows = data.select([0, 1, 2]).with_format(None).to_list()
+    rows[1]["input_ids"], rows[1]["attention_mask"] = rows[1]["input_ids"][:8], rows[1]["attention_mask"][:8]
+    request = fingerprint_examples(Dataset.from_list(rows).with_format("torch"), space.fingerprint_columns)
+    with pytest.raises(LedgerError, match=r"1 of 3 forget examples \(forget rows 1\) .*max_length"):
+        space.check_request(request)

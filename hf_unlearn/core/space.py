@@ -21,7 +21,7 @@ from torch import nn
 
 from .covariance import PADDING_POLICIES, GramStatistics, collect_gram_matrices
 from .energy import DEFAULT_ENERGY, ENERGY_MEASURES, check_gamma, energy_rank
-from .errors import CGSMismatchError, LedgerError
+from .errors import CGSMismatchError, LedgerError, not_training_examples
 from .fingerprint import LOCAL_KEY, fingerprint_examples, model_fingerprint
 from .layers import TRANSPOSED_LINEAR, LayerInfo
 from .ledger_key import KEY_ENV, key_id, key_path, ledger_key
@@ -321,10 +321,8 @@ class CoreGradientSpace:
         if have is not None:
             unknown = [fp for fp in wanted if fp not in have]
             if unknown:
-                raise LedgerError(
-                    f"{len(unknown)} of {len(wanted)} forget examples are not in the data this cache was built "
-                    f"from (compared on columns {self.fingerprint_columns}). Only training examples can be forgotten."
-                )
+                rows = [i for i, fp in enumerate(fingerprints.tolist()) if fp not in have]
+                raise LedgerError(not_training_examples(rows, fingerprints.numel(), self.fingerprint_columns))
         twice = [fp for fp, n in wanted.items() if n > 1 and (have is None or n > have[fp])]
         if twice:
             raise LedgerError(
