@@ -185,3 +185,23 @@ def test_a_head_saved_whole_around_the_protected_layer_is_found():
     assert targets.stats_modules["classifier.1"] is head.original_module[1]
     assert targets.updates["classifier.1#modules_to_save.default"][1] is head.modules_to_save["default"][1].weight
     assert f"{stem}#lora_A.default" in targets.updates
+
+
+def test_the_recipes_adapter_takes_the_task_of_the_loaded_head_and_warns_of_a_frozen_image_head(caplog):
+    import logging
+
+    from lm_fixtures import tiny_gpt2
+    from transformers import BertConfig, BertForSequenceClassification, ResNetConfig, ResNetForImageClassification
+
+    from hf_unlearn.scripts.lora import LoraArguments, task_type_of, with_fresh_adapter
+
+    bert = BertForSequenceClassification(BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,
+                                                    num_attention_heads=2, intermediate_size=32))
+    resnet = ResNetForImageClassification(ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8],
+                                                       depths=[1], num_labels=3))
+    assert [task_type_of(m) for m in (tiny_gpt2(30), bert, resnet)] == ["CAUSAL_LM", "SEQ_CLS", None]
+    with caplog.at_level(logging.WARNING):
+        with_fresh_adapter(resnet, LoraArguments(use_peft=True, lora_target_modules=["convolution"]))
+    assert "--lora_modules_to_save" in caplog.text
+    with pytest.raises(ValueError, match="lora_r >= 1"):
+        LoraArguments(lora_r=0)

@@ -52,8 +52,7 @@ class LoraArguments:
 
 def task_type_of(model: nn.Module) -> str | None:
     """PEFT's task type for the model's head: CAUSAL_LM, SEQ_CLS, or None (image classifiers: PEFT has none)."""
-    architectures = getattr(getattr(model, "config", None), "architectures", None) or [type(model).__name__]
-    name = architectures[0]
+    name = type(model).__name__  # the class loaded, not the config's record of the one saved
     if name.endswith(("ForCausalLM", "LMHeadModel")):
         return "CAUSAL_LM"
     if name.endswith("ForSequenceClassification"):
