@@ -205,3 +205,24 @@ def test_the_recipes_adapter_takes_the_task_of_the_loaded_head_and_warns_of_a_fr
     assert "--lora_modules_to_save" in caplog.text
     with pytest.raises(ValueError, match="lora_r >= 1"):
         LoraArguments(lora_r=0)
+
+
+@pytest.mark.parametrize("low_rank", [False, True])
+def test_the_forget_directions_hold_the_top_forget_energy_outside_the_space_dense_or_low_rank(base_and_data, low_rank):
+    from hf_unlearn.protection.lora_aim import forget_directions
+
+    base, train, _ = base_and_data
+    space = CoreGradientSpace.from_model(copy.deepcopy(base), train, gamma=0.9, show_progress=False)
+    if low_rank:
+        space.compress(rank=24)  # of 32: only the kept directions are stored, the complement is not
+    forget = train.select(indices_of_classes(train, [2]))
+    gram = collect_gram_matrices(base, forget, layers={LAYER: dict(base.named_modules())[LAYER]},
+                                 show_progress=False).grams[LAYER]
+    directions = forget_directions(space, LAYER, gram, 4)
+    basis = space.basis(LAYER).double()
+    assert directions.shape == (32, 4)
+    assert torch.allclose(directions.T @ directions, torch.eye(4, dtype=torch.float64), atol=1e-6)
+    assert (directions.T @ basis).norm() <= 1e-6
+    outside = torch.eye(32, dtype=torch.float64) - basis @ basis.T
+    best = torch.linalg.eigvalsh(outside @ gram @ outside).flip(0)[:4].sum()
+    assert torch.trace(directions.T @ gram @ directions) == pytest.approx(float(best), rel=1e-6)
