@@ -83,9 +83,9 @@ class UnlearningArguments(TrainingArguments):
     lora_aim_at_forget: bool = field(
         default=True,
         metadata={
-            "help": "PGU through a fresh LoRA adapter (B still zero): set its A to the directions outside the retain "
-            "space where the forget inputs carry most energy (no prediction changes while B is zero), instead of "
-            "PEFT's random A, which made steps crawl. False keeps PEFT's A (projected)."
+            "help": "Projected methods (PGU, EUPMU) through a fresh LoRA adapter (B still zero): set its A to the "
+            "directions outside the retain space where the forget inputs carry most energy (no prediction changes "
+            "while B is zero), instead of PEFT's random A, which made steps crawl. False keeps PEFT's A (projected)."
         },
     )
     cgs_batch_size: int = field(default=128, metadata={"help": "Batch size when collecting CGS statistics."})
