@@ -199,12 +199,15 @@ def test_the_recipes_adapter_takes_the_task_of_the_loaded_head_and_warns_of_a_fr
                                                     num_attention_heads=2, intermediate_size=32))
     resnet = ResNetForImageClassification(ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8],
                                                        depths=[1], num_labels=3))
+    resnet_again = copy.deepcopy(resnet)  # get_peft_model below wraps its model in place
     assert [task_type_of(m) for m in (tiny_gpt2(30), bert, resnet)] == ["CAUSAL_LM", "SEQ_CLS", None]
     with caplog.at_level(logging.WARNING):
         with_fresh_adapter(resnet, LoraArguments(use_peft=True, lora_target_modules=["convolution"]))
     assert "--lora_modules_to_save" in caplog.text
     with pytest.raises(ValueError, match="lora_r >= 1"):
         LoraArguments(lora_r=0)
+    with pytest.raises(ValueError, match="no default LoRA targets for ResNetForImageClassification.*convolution"):
+        with_fresh_adapter(resnet_again, LoraArguments(use_peft=True))  # PEFT knows no targets for it
 
 
 @pytest.mark.parametrize("low_rank", [False, True])

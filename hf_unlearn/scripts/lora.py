@@ -77,7 +77,16 @@ def with_fresh_adapter(model: nn.Module, options: LoraArguments) -> nn.Module:
         task_type=task, r=options.lora_r, lora_alpha=options.lora_alpha, lora_dropout=options.lora_dropout,
         target_modules=options.lora_target_modules, modules_to_save=to_save,
     )
-    adapted = get_peft_model(model, config)
+    try:
+        adapted = get_peft_model(model, config)
+    except ValueError as error:
+        if options.lora_target_modules is not None:
+            raise
+        ends = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))})
+        raise ValueError(
+            f"PEFT has no default LoRA targets for {type(model).__name__}: name them with --lora_target_modules "
+            f"(its Linear / Conv2d layers are named ... {', '.join(ends)}), or all-linear."
+        ) from error
     trainable, total = adapted.get_nb_trainable_parameters()
     logger.info("Unlearning through a fresh LoRA adapter: %d of %d parameters trainable", trainable, total)
     return adapted
