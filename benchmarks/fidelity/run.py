@@ -32,6 +32,7 @@ from hf_unlearn.evaluation import avg_gap, evaluate_unlearning, retain_accuracy
 from hf_unlearn.evaluation.tables import markdown_table
 from hf_unlearn.exact import retrain_from_scratch, train_classifier
 from hf_unlearn.methods import METHODS as METHODS_REGISTRY
+from hf_unlearn.scripts.lora import LoraArguments, with_fresh_adapter
 
 from .bars import bars_table
 from .scenarios import ALL_SCENARIOS, SCENARIOS, forget_indices, kept_test, load_data, minilm_path, new_model
@@ -85,15 +86,13 @@ LORA_TARGETS = {
 }
 
 
-def with_fresh_adapter(model, family: str, rank: int):
-    """The model wrapped in a fresh LoRA adapter of ``rank`` (``--lora``): unlearning through PEFT."""
-    from peft import LoraConfig, get_peft_model
-
+def fresh_adapter(model, family: str, rank: int):
+    """``--lora``: the model wrapped in a fresh LoRA adapter of ``rank`` (alpha 2·rank), as the recipe's --use_peft."""
     if family not in LORA_TARGETS:
         raise SystemExit(f"--lora: no LoRA targets chosen for the {family} family (only {sorted(LORA_TARGETS)})")
-    targets = LORA_TARGETS[family]
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=targets, modules_to_save=["classifier"])
-    return get_peft_model(model, config)
+    options = LoraArguments(use_peft=True, lora_r=rank, lora_alpha=2 * rank, lora_target_modules=LORA_TARGETS[family],
+                            lora_modules_to_save=["classifier"])
+    return with_fresh_adapter(model, options)
 
 
 def run_scenario(
@@ -148,7 +147,7 @@ def run_scenario(
     for method in methods:
         model = copy.deepcopy(original)
         if lora:
-            model = with_fresh_adapter(model, scenario.family, lora)
+            model = fresh_adapter(model, scenario.family, lora)
         projects = METHODS_REGISTRY[method].uses_projection
         args = UnlearningArguments(
             output_dir=str(out / "runs" / scenario.name / method),

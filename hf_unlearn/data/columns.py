@@ -7,6 +7,7 @@ import inspect
 import numpy as np
 
 from ..core.labels import LABEL_KEYS
+from ..protection.peft import is_peft_model
 
 
 def label_column(dataset) -> str | None:
@@ -40,6 +41,6 @@ def keep_model_columns(model, dataset):
         )
     # a PEFT model made without a task type forwards ``*args, **kwargs``: its base model names the inputs (as the
     # Trainer's own column pruning does)
-    inspected = model.get_base_model() if hasattr(model, "peft_config") and hasattr(model, "get_base_model") else model
+    inspected = model.get_base_model() if is_peft_model(model) else model
     accepted = set(inspect.signature(inspected.forward).parameters) | set(LABEL_KEYS)
     return dataset.select_columns([c for c in dataset.column_names if c in accepted])

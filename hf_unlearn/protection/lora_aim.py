@@ -67,19 +67,17 @@ def is_fresh(module: nn.Module, adapter: str) -> bool:
 
 
 @torch.no_grad()
-def aim_fresh_adapters(
-    model: nn.Module, space: CoreGradientSpace, forget_grams: dict[str, torch.Tensor], layer_names
-) -> list[str]:
-    """Set every fresh LoRA ``A`` of the protected layers to the forget directions (see the module text).
+def aim_fresh_adapters(model: nn.Module, space: CoreGradientSpace, forget_grams: dict[str, torch.Tensor]) -> list[str]:
+    """Set every fresh LoRA ``A`` of the layers with a forget Gram to the forget directions (see the module text).
 
     Returns the ``layer#adapter`` keys aimed. Adapters that already learned (``B ≠ 0``), DoRA adapters and
     weights that are partitioned across processes keep PEFT's ``A`` (projected as before).
     """
     modules = dict(model.named_modules())
     aimed, cache = [], {}
-    for name in layer_names:
+    for name in forget_grams:
         module = modules.get(PEFT_PREFIX + name)
-        if module is None or not hasattr(module, "lora_A") or name not in forget_grams:
+        if module is None or not hasattr(module, "lora_A"):
             continue
         for adapter, lora_a in module.lora_A.items():
             weight = lora_a.weight

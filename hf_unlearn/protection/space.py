@@ -198,7 +198,7 @@ class SpaceProtection:
         space.set_threshold(self.settings.gamma, self.settings.energy)  # the run's arguments decide
         if self.peft is not None:
             if not self._resumed and self.settings.lora_aim_at_forget:
-                aim_fresh_adapters(model, space, forget_stats.grams, space.layers)
+                aim_fresh_adapters(model, space, forget_stats.grams)
             self.projection = ProjectedUpdates(space.projectors(), self.peft.updates)
             self.projection.project_weights([k for k in self.peft.updates if "#lora_A." in k])
         else:
