@@ -24,9 +24,9 @@ from hf_unlearn import UnlearningArguments, UnlearningTrainer
 from hf_unlearn.core import CoreGradientSpace
 from hf_unlearn.data.builtin import load_digits_dataset
 from hf_unlearn.data.forget import indices_of_classes, random_indices, split_forget_retain
-from hf_unlearn.demo import original_model
 from hf_unlearn.evaluation import collect_outputs
 from hf_unlearn.exact import TrainingRecipe, retrain_from_scratch
+from hf_unlearn.scripts.demo import original_model
 
 
 def accuracies(model, forget, test, forgotten: list[int]) -> dict[str, float]:

@@ -11,8 +11,8 @@ from .core import CGSMismatchError, CoreGradientSpace, LedgerError, collect_gram
 __version__ = "0.1.0"
 
 _LAZY = {
-    "UnlearningArguments": "hf_unlearn.arguments",
-    "UnlearningTrainer": "hf_unlearn.trainer",
+    "UnlearningArguments": "hf_unlearn.training.arguments",
+    "UnlearningTrainer": "hf_unlearn.training.trainer",
     "METHODS": "hf_unlearn.methods",
     "get_method": "hf_unlearn.methods",
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 COMMANDS = {
-    "demo": "hf_unlearn.demo",
+    "demo": "hf_unlearn.scripts.demo",
     "unlearn": "hf_unlearn.scripts.unlearn",
     "methods": "hf_unlearn.scripts.methods",
     "cgs": "hf_unlearn.scripts.cgs",

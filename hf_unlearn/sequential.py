@@ -22,11 +22,11 @@ from pathlib import Path
 
 from torch import nn
 
-from .arguments import UnlearningArguments
 from .core import LedgerError, UnsupportedSetupError
 from .data.causal_lm import is_causal_lm
 from .data.columns import label_array
-from .trainer import UnlearningTrainer
+from .training.arguments import UnlearningArguments
+from .training.trainer import UnlearningTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ class SequentialUnlearning:
 
 
 def _newest_checkpoint(folder: Path) -> Path | None:
-    from .checkpoints import resolve_resume
+    from .training.checkpoints import resolve_resume
 
     if not any(folder.glob("checkpoint-*")):
         return None

@@ -75,7 +75,7 @@ def _find_cycle() -> list[str] | None:
 
 
 def test_the_import_graph_is_read():
-    assert "hf_unlearn.trainer" in GRAPH["hf_unlearn.scripts.unlearn"]
+    assert "hf_unlearn.training.trainer" in GRAPH["hf_unlearn.scripts.unlearn"]
     assert "hf_unlearn.methods.base" in GRAPH["hf_unlearn.methods.pgu"]
 
 
@@ -85,27 +85,56 @@ def test_no_import_cycle():
 
 
 def test_a_cycle_would_be_found(monkeypatch):
-    monkeypatch.setitem(GRAPH, "hf_unlearn.core.space", GRAPH["hf_unlearn.core.space"] | {"hf_unlearn.trainer"})
+    trainer = "hf_unlearn.training.trainer"
+    monkeypatch.setitem(GRAPH, "hf_unlearn.core.space", GRAPH["hf_unlearn.core.space"] | {trainer})
     assert _find_cycle() is not None
 
 
-@pytest.mark.parametrize(
-    "layer, forbidden",
-    [
-        ("hf_unlearn.core", ("hf_unlearn.",)),  # plain torch: only itself
-        (
-            "hf_unlearn.methods",
-            ("hf_unlearn.trainer", "hf_unlearn.arguments", "hf_unlearn.callbacks", "hf_unlearn.hub"),
-        ),
-        ("hf_unlearn.protection", ("hf_unlearn.trainer", "hf_unlearn.arguments", "hf_unlearn.methods")),
-        ("hf_unlearn.hub", ("hf_unlearn.trainer", "hf_unlearn.arguments")),
-        ("hf_unlearn.callbacks", ("hf_unlearn.trainer", "hf_unlearn.arguments")),
-        ("hf_unlearn.evaluation", ("hf_unlearn.trainer", "hf_unlearn.arguments", "hf_unlearn.methods")),
-        ("hf_unlearn.data", ("hf_unlearn.trainer", "hf_unlearn.arguments", "hf_unlearn.methods")),
-    ],
-)
-def test_no_upward_import(layer, forbidden):
+# The floors of the house, bottom up: a package may import only packages on lower floors.
+FLOORS = {
+    "hf_unlearn.core": 1,  # plain torch
+    "hf_unlearn.utils": 1,
+    "hf_unlearn.models": 1,
+    "hf_unlearn": 2,  # the package face: the core eagerly, the trainer lazily
+    "hf_unlearn.protection": 2,
+    "hf_unlearn.control": 2,
+    "hf_unlearn.data": 3,
+    "hf_unlearn.evaluation": 4,
+    "hf_unlearn.methods": 4,
+    "hf_unlearn.exact": 5,
+    "hf_unlearn.cards": 5,
+    "hf_unlearn.training": 6,
+    "hf_unlearn.sequential": 7,
+    "hf_unlearn.scripts": 8,
+    "hf_unlearn.cli": 8,
+}
+
+
+def _package(module: str) -> str:
+    return module if module == "hf_unlearn" else ".".join(module.split(".")[:2])
+
+
+def test_every_package_has_a_floor():
+    assert {_package(m) for m in GRAPH} == set(FLOORS)
+
+
+def test_no_upward_import():
+    upward = []
     for module, imported in GRAPH.items():
-        if module == layer or module.startswith(layer + "."):
-            bad = {i for i in imported if i.startswith(forbidden) and not i.startswith(layer)}
-            assert not bad, f"{module} imports {sorted(bad)}"
+        here = _package(module)
+        for target in imported:
+            there = _package(target)
+            if there != here and there not in _parents(module) | {"hf_unlearn"} and FLOORS[there] >= FLOORS[here]:
+                upward.append(f"{module} -> {target}")
+    assert not upward, upward
+
+
+def test_an_upward_import_would_be_found(monkeypatch):
+    monkeypatch.setitem(GRAPH, "hf_unlearn.control.state", GRAPH["hf_unlearn.control.state"] | {"hf_unlearn.methods"})
+    with pytest.raises(AssertionError):
+        test_no_upward_import()
+
+
+def test_few_top_level_modules():
+    top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+    assert len(top) <= 6, top

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from transformers import TrainerControl, TrainerState
 
-from hf_unlearn.control import ControlSettings, UnlearningControl
+from hf_unlearn.control.controller import ControlSettings, UnlearningControl
 
 START = {"forget_accuracy": 98.0, "validation_accuracy": 90.0, "retain_accuracy": 99.0}
 

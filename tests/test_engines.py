@@ -8,10 +8,10 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from hf_unlearn.core import CoreGradientSpace, UnsupportedSetupError, collect_gram_matrices
-from hf_unlearn.engines import check_engine
 from hf_unlearn.methods import get_method
 from hf_unlearn.protection.gradients import ProjectedGradients
 from hf_unlearn.protection.updates import ProjectedUpdates
+from hf_unlearn.training.engines import must_project_gradients
 
 
 def _model_and_space():
@@ -122,17 +122,18 @@ def _trainer(method="pgu", stage=2, optim="sgd", weight_decay=0.0, ds_optimizer=
 
 
 def test_deepspeed_zero2_with_sgd_projects_gradients_and_plain_runs_do_not():
-    assert check_engine(_trainer()) is True
-    assert check_engine(_trainer(ds_optimizer={"type": "SGD", "params": {"lr": 0.1}}, allow=False)) is True
+    assert must_project_gradients(_trainer()) is True
+    assert must_project_gradients(_trainer(ds_optimizer={"type": "SGD", "params": {"lr": 0.1}}, allow=False)) is True
     auto = {"type": "SGD", "params": {"lr": "auto", "weight_decay": "auto"}}  # filled from the Trainer's args
-    assert check_engine(_trainer(ds_optimizer=auto)) is True
+    assert must_project_gradients(_trainer(ds_optimizer=auto)) is True
     with pytest.raises(UnsupportedSetupError, match="weight decay 0.1"):
-        check_engine(_trainer(ds_optimizer=auto, weight_decay=0.1))
-    assert check_engine(_trainer(deepspeed=False)) is False
-    assert check_engine(_trainer(scenario="class")) is True  # free rows, bias offset on a frozen bias
-    assert check_engine(_trainer("gradient_ascent", optim="adamw_torch")) is False  # no projection: any optimizer
-    assert check_engine(_trainer(stage=3)) is True  # ZeRO-3: whole weights until the engine starts
-    assert check_engine(_trainer(stage=3, scenario="class")) is True  # free rows gathered around each step
+        must_project_gradients(_trainer(ds_optimizer=auto, weight_decay=0.1))
+    assert must_project_gradients(_trainer(deepspeed=False)) is False
+    assert must_project_gradients(_trainer(scenario="class")) is True  # free rows, bias offset on a frozen bias
+    no_projection = _trainer("gradient_ascent", optim="adamw_torch")
+    assert must_project_gradients(no_projection) is False  # no projection: any optimizer
+    assert must_project_gradients(_trainer(stage=3)) is True  # ZeRO-3: whole weights until the engine starts
+    assert must_project_gradients(_trainer(stage=3, scenario="class")) is True  # free rows gathered around each step
 
 
 @pytest.mark.parametrize(
@@ -152,7 +153,7 @@ def test_deepspeed_zero2_with_sgd_projects_gradients_and_plain_runs_do_not():
 )
 def test_what_an_engine_cannot_run_is_refused_by_name(trainer, words):
     with pytest.raises(UnsupportedSetupError, match=words):
-        check_engine(_trainer(**trainer))
+        must_project_gradients(_trainer(**trainer))
 
 
 @pytest.mark.parametrize(
@@ -163,8 +164,8 @@ def test_clipping_under_gradient_projection_is_announced(caplog, clipping, max_g
     """DeepSpeed clips the projected gradients, DDP the raw ones: the runs part once clipping acts (measured:
     class removal on digits at SGD 0.25, the removed class's output row 0.16 apart; within 1e-5 without
     clipping)."""
-    with caplog.at_level("WARNING", logger="hf_unlearn.engines"):
-        assert check_engine(_trainer(clipping=clipping, max_grad_norm=max_grad_norm))
+    with caplog.at_level("WARNING", logger="hf_unlearn.training.engines"):
+        assert must_project_gradients(_trainer(clipping=clipping, max_grad_norm=max_grad_norm))
     assert ("clipping reads the norm of the projected gradients" in caplog.text) == warned
 
 
@@ -190,7 +191,7 @@ def test_models_load_whole_under_a_zero3_config_and_the_config_comes_back():
     """transformers partitions at load while a ZeRO-3 config is registered; the recipe loads outside it."""
     from transformers.integrations import deepspeed as hf_deepspeed
 
-    from hf_unlearn.zero3 import loading_whole
+    from hf_unlearn.utils.zero3 import loading_whole
 
     class Zero3Config:
         config = {"zero_optimization": {"stage": 3}}
@@ -212,7 +213,7 @@ def test_models_load_whole_under_a_zero3_config_and_the_config_comes_back():
 
 
 def test_whole_weights_outside_zero3_are_the_weights_themselves():
-    from hf_unlearn.run_state import copy_weights, restore_weights
+    from hf_unlearn.control.state import copy_weights, restore_weights
 
     model = torch.nn.Linear(3, 2)
     saved = copy_weights(model)

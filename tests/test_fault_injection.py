@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from hf_unlearn.checkpoints import REQUEST_MARKER
 from hf_unlearn.scripts.unlearn import main
+from hf_unlearn.training.checkpoints import REQUEST_MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
 

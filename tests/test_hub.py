@@ -19,8 +19,8 @@ from huggingface_hub.utils._runtime import is_xet_available
 from safetensors.torch import load as load_safetensors
 
 from hf_unlearn import CoreGradientSpace, UnlearningArguments, UnlearningTrainer
+from hf_unlearn.cards.model_card import UnlearningCardData, comparison_table, render_model_card
 from hf_unlearn.data.forget import indices_of_classes, split_forget_retain
-from hf_unlearn.hub import UnlearningCardData, comparison_table, render_model_card
 
 REPO_ID = "someone/digits-unlearned"
 COMPARISON = {

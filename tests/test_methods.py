@@ -16,7 +16,6 @@ import torch
 from digits_models import fit_small_cnn, make_args
 
 import hf_unlearn.models  # noqa: F401  (registers the SmallCNN with the Auto classes)
-from hf_unlearn.arguments import UnlearningArguments
 from hf_unlearn.data.builtin import load_digits_dataset
 from hf_unlearn.data.forget import indices_of_classes, random_indices, split_forget_retain
 from hf_unlearn.evaluation.predict import collect_outputs
@@ -24,7 +23,8 @@ from hf_unlearn.methods import METHODS
 from hf_unlearn.methods.base import cross_entropy
 from hf_unlearn.methods.eupmu import EUPMU, EUPMUConfig
 from hf_unlearn.methods.eupmu_explicit import EUPMUExplicit, EUPMUExplicitConfig, surgery_direction
-from hf_unlearn.trainer import UnlearningTrainer
+from hf_unlearn.training.arguments import UnlearningArguments
+from hf_unlearn.training.trainer import UnlearningTrainer
 
 FORGET_CLASS = 3
 NEEDS_CGS = {name for name, method in METHODS.items() if method.uses_projection}

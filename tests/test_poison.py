@@ -55,7 +55,7 @@ def test_flip_pairs_that_share_a_class_are_refused(digits):
 
 
 def test_the_poison_rule_needs_no_validation_set_and_the_sample_rule_does():
-    from hf_unlearn.callbacks import resolve_stop_rule
+    from hf_unlearn.control.stop_rules import resolve_stop_rule
 
     assert resolve_stop_rule("auto", "poison", True) == "poison_removed"
     assert resolve_stop_rule("poison_removed", "poison", False) == "poison_removed"

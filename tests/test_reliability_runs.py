@@ -8,10 +8,10 @@ import yaml
 from digits_models import make_args
 
 from hf_unlearn import UnlearningTrainer
-from hf_unlearn.checkpoints import REQUEST_MARKER
 from hf_unlearn.core import CoreGradientSpace, LedgerError
 from hf_unlearn.data.forget import indices_of_classes, random_indices, split_forget_retain
 from hf_unlearn.scripts import unlearn as recipe
+from hf_unlearn.training.checkpoints import REQUEST_MARKER
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -221,7 +221,7 @@ def test_a_forget_set_that_already_looks_unseen_takes_no_step_and_is_not_recorde
 
 def test_a_full_set_utility_drop_the_sampled_guard_missed_is_reported_loudly(trained_model, digits, tmp_path,
                                                                               monkeypatch):
-    from hf_unlearn.trainer import utility_drops
+    from hf_unlearn.training.trainer import utility_drops
 
     assert utility_drops({"validation accuracy": 97.0}, {"validation accuracy": 93.5}, 3.0) == [
         "validation accuracy fell 3.5 points (from 97.0 to 93.5), more than the 3-point tolerance"

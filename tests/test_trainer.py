@@ -362,7 +362,7 @@ def test_the_closer_look_rereads_a_larger_sample_only_near_the_tolerance(
 
 
 def test_a_closer_utility_look_measures_the_start_weights_and_leaves_the_model(trained_model, digits, tmp_path):
-    from hf_unlearn.control import copy_weights
+    from hf_unlearn.control.state import copy_weights
 
     trainer = _trainer(trained_model, digits, random_indices(len(digits["train"]), 0.1, seed=0), tmp_path)
     now = copy_weights(trained_model)

@@ -293,13 +293,13 @@ def mia_efficacy(
 
 
 # ------------------------------------------------------------------------ evaluate modules
-METRICS_DIR = Path(__file__).resolve().parent.parent / "evaluate_modules"
+METRICS_DIR = Path(__file__).resolve().parent / "evaluate_modules"
 
 
 def metric_path(name: str) -> str:
     """Absolute path of one of the package's ``evaluate`` modules, for ``evaluate.load(path)``.
 
-    The modules ship inside the package (``hf_unlearn/evaluate_modules/<name>/<name>.py``), so they load
+    The modules ship inside the package (``hf_unlearn/evaluation/evaluate_modules/<name>/<name>.py``), so they load
     offline (``HF_HUB_OFFLINE=1``) from wherever ``hf_unlearn`` is installed.
     """
     available = sorted(p.name for p in METRICS_DIR.iterdir() if (p / f"{p.name}.py").is_file())

@@ -22,7 +22,7 @@ from transformers import AutoModelForImageClassification, AutoModelForSequenceCl
 from ..core import fingerprint_examples
 from ..data.columns import keep_model_columns
 from ..data.memory import materialize
-from ..gc_utils import frozen_heap
+from ..utils.heap import frozen_heap
 
 logger = logging.getLogger(__name__)
 META_NAME = "retrain_meta.json"

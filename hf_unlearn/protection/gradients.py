@@ -19,7 +19,7 @@ from functools import partial
 import torch
 
 from ..core import UnsupportedSetupError
-from ..zero3 import whole
+from ..utils.zero3 import whole_parameters
 from .updates import ProjectedUpdates
 
 
@@ -43,7 +43,7 @@ class ProjectedGradients:
         """The free rows whose bias is offset, as they are before the step (the engine steps inside backward)."""
         for key in self.updates.offset_keys:
             weight = self.updates.weights[key]
-            with whole([weight]):  # ZeRO-3: gathered (collective, every process takes this path)
+            with whole_parameters([weight]):  # ZeRO-3: gathered (collective, every process takes this path)
                 rows = self.updates.free_part(key, weight.detach())
             self._rows_before[key] = rows.to(self.updates.projectors[key].basis.dtype)
 
@@ -53,9 +53,9 @@ class ProjectedGradients:
         does; the bias is frozen, so no optimizer copy of it overwrites this."""
         for key, before in self._rows_before.items():
             weight, bias = self.updates.weights[key], self.updates.offset_target(key)
-            with whole([weight]):
+            with whole_parameters([weight]):
                 now = self.updates.free_part(key, weight.detach())
-            with whole([bias], modify=True):  # ZeRO-3: the offset written into the whole bias is kept
+            with whole_parameters([bias], modify=True):  # ZeRO-3: the offset written into the whole bias is kept
                 self.updates.offset_bias(key, now.to(before.dtype) - before)
         self._rows_before.clear()
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-from ..arguments import UnlearningArguments
 from ..exact import TrainingRecipe
 from ..methods import METHODS, get_method, hyperparameter_owners
+from ..training.arguments import UnlearningArguments
 from .lora import LoraArguments
 
 

@@ -15,11 +15,11 @@ import logging
 import random
 from pathlib import Path
 
-from ..arguments import UnlearningArguments
 from ..data.columns import keep_model_columns, label_array
 from ..evaluation import avg_gap, evaluate_unlearning
 from ..exact import TrainingRecipe, retrain_from_scratch
 from ..sequential import SUMMARY_FILE, SequentialUnlearning
+from ..training.arguments import UnlearningArguments
 from .arguments import ForgetSetArguments, ScriptArguments, reference_recipe
 
 logger = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from transformers import (
 )
 
 from .. import models  # noqa: F401  (registers the small CNN with the Auto classes)
-from ..arguments import UnlearningArguments
+from ..cards.model_card import public_name
 from ..core import CoreGradientSpace
 from ..core.processing import is_tokenizer
 from ..core.space_io import CONFIG_NAME
@@ -50,12 +50,12 @@ from ..data.loading import (
 )
 from ..evaluation import evaluate_unlearning, per_example_loss, write_report
 from ..exact import retrain_from_scratch
-from ..hub import public_name
 from ..models.adapters import is_adapter_folder, load_merged_adapter, model_config_path, processor_path
 from ..models.causal_lm import load_causal_lm
 from ..protection import SpaceProtection, SpaceSettings
-from ..trainer import UnlearningTrainer
-from ..zero3 import loading_whole
+from ..training.arguments import UnlearningArguments
+from ..training.trainer import UnlearningTrainer
+from ..utils.zero3 import loading_whole
 from .arguments import (
     ForgetSetArguments,
     ScriptArguments,

@@ -16,7 +16,7 @@ from test_text_models import _token_data, _train  # noqa: E402
 
 from hf_unlearn import CoreGradientSpace, UnlearningArguments, UnlearningTrainer  # noqa: E402
 from hf_unlearn.data.forget import split_forget_retain  # noqa: E402
-from hf_unlearn.zero3 import whole  # noqa: E402
+from hf_unlearn.utils.zero3 import whole_parameters  # noqa: E402
 
 
 def main(out: str, deepspeed: str | None) -> None:
@@ -37,7 +37,7 @@ def main(out: str, deepspeed: str | None) -> None:
     trainer = UnlearningTrainer(model=lora, args=args, forget_dataset=forget, retain_dataset=retain,
                                 eval_dataset=validation, core_gradient_space=space)
     trainer.train()
-    with whole(list(lora.parameters())):  # ZeRO-3 keeps them partitioned after training: gathered (collective)
+    with whole_parameters(list(lora.parameters())):  # ZeRO-3 keeps them partitioned: gathered (collective)
         leaks = [
             ((weight.detach().double() @ trainer.core_gradient_space.basis(key.split("#")[0]).double()).norm()
              / weight.norm()).item()

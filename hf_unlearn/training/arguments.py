@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
-from .methods import METHODS, get_method, hyperparameter_owners, resolve_method
-from .methods.base import TRAINING_KEYS, MethodConfig, UnlearningMethod
-from .methods.pgu_retain import PGURetainConfig
+from ..control.stop_rules import STOP_RULES
+from ..methods import METHODS, get_method, hyperparameter_owners, resolve_method
+from ..methods.base import TRAINING_KEYS, MethodConfig, UnlearningMethod
+from ..methods.pgu_retain import PGURetainConfig
 
 SCENARIOS = ("auto", "samples", "class", "poison")
-STOP_RULES = ("auto", "forget_below_validation", "class_removal", "poison_removed", "none")
+
 ENERGIES = ("sigma", "sigma2")
 # what an unset training value becomes when the method recommends none (PGU's values)
 LIBRARY_TRAINING_DEFAULTS = {

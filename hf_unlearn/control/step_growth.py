@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from .run_state import ControlSettings, RunOutcome
+from .state import ControlSettings, RunOutcome
 
 
 def log_odds(probability: float, scale: float = 1.0) -> float:

@@ -21,16 +21,16 @@ import torch
 import transformers
 from transformers import AutoModelForImageClassification
 
-from . import models  # noqa: F401  (registers the small CNN with the Auto classes)
-from .arguments import UnlearningArguments
-from .core import CoreGradientSpace
-from .data.builtin import load_digits_dataset
-from .data.forget import indices_of_classes, random_indices, split_forget_retain
-from .evaluation import collect_outputs, evaluate_unlearning, per_example_loss, write_report
-from .evaluation.tables import markdown_table
-from .exact import TrainingRecipe, retrain_from_scratch, train_classifier
-from .models import SmallCNNConfig
-from .trainer import UnlearningTrainer
+from .. import models  # noqa: F401  (registers the small CNN with the Auto classes)
+from ..core import CoreGradientSpace
+from ..data.builtin import load_digits_dataset
+from ..data.forget import indices_of_classes, random_indices, split_forget_retain
+from ..evaluation import collect_outputs, evaluate_unlearning, per_example_loss, write_report
+from ..evaluation.tables import markdown_table
+from ..exact import TrainingRecipe, retrain_from_scratch, train_classifier
+from ..models import SmallCNNConfig
+from ..training.arguments import UnlearningArguments
+from ..training.trainer import UnlearningTrainer
 
 MIA_DRAWS = 10  # one attacker draw can read the same model anywhere from ~2 to 100 % (docs/evaluation.md)
 COLUMNS = ("forget acc", "retain acc", "test acc", "MIA", "time (s)", "speed-up")

@@ -1,20 +1,18 @@
-"""Callbacks that plug unlearning into the Trainer's loop without touching the loop itself.
+"""The callback that plugs update projection into the Trainer's loop without touching the loop itself.
 
 ``StepHooksCallback`` wraps every optimizer step (transformers calls ``on_pre_optimizer_step``
 after gradients are accumulated, all-reduced and clipped, and ``on_optimizer_step`` right after
 ``optimizer.step()``): the protected weights are snapshotted before and the update projected after.
 It receives callables, never the trainer, so it can be tested alone. The stop rules and the utility
-guard live in ``control.py``.
+guard live in ``hf_unlearn.control``.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from transformers import TrainerCallback
 
-logger = logging.getLogger(__name__)
 StepHook = Callable[[], None]
 
 
@@ -37,15 +35,3 @@ class StepHooksCallback(TrainerCallback):
     def on_optimizer_step(self, args, state, control, **kwargs):
         for hook in self.after:
             hook()
-
-
-def resolve_stop_rule(requested: str, scenario: str, has_eval_dataset: bool) -> str:
-    """``auto`` picks the rule by scenario; a rule that compares with validation needs an eval set."""
-    if requested == "auto":
-        if not has_eval_dataset:
-            logger.warning("No eval_dataset: the stop rule is off and every epoch runs.")
-            return "none"
-        return {"class": "class_removal", "poison": "poison_removed"}.get(scenario, "forget_below_validation")
-    if requested == "forget_below_validation" and not has_eval_dataset:
-        raise ValueError(f"stop_rule={requested!r} compares with validation accuracy: pass eval_dataset=...")
-    return requested

@@ -1,5 +1,5 @@
 """What a controlled run is told (``ControlSettings``) and what it reports (``RunOutcome``), and the weight
-copies its rollbacks use. Kept apart from ``control.py``, which decides; the trainer, the card and the
+copies its rollbacks use. Kept apart from ``controller.py``, which decides; the trainer, the card and the
 ledger read these."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .zero3 import whole
+from ..utils.zero3 import whole_parameters
 
 
 @dataclass
@@ -70,7 +70,7 @@ def copy_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     Whole weights under ZeRO-3 too (gathered one at a time, see zero3.py)."""
     copies = {}
     for name, param in model.named_parameters():
-        with whole([param]):
+        with whole_parameters([param]):
             copies[name] = param.detach().to("cpu", copy=True)
     return copies
 
@@ -81,7 +81,7 @@ def restore_weights(model: nn.Module, weights: dict[str, torch.Tensor], optimize
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in weights.items():
-            with whole([params[name]], modify=True):
+            with whole_parameters([params[name]], modify=True):
                 params[name].copy_(value)
     refresh = getattr(getattr(optimizer, "optimizer", optimizer), "refresh_fp32_params", None)
     if refresh is not None:

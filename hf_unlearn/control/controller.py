@@ -41,7 +41,7 @@ from collections.abc import Callable
 import torch
 from transformers import TrainerCallback
 
-from .run_state import ControlSettings, RunOutcome, copy_weights, restore_weights, same_weights
+from .state import ControlSettings, RunOutcome, copy_weights, restore_weights, same_weights
 from .step_growth import growth_factor
 
 logger = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from .evaluation.suite import avg_gap
-from .evaluation.tables import markdown_table
+from ..evaluation.suite import avg_gap
+from ..evaluation.tables import markdown_table
 
 COMPARISON_KEYS = ("UA", "RA", "TA", "MIA")
 # what stays on the owner's disk when an output folder is pushed: the pickled arguments (they can name the
@@ -248,7 +248,7 @@ def render_model_card(data: UnlearningCardData) -> str:
     if data.merged_adapter_base:
         summary += (f" The LoRA adapter was merged into its base, {public_name(data.merged_adapter_base)}, before "
                     "unlearning: this repository holds the merged full weights.")
-    template = resources.files("hf_unlearn").joinpath("templates/model_card.md").read_text()
+    template = resources.files("hf_unlearn.cards").joinpath("templates/model_card.md").read_text()
     return template.format(
         yaml=yaml.safe_dump(metadata, sort_keys=False).strip(),
         model_name=data.model_name,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .core import fingerprint_examples
+from ..core import fingerprint_examples
 
 logger = logging.getLogger(__name__)
 CONTROL_STATE = "unlearning_control.pt"

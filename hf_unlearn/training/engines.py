@@ -17,8 +17,8 @@ import logging
 
 from transformers import Trainer
 
-from .core import UnsupportedSetupError
-from .zero3 import is_partitioned
+from ..core import UnsupportedSetupError
+from ..utils.zero3 import is_partitioned
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def _optimizer(trainer: Trainer) -> tuple[str, float, bool]:
     return str(getattr(optim, "value", optim)), float(trainer.args.weight_decay), False
 
 
-def check_engine(trainer: Trainer) -> bool:
+def must_project_gradients(trainer: Trainer) -> bool:
     """Refuse what an engine cannot run, by name; True when gradients must be projected instead of updates.
 
     ``trainer`` is an ``UnlearningTrainer``: its method, protection and scenario are read.

@@ -22,7 +22,7 @@ def is_partitioned(param: torch.Tensor) -> bool:
 
 
 @contextlib.contextmanager
-def whole(params: Iterable[torch.Tensor], modify: bool = False) -> Iterator[None]:
+def whole_parameters(params: Iterable[torch.Tensor], modify: bool = False) -> Iterator[None]:
     """Inside, the partitioned ones among ``params`` hold their whole value; with ``modify`` what process 0
     writes into them is kept (every process writes the same in this library's uses)."""
     partitioned = [p for p in params if is_partitioned(p)]

@@ -16,9 +16,9 @@ import torch
 from huggingface_hub.utils import filter_repo_objects
 from transformers.utils.hub import hf_api
 
-from .hub import UNPUBLISHED_PATTERNS, UnlearningCardData, write_model_card
-from .protection import CGS_DIR
-from .protection.peft import is_peft_model
+from ..cards.model_card import UNPUBLISHED_PATTERNS, UnlearningCardData, write_model_card
+from ..protection import CGS_DIR
+from ..protection.peft import is_peft_model
 
 logger = logging.getLogger(__name__)
 

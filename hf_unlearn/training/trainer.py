@@ -18,22 +18,17 @@ from torch import nn
 from transformers import DataCollatorWithPadding, IntervalStrategy, Trainer, default_data_collator
 from transformers.trainer_utils import TrainOutput
 
-from .arguments import UnlearningArguments
-from .callbacks import StepHooksCallback, resolve_stop_rule
-from .checkpoints import check_resume, request_digest, resolve_resume, write_checkpoint_extras
-from .control import ControlSettings, RunOutcome, UnlearningControl
-from .core import CGSMismatchError, CoreGradientSpace, fingerprint_examples
-from .core.processing import is_tokenizer
-from .data.causal_lm import is_causal_lm, prepare_causal_lm_sets
-from .data.checks import check_model_inputs, check_request_inputs
-from .data.columns import keep_model_columns, label_array
-from .data.requests import check_label_range, detect_scenario
-from .data.streams import ForgetRetainDataset, TwoStreamCollator
-from .engines import check_engine
-from .gc_utils import frozen_heap
-from .measurements import LM_SAMPLE_RULE, UnlearningMeasurements, near_tolerance, utility_drops, weights_summary
-from .methods import get_method
-from .protection import (
+from ..control.controller import ControlSettings, RunOutcome, UnlearningControl
+from ..control.stop_rules import resolve_stop_rule
+from ..core import CGSMismatchError, CoreGradientSpace, fingerprint_examples
+from ..core.processing import is_tokenizer
+from ..data.causal_lm import is_causal_lm, prepare_causal_lm_sets
+from ..data.checks import check_model_inputs, check_request_inputs
+from ..data.columns import keep_model_columns, label_array
+from ..data.requests import check_label_range, detect_scenario
+from ..data.streams import ForgetRetainDataset, TwoStreamCollator
+from ..methods import get_method
+from ..protection import (
     SpaceProtection,
     SpaceSettings,
     batch_norms_in_eval_mode,
@@ -42,8 +37,14 @@ from .protection import (
     freeze_parameters,
     space_saved_with,
 )
+from ..utils.heap import frozen_heap
+from ..utils.zero3 import whole_parameters
+from .arguments import UnlearningArguments
+from .checkpoints import check_resume, request_digest, resolve_resume, write_checkpoint_extras
+from .engines import must_project_gradients
+from .measurements import LM_SAMPLE_RULE, UnlearningMeasurements, near_tolerance, utility_drops, weights_summary
 from .publishing import UnlearningPublishing
-from .zero3 import whole
+from .step_hooks import StepHooksCallback
 
 logger = logging.getLogger(__name__)
 
@@ -283,7 +284,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             * args.gradient_accumulation_steps
             * (2 if self.method.needs_retain else 1),
         )
-        project_gradients = check_engine(self)  # DeepSpeed owns the step: see engines.py
+        project_gradients = must_project_gradients(self)  # DeepSpeed owns the step: see engines.py
         if self.baseline_model is not None:  # measured on the run's device, then put back where it was
             home = next(self.baseline_model.parameters()).device
             self.control_callback.baseline_metrics = self.control_metrics(model=self.baseline_model.to(args.device))
@@ -332,7 +333,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         if self.protection is not None:
             if self.outcome.unlearned:
                 model = self.accelerator.unwrap_model(self.model)
-                with whole(model.parameters()):  # the ledger fingerprints whole weights (ZeRO-3: gathered)
+                with whole_parameters(model.parameters()):  # the ledger fingerprints whole weights (ZeRO-3: gathered)
                     self.protection.bind(model)
                 if self.outcome.incomplete and self.protection.space.ledger:
                     self.protection.space.ledger[-1]["note"] += "; removal incomplete: the stop rule was not met"

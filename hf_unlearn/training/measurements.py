@@ -13,10 +13,10 @@ import torch
 from torch import nn
 from transformers import EvalPrediction
 
-from .control import copy_weights, restore_weights
-from .data.columns import keep_model_columns, label_array
-from .data.memory import materialize
-from .evaluation.predict import collect_outputs, collect_token_outcomes, length_order
+from ..control.state import copy_weights, restore_weights
+from ..data.columns import keep_model_columns, label_array
+from ..data.memory import materialize
+from ..evaluation.predict import collect_outputs, collect_token_outcomes, length_order
 
 
 class UnlearningMeasurements:
