@@ -38,7 +38,7 @@ PHASES = (
     ("  forget-set Gram collection", "collect_gram_matrices", "covariance.py"),
     ("  model fingerprints", "model_fingerprint", "fingerprint.py"),
     ("  eigendecompositions (projectors)", "projectors", "core/space.py"),
-    ("trainer construction", "__init__", "hf_unlearn/trainer.py"),
+    ("trainer construction", "__init__", "hf_unlearn/training/trainer.py"),
     ("control checks (forget/retain/validation samples)", "control_metrics", "measurements.py"),
     ("end-of-run utility look (before and after)", "full_utility", "measurements.py"),
     ("optimizer steps (forward, backward, step)", "training_step", "trainer.py"),
