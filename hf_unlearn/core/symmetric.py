@@ -37,8 +37,14 @@ def add_blocks(total: torch.Tensor, blocks: list[Block]) -> None:
 
 
 def mirror_upper(total: torch.Tensor, edges: list[int]) -> None:
-    """Fill the blocks below the diagonal from those above it: the Gram is then exactly symmetric."""
+    """Fill everything below the diagonal from above it: the Gram is then exactly symmetric.
+
+    The diagonal blocks are full products whose two triangles BLAS may round differently (MKL's
+    ``AᵀA`` is not bit-symmetric on every CPU), so their lower triangles are overwritten as well.
+    """
     spans = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
     for i in range(len(spans)):
+        block = total[spans[i], spans[i]]
+        block.copy_(torch.triu(block) + torch.triu(block, diagonal=1).T)
         for j in range(i + 1, len(spans)):
             total[spans[j], spans[i]].copy_(total[spans[i], spans[j]].T)
