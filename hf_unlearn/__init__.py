@@ -13,8 +13,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "UnlearningArguments": "hf_unlearn.training.arguments",
     "UnlearningTrainer": "hf_unlearn.training.trainer",
+    "CoreGradientSpaceCallback": "hf_unlearn.training.space_callback",
     "METHODS": "hf_unlearn.methods",
     "get_method": "hf_unlearn.methods",
+    "load_causal_lm": "hf_unlearn.models.causal_lm",  # GGUF checkpoints load as trainable float weights
 }
 
 __all__ = ["CGSMismatchError", "CoreGradientSpace", "LedgerError", "collect_gram_matrices", *_LAZY]

@@ -84,6 +84,13 @@ class _GGUFQuantizer:
         quant_method = "gguf"
 
 
+def test_the_gguf_loader_is_exported_for_a_plain_trainer():
+    import hf_unlearn
+    from hf_unlearn.models import causal_lm
+
+    assert hf_unlearn.load_causal_lm is causal_lm.load_causal_lm and "load_causal_lm" in hf_unlearn.__all__
+
+
 def test_dequantised_gguf_weights_train_once_the_marker_is_dropped():
     model = tiny_gpt2(20)
     model.hf_quantizer, model.is_quantized = _GGUFQuantizer(), True

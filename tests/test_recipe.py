@@ -77,10 +77,30 @@ def test_help_lists_the_unlearning_options(capsys):
         assert option in text
     assert "--scrub_alpha SCRUB_ALPHA" not in text  # only the chosen method's hyperparameters
     # the unlearning options come before the hundred-odd TrainingArguments, and the method names are listed
-    assert text.index("--method METHOD") < text.index("--gradient_checkpointing") and "--config CONFIG" in text
+    assert text.index("--method METHOD") < text.index("--save_strategy") and "--config CONFIG" in text
     assert text.index("unlearning (UnlearningArguments)") < text.index("training (TrainingArguments")
     assert "pgu_retain, eupmu" in " ".join(text.split())
     assert len(text[: text.index("model and data:")].splitlines()) < 15  # a short usage line, not 150
+
+
+def test_help_shows_common_training_options_and_help_all_every_one(capsys, monkeypatch):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    short = capsys.readouterr().out
+    assert "--save_total_limit" in short and "--adam_beta1" not in short and "more with --help_all" in short
+    with pytest.raises(SystemExit):
+        parse_args(["--help_all"])
+    full = capsys.readouterr().out
+    assert "--adam_beta1" in full and "--gradient_checkpointing" in full and len(full) > 1.5 * len(short)
+    # an option left out of --help still parses
+    _, _, args = parse_args(["--model_name_or_path", "m", "--dataset_name", "digits", "--forget_class", "3",
+                             "--output_dir", "o", "--adam_beta1", "0.8"])
+    assert args.adam_beta1 == 0.8
+    # the usage line names how the run was started
+    monkeypatch.setattr("sys.argv", ["recipes/unlearn.py"])
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    assert capsys.readouterr().out.startswith("usage: recipes/unlearn.py [--config FILE.yaml]")
 
 
 def test_help_for_another_method_lists_its_hyperparameters(capsys):

@@ -9,6 +9,7 @@ command line and YAML without a shared list of prefixed fields: the method is re
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import sys
@@ -46,7 +47,9 @@ class ScriptArguments:
     dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
     data_files: list[str] | None = field(default=None, metadata={"help": "Local csv/json/parquet training files."})
     train_split: str = field(default="train", metadata={"help": "Split the model was trained on."})
-    eval_split: str | None = field(default=None, metadata={"help": "Held-out split (default: validation or test)."})
+    eval_split: str | None = field(
+        default=None, metadata={"help": "Held-out split; unset: the dataset's validation split, else its test split."}
+    )
     validation_file: str | None = field(
         default=None, metadata={"help": "A held-out csv/json/parquet file (with --data_files): drives the stop rule."}
     )
@@ -132,7 +135,11 @@ class ForgetSetArguments:
     forget_fraction: float | None = field(default=None, metadata={"help": "Forget a random fraction of training."})
     forget_seed: int = field(default=0, metadata={"help": "Seed of the random forget fraction."})
     forget_filter: str | None = field(
-        default=None, metadata={"help": "Forget rows where COLUMN==VALUE (also !=, <, >, in: 'user_id==17')."}
+        default=None,
+        metadata={
+            "help": "Forget rows where COLUMN==VALUE (also !=, <, <=, >, >=, in), or text: "
+            "'text contains \"555-0199\"' (substring), 'text matches \"\\d{3}-\\d{4}\"' (regular expression)."
+        },
     )
     num_requests: int = field(
         default=1,
@@ -251,18 +258,46 @@ def load_yaml_config(path: str) -> dict:
     return {k: _relative_to(base, v) if k in PATH_KEYS else v for k, v in values.items()}
 
 
-def build_parser(method: str) -> HfArgumentParser:
+# the TrainingArguments an unlearning run commonly sets; ``--help_all`` lists the other hundred-odd
+COMMON_TRAINING_OPTIONS = frozenset(
+    {
+        "seed",
+        "per_device_eval_batch_size",
+        "gradient_accumulation_steps",
+        "weight_decay",
+        "max_grad_norm",
+        "lr_scheduler_type",
+        "logging_steps",
+        "save_strategy",
+        "save_steps",
+        "save_total_limit",
+        "resume_from_checkpoint",
+        "overwrite_output_dir",
+        "push_to_hub",
+        "hub_model_id",
+        "hub_private_repo",
+        "report_to",
+        "use_cpu",
+        "bf16",
+        "fp16",
+        "dataloader_num_workers",
+        "deepspeed",
+    }
+)
+
+
+def build_parser(method: str, show_all: bool = False) -> HfArgumentParser:
     """The recipe's parser for ``method``: its hyperparameters join the script and training options.
 
     ``--help`` lists, in this order: model and data, the forget set, the unlearning options (the
-    method, the space, the guard and stop rules), the method's hyperparameters, and only then the
-    hundred-odd ``TrainingArguments``.
+    method, the space, the guard and stop rules), the method's hyperparameters, and only then
+    the TrainingArguments a run commonly sets (``--help_all`` lists all of them).
     """
     config_class = get_method(method).config_class
     config_class._argument_group_name = f"{method} hyperparameters"
     parser = HfArgumentParser(
         (ScriptArguments, ForgetSetArguments, LoraArguments, config_class, UnlearningArguments),
-        description="Unlearn part of a classifier's training data. Methods: "
+        description="Make a classifier or a causal LM forget part of its training data. Methods: "
         f"{', '.join(['auto', *METHODS])} (hf-unlearn methods NAME). Options can also come from "
         "--config FILE.yaml (option: value pairs; ./ and ../ paths are relative to the file; flags win).",
     )
@@ -280,7 +315,7 @@ def build_parser(method: str) -> HfArgumentParser:
     method_group = next(g for g in parser._action_groups if g.title == config_class._argument_group_name)
     parser._action_groups.insert(parser._action_groups.index(method_group), unlearning)
     parser.usage = (
-        "hf-unlearn unlearn [--config FILE.yaml] --model_name_or_path MODEL (--dataset_name NAME | --data_files F) "
+        f"{program_name()} [--config FILE.yaml] --model_name_or_path MODEL (--dataset_name NAME | --data_files F) "
         "(--forget_class C | --forget_fraction P | --forget_filter EXPR | --forget_index_file F) [--method NAME] "
         "[options]"
     )
@@ -292,7 +327,19 @@ def build_parser(method: str) -> HfArgumentParser:
     training.title = "training (TrainingArguments; the unlearning defaults above replace some of them)"
     parser._action_groups.remove(training)
     parser._action_groups.append(training)
+    if not show_all:
+        hidden = [a for a in training._group_actions if a.dest not in COMMON_TRAINING_OPTIONS]
+        for action in hidden:
+            action.help = argparse.SUPPRESS
+        training.title += f"; {len(hidden)} more with --help_all"
+    model_group.add_argument("--help_all", action="help", help="Show every option, all TrainingArguments included.")
     return parser
+
+
+def program_name() -> str:
+    """How this run was started, for the usage line: the console command or the script's path."""
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "hf-unlearn unlearn" if script in ("hf-unlearn", "cli.py", "") else sys.argv[0]
 
 
 def _apply_yaml_defaults(parser: HfArgumentParser, values: dict, source: str, method: str) -> None:
@@ -325,7 +372,7 @@ def parse_args(argv: list[str] | None = None):
             if t != "--config" and not t.startswith("--config=") and not (i > 0 and argv[i - 1] == "--config")
         ]
     method = _option(argv, "method") or values.get("method", "auto")
-    parser = build_parser(method)
+    parser = build_parser(method, show_all="--help_all" in argv or "--help-all" in argv)
     if values:
         _apply_yaml_defaults(parser, values, f"--config {config_path}", method)
     script_args, forget_args, lora_args, method_config, args, *_ = parser.parse_args_into_dataclasses(args=argv)
