@@ -140,3 +140,34 @@ def test_every_shipped_config_parses_and_the_text_one_points_into_the_repository
     assert script.retrain_base_model == str(root / "outputs/sms_minilm/base")
     assert forget.forget_filter == 'text contains "call"' and script.max_length == 48
     assert args.method == "auto"
+
+
+def test_the_reference_is_cached_outside_the_output_folder_and_a_given_one_is_used(saved_model, tmp_path,
+                                                                                   monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("HF_UNLEARN_HOME", str(home))
+    torch.set_num_threads(1)
+    common = ["--model_name_or_path", str(saved_model), "--dataset_name", "digits", "--forget_class", "3",
+              "--compare_with_retrain", "true", "--retrain_epochs", "2", "--mia_draws", "1",
+              "--disable_tqdm", "true", "--logging_strategy", "no"]
+    main([*common, "--output_dir", str(tmp_path / "first")])
+    assert not list((tmp_path / "first").glob("retrain_cache*"))  # a second full model stays out of the folder
+    [cached] = (home / "references").glob("retrain-*")
+    first = json.loads((tmp_path / "first" / "report.json").read_text())
+    assert first["results"]["retrain"]["time"] > 0 and "pgu_retain" in first["speedup"]
+
+    main([*common, "--output_dir", str(tmp_path / "second"), "--reference_model", str(cached)])
+    second = json.loads((tmp_path / "second" / "report.json").read_text())
+    for key in ("UA", "RA", "TA"):  # the very model that was cached, evaluated on the same rows
+        assert second["results"]["retrain"][key] == pytest.approx(first["results"]["retrain"][key])
+    assert "time" not in second["results"]["retrain"] and not second["speedup"]  # its training time is unknown
+    assert "given by --reference_model" in (tmp_path / "second" / "README.md").read_text()
+
+
+def test_a_reference_model_needs_the_comparison_and_an_existing_folder(tmp_path):
+    base = ["--model_name_or_path", "m", "--dataset_name", "digits", "--forget_class", "3", "--output_dir",
+            str(tmp_path)]
+    with pytest.raises(ValueError, match="add --compare_with_retrain true"):
+        parse_args([*base, "--reference_model", str(tmp_path)])
+    with pytest.raises(ValueError, match="no such folder"):
+        parse_args([*base, "--compare_with_retrain", "true", "--reference_model", str(tmp_path / "missing")])

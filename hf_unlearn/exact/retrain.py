@@ -20,12 +20,19 @@ import torch
 from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, Trainer, TrainingArguments
 
 from ..core import fingerprint_examples
+from ..core.ledger_key import key_path
 from ..data.columns import keep_model_columns
 from ..data.memory import materialize
 from ..utils.heap import frozen_heap
 
 logger = logging.getLogger(__name__)
 META_NAME = "retrain_meta.json"
+
+
+def default_reference_cache() -> Path:
+    """Where references are cached unless a run names a folder: beside the ledger key, outside any output folder
+    (a reference is a second full model; kept in ``output_dir`` it multiplied the folder's size)."""
+    return key_path().parent / "references"
 
 
 @dataclass
@@ -116,6 +123,7 @@ def retrain_from_scratch(
     processing_class=None,
     base_model: str | Path | None = None,
     training_overrides: dict | None = None,
+    progress: bool = False,
 ):
     """The reference: ``recipe`` run on ``retain_dataset`` only, from where the original started.
 
@@ -126,13 +134,15 @@ def retrain_from_scratch(
     Returns ``(model, seconds, from_cache)``. ``seconds`` is the wall time of the training that
     produced the model, also when it comes from the cache. ``model_class`` defaults to the Auto
     class matching ``config.architectures``. ``training_overrides`` are extra ``TrainingArguments`` that do
-    not change what is learnt (e.g. ``ddp_find_unused_parameters`` under ``accelerate launch``).
+    not change what is learnt (e.g. ``ddp_find_unused_parameters`` under ``accelerate launch``). ``progress`` shows
+    the Trainer's bar with its ETA (a reference can take longer than the request it judges).
     """
     model_class = model_class or _auto_class(config)
     key = retrain_key(config, retain_dataset, recipe, base_model)
     target = Path(cache_dir) / f"retrain-{key}" if cache_dir is not None else None
     if target is not None and (target / META_NAME).is_file():
         meta = json.loads((target / META_NAME).read_text())
+        logger.info("Reusing the cached reference in %s (trained in %.0f s)", target, float(meta["seconds"]))
         return model_class.from_pretrained(target), float(meta["seconds"]), True
     start = f"fine-tuning {base_model}" if base_model is not None else "training from a random initialisation"
     logger.info("Retraining the reference: %s on %d retain examples", start, len(retain_dataset))
@@ -148,6 +158,7 @@ def retrain_from_scratch(
         output_dir=str(target or Path("outputs") / "retrain"),
         data_collator=data_collator,
         processing_class=processing_class,
+        **({"disable_tqdm": False} if progress else {}),
         **(training_overrides or {}),
     )
     if target is not None:

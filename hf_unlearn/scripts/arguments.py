@@ -89,7 +89,18 @@ class ScriptArguments:
     retrain_label_smoothing: float = field(
         default=0.0, metadata={"help": "label_smoothing_factor of the original recipe (e.g. 0.1 for many ViT recipes)."}
     )
-    retrain_cache_dir: str | None = field(default=None, metadata={"help": "Where retrained references are cached."})
+    retrain_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where retrained references are cached; unset: $HF_UNLEARN_HOME/references "
+                  "(~/.cache/hf_unlearn/references), outside the output folder."},
+    )
+    reference_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --compare_with_retrain: an existing model retrained without the forget set (folder or Hub "
+            "id) to compare with, instead of retraining one. Its training time is unknown, so no speed-up is shown."
+        },
+    )
     mia_draws: int = field(
         default=10,
         metadata={
@@ -118,6 +129,11 @@ class ScriptArguments:
             raise ValueError(f"task must be 'auto', 'classification' or 'causal_lm', got {self.task!r}")
         if self.mia_draws < 1:
             raise ValueError(f"mia_draws must be at least 1, got {self.mia_draws}")
+        if self.reference_model and not self.compare_with_retrain:
+            raise ValueError("--reference_model is the reference of the comparison: add --compare_with_retrain true.")
+        if self.reference_model and self.reference_model.startswith((".", "/", "~")):
+            if not Path(self.reference_model).expanduser().is_dir():
+                raise ValueError(f"--reference_model {self.reference_model}: no such folder.")
 
 
 @dataclass
@@ -226,6 +242,7 @@ PATH_KEYS = (
     "validation_file",
     "core_gradient_space",
     "retrain_cache_dir",
+    "reference_model",
     "retrain_base_model",
     "push_dry_run",
     "forget_index_file",

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..data.columns import keep_model_columns, label_array
 from ..evaluation import avg_gap, evaluate_unlearning
 from ..exact import TrainingRecipe, retrain_from_scratch
+from ..exact.retrain import default_reference_cache
 from ..sequential import SUMMARY_FILE, SequentialUnlearning
 from ..training.arguments import UnlearningArguments
 from .arguments import ForgetSetArguments, ScriptArguments, reference_recipe
@@ -78,6 +79,9 @@ def run_sequential(script_args: ScriptArguments, forget_args: ForgetSetArguments
             "one (output_dir/request-NNNN) with the single-request recipe's Hub options or huggingface_hub."
         )
     requests = split_requests(indices, forget_args, train)
+    if script_args.reference_model:
+        raise ValueError("--reference_model is one reference; a series of requests needs one per request: drop it "
+                         "and the series retrains its references (cached).")
     recipe = None
     if script_args.compare_with_retrain:
         recipe = reference_recipe(script_args, args.world_size, args.seed)
@@ -85,7 +89,7 @@ def run_sequential(script_args: ScriptArguments, forget_args: ForgetSetArguments
     if test is not None:
         comparison = RetrainComparison(
             train, test, collate_fn, args.seed, recipe, config=model.config,
-            cache_dir=script_args.retrain_cache_dir or str(Path(args.output_dir) / "retrain_cache"),
+            cache_dir=script_args.retrain_cache_dir or str(default_reference_cache()),
             base_model=script_args.retrain_base_model, processing_class=processing_class,
         )
     queue = SequentialUnlearning(model, args, train, eval_dataset=test, core_gradient_space=space,

@@ -50,6 +50,7 @@ from ..data.loading import (
 )
 from ..evaluation import evaluate_unlearning, per_example_loss, write_report
 from ..exact import retrain_from_scratch
+from ..exact.retrain import default_reference_cache
 from ..models.adapters import is_adapter_folder, load_merged_adapter, model_config_path, processor_path
 from ..models.causal_lm import load_causal_lm
 from ..protection import SpaceProtection, SpaceSettings
@@ -274,10 +275,19 @@ def untouched_retrain_recipe(script_args) -> bool:
     return all(getattr(script_args, name) == defaults[name] for name in names)
 
 
-def compare_with_retrain(script_args, trainer, original, forget, retain, test) -> dict[str, dict[str, float]]:
-    """Retrain without the forget set (cached), evaluate original / retrain / unlearned, write the report."""
+def given_reference(path: str, original):
+    """A reference the user trained: the original's class, refused when its labels differ from the original's."""
+    reference = type(original).from_pretrained(path)
+    ours, theirs = getattr(original.config, "num_labels", None), getattr(reference.config, "num_labels", None)
+    if ours != theirs:
+        raise ValueError(f"--reference_model {path} has {theirs} labels, the unlearned model {ours}: not a reference.")
+    return reference
+
+
+def retrained_reference(script_args, trainer, original, retain):
+    """The original's recipe run on the retain set (cached; a bar with an ETA while it trains)."""
     recipe = reference_recipe(script_args, trainer.args.world_size, trainer.args.seed)
-    cache = script_args.retrain_cache_dir or str(Path(trainer.args.output_dir) / "retrain_cache")
+    cache = script_args.retrain_cache_dir or str(default_reference_cache())
     base = script_args.retrain_base_model
     overrides = {}
     if trainer.args.ddp_find_unused_parameters is not None:
@@ -290,11 +300,21 @@ def compare_with_retrain(script_args, trainer, original, forget, retain, test) -
         processing_class=trainer.processing_class,
         base_model=base,
         training_overrides=overrides,
+        progress=trainer.is_world_process_zero(),
     )
     start = f"fine-tuned from `{public_name(base)}`" if base else "trained from a random initialisation"
-    start += f" {reference_recipe_words(script_args)}"
+    return retrained, seconds, start + f" {reference_recipe_words(script_args)}"
+
+
+def compare_with_retrain(script_args, trainer, original, forget, retain, test) -> dict[str, dict[str, float]]:
+    """Retrain without the forget set (cached), evaluate original / retrain / unlearned, write the report."""
+    if script_args.reference_model:
+        retrained, seconds = given_reference(script_args.reference_model, original), None
+        start = f"given by --reference_model (`{public_name(script_args.reference_model)}`)"
+    else:
+        retrained, seconds, start = retrained_reference(script_args, trainer, original, retain)
     logger.info("Reference: %s on the retain set", start)
-    if untouched_retrain_recipe(script_args):
+    if not script_args.reference_model and untouched_retrain_recipe(script_args):
         # a new user's ResNet trained 5 epochs was compared with a 40-epoch reference: Avg. Gap 2.11 "farther than
         # the original's 1.62"; with its own recipe (5 epochs, batch 64) the same unlearned model read 0.59 vs 2.96
         logger.warning(
