@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
     from importlib import import_module
 
-    import_module(COMMANDS[argv[0]]).main(argv[1:])
+    from .scripts.user_errors import run_reporting_user_errors
+
+    run_reporting_user_errors(import_module(COMMANDS[argv[0]]).main, argv[1:])
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ The logic lives in ``hf_unlearn.scripts.unlearn`` (also available as ``hf-unlear
 """
 
 from hf_unlearn.scripts.unlearn import main
+from hf_unlearn.scripts.user_errors import run_reporting_user_errors
 
 if __name__ == "__main__":
-    main()
+    run_reporting_user_errors(main)

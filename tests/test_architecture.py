@@ -106,7 +106,7 @@ FLOORS = {
     "hf_unlearn.training": 6,
     "hf_unlearn.sequential": 7,
     "hf_unlearn.scripts": 8,
-    "hf_unlearn.cli": 8,
+    "hf_unlearn.cli": 9,  # the console entry point: dispatches to the scripts
 }
 
 

@@ -56,12 +56,12 @@ def build(argv: list[str]) -> Path:
     from .unlearn import load_model_and_data
 
     script_args, build_args = HfArgumentParser((ScriptArguments, BuildArguments)).parse_args_into_dataclasses(argv)
-    model, data, _, processing_class, *_ = load_model_and_data(script_args)
     output = Path(build_args.output or Path(script_args.model_name_or_path, "core_gradient_space"))
-    if (output / "cgs_config.json").exists() and not build_args.overwrite:
+    if (output / "cgs_config.json").exists() and not build_args.overwrite:  # said before anything loads
         raise FileExistsError(
             f"{output} already holds a Core Gradient Space (and its ledger). Pass --overwrite true to replace it."
         )
+    model, data, _, processing_class, *_ = load_model_and_data(script_args)
     train = data[script_args.train_split]
     print(f"Building the Core Gradient Space of {script_args.model_name_or_path} from {len(train)} examples")
     start = time.perf_counter()
