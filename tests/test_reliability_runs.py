@@ -221,7 +221,7 @@ def test_a_forget_set_that_already_looks_unseen_takes_no_step_and_is_not_recorde
 
 def test_a_full_set_utility_drop_the_sampled_guard_missed_is_reported_loudly(trained_model, digits, tmp_path,
                                                                               monkeypatch):
-    from hf_unlearn.training.trainer import utility_drops
+    from hf_unlearn.training.measurements import utility_drops
 
     assert utility_drops({"validation accuracy": 97.0}, {"validation accuracy": 93.5}, 3.0) == [
         "validation accuracy fell 3.5 points (from 97.0 to 93.5), more than the 3-point tolerance"
@@ -321,3 +321,22 @@ def test_the_reference_recipe_carries_weight_decay_and_label_smoothing_into_trai
     # a reference trained with smoothed labels is another model: never served from the plain one's cache
     config, retain = PretrainedConfig(), digits["train"].select(range(20))
     assert retrain_key(config, retain, recipe) != retrain_key(config, retain, reference_recipe(plain, 2, 3))
+
+
+def test_a_class_the_model_never_predicts_is_not_unlearned_and_not_recorded(trained_model, digits, tmp_path):
+    """Class removal has nothing to do when the class already gets neither predictions nor probability."""
+    head = [m for m in trained_model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        head.bias[3] -= 60.0  # class 3 is never predicted and its probability is ~0
+    forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
+    before = {n: p.detach().clone() for n, p in trained_model.named_parameters()}
+    trainer = UnlearningTrainer(model=trained_model, args=make_args(tmp_path, method="pgu"), forget_dataset=forget,
+                                retain_dataset=retain, eval_dataset=digits["validation"],
+                                original_dataset=digits["train"])
+    output = trainer.train()
+    trainer.save_model()
+    assert output.global_step == 0 and not trainer.outcome.unlearned
+    assert "already not predicted" in trainer.outcome.reason and "stop_rule='none'" in trainer.outcome.reason
+    assert all(torch.equal(p, before[n]) for n, p in trained_model.named_parameters())
+    assert CoreGradientSpace.from_pretrained(tmp_path / "run" / "core_gradient_space").ledger == []
+    assert "**Not unlearned.**" in (tmp_path / "run" / "README.md").read_text()

@@ -185,12 +185,26 @@ class UnlearningControl(TrainerCallback):
                 f"the forget set already looks like held-out data ({self.settings.compared} {forget:.1f} "
                 f"< validation {validation:.1f}), so the stop rule ends the run before its first step"
             )
+        if self.settings.rule == "class_removal" and self._class_gone(metrics):
+            return (
+                f"the forgotten classes are already not predicted (forget accuracy {metrics['forget_accuracy']:.1f} % "
+                f"<= {self.settings.class_forget_target:g} %, mean probability "
+                f"{metrics.get('forget_probability', math.nan):.3f} <= {self.settings.class_probability:g}): the "
+                "model never learnt them"
+            )
         if self.settings.rule == "poison_removed" and metrics["forget_accuracy"] <= self.settings.poison_forget_target:
             return (
                 f"the poisoned labels are already rare on the poisoned examples ({metrics['forget_accuracy']:.1f} % "
                 f"<= {self.settings.poison_forget_target:g} %): the model did not learn them"
             )
         return None
+
+    def _class_gone(self, metrics: dict[str, float]) -> bool:
+        """The class-removal rule: the forgotten classes are neither predicted nor given probability."""
+        return (
+            metrics["forget_accuracy"] <= self.settings.class_forget_target
+            and metrics.get("forget_probability", 1.0) <= self.settings.class_probability
+        )
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
         self.outcome.steps = state.global_step
@@ -245,12 +259,12 @@ class UnlearningControl(TrainerCallback):
                            "original's on validation data")
             elif optimizer is not None:
                 self._grow_if_stalled(metrics, optimizer, lr_scheduler)
-        elif rule == "class_removal":
-            if (
-                metrics["forget_accuracy"] <= self.settings.class_forget_target
-                and metrics.get("forget_probability", 1.0) <= self.settings.class_probability
-            ):
-                self._stop(control, "rule", "the forgotten classes are no longer predicted")
+        elif rule == "class_removal" and self._class_gone(metrics):
+            before = self.outcome.initial.get("forget_accuracy", math.nan)
+            self._stop(control, "rule", "the forgotten classes are no longer predicted" if not (
+                before <= self.settings.class_forget_target) else "the forgotten classes' mean probability fell "
+                f"to {metrics.get('forget_probability', math.nan):.3f} (their accuracy was already {before:.1f} % "
+                "before the first step)")
         elif rule == "poison_removed" and metrics["forget_accuracy"] <= self.settings.poison_forget_target:
             self._stop(control, "rule", "the poisoned examples no longer get their poisoned labels")
 
