@@ -10,10 +10,18 @@ import torch
 from torch import nn
 
 from ..utils.zero3 import whole_parameters
+from .stop_rules import resolve_stop_rule
+
+# a causal LM's texts count as forgotten once their tokens are as unlikely as held-out texts' (the control's keys)
+LM_SAMPLE_RULE = {"forget_key": "forget_likelihood", "validation_key": "validation_likelihood",
+                  "compared": "forget-text likelihood", "compared_validation": "validation-text likelihood",
+                  "confidence_key": ""}
 
 
 @dataclass
 class ControlSettings:
+    """What the control is told: the resolved stop rule, how often it checks, and the guard's limits."""
+
     rule: str = "none"  # forget_below_validation, class_removal, poison_removed or none (already resolved)
     check_every: int = 0  # optimizer steps between checks; 0 = automatic (see ``_interval``)
     check_examples: int = 0  # examples one check runs forward (forget + retain + validation samples)
@@ -40,6 +48,29 @@ class ControlSettings:
     # a classifier's second signal: the mean probability of the true label (what a confidence attacker reads);
     # "" = accuracy only (causal LMs: their likelihood already is that signal)
     confidence_key: str = "probability"
+
+    @classmethod
+    def from_args(
+        cls, args, *, scenario: str, has_eval: bool, causal_lm: bool, check_examples: int, needs_retain: bool
+    ) -> ControlSettings:
+        """The control a run's ``UnlearningArguments`` ask for, completed with what only the trainer knows: the
+        detected scenario, whether an eval set exists, the model kind, how many examples one check reads, and
+        whether every batch carries a retain stream (twice the examples per step)."""
+        return cls(
+            rule=resolve_stop_rule(args.stop_rule, scenario, has_eval),
+            check_every=args.check_every_steps,
+            tolerance=args.utility_tolerance,
+            max_backtracks=args.max_backtracks,
+            growth=args.step_growth if args.step_growth is not None else args.method_config.step_growth,
+            class_forget_target=args.class_forget_target,
+            class_probability=args.class_forget_probability,
+            poison_forget_target=args.poison_forget_target,
+            **(LM_SAMPLE_RULE if causal_lm else {}),
+            check_examples=check_examples,
+            examples_per_step=args.per_device_train_batch_size
+            * args.gradient_accumulation_steps
+            * (2 if needs_retain else 1),
+        )
 
 
 @dataclass

@@ -12,7 +12,16 @@ from collections.abc import Callable
 import numpy as np
 from torch.utils.data import Dataset as TorchDataset
 
+from ..core.processing import is_tokenizer
 from .memory import materialize
+
+
+def collator_for(processing_class=None) -> Callable:
+    """The collator of one stream of model inputs: a tokenizer pads its texts to the longest row (transformers'
+    ``DataCollatorWithPadding``); anything else (pixels, fixed-length ids) is stacked as it is."""
+    from transformers import DataCollatorWithPadding, default_data_collator
+
+    return DataCollatorWithPadding(processing_class) if is_tokenizer(processing_class) else default_data_collator
 
 
 class ForgetRetainDataset(TorchDataset):

@@ -12,12 +12,15 @@ import copy
 import logging
 import os
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from ..core import CGSMismatchError, CoreGradientSpace, collect_gram_matrices, fingerprint_examples, model_fingerprint
+from ..core.carried_ledger import CarriedLedger
 from ..core.space_io import CONFIG_NAME
+from ..utils.zero3 import whole_parameters
 from .freezing import freeze_parameters, freeze_peft_parameters
 from .gradients import ProjectedGradients
 from .lora_aim import aim_fresh_adapters
@@ -28,6 +31,13 @@ from .updates import ProjectedUpdates
 
 logger = logging.getLogger(__name__)
 CGS_DIR = "core_gradient_space"
+
+
+class RunResult(Protocol):
+    """What ``finish`` reads of a run's outcome (``control.state.RunOutcome``)."""
+
+    unlearned: bool
+    incomplete: str
 
 
 @dataclass
@@ -75,6 +85,8 @@ def space_saved_with(model: nn.Module) -> tuple[CoreGradientSpace, str] | None:
             f"The model folder carries a Core Gradient Space ({where}) that does not fit the model: {error} "
             "If the model was changed on purpose, pass core_gradient_space= explicitly or move that folder away."
         ) from error
+    logger.info("Using the Core Gradient Space saved with the model (%s, %d earlier request(s))", where,
+                len(space.ledger))
     return space, where
 
 
@@ -119,6 +131,11 @@ class SpaceProtection:
         logger.info("Building the Core Gradient Space from %d training examples", len(self.original_dataset))
         s = self.settings
         layers = base_model_layers(model, s.protect_layers, s.exclude_layers) if is_peft_model(model) else None
+        record = CarriedLedger.of(model, CoreGradientSpace)  # its forgotten rows stay out (carried_ledger.py)
+        if record is not None:
+            original_model_inputs, _ = record.leave_out(original_model_inputs, self.original_dataset)
+            logger.info("Leaving out the %d rows forgotten by the %d request(s) in %s", record.num_forgotten,
+                        len(record.saved.ledger), record.where)
         stats = collect_gram_matrices(
             model,
             shard(original_model_inputs, self.world_size, self.process_index),
@@ -131,7 +148,7 @@ class SpaceProtection:
         )
         columns = self.original_dataset.column_names
         logger.info("Fingerprinting %d training examples for the ledger", len(self.original_dataset))
-        return CoreGradientSpace(
+        space = CoreGradientSpace(
             stats.grams,
             stats.layers,
             stats.num_examples,
@@ -142,6 +159,7 @@ class SpaceProtection:
             fingerprint_columns=columns,
             padding=stats.padding,
         )
+        return record.carry_into(space) if record is not None else space
 
     def protected_modules(self, model: nn.Module, space: CoreGradientSpace) -> dict[str, nn.Module]:
         """The module holding each protected layer's weight and inputs (``base_layer`` under PEFT)."""
@@ -292,3 +310,14 @@ class SpaceProtection:
         modules = self.peft.stats_modules if self.peft is not None else None
         with torch.no_grad():
             self.space.bind_model(model, modules)
+
+    def finish(self, outcome: RunResult, model: nn.Module) -> None:
+        """Settle the space after a run: bound to the new weights when the run unlearned (its ledger entry notes
+        an incomplete removal), else reverted, so the ledger never records a request that was not carried out."""
+        if not outcome.unlearned:
+            self.revert()
+            return
+        with whole_parameters(model.parameters()):  # the ledger fingerprints whole weights (ZeRO-3: gathered)
+            self.bind(model)
+        if outcome.incomplete and self.space.ledger:
+            self.space.ledger[-1]["note"] += "; removal incomplete: the stop rule was not met"

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers import EvalPrediction
 
-from ..control.state import copy_weights, restore_weights
+from ..control.state import RunOutcome, copy_weights, restore_weights
 from ..data.columns import keep_model_columns, label_array
 from ..data.memory import materialize
 from ..evaluation.predict import collect_outputs, collect_token_outcomes, length_order
@@ -232,6 +232,30 @@ class UnlearningMeasurements:
                 break
         return drops
 
+    def end_of_run_drops(
+        self,
+        before: dict[str, float],
+        outcome: RunOutcome,
+        start: dict[str, torch.Tensor],
+        setup_changed_weights: bool,
+    ) -> list[str]:
+        """The end-of-run utility check: the final weights' ``full_utility`` against ``before`` (the original's).
+
+        The guard reads small samples, so this is the last word on utility. The final check's metrics describe
+        the final weights, unless the run kept its ``start`` after a setup that moved the weights (its start
+        metrics then hold the lower of two readings). When the guard rolled back, or the 256-example look came
+        near the line, ``closer_look`` reads larger retain samples (EUPMU on a label-smoothed ResNet: no
+        rollback, -3.3 points on 1 000 retain examples, unflagged by 256).
+        """
+        tolerance = self.args.utility_tolerance
+        exact = not setup_changed_weights  # start = the original: its metrics are known
+        known = outcome.final if exact else None
+        after = self.full_utility(known=known)
+        drops = utility_drops(before, after, tolerance)
+        if not drops and (outcome.backtracks or near_tolerance(before, after, tolerance)):
+            drops = self.closer_look(start, tolerance, outcome.initial if exact else None, known)
+        return drops
+
     def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test"):
         """The Trainer's predict on the model's input columns (the Trainer's own pruning is off: see arguments)."""
         return super().predict(keep_model_columns(self.model, test_dataset), ignore_keys, metric_key_prefix)
@@ -278,11 +302,6 @@ class UnlearningMeasurements:
 CLOSER_SIZES = (1024, 4096)  # retain examples of the closer end-of-run look; the second only when near the line
 CLOSER_MARGIN = 1.5  # points: a drop this close to the tolerance is re-read on the larger sample
 
-
-# a causal LM's texts count as forgotten once their tokens are as unlikely as held-out texts' (the control's keys)
-LM_SAMPLE_RULE = {"forget_key": "forget_likelihood", "validation_key": "validation_likelihood",
-                  "compared": "forget-text likelihood", "compared_validation": "validation-text likelihood",
-                  "confidence_key": ""}
 
 
 def likelihood(token_losses: torch.Tensor) -> float:

@@ -15,18 +15,16 @@ import time
 
 import torch
 from torch import nn
-from transformers import DataCollatorWithPadding, IntervalStrategy, Trainer, default_data_collator
+from transformers import IntervalStrategy, Trainer
 from transformers.trainer_utils import TrainOutput
 
 from ..control.controller import ControlSettings, RunOutcome, UnlearningControl
-from ..control.stop_rules import resolve_stop_rule
 from ..core import CGSMismatchError, CoreGradientSpace, fingerprint_examples
-from ..core.processing import is_tokenizer
 from ..data.causal_lm import is_causal_lm, prepare_causal_lm_sets
 from ..data.checks import check_model_inputs, check_request_inputs
 from ..data.columns import keep_model_columns, label_array
 from ..data.requests import check_label_range, detect_scenario
-from ..data.streams import ForgetRetainDataset, TwoStreamCollator
+from ..data.streams import ForgetRetainDataset, TwoStreamCollator, collator_for
 from ..methods import get_method
 from ..protection import (
     SpaceProtection,
@@ -38,11 +36,10 @@ from ..protection import (
     space_saved_with,
 )
 from ..utils.heap import frozen_heap
-from ..utils.zero3 import whole_parameters
 from .arguments import UnlearningArguments
 from .checkpoints import check_resume, request_digest, resolve_resume, write_checkpoint_extras
 from .engines import must_project_gradients
-from .measurements import LM_SAMPLE_RULE, UnlearningMeasurements, near_tolerance, utility_drops, weights_summary
+from .measurements import UnlearningMeasurements, weights_summary
 from .publishing import UnlearningPublishing
 from .step_hooks import StepHooksCallback
 
@@ -87,60 +84,19 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         args.resolve_default_path(has_retain=retain_dataset is not None and len(retain_dataset) > 0)
         self.method = get_method(args.method)(args.method_config, seed=args.seed)
         if core_gradient_space is None and (saved := space_saved_with(model)) is not None:
-            core_gradient_space, where = saved
-            logger.info(
-                "Using the Core Gradient Space saved with the model (%s, %d earlier request(s))",
-                where,
-                len(core_gradient_space.ledger),
-            )
-        if not is_causal_lm(model):  # first: names ("spam") in the label column would surface as another error below
-            check_label_range(model, forget=forget_dataset, retain=retain_dataset, eval=eval_dataset)
-        check_request_inputs(
-            forget=forget_dataset,
-            retain=retain_dataset,
-            eval_dataset=eval_dataset,
-            original_dataset=original_dataset,
-            space=core_gradient_space,
-        )
-        if self.method.needs_retain and (retain_dataset is None or len(retain_dataset) == 0):
-            raise ValueError(f"Method {args.method!r} needs a retain set: pass retain_dataset=...")
+            core_gradient_space = saved[0]  # an unlearned model's folder carries its space and ledger
+        raw = {"forget": forget_dataset, "retain": retain_dataset, "eval": eval_dataset, "original": original_dataset}
+        self._check_request(model, args, raw, core_gradient_space)
         self.raw_forget_dataset = forget_dataset
         self.baseline_model = baseline_model
         self.original_dataset = original_dataset
-        self.original_model_inputs = original_dataset  # what the space is built from (tokenised for an LM)
         self._given_space = core_gradient_space
         self.causal_lm = is_causal_lm(model)
-        if self.causal_lm:  # texts become token ids and labels; every check above ran on the raw rows
-            builds_space = self.method.uses_projection and core_gradient_space is None
-            sets, data_collator = prepare_causal_lm_sets(
-                self.method, args, processing_class, data_collator, forget=forget_dataset, retain=retain_dataset,
-                eval=eval_dataset, original=original_dataset if builds_space else None,
-            )
-            forget_dataset, retain_dataset, eval_dataset = sets["forget"], sets["retain"], sets["eval"]
-            self.original_model_inputs = sets["original"]
-        if data_collator is None:
-            data_collator = (
-                DataCollatorWithPadding(processing_class) if is_tokenizer(processing_class) else default_data_collator
-            )
+        sets, data_collator = self._model_input_sets(args, raw, core_gradient_space, processing_class, data_collator)
+        self.original_model_inputs = sets["original"]  # what the space is built from (tokenised for an LM)
         self.base_collator = data_collator
-        self.protection: SpaceProtection | None = None
-        if self.method.uses_projection:
-            self.protection = SpaceProtection(
-                SpaceSettings.from_args(args),
-                space=core_gradient_space,
-                original_dataset=original_dataset,
-                collate_fn=data_collator,
-                world_size=args.world_size,
-                process_index=args.process_index,
-            )
-        self.forget_dataset = keep_model_columns(model, forget_dataset)
-        self.retain_dataset = keep_model_columns(model, retain_dataset)
-        model_eval = keep_model_columns(model, eval_dataset)
-        check_model_inputs(
-            forget=(self.forget_dataset, forget_dataset.column_names),
-            retain=(self.retain_dataset, getattr(retain_dataset, "column_names", [])),
-            eval=(model_eval, getattr(eval_dataset, "column_names", [])),
-        )
+        self.protection = _space_protection(self.method, args, core_gradient_space, original_dataset, data_collator)
+        model_eval = self._keep_model_columns(model, sets)
         scenario = "samples" if self.causal_lm and args.scenario == "auto" else args.scenario
         self.scenario = detect_scenario(scenario, self.forget_dataset, self.retain_dataset)
         self._init_measurements()
@@ -153,11 +109,6 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             logger.warning("No eval_dataset: per-epoch evaluation and the stop rule are off (eval_strategy='no').")
             args.eval_strategy = IntervalStrategy.NO  # the Trainer refuses evaluation without an eval set
         self.control_callback = UnlearningControl(ControlSettings(), measure=self.control_metrics, log=self.log)
-        step_hooks = StepHooksCallback(
-            before=[lambda: self.method.before_optimizer_step(self, self.model), self._snapshot],
-            after=[self._project, lambda: self.method.after_optimizer_step(self, self.model)],
-            begin=[lambda: self.protection is not None and self.protection.begin_step()],
-        )
         super().__init__(
             model=model,
             args=args,
@@ -165,7 +116,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             eval_dataset=model_eval,
             data_collator=TwoStreamCollator(data_collator),
             processing_class=processing_class,
-            callbacks=[*(callbacks or []), step_hooks, self.control_callback],
+            callbacks=[*(callbacks or []), self._step_hooks(), self.control_callback],
             **kwargs,
         )
         self.unlearning_seconds: float | None = None
@@ -173,6 +124,59 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         self.comparison_reference = ""  # how the "retrain" model of the comparison was made
         self._prepared = False
         self.outcome: RunOutcome | None = None
+
+    # ------------------------------------------------------------------ the steps of __init__
+    def _check_request(self, model: nn.Module, args: UnlearningArguments, raw: dict, space) -> None:
+        """Every check of the raw rows, before any is tokenised or trimmed to the model's columns."""
+        if not is_causal_lm(model):  # first: names ("spam") in the label column would surface as another error below
+            check_label_range(model, forget=raw["forget"], retain=raw["retain"], eval=raw["eval"])
+        check_request_inputs(
+            forget=raw["forget"],
+            retain=raw["retain"],
+            eval_dataset=raw["eval"],
+            original_dataset=raw["original"],
+            space=space,
+        )
+        retain = raw["retain"]
+        if self.method.needs_retain and (retain is None or len(retain) == 0):
+            raise ValueError(f"Method {args.method!r} needs a retain set: pass retain_dataset=...")
+
+    def _model_input_sets(self, args, raw: dict, space, processing_class, data_collator) -> tuple[dict, object]:
+        """The sets as the model reads them, and the collator of one stream. A causal LM's texts become token ids
+        and labels (every check ran on the raw rows); its training set is tokenised only when it builds the space."""
+        if self.causal_lm:
+            builds_space = self.method.uses_projection and space is None
+            sets, data_collator = prepare_causal_lm_sets(
+                self.method, args, processing_class, data_collator, forget=raw["forget"], retain=raw["retain"],
+                eval=raw["eval"], original=raw["original"] if builds_space else None,
+            )
+        else:
+            sets = dict(raw)
+        return sets, data_collator if data_collator is not None else collator_for(processing_class)
+
+    def _keep_model_columns(self, model: nn.Module, sets: dict):
+        """The forget and retain sets cut to the model's input columns (refused when nothing is left); the eval set's
+        cut is returned."""
+        self.forget_dataset = keep_model_columns(model, sets["forget"])
+        self.retain_dataset = keep_model_columns(model, sets["retain"])
+        model_eval = keep_model_columns(model, sets["eval"])
+        check_model_inputs(
+            forget=(self.forget_dataset, sets["forget"].column_names),
+            retain=(self.retain_dataset, getattr(sets["retain"], "column_names", [])),
+            eval=(model_eval, getattr(sets["eval"], "column_names", [])),
+        )
+        return model_eval
+
+    def _step_hooks(self) -> StepHooksCallback:
+        """The method's hooks around every optimizer step, and the projection's when the space protects the run."""
+        before = [lambda: self.method.before_optimizer_step(self, self.model)]
+        after = [lambda: self.method.after_optimizer_step(self, self.model)]
+        if self.protection is None:
+            return StepHooksCallback(before=before, after=after)
+        protection = self.protection
+        return StepHooksCallback(
+            before=[*before, protection.snapshot], after=[protection.project, *after], begin=[protection.begin_step]
+        )
 
     @property
     def core_gradient_space(self) -> CoreGradientSpace | None:
@@ -184,14 +188,6 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
     @property
     def projection(self):
         return self.protection.projection if self.protection is not None else None
-
-    def _snapshot(self) -> None:
-        if self.protection is not None:
-            self.protection.snapshot()
-
-    def _project(self) -> None:
-        if self.protection is not None:
-            self.protection.project()
 
     # ------------------------------------------------------------------ input checks
     @property
@@ -263,50 +259,26 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             raise RuntimeError("This trainer already carried out its request (recorded in its space's ledger); "
                                "a second train() would unlearn the same examples again from the unlearned weights. "
                                "Start a new UnlearningTrainer (core_gradient_space=trainer.core_gradient_space).")
+        control = self.control_callback
         if resume_from_checkpoint:
-            self.control_callback.resume_state = check_resume(
-                resume_from_checkpoint, self._request_digest(), self.args.method
-            )
+            control.resume_state = check_resume(resume_from_checkpoint, self._request_digest(), self.args.method)
         start = time.perf_counter()
-        args = self.args
-        self.control_callback.settings = ControlSettings(
-            rule=resolve_stop_rule(args.stop_rule, self.scenario, self.eval_dataset is not None),
-            check_every=args.check_every_steps,
-            tolerance=args.utility_tolerance,
-            max_backtracks=args.max_backtracks,
-            growth=args.step_growth if args.step_growth is not None else args.method_config.step_growth,
-            class_forget_target=args.class_forget_target,
-            class_probability=args.class_forget_probability,
-            poison_forget_target=args.poison_forget_target,
-            **(LM_SAMPLE_RULE if self.causal_lm else {}),
+        control.settings = ControlSettings.from_args(
+            self.args,
+            scenario=self.scenario,
+            has_eval=self.eval_dataset is not None,
+            causal_lm=self.causal_lm,
             check_examples=sum(len(d) for d in self._check_samples()),
-            examples_per_step=args.per_device_train_batch_size
-            * args.gradient_accumulation_steps
-            * (2 if self.method.needs_retain else 1),
+            needs_retain=self.method.needs_retain,
         )
         project_gradients = must_project_gradients(self)  # DeepSpeed owns the step: see engines.py
-        if self.baseline_model is not None:  # measured on the run's device, then put back where it was
-            home = next(self.baseline_model.parameters()).device
-            self.control_callback.baseline_metrics = self.control_metrics(model=self.baseline_model.to(args.device))
-            self.baseline_model.to(home)
+        self._measure_baseline()
         if not self._prepared:
-            self.control_callback.original_metrics = self.control_metrics()
-            reason = (
-                None
-                if resume_from_checkpoint
-                else self.control_callback.nothing_to_unlearn(self.control_callback.original_metrics)
-            )
+            control.original_metrics = self.control_metrics()
+            reason = None if resume_from_checkpoint else control.nothing_to_unlearn(control.original_metrics)
             if reason:
                 return self._no_step(reason, start)
-        known = self.control_callback.original_metrics  # the check samples' verdicts on these weights: not re-read
-        utility_before = self.full_utility(known=known) if not resume_from_checkpoint else None
-        weights_before = weights_summary(self.model)
-        self.prepare_unlearning(resume_from_checkpoint)
-        if project_gradients:
-            self.protection.project_gradients()
-        if self.projection is not None and self.projection.free_rows:  # fast class removal: check it closely
-            self.control_callback.settings.check_density = 4
-        self.control_callback.setup_changed_weights = not torch.equal(weights_before, weights_summary(self.model))
+        utility_before = self._set_up(resume_from_checkpoint, project_gradients)
         try:
             with frozen_heap():
                 output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
@@ -314,31 +286,15 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             if project_gradients:  # the model outlives this run (a series of requests): its hooks must not
                 self.protection.gradient_hooks.detach()
         self.unlearning_seconds = time.perf_counter() - start
-        self.outcome = self.control_callback.outcome
+        self.outcome = control.outcome
         if utility_before is not None and self.outcome.unlearned:
-            # the final check's metrics describe the final weights, unless the run kept its start after a setup
-            # that moved the weights (its start metrics then hold the lower of two readings)
-            exact = not self.control_callback.setup_changed_weights  # start = the original: its metrics are known
-            known = self.outcome.final if exact else None
-            after = self.full_utility(known=known)
-            drops = utility_drops(utility_before, after, args.utility_tolerance)
-            # look closer when the guard saw damage on its samples, or the 256-example look came near the line
-            # (EUPMU on a label-smoothed ResNet: no rollback, −3.3 points on 1 000 retain examples, unflagged)
-            if not drops and (self.outcome.backtracks or near_tolerance(utility_before, after, args.utility_tolerance)):
-                initial = self.outcome.initial if exact else None
-                drops = self.closer_look(self.control_callback.start, args.utility_tolerance, initial, known)
-            self.outcome.warnings += drops
+            self.outcome.warnings += self.end_of_run_drops(
+                utility_before, self.outcome, control.start, control.setup_changed_weights
+            )
             for warning in self.outcome.warnings:
                 logger.warning("UTILITY DROP: %s", warning)
         if self.protection is not None:
-            if self.outcome.unlearned:
-                model = self.accelerator.unwrap_model(self.model)
-                with whole_parameters(model.parameters()):  # the ledger fingerprints whole weights (ZeRO-3: gathered)
-                    self.protection.bind(model)
-                if self.outcome.incomplete and self.protection.space.ledger:
-                    self.protection.space.ledger[-1]["note"] += "; removal incomplete: the stop rule was not met"
-            else:
-                self.protection.revert()  # the request was not carried out: the ledger must not say it was
+            self.protection.finish(self.outcome, self.accelerator.unwrap_model(self.model))
         output.metrics.update(
             {
                 "unlearned": self.outcome.unlearned,
@@ -348,6 +304,29 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             }
         )
         return output
+
+    def _measure_baseline(self) -> None:
+        """The model before a series of requests, on this run's check samples (on the run's device, then put back)."""
+        if self.baseline_model is None:
+            return
+        home = next(self.baseline_model.parameters()).device
+        self.control_callback.baseline_metrics = self.control_metrics(model=self.baseline_model.to(self.args.device))
+        self.baseline_model.to(home)
+
+    def _set_up(self, resume_from_checkpoint: str | None, project_gradients: bool) -> dict[str, float] | None:
+        """The original's full utility (not on a resumed run), then every check and the method's setup; the control
+        learns whether the setup moved the weights. Returns the utility the end-of-run check compares with."""
+        control = self.control_callback
+        known = control.original_metrics  # the check samples' verdicts on these weights: not re-read
+        utility_before = self.full_utility(known=known) if not resume_from_checkpoint else None
+        weights_before = weights_summary(self.model)
+        self.prepare_unlearning(resume_from_checkpoint)
+        if project_gradients:
+            self.protection.project_gradients()
+        if self.projection is not None and self.projection.free_rows:  # fast class removal: check it closely
+            control.settings.check_density = 4
+        control.setup_changed_weights = not torch.equal(weights_before, weights_summary(self.model))
+        return utility_before
 
     def _no_step(self, reason: str, start: float) -> TrainOutput:
         """Every check of the request still runs, then the model is left exactly as it was; nothing is recorded."""
@@ -395,6 +374,14 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         if "loss" in logs:
             logs = {**logs, **self.method.logs()}
         super().log(logs, start_time)
+
+
+def _space_protection(method, args: UnlearningArguments, space, original_dataset, collate_fn) -> SpaceProtection | None:
+    """PGU's protection (the space built or loaded, updates projected) for a method that projects; None otherwise."""
+    if not method.uses_projection:
+        return None
+    return SpaceProtection(SpaceSettings.from_args(args), space=space, original_dataset=original_dataset,
+                           collate_fn=collate_fn, world_size=args.world_size, process_index=args.process_index)
 
 
 __all__ = ["CGSMismatchError", "UnlearningTrainer"]
