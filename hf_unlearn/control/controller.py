@@ -105,7 +105,7 @@ class UnlearningControl(TrainerCallback):
         forwards) over ``examples_per_step``. The rule uses these counts, not measured times, so a seeded
         run checks at the same steps on any machine. ``check_density`` multiplies the number of checks
         (a check may then cost that many steps): PGU's class removal with the class's output rows free
-        is done within an epoch, and every step past that point only costs kept accuracy (issue 9: a ViT
+        is done within an epoch, and every step past that point only costs kept accuracy (fidelity suite: a ViT
         lost 1.4 more points of kept validation accuracy in the 10 steps between two checks). It is not
         the default for every method: the baselines, checked 4x as often, met more noisy dips, spent
         their backtracks and ended worse (EUPMU on the ResNet: Avg. Gap 1.32 -> 3.8).

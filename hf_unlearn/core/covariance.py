@@ -187,7 +187,7 @@ def shortest_first(data):
     """A tokenised ``datasets.Dataset`` with ragged ``input_ids`` in order of length, else ``data`` as given.
 
     A batch is padded to its longest text: one 512-token SMS among 74 forget messages of 61 tokens on average
-    made their Gram collection 6.3 s instead of 2.1 s sorted (MiniLM, 2026-12-01). Masked Grams sum over real
+    made their Gram collection 6.3 s instead of 2.1 s sorted (MiniLM). Masked Grams sum over real
     tokens only, so the order changes nothing but the padding.
     """
     if not hasattr(data, "with_format") or "input_ids" not in getattr(data, "column_names", ()) or len(data) < 2:
@@ -225,7 +225,7 @@ def collect_gram_matrices(
     error) before float64 accumulation; the default is float64 throughout.
     ``padding="masked"`` leaves out the rows of tokens a batch's ``attention_mask`` marks as padding
     (Linear inputs shaped ``(batch, tokens, features)``); ``"counted"`` keeps them, as spaces saved
-    before 2026-12-01 did. Grams that are added or subtracted must use the same policy.
+    without a ``padding`` entry in their config did. Grams that are added or subtracted must use the same policy.
     ``row_fraction < 1`` is the sketched mode (opt-in): each product uses a seeded uniform sample of that
     share of the rows (tokens, conv patches), scaled by 1/fraction, so the Gram is an unbiased estimate
     at a fraction of the cost. How much of the exact top directions' energy it keeps depends on the

@@ -1,4 +1,4 @@
-"""How far an unlearned model's outputs are from the retrained model's (DESIGN.md §5).
+"""How far an unlearned model's outputs are from the retrained model's (docs/evaluation.md).
 
 Accuracy-type metrics compare aggregate numbers; these compare the two models example by example
 on the same inputs (normally the forget set), so two models with equal UA but different mistakes

@@ -1,6 +1,6 @@
 """What a causal language model still knows of some texts: perplexity, verbatim recall, membership signals.
 
-The measures LLM unlearning is judged by (issue 13), as plain functions over a model and tokenised
+The measures LLM unlearning is judged by, as plain functions over a model and tokenised
 texts (``input_ids``, optional ``attention_mask``; padding never counts):
 
 * ``perplexity``: exp of the mean next-token loss over every real token of a set.

@@ -1,4 +1,9 @@
-"""Accuracy- and privacy-based unlearning metrics (DESIGN.md §5).
+"""Accuracy- and privacy-based unlearning metrics, each read beside a model retrained without the forget set.
+
+UA = 100 − forget accuracy, RA and TA the retain and test accuracies, MIA-efficacy SalUn's share of forget
+examples a confidence attacker calls non-members; Avg. Gap = the mean |metric − retrained metric| over the four.
+Two retrained models with different seeds differ too: their mutual Avg. Gap is the noise floor no method can
+beat, reported beside every comparison (docs/evaluation.md).
 
 Two layers:
 

@@ -45,7 +45,7 @@ class PGUConfig(MethodConfig):
         "per_device_train_batch_size": 16,
     }
     # a confident forget set saturates PGU's margin loss (its gradient vanishes as p_y -> 1): grow a stalled
-    # step (the digits CNN's random requests crawled through 155 steps; docs/benchmarks.md, sixth session)
+    # step (the digits CNN's random requests crawled through 155 steps; docs/defaults.md, "Step growth")
     step_growth = 2.0
     paper = Paper(
         title="Learn to Unlearn for Deep Neural Networks: Minimizing Unlearning Interference with Gradient Projection",

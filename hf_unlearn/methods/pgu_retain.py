@@ -2,9 +2,9 @@
 
 PGU protects what the retain data's layer inputs span, up to the energy share ``gamma``; the rest
 (1 − γ of it) is exposed, and on a BatchNorm ResNet that exposure alone cost several points of
-retain accuracy (issue 9). When the user has retain examples, their cross-entropy pulls the model
-back along exactly those exposed directions: the update is still projected, so the protected part
-stays untouched. L = PGU(forget) + ``pgu_retain_weight``·CE(retain).
+retain accuracy (fidelity suite, docs/benchmarks.md). When the user has retain examples, their
+cross-entropy pulls the model back along exactly those exposed directions: the update is still projected,
+so the protected part stays untouched. L = PGU(forget) + ``pgu_retain_weight``·CE(retain).
 
 For class removal the retain cross-entropy is taken over the kept classes only: the removed class's
 logit is the forget loss's business. Over all classes the retain term also moves that class's (free)

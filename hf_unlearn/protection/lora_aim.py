@@ -5,7 +5,7 @@ A LoRA layer adds ``s·B·A·x`` to its output, and PEFT starts ``B`` at zero, s
 keeps the rows of ``A`` outside the retain space; a random ``A`` projected there catches only the
 share of the forget inputs' energy that its ``r`` random rows happen to meet, and PGU crawled: MiniLM
 on SMS spam through ``r = 8`` adapters took 34-71 s where fine-tuning from the same base took 23-26 s,
-and a ViT's class was never removed (docs/benchmarks.md, eighth session).
+and a ViT's class was never removed (docs/benchmarks.md, "Through a fresh LoRA adapter").
 
 While ``B`` is zero the adapter's output does not depend on ``A``, so ``A`` may be chosen without
 changing a single prediction. Here its rows are the ``r`` directions outside the retain space that

@@ -3,7 +3,7 @@
 The space protects a layer's outputs on kept inputs. For the layer that produces the logits, the
 outputs of a forgotten class are the exception: a model retrained without that class never predicts
 it, so its logit is *meant* to fall on kept inputs too, and protecting that row only blocks the
-removal (issue 9: on a BatchNorm ResNet and a ViT, fully projected PGU lost several points of kept
+removal (fidelity suite: on a BatchNorm ResNet and a ViT, fully projected PGU lost several points of kept
 accuracy before the class was gone). Lowering only the forgotten classes' logits cannot change which
 kept class wins on a kept input; everything else stays projected.
 """

@@ -119,7 +119,7 @@ def _table(summary: list[dict]) -> str:
 
 
 def _bars(summary: list[dict]) -> list[str]:
-    """The issue's bars, checked on this run's numbers."""
+    """The demo's acceptance bars, checked on this run's numbers."""
     checks = []
     for block in summary:
         r, p = block["results"]["retrain"], block["results"]["pgu"]

@@ -56,7 +56,7 @@ class UnlearningMeasurements:
 
     def _eval_batch_size(self, dataset) -> int:
         """256 fixed-shape examples per pass, 64 texts: one batch of 256 texts pads all to the longest (SMS spam,
-        2026-12-01: 1.14 s for 200 messages against 0.64 s in length-sorted batches of 64)."""
+        1.14 s for 200 messages against 0.64 s in length-sorted batches of 64)."""
         text = "input_ids" in getattr(dataset, "column_names", ())
         if self.causal_lm:  # a batch's logits span the vocabulary: 16 texts × 32 tokens × 49k = 100 MB
             return max(16, self.args.per_device_eval_batch_size)
@@ -196,7 +196,7 @@ class UnlearningMeasurements:
         ``known`` control metrics of each, when given, spare re-reading the guard's retain sample).
 
         Run when the guard had to roll back: 256 retain examples missed 3-4 point drops that 1000 showed
-        (fidelity suite, 2026-11-30: gradient ascent, random labels and SalUn on class removal).
+        (fidelity suite: gradient ascent, random labels and SalUn on class removal).
         """
         model = self.accelerator.unwrap_model(self.model)
         end = copy_weights(model)
