@@ -194,7 +194,7 @@ class SpaceProtection:
             given = self.space if self.space is not None else self.build(model, original_model_inputs)
             self.space_before_request = given
             # the request is subtracted from a copy: the caller's space, and the saved ledger, change only
-            # once ``commit`` says the run really unlearned (see ``revert``)
+            # once ``finish`` finds that the run really unlearned (otherwise it calls ``revert``)
             space = copy.deepcopy(given)
             modules = self.protected_modules(model, space)
             space.check_model(model, modules=modules)
