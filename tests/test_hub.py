@@ -12,6 +12,7 @@ import pytest
 import torch
 import transformers.utils.hub
 import yaml
+from card_fixtures import COMPARISON, card_data
 from hub_server import FakeHub, git_blob_oid
 from huggingface_hub import _upload_pipeline, constants
 from huggingface_hub.utils import _detect_agent
@@ -19,15 +20,10 @@ from huggingface_hub.utils._runtime import is_xet_available
 from safetensors.torch import load as load_safetensors
 
 from hf_unlearn import CoreGradientSpace, UnlearningArguments, UnlearningTrainer
-from hf_unlearn.cards.model_card import UnlearningCardData, comparison_table, render_model_card
+from hf_unlearn.cards.model_card import comparison_table, render_model_card
 from hf_unlearn.data.forget import indices_of_classes, split_forget_retain
 
 REPO_ID = "someone/digits-unlearned"
-COMPARISON = {
-    "original": {"UA": 1.0, "RA": 100.0, "TA": 98.0, "MIA": 2.0},
-    "retrain": {"UA": 100.0, "RA": 99.0, "TA": 97.5, "MIA": 100.0},
-    "pgu": {"UA": 98.0, "RA": 98.5, "TA": 97.0, "MIA": 96.0},
-}
 # by hand: pgu (|98-100| + |98.5-99| + |97-97.5| + |96-100|) / 4 = (2 + 0.5 + 0.5 + 4) / 4 = 1.75
 #          original (99 + 1 + 0.5 + 98) / 4 = 49.625 -> "49.62" (round half to even on the binary value)
 PGU_ROW = "| pgu | 98.00 | 98.50 | 97.00 | 96.00 | 1.75 |"
@@ -204,23 +200,11 @@ def test_comparison_table_avg_gap_by_hand():
     assert comparison_table(partial).splitlines()[3] == "| pgu | 98.00 | 98.50 | 97.00 |  |  |"
 
 
-def _card_data(comparison=None, ledger=None, model_name="my-model", projection="gamma=0.8, energy `sigma`"):
-    from hf_unlearn.methods.pgu import PGUConfig
-
-    paper = PGUConfig.paper
-    return UnlearningCardData(
-        model_name=model_name, base_model="org/base-model", method="pgu", scenario="samples", forget_count=7,
-        optim="sgd", learning_rate=0.05, epochs=10, stop_rule="auto", stopped_epoch=3.0,
-        method_config=PGUConfig().to_dict(), paper_title=paper.title, paper_url=paper.url, paper_bibtex=paper.bibtex,
-        projection=projection, ledger=ledger or [], seconds=12.34, comparison=comparison,
-    )
-
-
 def test_render_model_card_on_hand_made_numbers():
     ledger = [{"request": 1, "num_examples": 7, "created_at": "2025-01-02T03:04:05", "note": "pgu: 7 examples"}]
-    card = render_model_card(_card_data(COMPARISON, ledger, model_name="digits-unlearned"))
-    assert card.startswith("---\nlibrary_name: transformers\ntags:\n")
-    assert "base_model: org/base-model" in card
+    card = render_model_card(card_data(COMPARISON, ledger, model_name="digits-unlearned"))
+    # huggingface_hub's ModelCardData writes its keys in its own order: the base model first
+    assert card.startswith("---\nbase_model: org/base-model\nlibrary_name: transformers\ntags:\n")
     assert "# digits-unlearned\n" in card
     assert "This model is **org/base-model** after machine unlearning" in card
     assert "7 training examples were removed with the method `pgu` (samples removal)" in card
@@ -234,17 +218,17 @@ def test_render_model_card_on_hand_made_numbers():
     assert "Closer to retraining than the original: Avg. Gap 1.75 against the untouched original's 49.62." in card
     # a run that ended farther from the retrained model than the original says so in words, not only in the table
     worse = {**COMPARISON, "original": {"UA": 99.0, "RA": 99.0, "TA": 97.5, "MIA": 100.0}}  # gap 0.25
-    card = render_model_card(_card_data(worse))
+    card = render_model_card(card_data(worse))
     assert "**Farther from retraining than the original:** Avg. Gap 1.75 against the untouched original's 0.25" in card
     # a request that took no step: the unlearned model is the original, neither closer nor farther
     unchanged = {**COMPARISON, "original": dict(COMPARISON["pgu"])}
-    card = render_model_card(_card_data(unchanged))
+    card = render_model_card(card_data(unchanged))
     assert "As far from retraining as the original: Avg. Gap 1.75, the untouched original's too" in card
     assert "Closer to retraining" not in card and "Farther from retraining" not in card
     incomplete = {k: v for k, v in COMPARISON.items() if k != "original"}
-    assert "than the original" not in render_model_card(_card_data(incomplete))
+    assert "than the original" not in render_model_card(card_data(incomplete))
 
-    plain = render_model_card(_card_data(projection=None))
+    plain = render_model_card(card_data(projection=None))
     assert "# my-model\n" in plain
     assert "| 1 | 7 | this run | no Core Gradient Space was used |" in plain
     assert "This run used no Core Gradient Space" in plain
@@ -269,23 +253,23 @@ def test_push_saves_first_so_an_offline_push_loses_nothing(trained_model, digits
 
 
 def test_card_metadata_holds_the_measured_metrics_and_names_adapters():
-    metadata = yaml.safe_load(render_model_card(_card_data(COMPARISON)).split("---")[1])
+    metadata = yaml.safe_load(render_model_card(card_data(COMPARISON)).split("---")[1])
     [entry] = metadata["model-index"]
     values = {m["type"]: m["value"] for m in entry["results"][0]["metrics"]}
     assert values == {"ua": 98.0, "ra": 98.5, "ta": 97.0, "mia": 96.0, "avg_gap": 1.75}  # the pgu row, by hand
     assert metadata["library_name"] == "transformers"
-    assert "model-index" not in yaml.safe_load(render_model_card(_card_data()).split("---")[1])  # nothing measured
-    adapter = dataclasses.replace(_card_data(), adapter=True)
+    assert "model-index" not in yaml.safe_load(render_model_card(card_data()).split("---")[1])  # nothing measured
+    adapter = dataclasses.replace(card_data(), adapter=True)
     assert yaml.safe_load(render_model_card(adapter).split("---")[1])["library_name"] == "peft"
     # an adapter merged before unlearning: a full model whose Hub base is the adapter's base, and the card says so
-    merged = render_model_card(dataclasses.replace(_card_data(), merged_adapter_base="org/base-model"))
+    merged = render_model_card(dataclasses.replace(card_data(), merged_adapter_base="org/base-model"))
     merged_metadata = yaml.safe_load(merged.split("---")[1])
     assert merged_metadata["base_model"] == "org/base-model" and merged_metadata["library_name"] == "transformers"
     assert "The LoRA adapter was merged into its base, org/base-model, before unlearning" in merged
     # an undefined MIA (one kept class) is left out of the metadata and the gap, and reads n/a in the table
     nan = float("nan")
     one_class = {name: {**row, "MIA": nan} for name, row in COMPARISON.items()}
-    card = render_model_card(_card_data(one_class))
+    card = render_model_card(card_data(one_class))
     [entry] = yaml.safe_load(card.split("---")[1])["model-index"]
     values = {m["type"]: m["value"] for m in entry["results"][0]["metrics"]}
     assert "mia" not in values and values["avg_gap"] == pytest.approx(1.0)  # (2 + 0.5 + 0.5) / 3
@@ -293,20 +277,20 @@ def test_card_metadata_holds_the_measured_metrics_and_names_adapters():
 
 
 def test_the_card_says_where_the_space_is_and_records_nothing_for_a_run_that_did_not_unlearn():
-    kept = render_model_card(dataclasses.replace(_card_data(), unlearned=True))
+    kept = render_model_card(dataclasses.replace(card_data(), unlearned=True))
     assert "stays with the model's owner and is not published" in kept and "`core_gradient_space/` keeps" not in kept
-    published = render_model_card(dataclasses.replace(_card_data(), unlearned=True, space_published=True))
+    published = render_model_card(dataclasses.replace(card_data(), unlearned=True, space_published=True))
     assert "`core_gradient_space/` keeps only" in published and "have been subtracted" in published
-    nothing = render_model_card(dataclasses.replace(_card_data(), unlearned=False, space_published=True))
+    nothing = render_model_card(dataclasses.replace(card_data(), unlearned=False, space_published=True))
     assert "| — | 0 | — | nothing recorded: this run did not unlearn |" in nothing
     assert "have been subtracted" not in nothing and "| 1 | 7 |" not in nothing
 
 
 def test_a_card_says_when_the_removal_is_incomplete():
     text = "the forgotten classes are still predicted on 54.3 % of the forget sample"
-    card = render_model_card(dataclasses.replace(_card_data(), unlearned=True, incomplete=text))
+    card = render_model_card(dataclasses.replace(card_data(), unlearned=True, incomplete=text))
     assert f"**Removal incomplete:** the run ended before its stop rule was met; {text}." in card
-    assert "Removal incomplete" not in render_model_card(dataclasses.replace(_card_data(), unlearned=True))
+    assert "Removal incomplete" not in render_model_card(dataclasses.replace(card_data(), unlearned=True))
 
 
 def test_dry_run_stages_exactly_what_a_push_uploads(trained_model, digits, tmp_path, no_remote_connections, one_thread):
@@ -343,7 +327,7 @@ def test_dry_run_stages_exactly_what_a_push_uploads(trained_model, digits, tmp_p
 def test_a_card_names_a_local_base_model_by_its_folder_only(tmp_path):
     local = tmp_path / "private" / "my-finetuned-model"
     local.mkdir(parents=True)
-    card = render_model_card(dataclasses.replace(_card_data(), base_model=str(local)))
+    card = render_model_card(dataclasses.replace(card_data(), base_model=str(local)))
     assert str(tmp_path) not in card and "a local model (my-finetuned-model)" in card
     assert "base_model:" not in card  # not a Hub id: no metadata link
 
@@ -387,7 +371,7 @@ def test_sisa_ensemble_pushes_final_models_and_a_card_with_its_deletions(hub, di
 
 
 def test_a_card_says_how_the_step_moved():
-    data = dataclasses.replace(_card_data(), unlearned=True, outcome="forget accuracy reached the target")
+    data = dataclasses.replace(card_data(), unlearned=True, outcome="forget accuracy reached the target")
     plain = render_model_card(data)
     assert "The run ended because forget accuracy reached the target." in plain
     both = render_model_card(dataclasses.replace(data, backtracks=1, growths=2))
