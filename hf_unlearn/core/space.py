@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .carried_ledger import CarriedLedger
 from .covariance import PADDING_POLICIES, GramStatistics, collect_gram_matrices
 from .energy import DEFAULT_ENERGY, ENERGY_MEASURES, check_gamma, energy_rank
 from .errors import CGSMismatchError, LedgerError, not_training_examples
@@ -67,6 +68,7 @@ class CoreGradientSpace:
         ledger_fingerprints: list[torch.Tensor] | None = None,
         fingerprint_key_id: str | None = LOCAL_KEY,
         padding: str = "masked",
+        provenance: Mapping | None = None,
     ):
         if set(grams) != set(layers):
             raise ValueError("grams and layers must name the same layers")
@@ -97,6 +99,8 @@ class CoreGradientSpace:
         # which key made the fingerprints: this owner's by default, None for unkeyed ones (saved before keys)
         self.fingerprint_key_id = key_id(ledger_key()) if fingerprint_key_id == LOCAL_KEY else fingerprint_key_id
         self._eigen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        # how the Grams were collected (e.g. during training, on moving weights): a record for the user, never checked
+        self.provenance = dict(provenance or {})
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -126,6 +130,9 @@ class CoreGradientSpace:
         its raw text column works as it is. ``fingerprint_data`` is fingerprinted instead of ``data`` when
         the rows requests will name differ from what the model reads (raw texts of a tokenised LM set).
         """
+        record = CarriedLedger.of(model, cls)  # the model folder's ledger is carried in (carried_ledger.py)
+        if record is not None:
+            data, fingerprint_data = record.leave_out(data, fingerprint_data)
         model_inputs = data
         if hasattr(data, "column_names") and "forward_fn" not in collect_kwargs:  # a forward_fn picks its own inputs
             parameters = inspect.signature(model.forward).parameters
@@ -148,7 +155,7 @@ class CoreGradientSpace:
         if hasattr(rows, "column_names"):
             columns = list(fingerprint_columns) if fingerprint_columns else list(rows.column_names)
             train_fps = fingerprint_examples(rows.select_columns(columns), columns)
-        return cls(
+        space = cls(
             stats.grams,
             stats.layers,
             stats.num_examples,
@@ -160,6 +167,7 @@ class CoreGradientSpace:
             fingerprint_columns=columns,
             padding=stats.padding,
         )
+        return record.carry_into(space) if record is not None else space
 
     # ----------------------------------------------------------------- thresholds and bases
     def gamma_for(self, name: str) -> float:

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..core import CGSMismatchError, CoreGradientSpace, collect_gram_matrices, fingerprint_examples, model_fingerprint
 from ..core.carried_ledger import CarriedLedger
+from ..core.layers import is_peft_model
 from ..core.space_io import CONFIG_NAME
 from ..utils.zero3 import whole_parameters
 from .freezing import freeze_parameters, freeze_peft_parameters
@@ -26,7 +27,7 @@ from .gradients import ProjectedGradients
 from .lora_aim import aim_fresh_adapters
 from .membership import forget_fingerprints
 from .output_rows import forgotten_output_rows, mean_input
-from .peft import PeftTargets, base_model_layers, is_peft_model, peft_targets, saved_copies
+from .peft import PeftTargets, base_model_layers, peft_targets, saved_copies
 from .updates import ProjectedUpdates
 
 logger = logging.getLogger(__name__)
