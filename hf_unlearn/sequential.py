@@ -23,6 +23,7 @@ from pathlib import Path
 from torch import nn
 
 from .core import LedgerError, UnsupportedSetupError
+from .core.layers import has_adapters
 from .data.causal_lm import is_causal_lm
 from .data.columns import label_array
 from .training.arguments import UnlearningArguments
@@ -84,7 +85,7 @@ class SequentialUnlearning:
                 f"Sequential requests run in one process (this is one of {args.world_size}): every process would "
                 "rename the same request folders. Launch it with python, not accelerate launch / torchrun."
             )
-        if hasattr(model, "peft_config"):
+        if has_adapters(model):
             raise TypeError(
                 "Sequential requests reload each request's model with from_pretrained, which a PEFT model does not "
                 "support here: merge the adapter first (model.merge_and_unload()), then serve the requests."

@@ -20,7 +20,7 @@ from torch import nn
 
 from .errors import CGSMismatchError
 from .labels import LABEL_KEYS
-from .layers import layer_kind
+from .layers import has_adapters, layer_kind
 from .ledger_key import ledger_key
 
 
@@ -128,7 +128,7 @@ def model_fingerprint(
     its ``merge_and_unload()`` match each other but no longer the base, which still knows the data.
     ``modules`` is ignored then (it maps layer names to a PEFT model's ``base_layer`` modules).
     """
-    if hasattr(model, "peft_config"):
+    if has_adapters(model):
         kinds = {str(getattr(c.peft_type, "value", c.peft_type)) for c in model.peft_config.values()}
         if not kinds <= {"LORA"}:
             raise CGSMismatchError(

@@ -29,6 +29,16 @@ CONV2D = "conv2d"
 TRANSPOSED_LINEAR = "transposed_linear"  # transformers.pytorch_utils.Conv1D: weight is (in, out)
 
 
+def has_adapters(model: nn.Module) -> bool:
+    """Adapters attached, by ``peft`` or by transformers' ``load_adapter`` (which leaves nothing to merge them with)."""
+    return hasattr(model, "peft_config")
+
+
+def is_peft_model(model: nn.Module) -> bool:
+    """A ``peft.PeftModel``: adapters over a base model (``get_base_model``); duck-typed (no peft import)."""
+    return has_adapters(model) and hasattr(model, "get_base_model")
+
+
 class UnsupportedLayerError(ValueError):
     """A layer was asked for that the CGS cannot represent exactly."""
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..core.layers import is_peft_model
+
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # what transformers' causal-LM losses skip
@@ -27,7 +29,7 @@ def is_causal_lm(model: nn.Module) -> bool:
     """A transformers causal LM (``AutoModelForCausalLM`` classes, GPT-2's ``LMHeadModel``), PEFT-wrapped or not."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    if hasattr(model, "get_base_model"):
+    if is_peft_model(model):
         model = model.get_base_model()
     causal = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
     return any(cls.__name__ in causal or cls.__name__.endswith("ForCausalLM") for cls in type(model).__mro__)

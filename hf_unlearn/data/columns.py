@@ -7,7 +7,7 @@ import inspect
 import numpy as np
 
 from ..core.labels import LABEL_KEYS
-from ..protection.peft import is_peft_model
+from ..core.layers import is_peft_model
 
 
 def label_column(dataset) -> str | None:

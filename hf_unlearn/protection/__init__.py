@@ -1,8 +1,9 @@
 """How a method protects what must be kept, outside the Trainer: PGU's space, freezing, PEFT."""
 
+from ..core.layers import is_peft_model
 from .freezing import batch_norms_in_eval_mode, freeze_parameters
 from .membership import check_membership, forget_fingerprints
-from .peft import PeftTargets, is_peft_model, peft_targets
+from .peft import PeftTargets, peft_targets
 from .space import CGS_DIR, SpaceProtection, SpaceSettings, space_saved_with
 from .updates import ProjectedUpdates
 

@@ -14,13 +14,9 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from ..core import CGSMismatchError
-from ..core.layers import TRANSPOSED_LINEAR, layer_kind
+from ..core.layers import TRANSPOSED_LINEAR, is_peft_model, layer_kind  # noqa: F401  (is_peft_model: re-exported)
 
 PEFT_PREFIX = "base_model.model."
-
-
-def is_peft_model(model: nn.Module) -> bool:
-    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
 
 
 @dataclass

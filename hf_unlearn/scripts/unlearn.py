@@ -27,14 +27,11 @@ from transformers import (
     AutoModelForImageClassification,
     AutoModelForSequenceClassification,
     AutoTokenizer,
-    DataCollatorWithPadding,
-    default_data_collator,
 )
 
 from .. import models  # noqa: F401  (registers the small CNN with the Auto classes)
 from ..cards.model_card import public_name
 from ..core import CoreGradientSpace
-from ..core.processing import is_tokenizer
 from ..core.space_io import CONFIG_NAME
 from ..data.causal_lm import CausalLMCollator, causal_lm_inputs, is_causal_lm
 from ..data.columns import keep_model_columns
@@ -48,6 +45,7 @@ from ..data.loading import (
     rename_label,
     tokenize,
 )
+from ..data.streams import collator_for
 from ..evaluation import evaluate_unlearning, per_example_loss, write_report
 from ..exact import retrain_from_scratch
 from ..exact.retrain import default_reference_cache
@@ -192,10 +190,8 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
         if getattr(getattr(script_args, "lora", None), "use_peft", False):
             raise ValueError("--num_requests > 1 with --use_peft: a series reloads each request's model whole; "
                              "serve the requests without --use_peft, or one request per run on the adapter.")
-        collate = DataCollatorWithPadding(processing_class) if is_tokenizer(processing_class) else None
         return run_sequential(script_args, forget_args, args, model=model, train=train, test=test, indices=indices,
-                              processing_class=processing_class, space=space,
-                              collate_fn=collate or default_data_collator)
+                              processing_class=processing_class, space=space, collate_fn=collator_for(processing_class))
     original = copy.deepcopy(model) if script_args.compare_with_retrain else None
     lora = getattr(script_args, "lora", None)
     if lora is not None and lora.use_peft:  # after every check that reads the model: the space is the base model's
@@ -251,7 +247,7 @@ def named_space(script_args: ScriptArguments, args: UnlearningArguments, model, 
             "path, or add --build_core_gradient_space true to build it from the training set and write it there."
         )
     logger.info("Building the Core Gradient Space from %d training examples into %s", len(train), folder)
-    collate = DataCollatorWithPadding(processing_class) if is_tokenizer(processing_class) else default_data_collator
+    collate = collator_for(processing_class)
     inputs = train
     if is_causal_lm(model):  # the space of the tokens the trainer will feed, fingerprints of the rows as given
         options = {"mask_prompt": args.lm_mask_prompt, "max_length": args.lm_max_length or script_args.max_length}

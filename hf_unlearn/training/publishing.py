@@ -17,8 +17,8 @@ from huggingface_hub.utils import filter_repo_objects
 from transformers.utils.hub import hf_api
 
 from ..cards.model_card import UNPUBLISHED_PATTERNS, UnlearningCardData, write_model_card
+from ..core.layers import is_peft_model
 from ..protection import CGS_DIR
-from ..protection.peft import is_peft_model
 
 logger = logging.getLogger(__name__)
 
