@@ -1,8 +1,8 @@
 """How much does building a Core Gradient Space cost compared with one plain pass over the data?
 
 Collecting the CGS is one forward pass in eval mode with hooks that add each protected layer's
-RᵀR to a float64 accumulator. The issue sets the goal "collection ≤ 1.5× a plain no-grad forward
-pass over the same data". This script measures that ratio, for both product precisions and the
+RᵀR to a float64 accumulator. The goal: "collection ≤ 1.5× a plain no-grad forward pass over the
+same data". This script measures that ratio, for both product precisions and the
 sketched mode (``row_fraction``, a quarter of the rows by default, with the share of the exact top-k
 energy it keeps), against the FLOP floor (forward + one triangle of every Gram), on:
 
@@ -352,6 +352,18 @@ def main(argv=None) -> None:
           f"total wall time {time.perf_counter() - started:.0f} s")
     load_after = os.getloadavg()[0]
     print(f"1-min load average {load_before:.1f} at start, {load_after:.1f} at end, {os.cpu_count()} CPUs")
+    try:  # python -m benchmarks.cgs_collection
+        from .results_io import table_from_markdown, write_results
+    except ImportError:  # python benchmarks/cgs_collection.py
+        from results_io import table_from_markdown, write_results
+    default = (args.threads, args.clock, args.device) == (2, "wall", "cpu")
+    key = "ratios" if default else f"ratios_{args.device}_{args.clock}_{args.threads}threads"
+    notes = (f"sketch = float32, {args.row_fraction:g} of the rows; floor = 1 + (Gram ÷ layer FLOPs) / 2; median of "
+             f"{args.repeats} interleaved repeats ({args.digits_repeats} for digits); 1-min load average "
+             f"{load_before:.1f} → {load_after:.1f}")
+    title = f"Gram collection ÷ a plain no-grad forward pass ({args.threads} threads, {args.clock} clock, {device})"
+    results = table_from_markdown(markdown_table(rows, args.goal), title, notes)
+    write_results("cgs_collection", {"tables": {key: results}})
 
 
 if __name__ == "__main__":

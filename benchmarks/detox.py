@@ -1,4 +1,4 @@
-"""Removing poisoned training data (issue 12): label flips and a backdoor, on MNIST-5k and SMS spam.
+"""Removing poisoned training data: label flips and a backdoor, on MNIST-5k and SMS spam.
 
     .venv/bin/python -m benchmarks.detox                              # four scenarios, seed 0
     .venv/bin/python -m benchmarks.detox --scenarios mnist_backdoor --methods pgu_retain finetune
@@ -34,11 +34,12 @@ from hf_unlearn.exact import train_classifier
 from hf_unlearn.methods import METHODS as REGISTRY
 
 from .fidelity.scenarios import SCENARIOS, load_data, new_model
+from .results_io import table_from_markdown, write_results
 
 TRIGGER_WORD = "zqxv"  # not an English word: one rare token sequence for the text backdoor
 POISON = {  # name: (family, attack, options)
     "mnist_flip": ("mnist_resnet", "flip", {"pairs": [(1, 7), (3, 8)], "per_class": 50}),
-    # the 8-epoch recipe does not memorise 50 flips per class (3.5 % kept, 2026-12-01); 40 epochs does
+    # the 8-epoch recipe does not memorise 50 flips per class (3.5 % kept); 40 epochs does
     "mnist_flip_40ep": ("mnist_resnet", "flip", {"pairs": [(1, 7), (3, 8)], "per_class": 50, "epochs": 40}),
     "mnist_backdoor": ("mnist_resnet", "backdoor", {"count": 100, "target": 0}),
     "sms_flip": ("sms_minilm", "flip", {"pairs": [(0, 1)], "per_class": 30}),
@@ -164,6 +165,11 @@ def main() -> None:
     text = "\n\n".join(table(n, r) for n, r in results.items())
     (out / "results.md").write_text(text + "\n")
     print(text)
+    tables = {}
+    for name, result in results.items():
+        text = table(name, result)
+        tables[name] = table_from_markdown(text, title=text.splitlines()[0].strip("# "))
+    write_results("detox", {"tables": tables})
 
 
 if __name__ == "__main__":

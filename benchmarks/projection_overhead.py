@@ -2,8 +2,8 @@
 
 PGU projects the *applied update* of every protected layer, not its gradient (AdamW rescales
 gradients per entry and would leak the protected component back in): keep the weights before
-``optimizer.step()``, project the difference after it, write the projected weights back. The issue
-sets the goal "projection adds ≤ 10 % to a training step". This script measures, per step,
+``optimizer.step()``, project the difference after it, write the projected weights back. The goal:
+"projection adds ≤ 10 % to a training step". This script measures, per step,
 
 * ``step``: zero_grad + forward + backward + ``SGD.step()``, the work a step does anyway;
 * ``projection``: the snapshot before the step plus, after it, ``ΔW = W − W_before``,
@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 import torch
 from cgs_collection import CLOCKS, bert_batches, bert_model, now, set_clock, vit_batches, vit_model
+from results_io import table_from_markdown, write_results
 from torch import nn
 
 from hf_unlearn.core import CoreGradientSpace, LayerProjector, collect_gram_matrices
@@ -295,6 +296,14 @@ def main(argv=None) -> None:
     print(f"goal ≤ {100 * args.goal:.0f} % added (✗ = missed); total wall time {time.perf_counter() - started:.0f} s")
     load_after = os.getloadavg()[0]
     print(f"1-min load average {load_before:.1f} at start, {load_after:.1f} at end, {os.cpu_count()} CPUs")
+    key = {(2, "wall"): "default", (1, "cpu"): "one_thread_cpu"}.get((args.threads, args.clock))
+    if args.digits_batch != 128:
+        key = f"{key or 'run'}_digits_batch{args.digits_batch}"
+    key = key or f"{args.clock}_{args.threads}threads"
+    title = f"Projection ÷ training step ({args.threads} thread(s), {args.clock} clock, median of {args.steps} steps)"
+    notes = f"Goal ≤ {100 * args.goal:.0f} % added (✗ = missed); 1-min load {load_before:.1f} → {load_after:.1f}"
+    results = table_from_markdown(markdown_table(rows, args.goal), title, notes)
+    write_results("projection_overhead", {"tables": {key: results}})
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ number was measured. The tables in ``docs/*.md`` and ``README.md`` are rendered 
 ``benchmarks/render_docs.py``; ``tests/test_docs.py`` fails when a rendered table and its file disagree.
 
 A file holds ``benchmark``, ``command``, ``commit``, ``date``, ``machine`` and ``tables``: a dict of named tables,
-each ``{"columns": [...], "rows": [[...], ...]}`` with an optional ``title`` and ``notes``. A table measured by
-another run than the file's may carry its own ``command`` / ``commit`` / ``date``. Anything else the script
-wants to keep (raw per-seed results) may sit beside them.
+each ``{"columns": [...], "rows": [[...], ...]}`` with an optional ``title`` and ``notes``, and with the
+``command``, ``commit``, ``date`` and ``machine`` of the run that measured it. A run replaces the tables it
+writes and keeps the others (a benchmark run with other flags writes its own table beside the default one);
+the file's ``command`` lists every table's command, its ``commit``/``date``/``machine`` are the last run's.
+Anything else the script wants to keep (raw per-seed results) may sit beside them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
-REQUIRED = ("benchmark", "command", "commit", "date", "machine", "tables")
+PROVENANCE = ("command", "commit", "date", "machine")
+REQUIRED = ("benchmark", *PROVENANCE, "tables")
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None,
@@ -95,12 +98,14 @@ def machine() -> str:
 def invoked_command(argv: Sequence[str] | None = None) -> str:
     """The command line that ran this script, as a reader would type it from the repository root."""
     argv = list(sys.argv if argv is None else argv)
-    script = Path(argv[0]).resolve()
-    try:
-        module = ".".join(script.relative_to(ROOT).with_suffix("").parts)
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name.startswith("benchmarks."):  # python -m benchmarks.x
+        return shlex.join([".venv/bin/python", "-m", spec.name, *argv[1:]])
+    try:  # python benchmarks/x.py
+        script = str(Path(argv[0]).resolve().relative_to(ROOT))
     except ValueError:
-        return shlex.join(argv)
-    return shlex.join([".venv/bin/python", "-m", module, *argv[1:]])
+        script = argv[0]
+    return shlex.join([".venv/bin/python", script, *argv[1:]])
 
 
 def results_path(name: str) -> Path:
@@ -117,22 +122,39 @@ def load_results(name: str) -> dict:
 
 
 def write_results(name: str, payload: dict, command: str | None = None) -> Path:
-    """Write ``benchmarks/results/<name>.json``: ``payload`` (its ``tables`` and any raw numbers) plus the command,
-    commit, date and machine of this run. Returns the path; then ``python -m benchmarks.render_docs`` updates
-    the docs' tables."""
+    """Write ``payload``'s tables (and any raw numbers beside them) to ``benchmarks/results/<name>.json``, each
+    table stamped with this run's command, commit, date and machine; tables of earlier runs with other keys
+    stay. Returns the path; ``python -m benchmarks.render_docs`` then updates the docs' tables."""
     if not isinstance(payload.get("tables"), dict) or not payload["tables"]:
         raise ValueError("payload['tables'] must be a non-empty dict of tables (see results_io.table)")
-    record = {
-        "benchmark": name,
+    run = {
         "command": command or invoked_command(),
         "commit": current_commit(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
-        **{k: v for k, v in payload.items() if k not in {"benchmark", "commit", "date", "machine", "command"}},
     }
     path = results_path(name)
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    tables = {**earlier.get("tables", {}), **{key: {**tab, **run} for key, tab in payload["tables"].items()}}
+    record = {
+        "benchmark": name,
+        **run,
+        "command": commands_of(tables),
+        **{k: v for k, v in payload.items() if k not in {"benchmark", "tables", *PROVENANCE}},
+        "tables": tables,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1, ensure_ascii=False, default=float) + "\n")
     print(f"results written to {path.relative_to(ROOT)}; render the docs with: .venv/bin/python -m "
           "benchmarks.render_docs", flush=True)
     return path
+
+
+def commands_of(tables: dict) -> list[str]:
+    """Every table's command(s), in order, each once."""
+    commands: list[str] = []
+    for tab in tables.values():
+        for command in tab["command"] if isinstance(tab["command"], list) else [tab["command"]]:
+            if command not in commands:
+                commands.append(command)
+    return commands

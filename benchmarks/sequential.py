@@ -34,6 +34,8 @@ from hf_unlearn.sequential import SequentialUnlearning
 
 from .fidelity.run import _cached_original
 from .fidelity.scenarios import SCENARIOS, forget_indices, load_data
+from .results_io import table as results_table
+from .results_io import table_from_markdown, write_results
 
 
 class Comparison:
@@ -130,6 +132,12 @@ def main() -> None:
     text = "\n\n".join([*(table(m, r) for m, r in results.items()), "\n".join(summary)])
     (out / "results.md").write_text(text + "\n")
     print(text)
+    series = [[m, f"{r[-1]['metrics']['gap']:.2f}", str(sum(bool(x["unlearned"]) for x in r))]
+              for m, r in results.items()]
+    head = ["method", "final Avg. Gap", f"requests carried out (of {args.requests})"]
+    tables = {"series": results_table(head, series, title=f"{args.requests} requests served in turn, seed {args.seed}")}
+    tables.update({m: table_from_markdown(table(m, r)) for m, r in results.items()})
+    write_results("sequential", {"tables": tables})
 
 
 if __name__ == "__main__":

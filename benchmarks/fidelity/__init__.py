@@ -1,1 +1,1 @@
-"""The fidelity suite (issue 9): methods with library defaults against references on real HF models."""
+"""The fidelity suite: methods with library defaults against references on real HF models."""

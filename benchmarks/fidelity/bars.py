@@ -1,4 +1,4 @@
-"""The issue's bars, read off the suite's results (means over the seeds run).
+"""The suite's bars, read off its results (means over the seeds run).
 
 (a) no method returns a model 3+ points below the original in retain or test accuracy (full sets)
     without the library flagging it (its end-of-run utility warning);

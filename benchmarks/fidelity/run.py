@@ -34,6 +34,7 @@ from hf_unlearn.exact import retrain_from_scratch, train_classifier
 from hf_unlearn.methods import METHODS as METHODS_REGISTRY
 from hf_unlearn.scripts.lora import LoraArguments, with_fresh_adapter
 
+from ..results_io import table_from_markdown, write_results
 from .bars import bars_table
 from .scenarios import ALL_SCENARIOS, SCENARIOS, forget_indices, kept_test, load_data, minilm_path, new_model
 
@@ -277,7 +278,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--mia-draws", type=int, default=10,
-        help="MIA-efficacy: mean over this many balanced attacker draws (runs before 2026-12-01 13:50 UTC: 1).",
+        help="MIA-efficacy: mean over this many balanced attacker draws (1: a single draw, SalUn's protocol).",
     )
     parser.add_argument(
         "--lora", type=int, default=0, metavar="R",
@@ -314,6 +315,12 @@ def main(argv=None) -> None:
     text = "## Against the bars\n\n" + bars_table(chosen) + "\n" + summarise(chosen)
     (out / "results.md").write_text(text)
     print(text)
+    # every scenario this output folder holds, not only this call's
+    tables = {"summary": table_from_markdown(bars_table(results), "Against the bars")}
+    tables.update({part.split()[0]: table_from_markdown(part, part.splitlines()[0])
+                   for part in summarise(results).split("### ")[1:]})
+    name = out.name if out.name.startswith("fidelity") else f"fidelity_{out.name}"
+    write_results("fidelity_quick" if args.quick else name, {"tables": tables})
 
 
 if __name__ == "__main__":
