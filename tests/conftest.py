@@ -11,8 +11,8 @@ import tempfile
 import pytest
 import torch
 from digits_models import fit_small_cnn
-from test_text_models import _token_data, _train
-from transformers import BertConfig, BertForSequenceClassification
+from text_fixtures import fit_token_classifier, marker_token_data, tiny_bert_config
+from transformers import BertForSequenceClassification
 
 import hf_unlearn.models  # noqa: F401  (registers the small CNN with the Auto classes)
 from hf_unlearn.data.builtin import load_digits_dataset
@@ -53,8 +53,6 @@ def base_and_data():
     """A tiny BERT trained on three token classes, its training and validation sets (PEFT tests)."""
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=16, num_labels=3,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    train = _token_data()
-    return _train(BertForSequenceClassification(config), train), train, _token_data(n=90, seed=1)
+    train = marker_token_data()
+    model = fit_token_classifier(BertForSequenceClassification(tiny_bert_config()), train)
+    return model, train, marker_token_data(n=90, seed=1)

@@ -3,28 +3,18 @@
 Skipped where DeepSpeed is not installed (it is an optional extra: ``pip install -e '.[deepspeed]'``).
 """
 
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from distributed_fixtures import ROOT, SCRIPTS, launch_two_ranks
 
 pytest.importorskip("deepspeed")
 
-SCRIPTS = Path(__file__).parent / "scripts"
-ROOT = Path(__file__).parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "DS_ACCELERATOR": "cpu",
-       "PYTHONPATH": str(ROOT)}
 
-
-def _launch(args: list[str]) -> subprocess.CompletedProcess:
-    """Two ranks; ``--standalone`` lets the rendezvous take a free port (fixed ports failed a run now and then)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", *args]
-    result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=400)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+def _launch(args: list[str]):
+    """Two ranks with DeepSpeed's CPU accelerator."""
+    return launch_two_ranks(args, env={"DS_ACCELERATOR": "cpu"})
 
 
 @pytest.mark.distributed

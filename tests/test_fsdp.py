@@ -1,26 +1,20 @@
 """FSDP2 on CPU (gloo): Grams from a sharded model, and projected updates of sharded weights, match one process."""
 
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from distributed_fixtures import SCRIPTS, launch_two_ranks
 
 from hf_unlearn.core import collect_gram_matrices
 
-SCRIPT = Path(__file__).parent / "scripts" / "fsdp_two_ranks.py"
+SCRIPT = SCRIPTS / "fsdp_two_ranks.py"
 
 
 @pytest.mark.distributed
 def test_two_fsdp_processes_end_with_the_weights_of_one(tmp_path, one_thread):
     out = tmp_path / "fsdp.pt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "PYTHONPATH": str(SCRIPT.parents[2])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-           str(SCRIPT), str(out)]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
+    launch_two_ranks([SCRIPT, out], timeout=240)
     two = torch.load(out)
     assert two["world"] == 2
 

@@ -92,14 +92,14 @@ def test_the_retain_energy_of_a_projected_update_stays_within_the_stated_bound_a
 
 
 def test_layers_sharing_an_input_share_the_compressed_form_through_a_request_and_on_disk(tmp_path):
-    from test_text_models import _token_data
+    from text_fixtures import marker_token_data
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(
         vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
         max_position_embeddings=16, num_labels=3)).eval()
-    data = _token_data(n=24)
+    data = marker_token_data(n=24)
     space = CoreGradientSpace.from_model(model, data, show_progress=False)
     dense_bytes = space.nbytes()
     space.compress(rank=6)

@@ -226,7 +226,7 @@ def test_the_overlap_check_reads_a_renamed_label_column(trained_model, digits, t
 
 def test_layers_that_share_an_input_keep_one_gram_in_memory_and_on_disk(tmp_path):
     from safetensors import safe_open
-    from test_text_models import _token_data
+    from text_fixtures import marker_token_data
     from transformers import BertConfig, BertForSequenceClassification
 
     from hf_unlearn.core.covariance import GramStatistics
@@ -235,7 +235,7 @@ def test_layers_that_share_an_input_keep_one_gram_in_memory_and_on_disk(tmp_path
     model = BertForSequenceClassification(BertConfig(
         vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
         max_position_embeddings=16, num_labels=3)).eval()
-    data = _token_data(n=24)
+    data = marker_token_data(n=24)
     space = CoreGradientSpace.from_model(model, data, show_progress=False)
     q, k, v = (f"bert.encoder.layer.0.attention.self.{x}" for x in ("query", "key", "value"))
     context = "bert.encoder.layer.0.attention.output.dense"

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from datasets import Dataset
+from text_fixtures import fit_token_classifier, marker_token_data, tiny_bert_config
 from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2ForSequenceClassification
 
 from hf_unlearn import UnlearningArguments, UnlearningTrainer
@@ -10,46 +11,18 @@ from hf_unlearn.data.forget import indices_of_classes, split_forget_retain
 from hf_unlearn.evaluation import accuracy
 
 
-def _token_data(n=240, length=12, vocab=60, seed=0):
-    """Class c sentences contain marker token 10 + c somewhere; everything else is noise."""
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(20, vocab, (n, length), generator=g)
-    labels = torch.arange(n) % 3
-    ids[torch.arange(n), torch.randint(1, length, (n,), generator=g)] = 10 + labels
-    ids[:, 0] = 1
-    return Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist(),
-                              "labels": labels.tolist()}).with_format("torch")
-
-
-def _train(model, data, epochs=40):
-    batch = data[:]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(data), generator=torch.Generator().manual_seed(0)).split(32):
-            loss = model(input_ids=batch["input_ids"][idx], attention_mask=batch["attention_mask"][idx],
-                         labels=batch["labels"][idx]).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return model.eval()
-
-
 @pytest.mark.parametrize("family, free_head_row", [("bert", True), ("gpt2", True), ("bert", False)])
 def test_pgu_forgets_a_class_of_a_text_classifier_and_keeps_updates_out_of_the_space(family, free_head_row, tmp_path):
     torch.manual_seed(0)
     torch.set_num_threads(1)
     if family == "bert":
-        config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=64, max_position_embeddings=16, num_labels=3,
-                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-        model = BertForSequenceClassification(config)
+        model = BertForSequenceClassification(tiny_bert_config())
     else:
         config = GPT2Config(vocab_size=60, n_embd=32, n_layer=2, n_head=2, n_positions=16, num_labels=3,
                             pad_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
         model = GPT2ForSequenceClassification(config)
-    train, validation = _token_data(), _token_data(n=90, seed=1)
-    _train(model, train)
+    train, validation = marker_token_data(), marker_token_data(n=90, seed=1)
+    fit_token_classifier(model, train)
     assert accuracy(model, validation) > 90
     forget, retain = split_forget_retain(train, indices_of_classes(train, [2]))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -108,7 +81,7 @@ def test_space_from_a_tokenised_dataset_with_its_raw_text_column_and_a_tokenizer
 def test_training_rows_tokenised_otherwise_are_refused_with_the_rows_and_the_likely_cause():
     from hf_unlearn.core import CoreGradientSpace, LedgerError, fingerprint_examples
 
-    data = _token_data(n=30)
+    data = marker_token_data(n=30)
     config = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=32, max_position_embeddings=16, num_labels=3)
     space = CoreGradientSpace.from_model(BertForSequenceClassification(config), data, show_progress=False)

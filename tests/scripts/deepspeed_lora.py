@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from test_text_models import _token_data, _train  # noqa: E402
+from text_fixtures import fit_token_classifier, marker_token_data, tiny_bert_config  # noqa: E402
 
 from hf_unlearn import CoreGradientSpace, UnlearningArguments, UnlearningTrainer  # noqa: E402
 from hf_unlearn.data.forget import split_forget_retain  # noqa: E402
@@ -21,11 +21,8 @@ from hf_unlearn.utils.zero3 import whole_parameters  # noqa: E402
 
 def main(out: str, deepspeed: str | None) -> None:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=16, num_labels=3,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    train, validation = _token_data(), _token_data(n=90, seed=1)
-    base = _train(BertForSequenceClassification(config), train)
+    train, validation = marker_token_data(), marker_token_data(n=90, seed=1)
+    base = fit_token_classifier(BertForSequenceClassification(tiny_bert_config()), train)
     space = CoreGradientSpace.from_model(base, train, gamma=0.9, show_progress=False)
     lora = get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, lora_dropout=0.0,
                                            target_modules=["query", "value", "dense"]))
