@@ -1,7 +1,7 @@
 """Saving and publishing an unlearning run, as a mixin of ``UnlearningTrainer``.
 
 The model, its Core Gradient Space (with the ledger) and an honest model card travel together; a
-push saves first and uploads only what is meant to be public (``hub.UNPUBLISHED_PATTERNS``).
+push saves first and uploads only what is meant to be public (``cards.model_card.UNPUBLISHED_PATTERNS``).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class UnlearningPublishing:
         """Write exactly what ``push_to_hub`` uploads into ``folder`` and return its files (a dry run).
 
         Saves first. Left out: ``training_args.bin`` (it can name the forget filter), the retrain cache,
-        checkpoints and logs (``hub.UNPUBLISHED_PATTERNS``), and the Core Gradient Space unless
+        checkpoints and logs (``cards.model_card.UNPUBLISHED_PATTERNS``), and the Core Gradient Space unless
         ``push_core_gradient_space`` (then in ``push_core_gradient_space_dtype``, float32 by default:
         half the size, and the projectors are computed in float32 anyway). The model card names local
         base models by their folder only. ``save=False`` stages the output folder as it is (``push_to_hub``
