@@ -11,7 +11,6 @@ one resumes it from its newest checkpoint (or restarts it) without ever recordin
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 from torch import nn
 
 from .core import LedgerError, UnsupportedSetupError
+from .core.fingerprint import digest
 from .core.layers import has_adapters
 from .data.causal_lm import is_causal_lm
 from .data.columns import label_array
@@ -42,7 +42,7 @@ def request_folder(output_dir: str | os.PathLike, number: int) -> Path:
 
 
 def _digest(indices: Sequence[int]) -> str:
-    return hashlib.sha256(json.dumps(sorted(indices)).encode()).hexdigest()[:16]
+    return digest(sorted(indices), length=16)
 
 
 def _write_json(path: Path, value) -> None:

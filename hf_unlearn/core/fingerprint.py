@@ -42,6 +42,25 @@ def _normalise(value) -> bytes:
 LOCAL_KEY = "local"  # fingerprint_examples' default: this owner's key (see ledger_key.py)
 
 
+def digest(*parts, length: int | None = None) -> str:
+    """The SHA-256 hex digest of ``parts`` in order, cut to ``length`` characters: bytes as they are, text as
+    UTF-8, tensors by their bytes, anything else as JSON with sorted keys.
+
+    The one hash of records that name a data set, a request or a recipe (checkpoint markers, cache keys);
+    single examples and weights get the fingerprints of this module instead.
+    """
+    hasher = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, str):
+            part = part.encode()
+        elif torch.is_tensor(part):
+            part = part.detach().cpu().contiguous().numpy().tobytes()
+        elif not isinstance(part, bytes):
+            part = json.dumps(part, sort_keys=True, default=str).encode()
+        hasher.update(part)
+    return hasher.hexdigest()[:length]
+
+
 def example_fingerprint(example: Mapping, columns: Sequence[str], key: bytes | None = None) -> int:
     """A signed 64-bit fingerprint of one example's values in ``columns`` (HMAC-SHA256 when keyed)."""
     digest = hmac.new(key, digestmod=hashlib.sha256) if key is not None else hashlib.sha256()

@@ -9,7 +9,6 @@ reports the wall time the original retraining took.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import time
@@ -20,6 +19,7 @@ import torch
 from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, Trainer, TrainingArguments
 
 from ..core import fingerprint_examples
+from ..core.fingerprint import digest
 from ..core.ledger_key import key_path
 from ..data.columns import keep_model_columns
 from ..data.memory import materialize
@@ -102,14 +102,11 @@ _RUNTIME_CONFIG_KEYS = ("architectures", "use_cache", "dtype", "torch_dtype", "_
 
 
 def retrain_key(config, retain_dataset, recipe: TrainingRecipe, base_model: str | Path | None = None) -> str:
-    digest = hashlib.sha256()
-    if base_model is not None:
-        digest.update(f"base:{base_model}".encode())
+    """The cache key of a reference: the model's defining config, the retain rows, the recipe (and the base)."""
     defining = {k: v for k, v in config.to_dict().items() if k not in _RUNTIME_CONFIG_KEYS}
-    digest.update(json.dumps(defining, sort_keys=True, default=str).encode())
-    digest.update(fingerprint_examples(retain_dataset, retain_dataset.column_names).numpy().tobytes())
-    digest.update(json.dumps(asdict(recipe), sort_keys=True).encode())
-    return digest.hexdigest()[:16]
+    rows = fingerprint_examples(retain_dataset, retain_dataset.column_names)
+    base = [f"base:{base_model}"] if base_model is not None else []
+    return digest(*base, defining, rows, asdict(recipe), length=16)
 
 
 def retrain_from_scratch(

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from transformers import AutoConfig, default_data_collator
 
 from ..core import fingerprint_examples
+from ..core.fingerprint import digest
 from ..core.labels import LABEL_KEYS
 from ..data.columns import keep_model_columns
 from .retrain import TrainingRecipe, _auto_class, train_classifier
@@ -42,9 +43,7 @@ FORMAT_VERSION = 1
 
 def _digest(dataset) -> str:
     """A digest of the training set's rows (unkeyed): tells whether ``from_pretrained`` got the same data."""
-    import hashlib
-
-    return hashlib.sha256(fingerprint_examples(dataset, dataset.column_names, key=None).numpy().tobytes()).hexdigest()
+    return digest(fingerprint_examples(dataset, dataset.column_names, key=None))
 
 
 def _main_process() -> bool:

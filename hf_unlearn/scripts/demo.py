@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
-import json
 import logging
 import time
 from dataclasses import asdict
@@ -23,6 +21,7 @@ from transformers import AutoModelForImageClassification
 
 from .. import models  # noqa: F401  (registers the small CNN with the Auto classes)
 from ..core import CoreGradientSpace
+from ..core.fingerprint import digest
 from ..data.builtin import load_digits_dataset
 from ..data.forget import indices_of_classes, random_indices, split_forget_retain
 from ..evaluation import collect_outputs, evaluate_unlearning, per_example_loss, write_report
@@ -37,8 +36,7 @@ COLUMNS = ("forget acc", "retain acc", "test acc", "MIA", "time (s)", "speed-up"
 
 
 def _recipe_key(recipe: TrainingRecipe, config: SmallCNNConfig, seed: int) -> str:
-    text = json.dumps({"recipe": asdict(recipe), "config": config.to_dict(), "seed": seed}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return digest({"recipe": asdict(recipe), "config": config.to_dict(), "seed": seed}, length=12)
 
 
 def original_model(output_dir: Path, train, recipe: TrainingRecipe, seed: int):

@@ -8,7 +8,6 @@ from one cut off mid-write, and refuses a checkpoint made for another forget set
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..core import fingerprint_examples
+from ..core.fingerprint import digest
 
 logger = logging.getLogger(__name__)
 CONTROL_STATE = "unlearning_control.pt"
@@ -30,9 +30,7 @@ def request_digest(forget_dataset) -> str:
     """A digest of the request's rows (order-free), to match a checkpoint with its forget set."""
     columns = list(forget_dataset.column_names)
     fingerprints = fingerprint_examples(forget_dataset, columns).sort().values
-    digest = hashlib.sha256(",".join(columns).encode())
-    digest.update(fingerprints.numpy().tobytes())
-    return digest.hexdigest()[:32]
+    return digest(",".join(columns), fingerprints, length=32)
 
 
 def write_checkpoint_extras(folder: str, control_state: dict, digest: str, method: str, step: int) -> None:
