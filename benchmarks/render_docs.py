@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     stale = []
     for path in doc_files():
         text = path.read_text()
-        rendered = render_text(text)
+        try:
+            rendered = render_text(text)
+        except (KeyError, OSError, ValueError) as error:
+            raise SystemExit(f"{path.relative_to(ROOT)}: {error}") from error
         if rendered != text:
             stale.append(path.relative_to(ROOT))
             if not args.check:

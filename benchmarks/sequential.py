@@ -1,4 +1,4 @@
-"""How fidelity drifts while one model serves N deletion requests in turn (issue 12), against retraining.
+"""How fidelity drifts while one model serves N deletion requests in turn, against retraining.
 
     .venv/bin/python -m benchmarks.sequential                       # ResNet on MNIST-5k, 10 requests, seed 0
     .venv/bin/python -m benchmarks.sequential --requests 5 --methods pgu_retain finetune
