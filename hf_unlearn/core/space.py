@@ -9,7 +9,6 @@ the same examples are never subtracted twice and examples the cache never saw ar
 from __future__ import annotations
 
 import fnmatch
-import inspect
 import logging
 import time
 from collections import Counter
@@ -21,32 +20,19 @@ from torch import nn
 
 from .carried_ledger import CarriedLedger
 from .covariance import PADDING_POLICIES, GramStatistics, collect_gram_matrices
-from .energy import DEFAULT_ENERGY, ENERGY_MEASURES, check_gamma, energy_rank
+from .energy import DEFAULT_ENERGY, DEFAULT_GAMMA, check_energy, check_gamma, energy_rank
 from .errors import CGSMismatchError, LedgerError, not_training_examples
 from .fingerprint import LOCAL_KEY, fingerprint_examples, model_fingerprint
+from .gram_checks import check_grams
 from .layers import TRANSPOSED_LINEAR, LayerInfo
 from .ledger_key import KEY_ENV, key_id, key_path, ledger_key
 from .low_rank import LowRankGram, compress_grams, subtract_grams
-from .processing import is_tokenizer
+from .processing import forward_inputs, is_tokenizer
 from .projection import LayerProjector
 from .shared_grams import share_equal
 from .space_io import load_space, save_space
 
 logger = logging.getLogger(__name__)
-
-
-def _check_grams(grams: Mapping[str, torch.Tensor], source: str, *, symmetric: bool = True) -> None:
-    """Grams are finite and (up to round-off) symmetric; anything else was corrupted on the way."""
-    for name, gram in grams.items():
-        if not torch.isfinite(gram).all():
-            raise ValueError(
-                f"{source}: the Gram matrix of layer '{name}' has NaN or infinite entries. The data that built it "
-                "had non-finite values, or the model produced them: clean the data, then rebuild."
-            )
-        if symmetric and gram.numel():
-            scale = gram.abs().max().clamp_min(torch.finfo(gram.dtype).tiny)
-            if (gram - gram.T).abs().max() > 1e-9 * scale:
-                raise ValueError(f"{source}: the Gram matrix of layer '{name}' is not symmetric, so it is corrupted.")
 
 
 class CoreGradientSpace:
@@ -58,7 +44,7 @@ class CoreGradientSpace:
         layers: Mapping[str, LayerInfo],
         num_examples: int,
         *,
-        gamma: float = 0.8,
+        gamma: float = DEFAULT_GAMMA,
         gamma_overrides: Mapping[str, float] | None = None,
         energy: str = DEFAULT_ENERGY,
         model_fingerprint: Mapping[str, str] | None = None,
@@ -76,21 +62,18 @@ class CoreGradientSpace:
             d = layers[name].input_dim
             if tuple(gram.shape) != (d, d):
                 raise CGSMismatchError(f"Layer '{name}': Gram is {tuple(gram.shape)}, the layer needs ({d}, {d}).")
-        if energy not in ENERGY_MEASURES:
-            raise ValueError(f"energy must be one of {ENERGY_MEASURES}, got {energy!r}")
         if padding not in PADDING_POLICIES:
             raise ValueError(f"padding must be one of {PADDING_POLICIES}, got {padding!r}")
         self.padding = padding  # how padding tokens were treated; a request's Grams must be collected the same way
         dense = share_equal({n: g.to(torch.float64) for n, g in grams.items() if not isinstance(g, LowRankGram)})
-        _check_grams(dense, "The Core Gradient Space")
+        check_grams(dense, "The Core Gradient Space")
         self.grams = {name: dense.get(name, gram) for name, gram in grams.items()}  # low-rank ones as given
         self.layers = dict(layers)
         self.num_examples = int(num_examples)
-        self.gamma = check_gamma(gamma, "gamma")
-        self.gamma_overrides = {
-            p: check_gamma(g, f"gamma_overrides[{p!r}]") for p, g in (gamma_overrides or {}).items()
-        }
-        self.energy = energy
+        self.gamma = check_gamma(gamma)
+        overrides = gamma_overrides or {}
+        self.gamma_overrides = {p: check_gamma(g, f"gamma_overrides[{p!r}]") for p, g in overrides.items()}
+        self.energy = check_energy(energy)
         self.model_fingerprint = dict(model_fingerprint or {})
         self.train_fingerprints = train_fingerprints
         self.fingerprint_columns = list(fingerprint_columns) if fingerprint_columns else None
@@ -113,7 +96,7 @@ class CoreGradientSpace:
         exclude: Iterable[str] | None = None,
         fingerprint_columns: Iterable[str] | None = None,
         batch_size: int = 64,
-        gamma: float = 0.8,
+        gamma: float = DEFAULT_GAMMA,
         gamma_overrides: Mapping[str, float] | None = None,
         energy: str = DEFAULT_ENERGY,
         show_progress: bool = True,
@@ -133,12 +116,8 @@ class CoreGradientSpace:
         record = CarriedLedger.of(model, cls)  # the model folder's ledger is carried in (carried_ledger.py)
         if record is not None:
             data, fingerprint_data = record.leave_out(data, fingerprint_data)
-        model_inputs = data
-        if hasattr(data, "column_names") and "forward_fn" not in collect_kwargs:  # a forward_fn picks its own inputs
-            parameters = inspect.signature(model.forward).parameters
-            accepted = [c for c in data.column_names if c in parameters]
-            if accepted:  # a forward(input) module takes none by name: its batches go as they are
-                model_inputs = data.select_columns(accepted)
+        # a forward_fn picks its own inputs
+        model_inputs = data if "forward_fn" in collect_kwargs else forward_inputs(model, data)
         if is_tokenizer(processing_class):
             collect_kwargs.setdefault("collate_fn", lambda rows: processing_class.pad(rows, return_tensors="pt"))
         stats = collect_gram_matrices(
@@ -178,11 +157,9 @@ class CoreGradientSpace:
 
     def set_threshold(self, gamma: float, energy: str | None = None) -> None:
         """Change the default γ (and energy measure); bases are derived, so nothing is recomputed."""
-        self.gamma = check_gamma(gamma, "gamma")
+        self.gamma = check_gamma(gamma)
         if energy is not None:
-            if energy not in ENERGY_MEASURES:
-                raise ValueError(f"energy must be one of {ENERGY_MEASURES}, got {energy!r}")
-            self.energy = energy
+            self.energy = check_energy(energy)
 
     def eigen(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Eigenvalues (descending, round-off negatives clamped to 0) and eigenvectors of the Gram.
@@ -363,7 +340,7 @@ class CoreGradientSpace:
                 f"The forget statistics come from {forget.num_examples} examples but {fingerprints.numel()} "
                 "fingerprints were given."
             )
-        _check_grams(forget.grams, "The forget set's statistics", symmetric=False)
+        check_grams(forget.grams, "The forget set's statistics", symmetric=False)
         for name, gram in forget.grams.items():
             if gram.shape != self.grams[name].shape:
                 raise CGSMismatchError(

@@ -19,14 +19,15 @@ from .errors import CGSMismatchError
 from .layers import LayerInfo
 from .low_rank import LowRankGram
 from .shared_grams import aliases
-from .storage import CGSLoadError, read_saved, sha256_of
+from .storage import CONFIG_DIGEST_KEY, CGSLoadError, check_config_digest, config_digest, read_saved, sha256_of
 
 CONFIG_NAME = "cgs_config.json"
 TENSORS_NAME = "cgs.safetensors"
 # 2: the tensor file's checksum, whole-model fingerprint; 3: keyed example fingerprints; 4: equal Grams stored once;
-# 5: low-rank layers (top eigenpairs + tail sums) and the padding policy
-FORMAT_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+# 5: low-rank layers (top eigenpairs + tail sums) and the padding policy; 6: the config's digest in the tensor file,
+# each dense Gram's trace
+FORMAT_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 
 
 def save_space(space, path: Path, gram_dtype: torch.dtype = torch.float64) -> None:
@@ -43,14 +44,10 @@ def save_space(space, path: Path, gram_dtype: torch.dtype = torch.float64) -> No
         tensors["train_fingerprints"] = space.train_fingerprints.contiguous()
     for i, fps in enumerate(space.ledger_fingerprints):
         tensors[f"ledger.{i}"] = fps.contiguous()
-    staged = path / f".{TENSORS_NAME}.partial"
-    save_file(tensors, str(staged))
-    staged.replace(path / TENSORS_NAME)
     config = {
         "format_version": FORMAT_VERSION,
         "gram_dtype": str(gram_dtype).removeprefix("torch."),
         "gram_aliases": shared,
-        "tensors_sha256": sha256_of(path / TENSORS_NAME),
         "layers": {n: {"kind": i.kind, "weight_shape": list(i.weight_shape)} for n, i in space.layers.items()},
         "num_examples": space.num_examples,
         "gamma": space.gamma,
@@ -65,7 +62,13 @@ def save_space(space, path: Path, gram_dtype: torch.dtype = torch.float64) -> No
             for n, g in low_rank.items()
         },
         "ledger": space.ledger,
+        "provenance": space.provenance,
     }
+    config = json.loads(json.dumps(config))  # as it will read back (tuples as lists), so the digest matches
+    staged = path / f".{TENSORS_NAME}.partial"
+    save_file(tensors, str(staged), metadata={CONFIG_DIGEST_KEY: config_digest(config)})
+    staged.replace(path / TENSORS_NAME)
+    config["tensors_sha256"] = sha256_of(path / TENSORS_NAME)
     # the config goes last, through a rename: a crash mid-save never leaves a config naming other tensors
     partial = path / f".{CONFIG_NAME}.partial"
     partial.write_text(json.dumps(config, indent=2))
@@ -100,6 +103,7 @@ def load_space(
             ledger_fingerprints=[tensors[f"ledger.{i}"] for i in range(len(config["ledger"]))],
             fingerprint_key_id=config.get("fingerprint_key_id"),  # absent: unkeyed (format 1 and 2)
             padding=config.get("padding", "counted"),  # absent: saved before padding rows were masked
+            provenance=config.get("provenance"),
         )
     except KeyError as error:
         raise CGSLoadError(f"{where} is incomplete: {error} is missing. {fix}") from error
@@ -109,7 +113,27 @@ def load_space(
         raise
     except ValueError as error:
         raise CGSLoadError(f"{where} cannot be used: {error} {fix}") from error
+    check_config_digest(path, CONFIG_NAME, TENSORS_NAME, config)
+    _check_ledger(config, tensors, where, fix)
     return space
+
+
+def _check_ledger(config: dict, tensors: dict[str, torch.Tensor], where: str, fix: str) -> None:
+    """The JSON ledger lists exactly the requests whose fingerprints the tensor file holds, each with its count."""
+    entries = config["ledger"]
+    stored = sorted(int(k.split(".", 1)[1]) for k in tensors if k.startswith("ledger."))
+    if stored != list(range(len(entries))):
+        raise CGSLoadError(
+            f"{where} lists {len(entries)} request(s) in its ledger, but its tensor file holds the fingerprints of "
+            f"{len(stored)}: the ledger was edited, and a forgotten request could run again. {fix}"
+        )
+    for i, entry in enumerate(entries):
+        count = tensors[f"ledger.{i}"].numel()
+        if not isinstance(entry, dict) or entry.get("request") != i + 1 or entry.get("num_examples") != count:
+            raise CGSLoadError(
+                f"{where}: ledger entry {i + 1} ({entry}) does not match the {count} fingerprints stored for it: "
+                f"the ledger was edited. {fix}"
+            )
 
 
 def _grams(config: dict, tensors: dict[str, torch.Tensor], layers) -> dict:
