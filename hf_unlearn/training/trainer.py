@@ -19,6 +19,7 @@ from transformers import IntervalStrategy, Trainer
 from transformers.trainer_utils import TrainOutput
 
 from ..control.controller import ControlSettings, RunOutcome, UnlearningControl
+from ..control.progress import RuleProgress
 from ..core import CGSMismatchError, CoreGradientSpace, fingerprint_examples
 from ..data.causal_lm import is_causal_lm, prepare_causal_lm_sets
 from ..data.checks import check_model_inputs, check_request_inputs
@@ -116,7 +117,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             eval_dataset=model_eval,
             data_collator=TwoStreamCollator(data_collator),
             processing_class=processing_class,
-            callbacks=[*(callbacks or []), self._step_hooks(), self.control_callback],
+            callbacks=[*(callbacks or []), self._step_hooks(), self.control_callback,
+                       RuleProgress(self.control_callback, self._progress_bar)],
             **kwargs,
         )
         self.unlearning_seconds: float | None = None
@@ -166,6 +168,11 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             eval=(model_eval, getattr(sets["eval"], "column_names", [])),
         )
         return model_eval
+
+    def _progress_bar(self):
+        """The Trainer's training bar (None with ``disable_tqdm`` or before training starts)."""
+        bars = (getattr(c, "training_bar", None) for c in self.callback_handler.callbacks)
+        return next((bar for bar in bars if bar is not None), None)
 
     def _step_hooks(self) -> StepHooksCallback:
         """The method's hooks around every optimizer step, and the projection's when the space protects the run."""
