@@ -69,3 +69,35 @@ def bars_table(results: dict) -> str:
             f"(a): {len(drops)} run(s) 3+ points below the original that the library did not flag: "
             + "; ".join(drops) + ".")
     return markdown_table(header, rows) + "\n\n" + note + "\n"
+
+
+def _kept_bars(row: dict, reference: dict, second: dict) -> tuple[str, str]:
+    """Kept data costs retraining nothing, so neither may unlearning: RA within 1 point of the reference's, TA
+    no farther from it than the second reference's TA + 0.5."""
+    ra = abs(row["RA"] - reference["RA"]) <= 1.0
+    ta = abs(row["TA"] - reference["TA"]) <= abs(second["TA"] - reference["TA"]) + 0.5
+    return ("yes" if ra else "no"), ("yes" if ta else "no")
+
+
+def kept_data_table(results: dict) -> str:
+    """Per scenario and seed, every row's metrics as differences from the first reference (the noise floor is
+    ``reference_2``'s row), the kept-data bars, and the per-example measures (``outside``: % of forget examples
+    whose logit-scaled confidence lies outside the range references' range; ``KS`` against the reference)."""
+    rows = []
+    for name, per_seed in results.items():
+        for seed, run in per_seed.items():
+            reference, second = run["rows"]["reference"], run["rows"]["reference_2"]
+            for method, row in run["rows"].items():
+                if method == "reference":
+                    rows.append([name, seed, "reference (absolute)", *(f"{row[k]:.1f}" for k in ("UA", "RA", "TA",
+                                 "MIA")), "0", "", "", f"{row.get('outside', float('nan')):.0f}", "0"])
+                    continue
+                bars = _kept_bars(row, reference, second) if method not in NOT_METHODS else ("", "")
+                rows.append([
+                    name, seed, method, *(f"{row[k] - reference[k]:+.1f}" for k in ("UA", "RA", "TA", "MIA")),
+                    f"{row['gap']:.2f}", *bars,
+                    f"{row.get('outside', float('nan')):.0f}", f"{row.get('KS', float('nan')):.2f}",
+                ])
+    header = ["scenario", "seed", "row", "ΔUA", "ΔRA", "ΔTA", "ΔMIA", "Avg. Gap", "RA ±1", "TA ≤ ref2+0.5",
+              "outside %", "KS"]
+    return markdown_table(header, rows) + "\n"
