@@ -5,9 +5,11 @@ import json
 import pytest
 import torch
 from datasets import Dataset
+from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertForSequenceClassification
 
 from hf_unlearn.core import CGSMismatchError, CoreGradientSpace, collect_gram_matrices, fingerprint_examples
+from hf_unlearn.core.storage import sha256_of
 
 
 def _ragged(n=18, seed=0):
@@ -86,6 +88,9 @@ def test_a_space_saved_before_masking_counts_padding_and_refuses_masked_forget_g
     config = json.loads(config_file.read_text())
     assert config["padding"] == "counted"
     del config["padding"]  # as written before 2026-12-01
+    # a format-5 file: no digest of the config in the tensor file's header
+    save_file(load_file(str(tmp_path / "space" / "cgs.safetensors")), str(tmp_path / "space" / "cgs.safetensors"))
+    config["format_version"], config["tensors_sha256"] = 5, sha256_of(tmp_path / "space" / "cgs.safetensors")
     config_file.write_text(json.dumps(config))
     old = CoreGradientSpace.from_pretrained(tmp_path / "space")
     assert old.padding == "counted"

@@ -4,8 +4,10 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
-from hf_unlearn.core import CoreGradientSpace, LedgerError
+from hf_unlearn.core import CGSLoadError, CoreGradientSpace, LedgerError, collect_gram_matrices, fingerprint_examples
+from hf_unlearn.core.storage import sha256_of
 from hf_unlearn.data.forget import indices_of_classes
 from hf_unlearn.models import SmallCNNForImageClassification
 from hf_unlearn.scripts import unlearn as recipe
@@ -68,3 +70,60 @@ def test_from_model_on_an_unlearned_folder_leaves_the_forgotten_rows_out_or_refu
         CoreGradientSpace.from_model(model, batches, show_progress=False)
     with pytest.raises(LedgerError, match="lacks"):
         CoreGradientSpace.from_model(model, train.select_columns(["pixel_values"]), show_progress=False)
+
+
+# ---------------------------------------------------------------------------------------------- the whole record
+@pytest.fixture
+def served_space(trained_model, digits, tmp_path):
+    """A space with one request served, saved."""
+    space = CoreGradientSpace.from_model(trained_model, digits["train"], show_progress=False)
+    forget = digits["train"].select(range(4))
+    stats = collect_gram_matrices(trained_model, forget.select_columns(["pixel_values"]), show_progress=False)
+    space.subtract(stats, fingerprint_examples(forget, space.fingerprint_columns))
+    space.save_pretrained(tmp_path / "cgs")
+    return tmp_path / "cgs"
+
+
+def _edit_config(path, change, *, old_format=False):
+    """Change the config; ``old_format``: also rewrite the tensor file as format 5 wrote it (no config digest)."""
+    config = json.loads((path / "cgs_config.json").read_text())
+    change(config)
+    if old_format:
+        save_file(load_file(str(path / "cgs.safetensors")), str(path / "cgs.safetensors"))
+        config["format_version"] = 5
+    config["tensors_sha256"] = sha256_of(path / "cgs.safetensors")
+    (path / "cgs_config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda c: c.update(ledger=[]), lambda c: c.update(gamma=0.5),
+     lambda c: c.update(num_examples=c["num_examples"] + 4),
+     lambda c: c["ledger"][0].update(created_at="2020-01-01T00:00:00Z")],
+    ids=["ledger emptied", "gamma", "num_examples", "request date"],
+)
+def test_an_edited_config_is_refused_though_the_tensor_checksum_still_holds(served_space, change):
+    CoreGradientSpace.from_pretrained(served_space)  # as saved: accepted
+    _edit_config(served_space, change)
+    with pytest.raises(CGSLoadError, match="cgs_config.json was edited after it was saved"):
+        CoreGradientSpace.from_pretrained(served_space)
+
+
+def test_the_json_ledger_must_match_the_ledger_tensors_even_without_a_digest(served_space):
+    _edit_config(served_space, lambda c: c.update(ledger=[]), old_format=True)
+    with pytest.raises(CGSLoadError, match=r"lists 0 request\(s\) in its ledger, but its tensor file holds the "
+                                           "fingerprints of 1"):
+        CoreGradientSpace.from_pretrained(served_space)
+
+
+def test_a_miscounted_ledger_entry_is_refused(served_space):
+    _edit_config(served_space, lambda c: c["ledger"][0].update(num_examples=3), old_format=True)
+    with pytest.raises(CGSLoadError, match="does not match the 4 fingerprints stored for it"):
+        CoreGradientSpace.from_pretrained(served_space)
+
+
+def test_a_tensor_file_rewritten_without_the_config_digest_is_refused(served_space):
+    save_file(load_file(str(served_space / "cgs.safetensors")), str(served_space / "cgs.safetensors"))
+    _edit_config(served_space, lambda c: None)  # the tensor checksum fixed, the format left at 6
+    with pytest.raises(CGSLoadError, match="carries no digest of cgs_config.json"):
+        CoreGradientSpace.from_pretrained(served_space)

@@ -1,8 +1,11 @@
 """Reading a saved Core Gradient Space without trusting it: every failure names the path and the fix.
 
 The space is the record of which deletion requests were honoured, so a flipped byte, a truncated file
-or a hand-edited config must never load silently. The config stores a SHA-256 of the tensor file;
-both are checked before a single tensor is used.
+or a hand-edited config must never load silently. The config stores a SHA-256 of the tensor file, and
+the tensor file (format 6 on) a SHA-256 of the rest of the config in its header: together they cover
+the whole record, so an edited ledger, γ or example count is refused like a flipped byte. (A checksum
+is not a signature: whoever rewrites both files consistently is caught only by the checks on what
+they hold, see docs/guarantees.md.)
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
+
+CONFIG_DIGEST_KEY = "config_sha256"  # in the tensor file's header: the digest of the config without its checksum
 
 
 class CGSLoadError(ValueError):
@@ -25,6 +31,29 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def config_digest(config: dict) -> str:
+    """SHA-256 of the config as JSON (keys sorted), without ``tensors_sha256`` (which depends on the digest)."""
+    body = {k: v for k, v in config.items() if k != "tensors_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def check_config_digest(path: Path, config_name: str, tensors_name: str, config: dict) -> None:
+    """The config is the one the tensor file was written with (format 6 on; older files carry no digest)."""
+    fix = f"Restore {path} from a backup (or rebuild it with CoreGradientSpace.from_model)."
+    with safe_open(str(path / tensors_name), "pt") as handle:
+        recorded = (handle.metadata() or {}).get(CONFIG_DIGEST_KEY)
+    if recorded is None:
+        if config["format_version"] >= 6:
+            raise CGSLoadError(f"{path / tensors_name} carries no digest of {config_name}: it was rewritten. {fix}")
+        return
+    if recorded != config_digest(config):
+        raise CGSLoadError(
+            f"{path / config_name} was edited after it was saved (its ledger, thresholds, example count or "
+            f"layers no longer match the digest in {tensors_name}): a changed record could let a request run "
+            f"twice. {fix}"
+        )
 
 
 def read_saved(
