@@ -114,3 +114,39 @@ def test_per_example_loss_matches_cross_entropy():
     expected = torch.nn.functional.cross_entropy(logits.double(), batch["labels"], reduction="none")
     assert losses.shape == (40,) and losses.dtype == np.float64
     np.testing.assert_allclose(losses, expected.numpy(), rtol=1e-5)
+
+
+def test_class_removal_measures_and_names_test_accuracy_on_the_kept_classes(trained_model, digits, tmp_path):
+    """After removing class 3 its test rows are wrong by design: TA leaves them out and every label says so."""
+    from hf_unlearn.data.forget import indices_of_classes, split_forget_retain
+    from hf_unlearn.evaluation import evaluate_unlearning
+
+    model = trained_model.eval()
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        head.bias[3] = -1e4  # class 3 is never predicted, as after a removal
+    forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
+    test = digits["test"]
+    row = evaluate_unlearning(model, forget, retain, test, forgotten_classes=[3])
+    with torch.no_grad():
+        batch = test[:]
+        correct = model(pixel_values=batch["pixel_values"]).logits.argmax(-1) == batch["labels"]
+    kept = batch["labels"] != 3
+    assert row["TA"] == pytest.approx(100.0 * correct[kept].float().mean().item(), abs=1e-9)
+    assert row["TA_all_classes"] == pytest.approx(100.0 * correct.float().mean().item(), abs=1e-9)
+    assert row["TA"] - row["TA_all_classes"] > 5  # the class's share of the test set
+    assert "TA_all_classes" not in evaluate_unlearning(model, forget, retain, test)  # sample removal: all classes
+
+    write_report({"retrain": row, "pgu": {**row, "UA": 90.0}}, tmp_path / "kept")
+    payload = json.loads((tmp_path / "kept" / "report.json").read_text())
+    markdown = (tmp_path / "kept" / "report.md").read_text()
+    assert payload["ta_label"] == "TA (kept classes)" and payload["results"]["pgu"]["TA"] == row["TA"]
+    assert "| TA (kept classes, %) |" in markdown.splitlines()[2]
+    assert "TA (kept classes) = test accuracy on the classes that were not removed" in markdown
+    write_report({"retrain": RETRAIN}, tmp_path / "all")
+    assert json.loads((tmp_path / "all" / "report.json").read_text())["ta_label"] == "TA"
+    assert "kept classes" not in (tmp_path / "all" / "report.md").read_text()
+    # one row on the kept classes and one on all classes would compare different things
+    with pytest.raises(ValueError, match=r"TA of \['pgu'\] is on the kept classes, of \['retrain'\] on all"):
+        write_report({"retrain": RETRAIN, "pgu": row}, tmp_path / "mixed")
+    assert not (tmp_path / "mixed").exists()

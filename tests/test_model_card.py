@@ -75,3 +75,20 @@ def test_the_template_reads_only_names_it_is_given(monkeypatch):
         assert render_model_card(data).startswith("---\n")
     with pytest.raises(jinja2.UndefinedError):
         ModelCard.from_template(ModelCardData(), template_str="{{ data.misspelt }}", data=card_data())
+
+
+def test_a_class_removal_card_names_test_accuracy_on_the_kept_classes():
+    kept = {name: {**row, "TA_all_classes": row["TA"] - 9.0} for name, row in COMPARISON.items()}
+    data = dataclasses.replace(card_data(kept), scenario="class")
+    card = render_model_card(data)
+    assert "| model | UA | RA | TA (kept classes) | MIA | Avg. Gap |" in card
+    assert "| pgu | 98.00 | 98.50 | 97.00 | 96.00 | 1.75 |" in card  # the kept-class TA, not the all-class one
+    assert "TA (kept classes) = test accuracy on the classes that were not removed" in card
+    assert "TA = test accuracy" not in card
+    results = {r.metric_type: r for r in _metadata(data).eval_results}
+    assert "ta" not in results and results["ta_kept_classes"].metric_value == 97.0
+    assert results["ta_kept_classes"].metric_name == "Test accuracy on the kept classes"
+    plain = render_model_card(card_data(COMPARISON))
+    assert "TA = test accuracy," in plain and "kept classes" not in plain
+    with pytest.raises(ValueError, match="evaluate every model with the same forgotten_classes"):
+        render_model_card(card_data({**COMPARISON, "pgu": kept["pgu"]}))

@@ -171,3 +171,42 @@ def test_a_reference_model_needs_the_comparison_and_an_existing_folder(tmp_path)
         parse_args([*base, "--reference_model", str(tmp_path)])
     with pytest.raises(ValueError, match="no such folder"):
         parse_args([*base, "--compare_with_retrain", "true", "--reference_model", str(tmp_path / "missing")])
+
+
+def test_a_class_removal_reports_test_accuracy_on_the_kept_classes(saved_model, tmp_path, monkeypatch):
+    """The removed class's test rows are wrong by design (for the retrained model too): TA, its label in the report,
+    the card and the card's metadata are the kept classes', computed here straight from the saved model."""
+    import yaml
+    from transformers import AutoModelForImageClassification
+
+    from hf_unlearn.scripts.unlearn import load_model_and_data
+
+    monkeypatch.setenv("HF_UNLEARN_HOME", str(tmp_path / "home"))
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    argv = ["--model_name_or_path", str(saved_model), "--dataset_name", "digits", "--forget_class", "3",
+            "--compare_with_retrain", "true", "--retrain_epochs", "2", "--mia_draws", "1", "--output_dir", str(out),
+            "--disable_tqdm", "true", "--logging_strategy", "no"]
+    main(argv)
+    report = json.loads((out / "report.json").read_text())
+    assert report["ta_label"] == "TA (kept classes)"
+    task = load_model_and_data(parse_args(argv)[0])
+    test = task.data[task.eval_split][:]
+    for name, folder in (("original", saved_model), ("pgu_retain", out)):
+        model = AutoModelForImageClassification.from_pretrained(folder).eval()
+        with torch.no_grad():
+            correct = model(pixel_values=test["pixel_values"]).logits.argmax(-1) == test["labels"]
+        kept = test["labels"] != 3
+        row = report["results"][name]
+        assert row["TA"] == pytest.approx(100.0 * correct[kept].float().mean().item(), abs=1e-9)
+        assert row["TA_all_classes"] == pytest.approx(100.0 * correct.float().mean().item(), abs=1e-9)
+    unlearned = report["results"]["pgu_retain"]
+    assert unlearned["TA"] - unlearned["TA_all_classes"] > 5  # the class's share of the test set, not damage
+    assert "TA (kept classes, %)" in (out / "report.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "| model | UA | RA | TA (kept classes) | MIA | Avg. Gap |" in card
+    assert "TA (kept classes) = test accuracy on the classes that were not removed" in card
+    [entry] = yaml.safe_load(card.split("---")[1])["model-index"]
+    metrics = {m["type"]: m for m in entry["results"][0]["metrics"]}
+    assert "ta" not in metrics and metrics["ta_kept_classes"]["name"] == "Test accuracy on the kept classes"
+    assert metrics["ta_kept_classes"]["value"] == pytest.approx(round(unlearned["TA"], 2))

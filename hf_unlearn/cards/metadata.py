@@ -15,7 +15,7 @@ from huggingface_hub import EvalResult, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from ..evaluation.suite import avg_gap
+from ..evaluation.suite import avg_gap, ta_on_kept_classes
 from .data import UnlearningCardData
 
 COMPARISON_KEYS = ("UA", "RA", "TA", "MIA")
@@ -25,6 +25,7 @@ METRIC_NAMES = {
     "TA": "Test accuracy",
     "MIA": "MIA-efficacy",
 }
+KEPT_CLASSES_TA = ("ta_kept_classes", "Test accuracy on the kept classes")  # class removal: TA without them
 TASK = {"task_type": "machine-unlearning", "task_name": "Machine unlearning"}
 DATASET = {"dataset_type": "custom", "dataset_name": "forget / retain / test splits of the training data"}
 
@@ -51,10 +52,13 @@ def _defined(metrics: Mapping[str, float], key: str) -> bool:
 
 def eval_results(data: UnlearningCardData) -> list[EvalResult]:
     """The unlearned model's measured row of the comparison, one ``EvalResult`` per defined metric, plus its Avg.
-    Gap when the retrained reference and this row hold every gap metric."""
+    Gap when the retrained reference and this row hold every gap metric. TA on the kept classes (class removal)
+    is published as ``ta_kept_classes``, never as plain test accuracy."""
     comparison = data.comparison or {}
     metrics = comparison.get(data.method) or {}
     rows = [(key.lower(), METRIC_NAMES[key], metrics[key]) for key in METRIC_NAMES if _defined(metrics, key)]
+    if ta_on_kept_classes(comparison):  # a different metric from all-class TA: named and typed apart on the Hub
+        rows = [(*KEPT_CLASSES_TA, value) if kind == "ta" else (kind, name, value) for kind, name, value in rows]
     reference = comparison.get("retrain")
     if reference and all(k in reference and k in metrics for k in COMPARISON_KEYS):
         rows.append(("avg_gap", "Avg. Gap to the retrained model", avg_gap(metrics, reference, COMPARISON_KEYS)))

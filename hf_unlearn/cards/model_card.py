@@ -16,7 +16,7 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard
 
-from ..evaluation.suite import avg_gap
+from ..evaluation.suite import avg_gap, ta_label, ta_on_kept_classes
 from ..evaluation.tables import markdown_table
 from .data import UnlearningCardData
 from .metadata import COMPARISON_KEYS, METRIC_NAMES, card_metadata
@@ -58,7 +58,8 @@ def _cell(value: float) -> str:
 
 
 def comparison_table(results: dict[str, dict[str, float]]) -> str:
-    """A markdown table of UA/RA/TA/MIA (and Avg. Gap to ``retrain`` when present).
+    """A markdown table of UA/RA/TA/MIA (and Avg. Gap to ``retrain`` when present); TA reads "TA (kept classes)"
+    when the results measured it so (class removal).
 
     A missing metric leaves its cell empty, and the row's Avg. Gap too: a mean over fewer metrics
     would not compare with the other rows. A metric measured but undefined (MIA-efficacy when only one
@@ -73,7 +74,8 @@ def comparison_table(results: dict[str, dict[str, float]]) -> str:
         if complete and name != "retrain":
             gap = f"{avg_gap(metrics, reference, COMPARISON_KEYS):.2f}"
         rows.append([name, *cells, gap])
-    return markdown_table(["model", *COMPARISON_KEYS, "Avg. Gap"], rows)
+    header = [ta_label(results) if key == "TA" else key for key in COMPARISON_KEYS]
+    return markdown_table(["model", *header, "Avg. Gap"], rows)
 
 
 def comparison_verdict(results: dict[str, dict[str, float]], method: str) -> str:
@@ -107,6 +109,7 @@ def _template_values(data: UnlearningCardData) -> dict[str, object]:
         "merged_base_name": public_name(data.merged_adapter_base) if data.merged_adapter_base else "",
         "comparison_table": comparison_table(data.comparison) if data.comparison else "",
         "verdict": comparison_verdict(data.comparison, data.method) if data.comparison else "",
+        "ta_kept": ta_on_kept_classes(data.comparison or {}),
     }
 
 

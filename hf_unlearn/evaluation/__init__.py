@@ -12,6 +12,7 @@ from .distance import (
 from .metrics import (
     accuracy_from_outputs,
     attack_features,
+    kept_class_outputs,
     loss_threshold_auc,
     metric_path,
     mia_efficacy,
@@ -42,6 +43,7 @@ __all__ = [
     "js_divergence",
     "js_divergence_from_logits",
     "js_divergence_from_probs",
+    "kept_class_outputs",
     "loss_threshold_auc",
     "metric_path",
     "mia_efficacy",

@@ -54,6 +54,18 @@ def accuracy_from_outputs(outputs: Outputs) -> float:
     return 100.0 * (logits.argmax(-1) == labels).float().mean().item()
 
 
+def kept_class_outputs(outputs: Outputs, forgotten_classes: Sequence[int]) -> dict[str, torch.Tensor]:
+    """The rows of ``outputs`` whose label is not one of ``forgotten_classes`` (every per-row entry sliced alike).
+
+    After a class removal the test examples of that class are misclassified by design, by a retrained model too;
+    accuracy on the other classes' examples is what shows whether the rest of the model was kept.
+    """
+    labels = _labels(outputs)
+    keep = ~torch.isin(labels, torch.as_tensor(list(forgotten_classes), dtype=labels.dtype))
+    return {key: value[keep] if isinstance(value, torch.Tensor) and value.shape[:1] == keep.shape else value
+            for key, value in outputs.items()}
+
+
 def unlearning_accuracy_from_outputs(forget_outputs: Outputs) -> float:
     """UA = 100 − accuracy on the forget set (percent).
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from .metrics import per_example_loss_from_outputs
 from .predict import collect_outputs
-from .suite import GAP_KEYS, avg_gap, speedup
+from .suite import GAP_KEYS, avg_gap, speedup, ta_label, ta_on_kept_classes
 from .tables import markdown_table
 
 # key, column header, decimals
@@ -32,8 +32,12 @@ COLUMNS = (
     ("JS", "JS (nats)", 4),
     ("act_dist", "Act. dist.", 4),
 )
+KEPT_TA_HEADER = "TA (kept classes, %)"
+ACCURACIES = "RA/TA = retain/test accuracy"
+KEPT_ACCURACIES = ("RA = retain accuracy; TA (kept classes) = test accuracy on the classes that were not removed "
+                   "(their test examples are wrong for the reference too; all classes: TA_all_classes in report.json)")
 LEGEND = (
-    "UA = 100 − forget accuracy; RA/TA = retain/test accuracy; MIA-eff. = share of forget examples "
+    "UA = 100 − forget accuracy; {accuracies}; MIA-eff. = share of forget examples "
     "a confidence attacker calls non-members (SalUn); Loss AUC = loss-threshold attack on forget vs "
     "test (0.5 = looks unseen); JS / Act. dist. = distance of outputs on the forget set to the "
     "reference model; Avg. Gap = mean |metric − reference| over UA, RA, TA, MIA-eff. (lower is better)."
@@ -104,10 +108,17 @@ def _farther_than_original(summary: Mapping[str, Mapping[str, float]]) -> list[s
     return ["", f"**Farther from the reference than the untouched original ({original:.2f}):** {', '.join(farther)}."]
 
 
+def _columns(results, order: list[str]) -> list[tuple[str, str, int]]:
+    """The report's columns for the metrics present; TA named for what it measured (kept classes or all)."""
+    kept = ta_on_kept_classes(results)
+    columns = [c for c in COLUMNS if any(c[0] in results[n] for n in order)]
+    return [(key, KEPT_TA_HEADER if key == "TA" and kept else header, decimals) for key, header, decimals in columns]
+
+
 def _markdown(results, reference: str, summary, title: str, figures: list[str]) -> str:
     order = [reference] if reference in results else []
     order += [name for name in results if name != reference]
-    columns = [c for c in COLUMNS if any(c[0] in results[n] for n in order)]
+    columns = _columns(results, order)
     has_gap = any("avg_gap" in s for s in summary.values())
     has_time = any("time" in results[n] for n in order)
     has_speedup = any("speedup" in s for s in summary.values())
@@ -130,7 +141,7 @@ def _markdown(results, reference: str, summary, title: str, figures: list[str]) 
         lines += [f"No `{reference}` result was given, so there is no Avg. Gap or speed-up.", ""]
     lines += [markdown_table(header, rows, align_right_from=1)]
     lines += _farther_than_original(summary)
-    lines += ["", LEGEND, ""]
+    lines += ["", LEGEND.format(accuracies=KEPT_ACCURACIES if ta_on_kept_classes(results) else ACCURACIES), ""]
     for figure in figures:
         lines += [f"![{Path(figure).stem}]({figure})", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -160,7 +171,8 @@ def _metrics_figure(results, reference: str, summary, path: Path) -> bool:
             hatch="//" if name == reference else None,
         )
         ax.bar_label(bars, fmt="%.1f", fontsize="x-small", padding=1)
-    ax.set_xticks(x, ["MIA-eff." if k == "MIA" else k for k in keys])
+    names = {"MIA": "MIA-eff.", "TA": ta_label(results)}
+    ax.set_xticks(x, [names.get(k, k) for k in keys])
     ax.set_ylabel("percent")
     ax.set_ylim(0, 112)
     ax.set_title(f"Metrics beside {reference}" if reference in results else "Metrics")
@@ -219,10 +231,13 @@ def write_report(
     entry named ``reference`` is the retrained model. ``loss_histograms`` maps a curve label (say
     ``"forget"``, ``"test"``, ``"retrain forget"``) to per-example losses from
     :func:`per_example_loss`. ``report.json`` holds ``results`` unchanged plus the derived Avg. Gap
-    and speed-up, so ``json.load(...)["results"]`` round-trips. Returns the written paths.
+    and speed-up, so ``json.load(...)["results"]`` round-trips, and ``"ta_label"``: "TA (kept classes)" when
+    the results measured TA on the kept classes (``evaluate_unlearning(forgotten_classes=...)``), else "TA".
+    Returns the written paths.
     """
     if not results:
         raise ValueError("write_report needs at least one result.")
+    label = ta_label(results)  # refuses rows whose TA was measured on different classes, before writing anything
     results = _jsonable(results)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -242,6 +257,7 @@ def write_report(
     payload = {
         "title": title,
         "reference": reference,
+        "ta_label": label,
         "results": results,
         "avg_gap": {n: s["avg_gap"] for n, s in summary.items() if "avg_gap" in s},
         "speedup": {n: s["speedup"] for n, s in summary.items() if "speedup" in s},

@@ -15,6 +15,7 @@ from torch import nn
 from .distance import activation_distance_from_logits, check_same_label_space, js_divergence_from_logits
 from .metrics import (
     accuracy_from_outputs,
+    kept_class_outputs,
     loss_threshold_auc,
     mia_efficacy_from_outputs,
     unlearning_accuracy_from_outputs,
@@ -22,6 +23,28 @@ from .metrics import (
 from .predict import collect_outputs
 
 GAP_KEYS = ("UA", "RA", "TA", "MIA")
+ALL_CLASSES_TA = "TA_all_classes"  # beside "TA" when TA was measured on the kept classes (class removal)
+KEPT_CLASSES_TA_LABEL = "TA (kept classes)"
+
+
+def ta_on_kept_classes(results: Mapping[str, Mapping[str, float]]) -> bool:
+    """Whether the TA of these results is test accuracy on the kept classes (``evaluate_unlearning`` was given the
+    forgotten classes, and recorded the all-class accuracy as ``TA_all_classes`` beside it).
+
+    Rows measured one way and the other do not compare (a removed class costs every all-class TA its share of the
+    test set): that is an error, not a table.
+    """
+    measured = [name for name, row in results.items() if "TA" in row]
+    kept = [name for name in measured if ALL_CLASSES_TA in results[name]]
+    if kept and len(kept) != len(measured):
+        raise ValueError(f"TA of {kept} is on the kept classes, of {sorted(set(measured) - set(kept))} on all "
+                         "classes: evaluate every model with the same forgotten_classes.")
+    return bool(kept)
+
+
+def ta_label(results: Mapping[str, Mapping[str, float]]) -> str:
+    """How a table names TA: "TA (kept classes)" after a class removal measured so, else "TA"."""
+    return KEPT_CLASSES_TA_LABEL if ta_on_kept_classes(results) else "TA"
 
 
 def _mia_is_extrapolation(retain_out, test_out, forget_out) -> bool:
@@ -65,6 +88,7 @@ def evaluate_unlearning(
     attacker: str = "svc",
     mia_draws: int = 1,
     run_time: float | None = None,
+    forgotten_classes: Sequence[int] | None = None,
 ) -> dict[str, float]:
     """UA, RA, TA, MIA-efficacy and loss-threshold AUC of ``model``; distances to a reference.
 
@@ -72,6 +96,9 @@ def evaluate_unlearning(
 
     * ``"UA"``, ``"RA"``, ``"TA"`` — percent; RA is measured on ``retain_eval_samples`` random
       retain examples when given (retain sets can be 50× the test set; the estimate needs far less);
+      with ``forgotten_classes`` (class removal) TA is measured on the test examples of the other classes, and
+      the all-class accuracy is kept as ``"TA_all_classes"``: the removed classes' test examples are wrong for
+      the retrained model too, and counting them reads as damage that did not happen;
     * ``"MIA"`` — SalUn's MIA-efficacy in percent (attacker trained on those retain outputs vs the
       test outputs, balanced; ``mia_feature``/``attacker`` as in
       :func:`~hf_unlearn.evaluation.metrics.mia_efficacy_from_features`); NaN when the retain and
@@ -108,6 +135,9 @@ def evaluate_unlearning(
         "MIA": mia,
         "loss_AUC": loss_threshold_auc(forget_out, test_out),
     }
+    if forgotten_classes:
+        result[ALL_CLASSES_TA] = result["TA"]
+        result["TA"] = accuracy_from_outputs(kept_class_outputs(test_out, forgotten_classes))
     if reference_model is not None:
         ref_out = collect_outputs(reference_model, forget, **kwargs)
         result["JS"] = js_divergence_from_logits(forget_out["logits"], ref_out["logits"])

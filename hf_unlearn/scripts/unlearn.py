@@ -324,6 +324,7 @@ def compare_with_retrain(script_args, trainer, original, forget, retain, test) -
     # the model sees only its input columns (raw text would reach it otherwise)
     forget, retain, test = (keep_model_columns(trainer.model, d) for d in (forget, retain, test))
     results = {}
+    forgotten = trainer.forgotten_classes  # class removal: TA on the kept classes, for every model alike
     for name, model, time_s in (
         ("original", original, None),
         ("retrain", retrained, seconds),
@@ -340,6 +341,7 @@ def compare_with_retrain(script_args, trainer, original, forget, retain, test) -
             run_time=time_s,
             seed=trainer.args.seed,
             mia_draws=script_args.mia_draws,
+            forgotten_classes=forgotten,
         )
     histograms = {  # every process runs these passes: under ZeRO-3 a forward gathers weights from all of them
         f"forget ({trainer.args.method})": per_example_loss(trainer.model, forget, collate_fn=collate),
