@@ -9,15 +9,26 @@ from __future__ import annotations
 
 import torch
 
-ENERGY_MEASURES = ("sigma", "sigma2")
+ENERGY_MEASURES = ("sigma", "sigma2")  # singular values σ (PGU's reference code) or eigenvalues σ² (GPM-style)
 DEFAULT_ENERGY = "sigma"
+# the library's γ wherever a space is built without one; a space keeps the γ it was built with, and only a run
+# that sets one explicitly replaces it
+DEFAULT_GAMMA = 0.8
 
 
-def check_gamma(gamma: float, where: str) -> float:
+def check_gamma(gamma: float, where: str = "gamma") -> float:
+    """``gamma`` as a float in (0, 1]; ``where`` names the setting in the error."""
     gamma = float(gamma)
     if not 0.0 < gamma <= 1.0:
-        raise ValueError(f"{where}: gamma must lie in (0, 1], got {gamma}")
+        raise ValueError(f"{where} must lie in (0, 1] (the energy share protected per layer), got {gamma}")
     return gamma
+
+
+def check_energy(energy: str, where: str = "energy") -> str:
+    """``energy`` if it names an energy measure (``ENERGY_MEASURES``); ``where`` names the setting in the error."""
+    if energy not in ENERGY_MEASURES:
+        raise ValueError(f"{where} must be one of {ENERGY_MEASURES}, got {energy!r}")
+    return energy
 
 
 def energy_rank(eigenvalues: torch.Tensor, gamma: float, energy: str = DEFAULT_ENERGY) -> int:
@@ -26,8 +37,7 @@ def energy_rank(eigenvalues: torch.Tensor, gamma: float, energy: str = DEFAULT_E
     ``energy="sigma"`` measures energy with singular values σ = √λ (PGU's reference code);
     ``"sigma2"`` with λ = σ² (GPM-style code). σ-energy is flatter, so it keeps more directions.
     """
-    if energy not in ENERGY_MEASURES:
-        raise ValueError(f"energy must be one of {ENERGY_MEASURES}, got {energy!r}")
+    check_energy(energy)
     # eigenvalues below round-off of the largest are zeros that eigh reported as ~1e-14;
     # under σ-energy their square roots would otherwise count as real directions
     noise = eigenvalues.max().clamp_min(0) * eigenvalues.numel() * 10 * torch.finfo(eigenvalues.dtype).eps

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .energy import ENERGY_MEASURES
+from .energy import check_energy
 from .errors import CGSMismatchError
 
 
@@ -82,8 +82,7 @@ class LowRankGram:
         return result
 
     def _shares(self, energy: str) -> torch.Tensor | None:
-        if energy not in ENERGY_MEASURES:
-            raise ValueError(f"energy must be one of {ENERGY_MEASURES}, got {energy!r}")
+        check_energy(energy)
         values = self.values.sqrt() if energy == "sigma" else self.values
         total = float(values.sum()) + (self.tail_sigma if energy == "sigma" else self.tail_sigma2)
         return torch.cumsum(values, 0) / total if total > 0 else None

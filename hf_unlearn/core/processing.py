@@ -1,11 +1,13 @@
-"""Which processing classes pad a batch of texts: a tokenizer, not an image processor.
+"""What a model reads: which processing classes pad a batch of texts, and which columns ``forward`` takes.
 
-transformers' image processors have a ``pad`` method too (batching images of different sizes), so
-"has ``pad``" no longer means "pads token ids": an image classifier's processor, passed on as
-``processing_class``, was used to collate pixel rows and failed on them.
+A tokenizer pads, an image processor does not: transformers' image processors have a ``pad`` method
+too (batching images of different sizes), so "has ``pad``" does not mean "pads token ids" (an image
+classifier's processor, passed on as ``processing_class``, was used to collate pixel rows and failed).
 """
 
 from __future__ import annotations
+
+import inspect
 
 
 def is_tokenizer(processing_class) -> bool:
@@ -16,3 +18,14 @@ def is_tokenizer(processing_class) -> bool:
         and hasattr(processing_class, "pad_token_id")
         and hasattr(processing_class, "convert_tokens_to_ids")
     )
+
+
+def forward_inputs(model, data):
+    """``data`` cut to the columns ``model.forward`` takes by name, as the trainer feeds it: a tokenised set that
+    still carries its raw text works as it is. Data without columns, or a ``forward(input)`` module that names
+    none of them, goes as it is."""
+    if not hasattr(data, "column_names"):
+        return data
+    parameters = inspect.signature(model.forward).parameters
+    accepted = [c for c in data.column_names if c in parameters]
+    return data.select_columns(accepted) if accepted else data

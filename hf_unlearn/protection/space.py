@@ -19,6 +19,7 @@ from torch import nn
 
 from ..core import CGSMismatchError, CoreGradientSpace, collect_gram_matrices, fingerprint_examples, model_fingerprint
 from ..core.carried_ledger import CarriedLedger
+from ..core.energy import DEFAULT_ENERGY, DEFAULT_GAMMA
 from ..core.layers import is_peft_model
 from ..core.space_io import CONFIG_NAME
 from ..utils.zero3 import whole_parameters
@@ -43,10 +44,14 @@ class RunResult(Protocol):
 
 @dataclass
 class SpaceSettings:
-    """How the space is built and thresholded (from ``UnlearningArguments``)."""
+    """How the space is built and thresholded (from ``UnlearningArguments``).
 
-    gamma: float = 0.8
-    energy: str = "sigma"
+    ``gamma`` and ``energy`` left ``None`` keep the space's own threshold (a space built here gets the library's
+    ``DEFAULT_GAMMA`` and ``DEFAULT_ENERGY``); set, they replace it for this run and are saved with the space.
+    """
+
+    gamma: float | None = None
+    energy: str | None = None
     protect_layers: list[str] | None = None
     exclude_layers: list[str] | None = None
     batch_size: int = 128
@@ -153,8 +158,8 @@ class SpaceProtection:
             stats.grams,
             stats.layers,
             stats.num_examples,
-            gamma=s.gamma,
-            energy=s.energy,
+            gamma=s.gamma if s.gamma is not None else DEFAULT_GAMMA,
+            energy=s.energy if s.energy is not None else DEFAULT_ENERGY,
             model_fingerprint=model_fingerprint(model, stats.layers),
             train_fingerprints=fingerprint_examples(self.original_dataset, columns),
             fingerprint_columns=columns,
@@ -214,7 +219,7 @@ class SpaceProtection:
                 show_progress=False,
             )
             space.subtract(forget_stats, fingerprints, note=note)
-        space.set_threshold(self.settings.gamma, self.settings.energy)  # the run's arguments decide
+        self._threshold(space)
         if self.peft is not None:
             if not self._resumed and self.settings.lora_aim_at_forget:
                 aim_fresh_adapters(model, space, forget_stats.grams)
@@ -224,6 +229,16 @@ class SpaceProtection:
             self.projection = ProjectedUpdates.for_layers(model, space.projectors())
         self.space = space
         return space
+
+    def _threshold(self, space: CoreGradientSpace) -> None:
+        """The run's γ and energy measure where it sets them, else the space's own: a space built with
+        ``--gamma 0.95`` keeps 0.95 unless the run asks for another, and then the log says which won."""
+        s = self.settings
+        for name, ours, its in (("gamma", s.gamma, space.gamma), ("gamma_energy", s.energy, space.energy)):
+            if ours is not None and ours != its:
+                logger.warning("This run's %s=%s replaces the %s=%s the Core Gradient Space was built (or last saved) "
+                               "with.", name, ours, name, its)
+        space.set_threshold(s.gamma if s.gamma is not None else space.gamma, s.energy)
 
     def freeze(self, model: nn.Module, *, freeze_bias_and_norm: bool, train_unprotected: bool) -> None:
         """Only the weights the space protects move (plus LoRA B under PEFT), unless asked otherwise."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from ..core import CoreGradientSpace
+from ..core.energy import DEFAULT_ENERGY, DEFAULT_GAMMA, check_energy, check_gamma
 from ..data.causal_lm import causal_lm_space, is_causal_lm
 from .arguments import ScriptArguments
 
@@ -35,8 +36,11 @@ class BuildArguments:
     output: str | None = field(
         default=None, metadata={"help": "Folder to write (default: MODEL/core_gradient_space, found automatically)."}
     )
-    gamma: float = field(default=0.8, metadata={"help": "Energy share protected per layer (0 < gamma <= 1)."})
-    gamma_energy: str = field(default="sigma", metadata={"help": "'sigma' or 'sigma2'."})
+    gamma: float = field(
+        default=DEFAULT_GAMMA,
+        metadata={"help": "Energy share protected per layer (0 < gamma <= 1); later runs keep it unless they set one."},
+    )
+    gamma_energy: str = field(default=DEFAULT_ENERGY, metadata={"help": "'sigma' or 'sigma2'."})
     batch_size: int = field(default=64, metadata={"help": "Batch size of the statistics pass."})
     protect_layers: list[str] | None = field(default=None, metadata={"help": "Layer patterns to protect."})
     exclude_layers: list[str] | None = field(default=None, metadata={"help": "Layer patterns never protected."})
@@ -49,6 +53,10 @@ class BuildArguments:
             "holds the dense Grams."
         },
     )
+
+    def __post_init__(self):  # before the model and the data load
+        self.gamma = check_gamma(self.gamma)
+        check_energy(self.gamma_energy, "gamma_energy")
 
 
 def build(argv: list[str]) -> Path:

@@ -19,13 +19,12 @@ import torch
 from transformers import TrainingArguments
 
 from ..control.stop_rules import STOP_RULES
+from ..core.energy import DEFAULT_ENERGY, DEFAULT_GAMMA, check_energy, check_gamma
 from ..methods import METHODS, get_method, hyperparameter_owners, resolve_method
 from ..methods.base import TRAINING_KEYS, MethodConfig, UnlearningMethod
 from ..methods.pgu_retain import PGURetainConfig
 
 SCENARIOS = ("auto", "samples", "class", "poison")
-
-ENERGIES = ("sigma", "sigma2")
 # what an unset training value becomes when the method recommends none (PGU's values)
 LIBRARY_TRAINING_DEFAULTS = {
     "optim": "sgd",
@@ -54,13 +53,20 @@ class UnlearningArguments(TrainingArguments):
     )
 
     # ------------------------------------------------------------------ Core Gradient Space (PGU)
-    gamma: float = field(
-        default=0.8,
-        metadata={"help": "Energy share of each layer's retain inputs that is protected (0 < gamma <= 1)."},
+    gamma: float | None = field(
+        default=None,
+        metadata={
+            "help": "Energy share of each layer's retain inputs that is protected (0 < gamma <= 1). Default: the "
+            f"space's own (the gamma it was built or last saved with), {DEFAULT_GAMMA} for a space this run builds. "
+            "Set, it replaces the space's (and the log says so)."
+        },
     )
-    gamma_energy: str = field(
-        default="sigma",
-        metadata={"help": "How energy is measured: 'sigma' (singular values, PGU reference) or 'sigma2'."},
+    gamma_energy: str | None = field(
+        default=None,
+        metadata={
+            "help": "How energy is measured: 'sigma' (singular values, PGU reference) or 'sigma2' (eigenvalues). "
+            f"Default: the space's own, '{DEFAULT_ENERGY}' for a space this run builds; set, it replaces the space's."
+        },
     )
     protect_layers: list[str] | None = field(
         default=None, metadata={"help": "Glob/regex patterns of the layers to protect (default: all supported)."}
@@ -199,10 +205,10 @@ class UnlearningArguments(TrainingArguments):
     )
 
     def __post_init__(self):
-        if not 0.0 < self.gamma <= 1.0:
-            raise ValueError(f"gamma must lie in (0, 1], got {self.gamma}")
-        if self.gamma_energy not in ENERGIES:
-            raise ValueError(f"gamma_energy must be one of {ENERGIES}, got {self.gamma_energy!r}")
+        if self.gamma is not None:
+            self.gamma = check_gamma(self.gamma)
+        if self.gamma_energy is not None:
+            check_energy(self.gamma_energy, "gamma_energy")
         if self.scenario not in SCENARIOS:
             raise ValueError(f"scenario must be one of {SCENARIOS}, got {self.scenario!r}")
         if self.stop_rule not in STOP_RULES:

@@ -48,8 +48,9 @@ class UnlearningPublishing:
 
     def _projection_summary(self) -> str:
         """How updates were projected, as the card states it (the class-removal exception included)."""
-        args = self.args
-        text = f"gamma={args.gamma}, energy `{args.gamma_energy}`"
+        space = self.core_gradient_space  # its threshold is the run's: the space's own unless the run set one
+        gamma, energy = (space.gamma, space.energy) if space is not None else (self.args.gamma, self.args.gamma_energy)
+        text = f"gamma={gamma}, energy `{energy}`"
         projection = self.protection.projection if self.protection is not None else None
         for layer, rows in (projection.free_rows.items() if projection is not None else ()):
             name, _, copy = layer.partition("#modules_to_save.")
