@@ -35,7 +35,7 @@ from transformers import TrainerCallback
 
 from ..core import CoreGradientSpace, GramCollector, find_protectable_layers, fingerprint_examples, model_fingerprint
 from ..core.covariance import _token_mask, batch_size_of
-from ..core.energy import DEFAULT_ENERGY
+from ..core.energy import DEFAULT_ENERGY, DEFAULT_GAMMA
 from ..core.layers import layer_info
 from ..protection.peft import is_peft_model
 from ..protection.space import CGS_DIR, shard
@@ -105,7 +105,7 @@ class CoreGradientSpaceCallback(TrainerCallback):
         include: Iterable[str] | None = None,
         exclude: Iterable[str] | None = None,
         batch_size: int = 64,
-        gamma: float = 0.8,
+        gamma: float = DEFAULT_GAMMA,
         energy: str = DEFAULT_ENERGY,
         save_directory: str | os.PathLike | None = None,
         show_progress: bool = False,
