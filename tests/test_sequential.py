@@ -124,6 +124,7 @@ def test_the_recipe_serves_classes_as_requests_and_a_rerun_resumes_nothing(train
         metrics = record["metrics"]
         assert metrics["UA"] >= 95.0  # UA = 100 - forget accuracy: every class removed so far, not only the last
         assert 0.0 <= metrics["avg_gap"] < 10.0 and metrics["TA"] > 70.0
+        assert metrics["TA_all_classes"] < metrics["TA"] - 5  # TA on the kept classes: the removed ones left out
     first = (request_folder(out, 1) / "model.safetensors").stat().st_mtime_ns
     assert main(argv) == summary  # the same command again: everything is served, nothing runs twice
     assert (request_folder(out, 1) / "model.safetensors").stat().st_mtime_ns == first

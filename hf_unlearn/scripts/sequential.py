@@ -16,7 +16,9 @@ import random
 from pathlib import Path
 
 from ..data.columns import keep_model_columns, label_array
+from ..data.requests import detect_scenario
 from ..evaluation import avg_gap, evaluate_unlearning
+from ..evaluation.suite import ALL_CLASSES_TA
 from ..exact import TrainingRecipe, retrain_from_scratch
 from ..exact.retrain import default_reference_cache
 from ..sequential import SUMMARY_FILE, SequentialUnlearning
@@ -41,7 +43,8 @@ def split_requests(indices: list[int], forget_args: ForgetSetArguments, train) -
 
 
 class RetrainComparison:
-    """UA / RA / TA / MIA after a request; with a recipe, the Avg. Gap to a model retrained without the removed rows."""
+    """UA / RA / TA / MIA after a request; with a recipe, the Avg. Gap to a model retrained without the removed rows.
+    Once whole classes are removed, TA is on the kept classes (the all-class one beside it as TA_all_classes)."""
 
     def __init__(self, train, test, collate_fn, seed: int, recipe: TrainingRecipe | None = None, *,
                  config=None, cache_dir: str | None = None, base_model: str | None = None, processing_class=None):
@@ -63,9 +66,13 @@ class RetrainComparison:
                 self.config, retain, self.recipe, cache_dir=self.cache_dir, processing_class=self.processing_class,
                 base_model=self.base_model,
             )
-        options = dict(collate_fn=self.collate_fn, retain_eval_samples=1000, seed=self.seed)
+        # every row of some classes removed so far (the trainer's class rule): TA on the kept classes
+        classes = detect_scenario("auto", forget, retain) == "class"
+        forgotten = sorted(set(label_array(forget).tolist())) if classes else None
+        options = dict(collate_fn=self.collate_fn, retain_eval_samples=1000, seed=self.seed,
+                       forgotten_classes=forgotten)
         row = evaluate_unlearning(model, forget_in, retain_in, test, reference_model=reference, **options)
-        metrics = {k: row[k] for k in ("UA", "RA", "TA", "MIA")}
+        metrics = {k: row[k] for k in ("UA", "RA", "TA", "MIA", ALL_CLASSES_TA) if k in row}
         if reference is not None:
             metrics["avg_gap"] = avg_gap(row, evaluate_unlearning(reference, forget_in, retain_in, test, **options))
         return metrics
