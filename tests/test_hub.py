@@ -157,7 +157,7 @@ def test_trainer_pushes_model_space_and_an_honest_card(hub, xet_spy, trained_mod
 
     # 2. with a measured comparison, an explicit push_to_hub() updates the card
     trainer.comparison = COMPARISON
-    trainer.push_to_hub(commit_message="Add comparison")
+    trainer.push_to_hub(commit_message="Add comparison", dataset_tags="someone/digits")
     assert len(hub.commits) == 2 and hub.commits[1].summary == "Add comparison"
     assert "README.md" in hub.commits[1].files
     assert "model.safetensors" not in hub.commits[1].files  # unchanged: the client dropped it (oid match)
@@ -166,6 +166,7 @@ def test_trainer_pushes_model_space_and_an_honest_card(hub, xet_spy, trained_mod
     assert PGU_ROW in card and RETRAIN_ROW in card and ORIGINAL_ROW in card
     assert NOT_MEASURED not in card and UNKNOWN_CLOSENESS not in card
     assert "compare it with such a model, retrained in the same run" in card
+    assert "datasets:\n- someone/digits\n" in card  # the training data, named as the Trainer's card would
 
     # the traffic: only the known routes, always with the token, the files sent inline (no LFS, no Xet)
     assert hub.unknown == []

@@ -206,6 +206,8 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
         core_gradient_space=space,
         processing_class=processing_class,
     )
+    if script_args.dataset_name:  # the card names it in its metadata when it is a Hub id
+        trainer.card_datasets = (script_args.dataset_name,)
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     # saved first: a failure in the comparison or the push below must never lose the unlearned model
     trainer.save_model(_internal_call=True)  # model, core_gradient_space/ and the model card

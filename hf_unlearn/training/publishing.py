@@ -46,6 +46,10 @@ class UnlearningPublishing:
     """Needs the Trainer's ``args``, ``state``, ``model`` and hub helpers, and the trainer's run record
     (``core_gradient_space``, ``outcome``, ``comparison``, ``method``, ``scenario``)."""
 
+    # the training data's Hub ids, for the card's ``datasets`` metadata (local folders are left out when rendering);
+    # set by the recipe from --dataset_name, or by ``push_to_hub(dataset_tags=...)`` / ``create_model_card``
+    card_datasets: tuple[str, ...] = ()
+
     def _projection_summary(self) -> str:
         """How updates were projected, as the card states it (the class-removal exception included)."""
         space = self.core_gradient_space  # its threshold is the run's: the space's own unless the run set one
@@ -128,7 +132,7 @@ class UnlearningPublishing:
         if not self.is_world_process_zero():
             return None
         model_name = kwargs.pop("model_name", None) or self.hub_model_id.split("/")[-1]
-        self.create_model_card(model_name=model_name, tags=kwargs.get("tags"))
+        self.create_model_card(model_name=model_name, tags=kwargs.get("tags"), dataset_tags=kwargs.get("dataset_tags"))
         self._finish_current_push()
         with tempfile.TemporaryDirectory(prefix="hf_unlearn_push_") as staging:
             files = self.stage_for_hub(staging, save=False)
@@ -146,8 +150,11 @@ class UnlearningPublishing:
         """Mid-run checkpoints are not published: a half-finished request is not a model anyone should pull."""
         logger.info("Not pushing checkpoint %s: the unlearned model is pushed once the run ends.", checkpoint_folder)
 
-    def create_model_card(self, model_name: str | None = None, tags=None, **kwargs) -> None:
-        """An honest card: what was forgotten, how, and (when measured) how close to retraining."""
+    def create_model_card(self, model_name: str | None = None, tags=None, dataset_tags=None, **kwargs) -> None:
+        """An honest card: what was forgotten, how, and (when measured) how close to retraining. ``dataset_tags``
+        (as for the Trainer's card): the training data's Hub ids, kept for every later card of this run."""
+        if dataset_tags:
+            self.card_datasets = (dataset_tags,) if isinstance(dataset_tags, str) else tuple(dataset_tags)
         if self.is_world_process_zero():
             write_model_card(self.card_data(model_name, tags), self.args.output_dir)
 
@@ -179,6 +186,7 @@ class UnlearningPublishing:
             comparison=self.comparison,
             comparison_reference=self.comparison_reference,
             tags=list(tags or []) if not isinstance(tags, str) else [tags],
+            datasets=list(self.card_datasets),
             unlearned=self.outcome.unlearned if self.outcome else None,
             outcome=self.outcome.reason if self.outcome else "",
             backtracks=self.outcome.backtracks if self.outcome else 0,
