@@ -33,6 +33,19 @@ TINY = 1e-8  # keeps log finite for a perfectly fitted batch (reference: 1e-8)
 
 @dataclass
 class EUPMUConfig(MethodConfig):
+    """Hyperparameters of EUPMU, implicit gradient surgery (``method="eupmu"``).
+
+    Args:
+        eupmu_epsilon (`float`, defaults to `0.01`):
+            How much the retain loss must fall in log per step before the multiplier ``w`` stops rising: the
+            dual ascent's gradient is ``log L_r(before) - log L_r(after) - epsilon`` (reference code:
+            ``eu_error=0.01``).
+        eupmu_multiplier_lr (`float`, defaults to `1.0`):
+            Adam learning rate of the multiplier ``w``.
+        eupmu_multiplier_weight_decay (`float`, defaults to `0.01`):
+            Adam weight decay of the multiplier ``w`` (reference code: 0.01).
+    """
+
     eupmu_epsilon: float = field(
         default=0.01,
         metadata={
@@ -85,6 +98,9 @@ def frozen_norm_statistics(model: nn.Module):
 
 
 class EUPMU(RandomLabels):
+    """Random-label forgetting against ``w·log L_r``; its protection, the multiplier ``w``, rises by dual ascent in
+    ``after_optimizer_step`` (no projection)."""
+
     name = "eupmu"
     needs_retain = True
     config_class = EUPMUConfig

@@ -28,6 +28,14 @@ from .random_labels import RandomLabels
 
 @dataclass
 class EUPMUExplicitConfig(MethodConfig):
+    """Hyperparameters of explicit gradient surgery (``method="eupmu_explicit"``).
+
+    Args:
+        eupmu_explicit_epsilon (`float`, defaults to `0.0`):
+            The surgered direction ``d`` keeps ``<g_r, d> >= -epsilon``: the retain loss may rise at most this much
+            to first order (Prop. 3.2 of the paper; reference code: 0).
+    """
+
     eupmu_explicit_epsilon: float = field(
         default=0.0,
         metadata={"help": "The surgered direction d keeps <g_r, d> >= -epsilon (Prop. 3.2; reference code: 0)."},
@@ -57,6 +65,9 @@ def surgery_direction(
 
 
 class EUPMUExplicit(RandomLabels):
+    """Random-label forgetting whose gradient is surgered in ``compute_loss`` (``surgery_direction``: two backward
+    passes), so the retain loss does not rise; no projection."""
+
     name = "eupmu_explicit"
     needs_retain = True
     config_class = EUPMUExplicitConfig

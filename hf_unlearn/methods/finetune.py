@@ -16,11 +16,19 @@ from .papers import GOLATKAR_2020
 
 @dataclass
 class FineTuneConfig(MethodConfig):
+    """Hyperparameters of fine-tuning (``method="finetune"``): none of its own.
+
+    Args:
+        (none): the training values are its only knobs (``hf-unlearn methods finetune`` lists its defaults).
+    """
+
     training_defaults = {"optim": "adamw_torch", "learning_rate": 1e-3, "num_train_epochs": 10.0}
     paper = GOLATKAR_2020
 
 
 class FineTune(UnlearningMethod):
+    """Cross-entropy on the retain stream only, in ``compute_loss``; no forget objective and no projection."""
+
     name = "finetune"
     needs_retain = True
     config_class = FineTuneConfig

@@ -17,6 +17,12 @@ from .pgu import PGUConfig
 
 @dataclass
 class GradientAscentConfig(MethodConfig):
+    """Hyperparameters of gradient ascent (``method="gradient_ascent"``): none of its own.
+
+    Args:
+        (none): the training values are its only knobs (``hf-unlearn methods gradient_ascent`` lists its defaults).
+    """
+
     training_defaults = {"optim": "adamw_torch", "learning_rate": 1e-4, "num_train_epochs": 5.0}
     paper = Paper(
         title="Unrolling SGD: Understanding Factors Influencing Machine Unlearning",
@@ -29,11 +35,20 @@ class GradientAscentConfig(MethodConfig):
 
 @dataclass
 class GradientAscentProjectedConfig(MethodConfig):
+    """Hyperparameters of projected gradient ascent (``method="ga_projected"``): none of its own.
+
+    Args:
+        (none): the training values and the space's threshold (``UnlearningArguments.gamma``) are its knobs
+            (``hf-unlearn methods ga_projected`` lists its defaults).
+    """
+
     training_defaults = {"optim": "adamw_torch", "learning_rate": 5e-3, "num_train_epochs": 10.0}
     paper = PGUConfig.paper  # the protection is PGU's
 
 
 class GradientAscent(UnlearningMethod):
+    """Ascent on the forget set's cross-entropy in ``compute_loss``; no protection (the stop rule and guard stop it)."""
+
     name = "gradient_ascent"
     config_class = GradientAscentConfig
 
@@ -42,7 +57,8 @@ class GradientAscent(UnlearningMethod):
 
 
 class GradientAscentProjected(GradientAscent):
-    """GA whose updates avoid the Core Gradient Space (protection borrowed from PGU)."""
+    """Gradient ascent whose applied updates are projected out of the Core Gradient Space, as PGU's are
+    (``protection/space.py``)."""
 
     name = "ga_projected"
     config_class = GradientAscentProjectedConfig

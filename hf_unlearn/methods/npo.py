@@ -20,6 +20,13 @@ from .base import MethodConfig, Paper, UnlearningMethod, frozen_copy, sequence_l
 
 @dataclass
 class NPOConfig(MethodConfig):
+    """Hyperparameters of NPO (``method="npo"``).
+
+    Args:
+        npo_beta (`float`, defaults to `0.1`):
+            Inverse temperature ``beta`` of the preference loss (the paper's 0.1); positive.
+    """
+
     npo_beta: float = field(default=0.1, metadata={"help": "Inverse temperature beta (the paper's 0.1)."})
     training_defaults = {"optim": "adamw_torch", "learning_rate": 1e-4, "num_train_epochs": 5.0}
     paper = Paper(
@@ -40,6 +47,8 @@ def npo_loss(log_prob: torch.Tensor, reference_log_prob: torch.Tensor, beta: flo
 
 
 class NPO(UnlearningMethod):
+    """Negative preference loss against a frozen reference (made in ``setup``) in ``compute_loss``; no projection."""
+
     name = "npo"
     config_class = NPOConfig
 

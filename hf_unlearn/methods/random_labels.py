@@ -19,11 +19,19 @@ from .papers import GOLATKAR_2020
 
 @dataclass
 class RandomLabelsConfig(MethodConfig):
+    """Hyperparameters of random labels (``method="random_labels"``): none of its own.
+
+    Args:
+        (none): the training values are its only knobs (``hf-unlearn methods random_labels`` lists its defaults).
+    """
+
     training_defaults = {"optim": "adamw_torch", "learning_rate": 3e-4, "num_train_epochs": 5.0}
     paper = GOLATKAR_2020
 
 
 class RandomLabels(UnlearningMethod):
+    """Cross-entropy towards random wrong labels in ``compute_loss`` (``forget_loss``); no protection."""
+
     name = "random_labels"
     config_class = RandomLabelsConfig
 

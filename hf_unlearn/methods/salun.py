@@ -23,6 +23,16 @@ from .random_labels import RandomLabels
 
 @dataclass
 class SalUnConfig(MethodConfig):
+    """Hyperparameters of SalUn (``method="salun"``).
+
+    Args:
+        salun_mask_ratio (`float`, defaults to `0.5`):
+            Share of the weights that may move, those with the largest forget-gradient saliency; in (0, 1]
+            (paper: 0.5).
+        salun_retain_weight (`float`, defaults to `1.0`):
+            Weight of the retain cross-entropy (the paper's eq. 5; code: 1).
+    """
+
     salun_mask_ratio: float = field(
         default=0.5, metadata={"help": "Share of weights updated, by forget-gradient saliency (paper: 0.5)."}
     )
@@ -53,6 +63,9 @@ def saliency_masks(saliency: list[torch.Tensor], ratio: float) -> list[torch.Ten
 
 
 class SalUn(RandomLabels):
+    """Random labels plus a retain loss; its protection, the saliency mask made in ``setup``, zeroes the gradients of
+    the other weights in ``before_optimizer_step`` (no projection)."""
+
     causal_lm = False  # its saliency mask and random labels were not validated on token losses
     name = "salun"
     needs_retain = True

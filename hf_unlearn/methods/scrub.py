@@ -22,6 +22,19 @@ from .papers import KURMANJI_2023
 
 @dataclass
 class SCRUBConfig(MethodConfig):
+    """Hyperparameters of SCRUB (``method="scrub"``); the defaults are the reference code's.
+
+    Args:
+        scrub_alpha (`float`, defaults to `0.001`):
+            Weight of the distillation KL towards the teacher on the retain batch.
+        scrub_gamma (`float`, defaults to `0.99`):
+            Weight of the retain cross-entropy.
+        scrub_temperature (`float`, defaults to `4.0`):
+            Distillation temperature ``T`` (``kd_T``); the KL is scaled by ``T²``.
+        scrub_max_epochs (`float`, defaults to `2.0`):
+            Epochs during which the forget (max) term pushes the student away from the teacher (``msteps``).
+    """
+
     scrub_alpha: float = field(default=0.001, metadata={"help": "Weight of the retain distillation KL (alpha)."})
     scrub_gamma: float = field(default=0.99, metadata={"help": "Weight of the retain cross-entropy (gamma)."})
     scrub_temperature: float = field(default=4.0, metadata={"help": "Distillation temperature (kd_T)."})
@@ -44,6 +57,9 @@ def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
 
 
 class SCRUB(UnlearningMethod):
+    """Distillation from a frozen teacher (made in ``setup``): kept on the retain batch and pushed away on the forget
+    batch, in ``compute_loss``; no projection."""
+
     causal_lm = False  # its distillation reads one distribution per example, not per token
     name = "scrub"
     needs_retain = True
