@@ -1,16 +1,20 @@
 """The record of served requests cannot be rewritten by a new build, a hand edit or a forged Gram."""
 
+import copy
 import json
 
 import pytest
 import torch
+from digits_models import make_args
 from safetensors.torch import load_file, save_file
 
+from hf_unlearn import UnlearningTrainer
 from hf_unlearn.core import CGSLoadError, CoreGradientSpace, LedgerError, collect_gram_matrices, fingerprint_examples
 from hf_unlearn.core.storage import sha256_of
-from hf_unlearn.data.forget import indices_of_classes
+from hf_unlearn.data.forget import indices_of_classes, split_forget_retain
 from hf_unlearn.models import SmallCNNForImageClassification
 from hf_unlearn.scripts import unlearn as recipe
+from hf_unlearn.training.checkpoints import REQUEST_MARKER
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -127,3 +131,33 @@ def test_a_tensor_file_rewritten_without_the_config_digest_is_refused(served_spa
     _edit_config(served_space, lambda c: None)  # the tensor checksum fixed, the format left at 6
     with pytest.raises(CGSLoadError, match="carries no digest of cgs_config.json"):
         CoreGradientSpace.from_pretrained(served_space)
+
+
+# ---------------------------------------------------------------------------------------------- resuming at the stop
+def test_resuming_from_the_checkpoint_where_the_stop_rule_fired_finishes_without_a_step(_trained, digits, tmp_path):
+    forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
+    args = dict(max_steps=40, check_every_steps=1, save_strategy="steps", save_steps=1, learning_rate=0.05)
+
+    def trainer(model):
+        space = CoreGradientSpace.from_model(_trained, digits["train"], show_progress=False)
+        return UnlearningTrainer(model=model, args=make_args(tmp_path, **args), forget_dataset=forget,
+                                 retain_dataset=retain, eval_dataset=digits["validation"], core_gradient_space=space)
+
+    first = trainer(copy.deepcopy(_trained))
+    first.train()
+    stop = first.state.global_step
+    assert first.outcome.stopped_by == "rule" and first.outcome.unlearned and stop < 40
+    checkpoint = tmp_path / "run" / f"checkpoint-{stop}"
+    marker = json.loads((checkpoint / REQUEST_MARKER).read_text())
+    assert marker["stopped_by"] == "rule"  # the checkpoint says the run ended there
+    final = {n: p.detach().clone() for n, p in first.model.named_parameters()}
+
+    resumed_model = copy.deepcopy(_trained)  # a killed process: the original weights in memory, the checkpoint on disk
+    resumed = trainer(resumed_model)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == stop  # not one step more
+    assert resumed.outcome.unlearned and resumed.outcome.stopped_by == "rule"
+    assert resumed.outcome.reason == first.outcome.reason
+    assert len(resumed.core_gradient_space.ledger) == 1
+    for name, param in resumed_model.named_parameters():
+        assert torch.equal(param, final[name]), name

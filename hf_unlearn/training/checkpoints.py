@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 
 import torch
+from transformers.trainer_callback import TrainerState
+from transformers.trainer_utils import TrainOutput
 
 from ..core import fingerprint_examples
 from ..core.fingerprint import digest
@@ -33,9 +35,15 @@ def request_digest(forget_dataset) -> str:
     return digest(",".join(columns), fingerprints, length=32)
 
 
+def stopped_at(control_state: dict | None) -> bool:
+    """Whether the checkpoint holding ``control_state`` is where the stop rule (or the guard) ended the run."""
+    return bool(control_state) and control_state["outcome"].get("stopped_by") in ("rule", "guard")
+
+
 def write_checkpoint_extras(folder: str, control_state: dict, digest: str, method: str, step: int) -> None:
     torch.save(control_state, os.path.join(folder, CONTROL_STATE))
-    marker = {"request": digest, "method": method, "global_step": step}
+    marker = {"request": digest, "method": method, "global_step": step,
+              "stopped_by": control_state["outcome"]["stopped_by"] if stopped_at(control_state) else None}
     partial = Path(folder, f".{REQUEST_MARKER}.partial")
     partial.write_text(json.dumps(marker))
     partial.replace(Path(folder, REQUEST_MARKER))  # last: its presence means the checkpoint is complete
@@ -86,3 +94,21 @@ def check_resume(folder: str, digest: str, method: str) -> dict | None:
         raise ValueError(f"{folder} was saved by method {marker.get('method')!r}, not {method!r}.")
     state_path = Path(folder, CONTROL_STATE)
     return torch.load(state_path, weights_only=True) if state_path.is_file() else None
+
+
+def finish_at_stop(trainer, checkpoint: str) -> TrainOutput:
+    """End a run resumed from the checkpoint where its stop rule (or guard) fired, as the uninterrupted run ended.
+
+    That checkpoint's weights are the state the rule chose (a return to the previous check included) and its
+    control state records the decision; resuming the Trainer's loop would take a step past the stop and move on
+    from the chosen weights. So the weights are loaded, the saved decisions restored and the run's end settled,
+    without a step.
+    """
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
+    control = trainer.control_callback
+    control.on_train_begin(trainer.args, trainer.state, trainer.control, model=trainer.model)  # restores its state
+    control.on_train_end(trainer.args, trainer.state, trainer.control)
+    logger.info("%s is where the run stopped (%s): finished there without another step", checkpoint,
+                control.outcome.reason)
+    return TrainOutput(trainer.state.global_step, 0.0, {})

@@ -37,6 +37,7 @@ from ..protection import (
     space_saved_with,
 )
 from ..utils.heap import frozen_heap
+from . import checkpoints
 from .arguments import UnlearningArguments
 from .checkpoints import check_resume, request_digest, resolve_resume, write_checkpoint_extras
 from .engines import must_project_gradients
@@ -287,8 +288,11 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
                 return self._no_step(reason, start)
         utility_before = self._set_up(resume_from_checkpoint, project_gradients)
         try:
-            with frozen_heap():
-                output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+            if resume_from_checkpoint and checkpoints.stopped_at(control.resume_state):  # the rule fired there
+                output = checkpoints.finish_at_stop(self, resume_from_checkpoint)
+            else:
+                with frozen_heap():
+                    output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         finally:
             if project_gradients:  # the model outlives this run (a series of requests): its hooks must not
                 self.protection.gradient_hooks.detach()
