@@ -1,4 +1,5 @@
-"""The method registry refuses what the rest of the library could not handle, and every method says what it is."""
+"""The method registry refuses what the rest of the library could not handle, and the classes readers land on
+first (every method, its config, ``UnlearningArguments``) say what they are and what their defaults are."""
 
 from __future__ import annotations
 
@@ -133,3 +134,15 @@ def test_every_method_class_says_where_its_protection_lives(name):
         assert "protection/space.py" in doc, name
     else:
         assert "no projection" in doc or "no protection" in doc, name
+
+
+def test_unlearning_arguments_document_every_own_parameter_and_every_changed_default():
+    doc = inspect.getdoc(UnlearningArguments) or ""
+    stated = dict(re.findall(r"^    ([a-z_]+) \(`[^)]*, defaults to `([^`]+)`\):", doc, flags=re.MULTILINE))
+    inherited = {f.name: f.default for f in dataclasses.fields(TrainingArguments)}
+    for field in dataclasses.fields(UnlearningArguments):
+        own = field.name not in inherited
+        if own or field.default != inherited[field.name]:
+            assert field.name in stated, f"UnlearningArguments' docstring does not list {field.name}"
+            assert ast.literal_eval(stated[field.name]) == field.default, (field.name, stated[field.name])
+    assert "> Parameters whose defaults differ from ``TrainingArguments``" in doc

@@ -9,9 +9,6 @@ values a method recommends (optimizer, learning rate, epochs, batch) fill the fi
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 import os
 from dataclasses import dataclass, field
 
@@ -20,9 +17,10 @@ from transformers import TrainingArguments
 
 from ..control.stop_rules import STOP_RULES
 from ..core.energy import DEFAULT_ENERGY, DEFAULT_GAMMA, check_energy, check_gamma
-from ..methods import METHODS, get_method, hyperparameter_owners, resolve_method
-from ..methods.base import TRAINING_KEYS, MethodConfig, UnlearningMethod
+from ..methods import METHODS, get_method, resolve_method
+from ..methods.base import TRAINING_KEYS, MethodConfig
 from ..methods.pgu_retain import PGURetainConfig
+from .argument_checks import build_method_config, check_training_values
 
 SCENARIOS = ("auto", "samples", "class", "poison")
 # what an unset training value becomes when the method recommends none (PGU's values)
@@ -36,6 +34,112 @@ LIBRARY_TRAINING_DEFAULTS = {
 
 @dataclass
 class UnlearningArguments(TrainingArguments):
+    r"""Arguments of an ``UnlearningTrainer`` run: ``TrainingArguments`` plus what unlearning needs.
+
+    Only the parameters specific to unlearning are listed; for the rest see ``transformers.TrainingArguments``.
+    Some defaults differ from ``TrainingArguments`` (listed last). ``HfArgumentParser`` turns this class into
+    command-line options, and every value is checked in ``__post_init__``, before a model is loaded.
+
+    Parameters:
+        > Which method
+
+        method (`str`, defaults to `"auto"`):
+            The unlearning method: ``"auto"`` (``pgu_retain`` when a retain set is given, ``pgu`` otherwise) or a
+            name from ``hf_unlearn.methods.METHODS`` (``hf-unlearn methods`` lists them).
+        method_kwargs (`dict`, `str` or `None`, defaults to `None`):
+            The method's hyperparameters (its ``MethodConfig`` fields) as a dict or JSON; unknown names are refused.
+
+        > The Core Gradient Space (the projected methods: ``pgu``, ``pgu_retain``, ``ga_projected``)
+
+        gamma (`float` or `None`, defaults to `None`):
+            Energy share of each layer's retained inputs that is protected, in (0, 1]. ``None`` keeps the space's own
+            (the gamma it was built or last saved with; 0.8 for a space this run builds); a value replaces it for
+            this run, and the log says so.
+        gamma_energy (`str` or `None`, defaults to `None`):
+            How energy is measured: ``"sigma"`` (singular values, PGU's reference code) or ``"sigma2"``
+            (eigenvalues). ``None`` keeps the space's own (``"sigma"`` for a space this run builds).
+        protect_layers (`list[str]` or `None`, defaults to `None`):
+            Glob or regex patterns of the layers to protect; ``None`` protects every supported layer.
+        exclude_layers (`list[str]` or `None`, defaults to `None`):
+            Layer patterns never protected.
+        freeze_bias_and_norm (`bool`, defaults to `True`):
+            Freeze biases and normalisation layers, which have no input space to protect.
+        train_unprotected (`bool`, defaults to `False`):
+            Also train parameters the space cannot protect (embeddings, grouped convolutions).
+        unproject_forgotten_outputs (`bool`, defaults to `True`):
+            Class removal: the output layer's rows of the forgotten classes move unprojected.
+        lora_aim_at_forget (`bool`, defaults to `True`):
+            A fresh LoRA adapter's ``A`` is set to the directions outside the retain space where the forget inputs
+            carry most energy, instead of PEFT's random ``A``.
+        cgs_batch_size (`int`, defaults to `128`):
+            Batch size of the passes that collect the space's statistics.
+
+        > Causal language models
+
+        lm_mask_prompt (`bool`, defaults to `True`):
+            Prompt/answer examples: only the answer's tokens are learned or forgotten.
+        lm_max_length (`int` or `None`, defaults to `None`):
+            Cut tokenised texts to this many tokens (``None``: no cut).
+
+        > Stop rules and the utility guard
+
+        scenario (`str`, defaults to `"auto"`):
+            ``"samples"``, ``"class"``, ``"poison"`` or ``"auto"`` (class removal when the forget labels are absent
+            from the retain set, else samples).
+        stop_rule (`str`, defaults to `"auto"`):
+            ``"forget_below_validation"``, ``"class_removal"``, ``"poison_removed"``, ``"none"`` or ``"auto"``
+            (by scenario).
+        class_forget_target (`float`, defaults to `1.0`):
+            Class removal stops once forget accuracy (percent) is at or below this...
+        class_forget_probability (`float`, defaults to `0.05`):
+            ...and the forgotten classes' mean probability on the forget set is at or below this.
+        poison_forget_target (`float`, defaults to `5.0`):
+            Poison removal stops once at most this percent of the poisoned examples get their poisoned labels.
+        check_every_steps (`int`, defaults to `0`):
+            Optimizer steps between the checks that drive the guard and the stop rule (0: about two per epoch).
+        utility_tolerance (`float`, defaults to `3.0`):
+            Points of retain or validation accuracy a check may lose before the run rolls back and shrinks the step.
+        max_backtracks (`int`, defaults to `6`):
+            Rollbacks before the run stops at its best good state.
+        step_growth (`float` or `None`, defaults to `None`):
+            Factor a stalled sample removal's learning rate grows by (1 never grows; ``None``: the method's).
+        control_samples (`int`, defaults to `256`):
+            At most this many forget and validation examples per check (cached).
+        eval_retain_samples (`int`, defaults to `128`):
+            Retain examples sampled for the retain accuracy logged during training.
+
+        > Publishing
+
+        push_core_gradient_space (`bool`, defaults to `False`):
+            Also upload the space and its ledger with ``push_to_hub`` (needed to serve later requests from the Hub).
+        push_core_gradient_space_dtype (`str`, defaults to `"float32"`):
+            Storage type of the uploaded space: ``"float32"`` (half the size) or ``"float64"``.
+
+        > Parameters whose defaults differ from ``TrainingArguments``
+
+        learning_rate (`float` or `None`, defaults to `None`):
+            ``None``: the method's recommended value (PGU: 0.25 with SGD); ``TrainingArguments``: 5e-5.
+        optim (`str` or `None`, defaults to `None`):
+            ``None``: the method's optimizer (PGU: ``"sgd"``, the others AdamW).
+        num_train_epochs (`float` or `None`, defaults to `None`):
+            An upper bound on passes over the forget set; ``None``: the method's (PGU: 60).
+        per_device_train_batch_size (`int` or `None`, defaults to `None`):
+            Forget examples per device and step; ``None``: the method's (32 when it names none).
+        lr_scheduler_type (`str`, defaults to `"constant"`):
+            ``TrainingArguments``: ``"linear"``. The step size is steered by the guard's rollbacks and the step
+            growth, which scale it from its current value.
+        max_grad_norm (`float`, defaults to `5.0`):
+            Gradient clipping (0 disables); ``TrainingArguments``: 1.0.
+        logging_strategy (`str`, defaults to `"epoch"`):
+            ``TrainingArguments``: ``"steps"``. The checks log their metrics at every check regardless.
+        save_strategy (`str`, defaults to `"no"`):
+            ``TrainingArguments``: ``"steps"``. Checkpoints are opt-in; ``resume_from_checkpoint`` resumes from one.
+        remove_unused_columns (`bool`, defaults to `False`):
+            Must stay ``False``: every batch carries a forget and a retain stream.
+        dataloader_pin_memory (`bool` or `None`, defaults to `None`):
+            ``None``: pin only when a GPU is present.
+    """
+
     # ------------------------------------------------------------------ which method
     method: str = field(
         default="auto",
@@ -272,58 +376,3 @@ class UnlearningArguments(TrainingArguments):
                 setattr(self, key, value)
                 applied[key] = value
         self.method_defaults_applied = applied
-
-
-def check_training_values(args: UnlearningArguments) -> None:
-    """Refuse values that would make a run "succeed" without unlearning, or fail after the request was applied.
-
-    A NaN or negative learning rate, a zero budget or a non-finite threshold used to run to the end (NaN
-    weights saved, the request recorded) or fail inside the optimizer; here they fail before any model loads.
-    """
-    problems = []
-    lr = args.learning_rate
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        problems.append(f"learning_rate must be a finite number > 0, got {lr!r}")
-    has_step_budget = args.max_steps is not None and args.max_steps > 0  # replaces the epoch budget
-    if not has_step_budget and not (math.isfinite(args.num_train_epochs) and args.num_train_epochs > 0):
-        problems.append(f"num_train_epochs must be > 0 (or max_steps > 0), got {args.num_train_epochs!r}")
-    if not args.per_device_train_batch_size or args.per_device_train_batch_size < 1:
-        problems.append(f"per_device_train_batch_size must be >= 1, got {args.per_device_train_batch_size!r}")
-    if args.gradient_accumulation_steps < 1:
-        problems.append(f"gradient_accumulation_steps must be >= 1, got {args.gradient_accumulation_steps!r}")
-    for name in ("max_grad_norm", "weight_decay", "utility_tolerance"):
-        value = getattr(args, name)
-        if not (math.isfinite(value) and value >= 0):
-            problems.append(f"{name} must be a finite number >= 0, got {value!r}")
-    for name in ("class_forget_target", "class_forget_probability", "poison_forget_target"):
-        value = getattr(args, name)
-        if not math.isfinite(value):
-            problems.append(f"{name} must be finite, got {value!r}")
-    if args.control_samples < 1 or args.eval_retain_samples < 0 or args.cgs_batch_size < 1:
-        problems.append("control_samples and cgs_batch_size must be >= 1 and eval_retain_samples >= 0")
-    if problems:
-        raise ValueError("Invalid unlearning arguments: " + "; ".join(problems) + ".")
-
-
-def build_method_config(method_class: type[UnlearningMethod], config: MethodConfig | dict | str | None) -> MethodConfig:
-    """The method's config from an instance, a dict or JSON; unknown names are refused by name."""
-    config_class = method_class.config_class
-    if isinstance(config, MethodConfig):
-        if not isinstance(config, config_class):
-            raise TypeError(
-                f"Method {method_class.name!r} takes a {config_class.__name__}, got a {type(config).__name__}."
-            )
-        return config
-    values = json.loads(config) if isinstance(config, str) else dict(config or {})
-    known = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        hints = "; ".join(
-            f"{k} belongs to {', '.join(hyperparameter_owners(k))}" for k in unknown if hyperparameter_owners(k)
-        )
-        raise ValueError(
-            f"Method {method_class.name!r} has no hyperparameter {', '.join(unknown)} "
-            f"(it takes: {', '.join(sorted(known)) or 'none'}){'; ' + hints if hints else ''}. "
-            f"See `hf-unlearn methods {method_class.name}`."
-        )
-    return config_class(**values)
