@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from transformers import TrainerCallback
@@ -373,32 +374,6 @@ class UnlearningControl(TrainerCallback):
         if not self.outcome.unlearned:
             logger.warning("NOT UNLEARNED: %s. The request is not recorded.", self.outcome.reason)
         elif self.settings.rule != "none" and self.outcome.stopped_by != "rule":
-            self.outcome.incomplete = self._unmet(self.outcome.final)
+            target = partial(self.target_validation, self.outcome.initial)
+            self.outcome.incomplete = self.settings.unmet(self.outcome.final, target)
             logger.warning("REMOVAL INCOMPLETE: %s (%s).", self.outcome.incomplete, self.outcome.reason)
-
-    def _unmet(self, metrics: dict[str, float]) -> str:
-        """The stop rule's target in words, against where the run ended (it ended before reaching it)."""
-        forget = metrics.get("forget_accuracy", math.nan)
-        if self.settings.rule == "class_removal":
-            return (
-                f"the forgotten classes are still predicted on {forget:.1f} % of the forget sample (target at most "
-                f"{self.settings.class_forget_target:g} %), with mean probability "
-                f"{metrics.get('forget_probability', math.nan):.3f} "
-                f"(target at most {self.settings.class_probability:g})"
-            )
-        if self.settings.rule == "poison_removed":
-            return (
-                f"the poisoned examples still get their poisoned labels on {forget:.1f} % of the forget sample "
-                f"(target at most {self.settings.poison_forget_target:g} %)"
-            )
-        confidence = self.settings.confidence_key
-        also = (
-            f", nor its confidence {metrics.get(f'forget_{confidence}', math.nan):.3f} the original's "
-            f"{self.target_validation(self.outcome.initial, f'validation_{confidence}'):.3f}"
-            if confidence else ""
-        )
-        return (
-            f"{self.settings.compared} {metrics.get(self.settings.forget_key, math.nan):.1f} has not reached the "
-            f"original model's {self.settings.compared_validation} {self.target_validation(self.outcome.initial):.1f}"
-            f"{also}: the forget set still looks like training data"
-        )

@@ -4,6 +4,8 @@ ledger read these."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -70,6 +72,32 @@ class ControlSettings:
             examples_per_step=args.per_device_train_batch_size
             * args.gradient_accumulation_steps
             * (2 if needs_retain else 1),
+        )
+
+    def unmet(self, metrics: dict[str, float], target: Callable[[str | None], float]) -> str:
+        """The stop rule's target in words, against ``metrics`` where the run ended before reaching it.
+        ``target(key)`` is the original's validation measure ``key`` (``None``: the rule's own)."""
+        forget = metrics.get("forget_accuracy", math.nan)
+        if self.rule == "class_removal":
+            return (
+                f"the forgotten classes are still predicted on {forget:.1f} % of the forget sample (target at most "
+                f"{self.class_forget_target:g} %), with mean probability "
+                f"{metrics.get('forget_probability', math.nan):.3f} (target at most {self.class_probability:g})"
+            )
+        if self.rule == "poison_removed":
+            return (
+                f"the poisoned examples still get their poisoned labels on {forget:.1f} % of the forget sample "
+                f"(target at most {self.poison_forget_target:g} %)"
+            )
+        confidence = self.confidence_key
+        also = (
+            f", nor its confidence {metrics.get(f'forget_{confidence}', math.nan):.3f} the original's "
+            f"{target(f'validation_{confidence}'):.3f}"
+            if confidence else ""
+        )
+        return (
+            f"{self.compared} {metrics.get(self.forget_key, math.nan):.1f} has not reached the original model's "
+            f"{self.compared_validation} {target(None):.1f}{also}: the forget set still looks like training data"
         )
 
 
