@@ -4,25 +4,24 @@ Parsing is two-phase so every method's hyperparameters are reachable and documen
 command line and YAML without a shared list of prefixed fields: the method is read first (from
 ``--method`` or the YAML file, default ``pgu``), then its ``MethodConfig`` joins the parser, so
 ``--help`` shows exactly the options that run takes. A YAML file gives typed parser defaults
-(command-line flags still win), and a key no dataclass knows is refused by name.
+(command-line flags still win, see yaml_config.py), and a key no dataclass knows is refused by name.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from ..exact import TrainingRecipe
-from ..methods import METHODS, get_method, hyperparameter_owners
+from ..methods import METHODS, get_method
 from ..training.arguments import UnlearningArguments
 from .lora import LoraArguments
+from .yaml_config import apply_yaml_defaults, load_yaml_config
 
 
 @dataclass
@@ -235,46 +234,6 @@ def _option(argv: list[str], name: str) -> str | None:
     return None
 
 
-PATH_KEYS = (
-    "model_name_or_path",
-    "dataset_name",
-    "data_files",
-    "validation_file",
-    "core_gradient_space",
-    "retrain_cache_dir",
-    "reference_model",
-    "retrain_base_model",
-    "push_dry_run",
-    "forget_index_file",
-    "output_dir",
-    "logging_dir",
-)
-
-
-def _relative_to(base: Path, value):
-    """``./x`` and ``../x`` are relative to the config file, so a config works from any directory.
-
-    Normalised, not resolved: a path that is a link (the text recipe's ``base/``) stays the path the user wrote.
-    """
-    if isinstance(value, list):
-        return [_relative_to(base, v) for v in value]
-    if isinstance(value, str) and value.startswith(("./", "../")):
-        return os.path.normpath(base / value)
-    return value
-
-
-def load_yaml_config(path: str) -> dict:
-    """The file's options; paths that start with ``./`` or ``../`` are taken relative to the file."""
-    config_path = Path(path)
-    if not config_path.is_file():
-        raise FileNotFoundError(f"--config {path}: no such file.")
-    values = yaml.safe_load(config_path.read_text()) or {}
-    if not isinstance(values, dict):
-        raise ValueError(f"--config {path}: expected a mapping of option names to values.")
-    base = config_path.resolve().parent
-    return {k: _relative_to(base, v) if k in PATH_KEYS else v for k, v in values.items()}
-
-
 # the TrainingArguments an unlearning run commonly sets; ``--help_all`` lists the other hundred-odd
 COMMON_TRAINING_OPTIONS = frozenset(
     {
@@ -359,22 +318,6 @@ def program_name() -> str:
     return "hf-unlearn unlearn" if script in ("hf-unlearn", "cli.py", "") else sys.argv[0]
 
 
-def _apply_yaml_defaults(parser: HfArgumentParser, values: dict, source: str, method: str) -> None:
-    known = {action.dest for action in parser._actions}
-    unknown = sorted(k for k in values if k not in known)
-    if unknown:
-        hints = "".join(
-            f" ({k} is a hyperparameter of {', '.join(hyperparameter_owners(k))}, not of {method})"
-            for k in unknown
-            if hyperparameter_owners(k)
-        )
-        raise ValueError(f"{source}: unknown option(s) {', '.join(unknown)}{hints}.")
-    for action in parser._actions:
-        if action.dest in values:
-            action.required = False  # the file provides it; the command line may still override it
-    parser.set_defaults(**values)
-
-
 def parse_args(argv: list[str] | None = None):
     """``(script_args, forget_args, args)`` from flags, optionally on top of ``--config file.yaml``; the LoRA options
     ride on ``script_args.lora``."""
@@ -391,7 +334,7 @@ def parse_args(argv: list[str] | None = None):
     method = _option(argv, "method") or values.get("method", "auto")
     parser = build_parser(method, show_all="--help_all" in argv or "--help-all" in argv)
     if values:
-        _apply_yaml_defaults(parser, values, f"--config {config_path}", method)
+        apply_yaml_defaults(parser, values, f"--config {config_path}", method)
     script_args, forget_args, lora_args, method_config, args, *_ = parser.parse_args_into_dataclasses(args=argv)
     script_args.lora = lora_args  # read with getattr: a ScriptArguments made in Python has none
     # named flags (--pgu_delta) win over --method_kwargs JSON, which wins over the method's defaults
