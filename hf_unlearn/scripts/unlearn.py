@@ -169,13 +169,7 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
     if script_args.compare_with_retrain:
         per_process_batch(script_args.retrain_batch_size, args.world_size)  # refused before anything runs
     train = data[script_args.train_split]
-    selection = forget_args.selection()
-    if selection["index_file"] and kept_rows is not None:  # the file's row numbers refer to the user's file
-        file_rows = indices_from_file(selection["index_file"], len(kept_rows) + len(data[eval_split]))
-        indices = file_rows_to_train_rows(file_rows, kept_rows)
-    else:
-        indices = select_forget_indices(train, **selection, label_names=label_names,
-                                        label_column=script_args.label_column)
+    indices = forget_rows(script_args, forget_args, data, eval_split, kept_rows, label_names)
     forget, retain = split_forget_retain(train, indices)
     test = data[eval_split] if eval_split else None
     if test is None:
@@ -218,15 +212,31 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
         with loading_whole():  # the reference is built and trained whole, like the original was loaded
             trainer.comparison = compare_with_retrain(script_args, trainer, original, forget, retain, test)
         trainer.create_model_card()  # the card now shows the measured comparison
-    if script_args.push_dry_run:
-        files = trainer.stage_for_hub(script_args.push_dry_run)
-        if trainer.is_world_process_zero():
-            listing = "\n".join(f"  {f} ({Path(script_args.push_dry_run, f).stat().st_size:,} bytes)" for f in files)
-            print(f"Dry run: --push_to_hub would upload these {len(files)} files (written to "
-                  f"{script_args.push_dry_run}):\n{listing}")
-    elif args.push_to_hub:
-        trainer.push_to_hub()
+    publish(trainer, script_args.push_dry_run)
     return metrics
+
+
+def forget_rows(script_args: ScriptArguments, forget_args: ForgetSetArguments, data, eval_split, kept_rows,
+                label_names) -> list[int]:
+    """The training rows the request names: by class, fraction, filter, or an index file (whose row numbers refer to
+    the user's file, before rows were dropped or split off)."""
+    train = data[script_args.train_split]
+    selection = forget_args.selection()
+    if selection["index_file"] and kept_rows is not None:
+        file_rows = indices_from_file(selection["index_file"], len(kept_rows) + len(data[eval_split]))
+        return file_rows_to_train_rows(file_rows, kept_rows)
+    return select_forget_indices(train, **selection, label_names=label_names, label_column=script_args.label_column)
+
+
+def publish(trainer: UnlearningTrainer, dry_run: str | None) -> None:
+    """``--push_dry_run DIR``: stage what ``--push_to_hub`` would upload and list it; else push when asked."""
+    if dry_run:
+        files = trainer.stage_for_hub(dry_run)
+        if trainer.is_world_process_zero():
+            listing = "\n".join(f"  {f} ({Path(dry_run, f).stat().st_size:,} bytes)" for f in files)
+            print(f"Dry run: --push_to_hub would upload these {len(files)} files (written to {dry_run}):\n{listing}")
+    elif trainer.args.push_to_hub:
+        trainer.push_to_hub()
 
 
 def named_space(script_args: ScriptArguments, args: UnlearningArguments, model, train, processing_class):
