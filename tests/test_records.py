@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 from digits_models import make_args
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from hf_unlearn import UnlearningTrainer
@@ -161,3 +162,48 @@ def test_resuming_from_the_checkpoint_where_the_stop_rule_fired_finishes_without
     assert len(resumed.core_gradient_space.ledger) == 1
     for name, param in resumed_model.named_parameters():
         assert torch.equal(param, final[name]), name
+
+
+# ---------------------------------------------------------------------------------------------- Grams that cannot be
+def _replace_gram(path, change):
+    """Rewrite one Gram in the tensor file, keep its header (the config's digest) and fix the checksum."""
+    with safe_open(str(path / "cgs.safetensors"), "pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(path / "cgs.safetensors"))
+    name = next(k for k in tensors if k.startswith("gram."))
+    tensors[name] = change(tensors[name])
+    save_file(tensors, str(path / "cgs.safetensors"), metadata=metadata)
+    _edit_config(path, lambda c: None)
+
+
+def test_a_negated_gram_is_refused_though_its_checksum_was_fixed(served_space):
+    _replace_gram(served_space, lambda gram: -gram)
+    with pytest.raises(CGSLoadError, match="positive semi-definite"):
+        CoreGradientSpace.from_pretrained(served_space)
+
+
+def test_a_gram_replaced_by_a_small_identity_is_refused_by_its_recorded_trace(served_space):
+    _replace_gram(served_space, lambda gram: 1e-3 * torch.eye(gram.shape[0], dtype=gram.dtype))
+    with pytest.raises(CGSLoadError, match="was recorded when it was saved: the tensor file was rewritten"):
+        CoreGradientSpace.from_pretrained(served_space)
+
+
+def test_a_gram_with_a_negative_eigenvalue_is_refused_before_it_protects_anything(trained_model, digits):
+    space = CoreGradientSpace.from_model(trained_model, digits["train"], show_progress=False)
+    name = next(iter(space.grams))
+    values, vectors = torch.linalg.eigh(space.grams[name])
+    top = vectors[:, -1:]
+    forged = space.grams[name] - 1.5 * values[-1] * (top @ top.T)  # the top direction turned negative
+    grams = {**space.grams, name: forged}
+    with pytest.raises(ValueError, match="positive semi-definite"):
+        CoreGradientSpace(grams, space.layers, space.num_examples).projectors()
+    space.projectors()  # the real Gram decomposes as before
+
+
+def test_a_compressed_gram_with_negative_eigenvalues_is_refused(trained_model, digits):
+    space = CoreGradientSpace.from_model(trained_model, digits["train"], show_progress=False)
+    space.compress(4)
+    name = next(iter(space.grams))
+    space.grams[name].values = -space.grams[name].values
+    with pytest.raises(ValueError, match="positive semi-definite"):
+        CoreGradientSpace(space.grams, space.layers, space.num_examples)

@@ -23,7 +23,7 @@ from .covariance import PADDING_POLICIES, GramStatistics, collect_gram_matrices
 from .energy import DEFAULT_ENERGY, DEFAULT_GAMMA, check_energy, check_gamma, energy_rank
 from .errors import CGSMismatchError, LedgerError, not_training_examples
 from .fingerprint import LOCAL_KEY, fingerprint_examples, model_fingerprint
-from .gram_checks import check_grams
+from .gram_checks import check_grams, check_low_rank, check_spectrum
 from .layers import TRANSPOSED_LINEAR, LayerInfo
 from .ledger_key import KEY_ENV, key_id, key_path, ledger_key
 from .low_rank import LowRankGram, compress_grams, subtract_grams
@@ -67,6 +67,7 @@ class CoreGradientSpace:
         self.padding = padding  # how padding tokens were treated; a request's Grams must be collected the same way
         dense = share_equal({n: g.to(torch.float64) for n, g in grams.items() if not isinstance(g, LowRankGram)})
         check_grams(dense, "The Core Gradient Space")
+        check_low_rank({n: g for n, g in grams.items() if isinstance(g, LowRankGram)}, "The Core Gradient Space")
         self.grams = {name: dense.get(name, gram) for name, gram in grams.items()}  # low-rank ones as given
         self.layers = dict(layers)
         self.num_examples = int(num_examples)
@@ -176,6 +177,7 @@ class CoreGradientSpace:
                 self._eigen[name] = self._eigen[twin]
             else:
                 values, vectors = torch.linalg.eigh(gram)
+                check_spectrum(values, "The Core Gradient Space", name)  # a negated or forged Gram is refused
                 self._eigen[name] = (values.flip(0).clamp_min(0.0), vectors.flip(1))
         return self._eigen[name]
 

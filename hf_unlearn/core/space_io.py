@@ -63,6 +63,8 @@ def save_space(space, path: Path, gram_dtype: torch.dtype = torch.float64) -> No
         },
         "ledger": space.ledger,
         "provenance": space.provenance,
+        # each stored dense Gram's trace: a Gram replaced in the tensor file (its checksum fixed) no longer matches
+        "traces": {n[len("gram."):]: float(t.double().trace()) for n, t in tensors.items() if n.startswith("gram.")},
     }
     config = json.loads(json.dumps(config))  # as it will read back (tuples as lists), so the digest matches
     staged = path / f".{TENSORS_NAME}.partial"
@@ -115,7 +117,19 @@ def load_space(
         raise CGSLoadError(f"{where} cannot be used: {error} {fix}") from error
     check_config_digest(path, CONFIG_NAME, TENSORS_NAME, config)
     _check_ledger(config, tensors, where, fix)
+    _check_traces(config, tensors, where, fix)
     return space
+
+
+def _check_traces(config: dict, tensors: dict[str, torch.Tensor], where: str, fix: str) -> None:
+    """Each dense Gram has the trace recorded when it was saved (format 6 on)."""
+    for name, recorded in config.get("traces", {}).items():
+        trace = float(tensors[f"gram.{name}"].double().trace())
+        if abs(trace - recorded) > 1e-9 * max(abs(recorded), 1e-300):
+            raise CGSLoadError(
+                f"{where}: the Gram of layer '{name}' has trace {trace:.6g}, but {recorded:.6g} was recorded when "
+                f"it was saved: the tensor file was rewritten. {fix}"
+            )
 
 
 def _check_ledger(config: dict, tensors: dict[str, torch.Tensor], where: str, fix: str) -> None:
