@@ -65,9 +65,12 @@ class UnlearningControl(TrainerCallback):
         settings: ControlSettings,
         measure: Callable[[], dict[str, float]],
         log: Callable[[dict], None] | None = None,
+        closer_look: Callable[[dict[str, torch.Tensor], dict[str, float], list[str]], list[str]] | None = None,
     ):
         self.settings = settings
         self.measure = measure  # forget_accuracy, forget_probability, retain_accuracy, validation_accuracy(_kept)
+        # (start weights, this check's metrics, its alarms) -> the alarms a larger, paired sample confirms (_damage)
+        self.closer_look = closer_look
         self.log = log or (lambda metrics: None)
         self.outcome = RunOutcome()
         self.original_metrics: dict[str, float] | None = None  # set by the trainer before any setup
@@ -132,6 +135,23 @@ class UnlearningControl(TrainerCallback):
             if key in now and now[key] < start[key] - allowed:
                 damaged.append(f"{key} {now[key]:.1f} < {start[key]:.1f} - {allowed:.3g}")
         return damaged
+
+    def _damage(self, metrics: dict[str, float]) -> list[str]:
+        """``_too_damaged`` on the check's small samples, each alarm re-read by ``closer_look`` (when given) on a
+        larger sample paired against the start: 128 retain examples resolve 3 points as 4 examples, and a memorizing
+        ResNet spent its backtracks on a 3.1-point dip where the whole retain set had lost 1.7. Only where the start
+        is what the guard is held to (not in a series of requests, nor after a setup that moved the weights)."""
+        damage = self._too_damaged(metrics)
+        plain = self.baseline_metrics is None and not self.setup_changed_weights
+        if not damage or self.closer_look is None or not plain:
+            return damage
+        self.outcome.closer_looks += 1
+        confirmed = self.closer_look(self.start, metrics, damage)
+        if not confirmed:
+            self.outcome.cleared_alarms += 1
+            logger.info("Utility guard: %s on the check's sample, not confirmed on a larger one; no rollback",
+                        "; ".join(damage))
+        return confirmed
 
     def _scale_step(self, optimizer, lr_scheduler, s: float) -> None:
         for group in optimizer.param_groups:
@@ -220,7 +240,7 @@ class UnlearningControl(TrainerCallback):
         self.log({f"control_{k}": v for k, v in metrics.items() if not k.endswith("_count")})
         weights = copy_weights(self.model)  # the next good state, if this is one (whole weights under ZeRO-3)
         finite = all(torch.isfinite(v).all() for v in weights.values())
-        damage = self._too_damaged(metrics) if finite else ["non-finite weights"]
+        damage = self._damage(metrics) if finite else ["non-finite weights"]
         if damage:
             restore_weights(self.model, self.good[1], optimizer)
             if self.outcome.backtracks >= self.settings.max_backtracks:
@@ -351,7 +371,7 @@ class UnlearningControl(TrainerCallback):
             end = self.good[1]
         elif self.last_checked != state.global_step:  # steps since the last check get one more look
             metrics = self.measure()
-            if self._too_damaged(metrics):
+            if self._damage(metrics):
                 restore_weights(self.model, self.good[1])
                 end = self.good[1]
             else:

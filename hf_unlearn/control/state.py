@@ -112,6 +112,8 @@ class RunOutcome:
     backtracks: int = 0
     overshoots: int = 0  # times the sample-removal target was crossed too far and the step halved
     growths: int = 0  # times a stalled sample removal had its step grown (see ``ControlSettings.growth``)
+    closer_looks: int = 0  # guard alarms re-read on a retain sample sized from the tolerance
+    cleared_alarms: int = 0  # of those, alarms the larger sample did not confirm (no rollback)
     learning_rate_scale: float = 1.0
     stopped_by: str = "budget"
     initial: dict[str, float] = field(default_factory=dict)

@@ -27,6 +27,7 @@ class UnlearningMeasurements:
         self._in_memory: dict[int, tuple] = {}
         self._retain_sample = None
         self._control_samples: dict[str, object] = {}
+        self._guard_before: tuple[int, dict[str, float]] | None = None  # (id of the start weights, their reading)
 
     def _memory(self, dataset):
         """The dataset read once into memory when small (see data/memory.py), shared by every pass over it."""
@@ -232,6 +233,34 @@ class UnlearningMeasurements:
                 break
         return drops
 
+    def guard_closer_look(
+        self, start: dict[str, torch.Tensor], metrics: dict[str, float], alarms: list[str]
+    ) -> list[str]:
+        """The guard's alarms that hold on ``guard_retain_sample(tolerance)`` retain examples and the whole validation
+        set, read for the current weights and for ``start`` (once per run) on the same examples: a paired
+        comparison. An alarm on a set with nothing larger to read (validation already whole) stands as it was.
+        """
+        tolerance = self.args.utility_tolerance
+        size = guard_retain_sample(tolerance)
+        if self._guard_before is None or self._guard_before[0] != id(start):
+            model = self.accelerator.unwrap_model(self.model)
+            end = copy_weights(model)
+            try:
+                restore_weights(model, start)
+                before = self.full_utility(size, known=self.control_callback.outcome.initial)
+            finally:
+                restore_weights(model, end)
+            self._guard_before = (id(start), before)
+        before, after = self._guard_before[1], self.full_utility(size, known=metrics)
+        confirmed = []
+        for alarm in alarms:
+            name = "retain accuracy" if alarm.startswith("retain_accuracy") else "validation accuracy"
+            if name not in after or name not in before:
+                confirmed.append(alarm)
+            elif after[name] < before[name] - tolerance:
+                confirmed.append(f"{name} {after[name]:.1f} < {before[name]:.1f} - {tolerance:g} (closer look)")
+        return confirmed
+
     def end_of_run_drops(
         self,
         before: dict[str, float],
@@ -302,6 +331,22 @@ class UnlearningMeasurements:
 CLOSER_SIZES = (1024, 4096)  # retain examples of the closer end-of-run look; the second only when near the line
 CLOSER_MARGIN = 1.5  # points: a drop this close to the tolerance is re-read on the larger sample
 
+
+
+GUARD_Z = 3.0  # the guard's closer look resolves its tolerance at this many standard errors
+
+
+def guard_retain_sample(tolerance: float, z: float = GUARD_Z) -> int:
+    """Retain examples a paired comparison needs to tell a ``tolerance``-point drop at ``z`` standard errors.
+
+    Read on the same n examples before and after, a drop d (a fraction) with as many examples turning right as
+    turning wrong beside it (churn 2d) has standard error sqrt(2d / n) (McNemar); d = tolerance at z standard
+    errors gives n = 2 z² / tolerance: 600 examples for 3 points, where the check's 128 resolve 3 points as 4
+    examples and one standard error is about 2 points.
+    """
+    if tolerance <= 0:
+        raise ValueError(f"the guard's tolerance must be positive to size its sample, got {tolerance}")
+    return math.ceil(2.0 * z * z * 100.0 / tolerance)
 
 
 def likelihood(token_losses: torch.Tensor) -> float:

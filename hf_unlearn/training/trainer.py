@@ -110,7 +110,10 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         if eval_dataset is None and args.eval_strategy != IntervalStrategy.NO:
             logger.warning("No eval_dataset: per-epoch evaluation and the stop rule are off (eval_strategy='no').")
             args.eval_strategy = IntervalStrategy.NO  # the Trainer refuses evaluation without an eval set
-        self.control_callback = UnlearningControl(ControlSettings(), measure=self.control_metrics, log=self.log)
+        self.control_callback = UnlearningControl(
+            ControlSettings(), measure=self.control_metrics, log=self.log,
+            closer_look=self.guard_closer_look if args.utility_tolerance > 0 else None,
+        )
         super().__init__(
             model=model,
             args=args,
