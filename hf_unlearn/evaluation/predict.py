@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..core.labels import LABEL_KEYS
+from ..data.streams import collator_for
 
 
 class MissingLabelsError(ValueError):
@@ -27,12 +28,6 @@ def _label_key(batch: dict) -> str:
         f"The dataset has no label column (looked for {LABEL_KEYS}; found {sorted(batch)}). "
         "Metrics compare predictions with labels: add a 'labels' column."
     )
-
-
-def default_collate_fn(dataset) -> Callable:
-    from transformers import default_data_collator
-
-    return default_data_collator
 
 
 @torch.no_grad()
@@ -52,7 +47,7 @@ def collect_outputs(
     """
     if dataset is None or len(dataset) == 0:
         raise ValueError("Cannot evaluate on an empty dataset.")
-    collate_fn = collate_fn or default_collate_fn(dataset)
+    collate_fn = collate_fn or collator_for()
     device = torch.device(device) if device is not None else next(model.parameters()).device
     order = length_order(dataset)
     if order is not None:  # texts of similar length batched together: far less padding to run through
