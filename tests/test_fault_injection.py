@@ -21,6 +21,7 @@ def _arguments(model_path, out):
     return ["--model_name_or_path", str(model_path), "--dataset_name", "digits", "--forget_class", "3",
             "--method", "pgu", "--output_dir", str(out), "--max_steps", "40", "--stop_rule", "none",
             "--check_every_steps", "3", "--save_strategy", "steps", "--save_steps", "2", "--seed", "0",
+            "--save_total_limit", "100",  # keep checkpoint-2 to see that the resume did not rewrite it
             "--disable_tqdm", "true", "--logging_strategy", "no", "--report_to", "none"]
 
 

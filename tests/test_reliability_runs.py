@@ -340,3 +340,23 @@ def test_a_class_the_model_never_predicts_is_not_unlearned_and_not_recorded(trai
     assert all(torch.equal(p, before[n]) for n, p in trained_model.named_parameters())
     assert CoreGradientSpace.from_pretrained(tmp_path / "run" / "core_gradient_space").ledger == []
     assert "**Not unlearned.**" in (tmp_path / "run" / "README.md").read_text()
+
+
+def test_checkpoints_keep_two_and_link_an_unchanged_space_instead_of_copying_it(trained_model, digits, tmp_path):
+    import os
+
+    forget, retain = split_forget_retain(digits["train"], random_indices(1258, 0.05, 0))
+    args = make_args(tmp_path, method="pgu", save_strategy="steps", save_steps=2, stop_rule="none", max_steps=6)
+    assert args.save_total_limit == 2  # the library's default (TrainingArguments keeps every checkpoint)
+    trainer = UnlearningTrainer(model=trained_model, args=args, forget_dataset=forget, retain_dataset=retain,
+                                eval_dataset=digits["validation"], original_dataset=digits["train"])
+    trainer.train()
+    trainer.save_model()
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
+    files = [run / c / "core_gradient_space" / "cgs.safetensors" for c in ("checkpoint-4", "checkpoint-6")]
+    first, second = (os.stat(f) for f in files)
+    assert first.st_ino == second.st_ino and second.st_nlink >= 2  # one file on disk, not one per checkpoint
+    CoreGradientSpace.from_pretrained(files[1].parent)  # a complete, verified space in the newest checkpoint
+    final = os.stat(run / "core_gradient_space" / "cgs.safetensors")
+    assert final.st_ino != second.st_ino  # the final space (its ledger settled) is written on its own

@@ -134,6 +134,9 @@ class UnlearningArguments(TrainingArguments):
             ``TrainingArguments``: ``"steps"``. The checks log their metrics at every check regardless.
         save_strategy (`str`, defaults to `"no"`):
             ``TrainingArguments``: ``"steps"``. Checkpoints are opt-in; ``resume_from_checkpoint`` resumes from one.
+        save_total_limit (`int` or `None`, defaults to `2`):
+            ``TrainingArguments``: ``None`` (keep all). The newest checkpoint and the one before it: a resume
+            needs one complete checkpoint even when the newest was cut off mid-write.
         remove_unused_columns (`bool`, defaults to `False`):
             Must stay ``False``: every batch carries a forget and a retain stream.
         dataloader_pin_memory (`bool` or `None`, defaults to `None`):
@@ -283,6 +286,14 @@ class UnlearningArguments(TrainingArguments):
         metadata={"help": "Storage type of the uploaded space: float32 (half the size) or float64.",
                   "choices": ["float32", "float64"]},
     )
+    acknowledge_space_history: bool = field(
+        default=False,
+        metadata={
+            "help": "Push the Core Gradient Space although it records served requests or the repo's history holds "
+            "a space: two published versions reveal the rows forgotten between them (docs/guarantees.md). Only "
+            "when no earlier version of this space is public anywhere."
+        },
+    )
 
     # ------------------------------------------------------------------ TrainingArguments defaults for unlearning
     # None = unset: filled once from the method's recommended values (its MethodConfig.training_defaults)
@@ -302,6 +313,9 @@ class UnlearningArguments(TrainingArguments):
         default="no", metadata={"help": "Full evaluations (the step-level checks run and log regardless)."}
     )
     save_strategy: str = field(default="no", metadata={"help": "Checkpoint strategy."})
+    save_total_limit: int | None = field(
+        default=2, metadata={"help": "Checkpoints kept (the newest two; None keeps all)."}
+    )
     logging_strategy: str = field(default="epoch", metadata={"help": "Logging strategy."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False: batches have two streams."})
     dataloader_pin_memory: bool | None = field(

@@ -19,6 +19,7 @@ from transformers.utils.hub import hf_api
 from ..cards.model_card import UNPUBLISHED_PATTERNS, UnlearningCardData, write_model_card
 from ..core.layers import is_peft_model
 from ..protection import CGS_DIR
+from .space_history import check_space_push
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +80,23 @@ class UnlearningPublishing:
             return
         output_dir = output_dir or self.args.output_dir
         if self.core_gradient_space is not None:
-            self.core_gradient_space.save_pretrained(os.path.join(output_dir, CGS_DIR))
+            self._save_space(os.path.join(output_dir, CGS_DIR), checkpoint=Path(output_dir).name.startswith(
+                "checkpoint-"))
         write_model_card(self.card_data(), output_dir)
+
+    def _save_space(self, target: str, checkpoint: bool) -> None:
+        """Write the space; a checkpoint whose space has not changed since the run's previous checkpoint gets
+        hard links to that one's files instead of a copy (a space can outweigh its model many times over, and a
+        run writes a checkpoint every few steps). Saves replace files through a rename, so a later save of either
+        folder never writes through a link into the other."""
+        space = self.core_gradient_space
+        state = space_state(space)
+        previous = getattr(self, "_checkpoint_space", None)
+        if checkpoint and previous is not None and previous[0] == state and link_folder(previous[1], target):
+            return
+        space.save_pretrained(target)
+        if checkpoint:
+            self._checkpoint_space = (state, target)
 
     def stage_for_hub(self, folder: str | os.PathLike, *, save: bool = True) -> list[str]:
         """Write exactly what ``push_to_hub`` uploads into ``folder`` and return its files (a dry run).
@@ -134,6 +150,9 @@ class UnlearningPublishing:
         model_name = kwargs.pop("model_name", None) or self.hub_model_id.split("/")[-1]
         self.create_model_card(model_name=model_name, tags=kwargs.get("tags"), dataset_tags=kwargs.get("dataset_tags"))
         self._finish_current_push()
+        if self.args.push_core_gradient_space and self.core_gradient_space is not None:  # see space_history.py
+            check_space_push(self.core_gradient_space, hf_api(), self.hub_model_id, token=token,
+                             acknowledged=self.args.acknowledge_space_history)
         with tempfile.TemporaryDirectory(prefix="hf_unlearn_push_") as staging:
             files = self.stage_for_hub(staging, save=False)
             logger.info("Pushing %d files to %s: %s", len(files), self.hub_model_id, ", ".join(files))
@@ -216,4 +235,33 @@ class UnlearningPublishing:
                       if key in start and not getattr(self, "causal_lm", False)]
         extra = f"; mean true-label probability: {', '.join(confidence)}" if confidence else ""
         return f"{unit}: " + ", ".join(parts) + extra
+
+
+def space_state(space) -> tuple:
+    """What a saved space's content depends on: its settings, ledger and every Gram tensor's identity and in-place
+    version (``subtract`` and a request change one of these)."""
+    grams = tuple(
+        (name, id(g), getattr(g, "_version", None) if isinstance(g, torch.Tensor) else id(g.values))
+        for name, g in space.grams.items()
+    )
+    return (id(space), space.num_examples, space.gamma, space.energy, space.model_fingerprint, len(space.ledger),
+            grams)
+
+
+def link_folder(source: str, target: str) -> bool:
+    """Hard-link every file of ``source`` into ``target`` (made anew); False when linking is not possible here."""
+    if not os.path.isdir(source):
+        return False  # rotated away by save_total_limit
+    staged = f"{target}.partial"
+    shutil.rmtree(staged, ignore_errors=True)
+    os.makedirs(staged)
+    try:
+        for name in os.listdir(source):
+            os.link(os.path.join(source, name), os.path.join(staged, name))
+    except OSError:  # another filesystem, or no hard links there: the caller writes a copy
+        shutil.rmtree(staged, ignore_errors=True)
+        return False
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staged, target)
+    return True
 
