@@ -8,6 +8,8 @@ It speaks the routes a push uses:
   git oid of the stored version, so the client sends contents inline and drops unchanged files;
 * ``POST /api/{type}s/{repo}/commit/{rev}`` — reads the ndjson body, stores base64 ``file`` contents and
   applies deletions;
+* ``GET /api/{type}s/{repo}/commits/{rev}`` and ``GET /api/{type}s/{repo}/tree/{rev}`` — the commit history
+  (newest first) and the files at a commit (every commit's files are kept, as the Hub keeps every version);
 * ``GET /api/whoami-v2`` — the fake token's user;
 * ``GET /api/agent-harnesses`` — an empty registry (the client fetches it once for its user agent).
 
@@ -31,6 +33,7 @@ import yaml
 USER = "someone"
 _TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _REPO_ROUTE = re.compile(r"^/api/(models|datasets|spaces)/([^/]+/[^/]+)/(preupload|commit)/(.+)$")
+_READ_ROUTE = re.compile(r"^/api/(models|datasets|spaces)/([^/]+/[^/]+)/(commits|tree)/([^/]+)(/.*)?$")
 
 
 def git_blob_oid(content: bytes) -> str:
@@ -62,6 +65,7 @@ class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, dict[str, bytes]] = {}  # "model:someone/x" -> {path: content}
         self.commits: list[Commit] = []
+        self.history: dict[str, list[tuple[Commit, dict[str, bytes]]]] = {}  # repo key -> (commit, files after it)
         self.requests: list[Request] = []
         self.unknown: list[tuple[str, str]] = []
         self.validated_cards: list[str] = []
@@ -176,8 +180,26 @@ class FakeHub:
             stored.update(commit.files)
             commit.oid = hashlib.sha1(f"{repo_id}:{len(self.commits)}:{commit.summary}".encode()).hexdigest()
             self.commits.append(commit)
+            self.history.setdefault(f"{repo_type}:{repo_id}", []).append((commit, dict(stored)))
         url = f"{self.repo_url(repo_type, repo_id)}/commit/{commit.oid}"
         return 200, {"success": True, "commitOid": commit.oid, "commitUrl": url, "hookOutput": ""}
+
+    def read(self, repo_type: str, repo_id: str, what: str, revision: str) -> tuple[int, dict | list]:
+        """The commit history (newest first), or the files at ``revision`` (a commit id, or the newest)."""
+        with self._lock:
+            key = f"{repo_type}:{repo_id}"
+            if key not in self.repos:
+                return 404, {"error": "Repository not found"}
+            history = self.history.get(key, [])
+            if what == "commits":
+                return 200, [{"id": c.oid, "title": c.summary, "message": "", "authors": [{"user": USER}],
+                              "date": "2026-01-01T00:00:00.000Z"} for c, _ in reversed(history)]
+            files = next((f for c, f in history if c.oid == revision), None)
+            if files is None:
+                files = history[-1][1] if history and revision == "main" else {} if revision == "main" else None
+            if files is None:
+                return 404, {"error": f"Revision not found: {revision}"}
+            return 200, [{"type": "file", "path": p, "oid": git_blob_oid(c), "size": len(c)} for p, c in files.items()]
 
     def dispatch(self, method: str, path: str, body: bytes) -> tuple[int, dict]:
         if method == "GET" and path == "/api/whoami-v2":
@@ -188,6 +210,10 @@ class FakeHub:
             return self.create_repo(json.loads(body or b"{}"))
         if method == "POST" and path == "/api/validate-yaml":
             return self.validate_yaml(json.loads(body or b"{}"))
+        read = _READ_ROUTE.match(path)
+        if method == "GET" and read:
+            plural, repo_id, what, revision, _ = read.groups()
+            return self.read(plural[:-1], repo_id, what, unquote(revision))
         match = _REPO_ROUTE.match(path)
         if method == "POST" and match:
             plural, repo_id, action, revision = match.groups()

@@ -110,7 +110,7 @@ def test_trainer_pushes_model_space_and_an_honest_card(hub, xet_spy, trained_mod
     args = UnlearningArguments(
         output_dir=str(tmp_path / "run"), method="pgu", disable_tqdm=True, seed=0, logging_strategy="no",
         save_strategy="epoch", push_to_hub=True, hub_model_id=REPO_ID, hub_strategy="end",
-        push_core_gradient_space=True,
+        push_core_gradient_space=True, acknowledge_space_history=True,  # it records the request: see below
     )
     trainer = UnlearningTrainer(
         model=trained_model, args=args, forget_dataset=forget, retain_dataset=retain,
@@ -171,8 +171,9 @@ def test_trainer_pushes_model_space_and_an_honest_card(hub, xet_spy, trained_mod
     # the traffic: only the known routes, always with the token, the files sent inline (no LFS, no Xet)
     assert hub.unknown == []
     paths = [r.path for r in hub.requests]
+    history = {f"/api/models/{REPO_ID}/commits/main"} | {f"/api/models/{REPO_ID}/tree/{c.oid}" for c in hub.commits}
     assert set(paths) <= {"/api/agent-harnesses", "/api/repos/create", "/api/validate-yaml",
-                          f"/api/models/{REPO_ID}/preupload/main", f"/api/models/{REPO_ID}/commit/main"}
+                          f"/api/models/{REPO_ID}/preupload/main", f"/api/models/{REPO_ID}/commit/main", *history}
     # the user-agent's harness registry is fetched without credentials; everything else carries the token
     assert {r.authorization for r in hub.requests if r.path != "/api/agent-harnesses"} == {"Bearer hf_fake"}
     assert paths.count("/api/repos/create") == 1
@@ -378,3 +379,46 @@ def test_a_card_says_how_the_step_moved():
     both = render_model_card(dataclasses.replace(data, backtracks=1, growths=2))
     assert ("The run ended because forget accuracy reached the target (the utility guard rolled back 1 time(s); "
             "the step doubled 2 time(s) while the forget set's confidence stalled).") in both
+
+
+def test_a_space_is_not_pushed_where_an_earlier_version_may_be_public_unless_acknowledged(
+    hub, trained_model, digits, tmp_path, one_thread
+):
+    from hf_unlearn.core import collect_gram_matrices, fingerprint_examples
+    from hf_unlearn.scripts import cgs
+
+    space = CoreGradientSpace.from_model(trained_model, digits["train"], show_progress=False)
+    space.save_pretrained(tmp_path / "before")
+    cgs.main(["push", str(tmp_path / "before"), "--repo_id", REPO_ID])  # a fresh space to an empty repo: fine
+    forget = digits["train"].select([7])  # one person asks to be forgotten
+    stats = collect_gram_matrices(trained_model, forget.select_columns(["pixel_values"]), show_progress=False)
+    space.subtract(stats, fingerprint_examples(forget, space.fingerprint_columns))
+    space.save_pretrained(tmp_path / "after")
+    commits = len(hub.commits)
+    with pytest.raises(ValueError, match=r"records 1 served request.*already holds a Core Gradient Space in its "
+                                         r"history.*--acknowledge_space_history"):
+        cgs.main(["push", str(tmp_path / "after"), "--repo_id", REPO_ID])
+    with pytest.raises(ValueError, match="records 1 served request"):  # a new repo: the old version may be public
+        cgs.main(["push", str(tmp_path / "after"), "--repo_id", "someone/elsewhere"])
+    with pytest.raises(ValueError, match="already holds a Core Gradient Space in its history"):
+        cgs.main(["push", str(tmp_path / "before"), "--repo_id", REPO_ID])  # pushed again: history holds one
+    assert len(hub.commits) == commits  # nothing was uploaded
+    cgs.main(["push", str(tmp_path / "after"), "--repo_id", REPO_ID, "--acknowledge_space_history", "true"])
+    assert len(hub.commits) == commits + 1 and hub.unknown == []
+
+
+def test_the_trainer_refuses_to_push_a_space_that_records_a_request_unless_acknowledged(
+    hub, trained_model, digits, tmp_path, one_thread
+):
+    forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
+    args = UnlearningArguments(output_dir=str(tmp_path / "run"), method="pgu", disable_tqdm=True, seed=0,
+                               logging_strategy="no", hub_model_id=REPO_ID, push_core_gradient_space=True)
+    trainer = UnlearningTrainer(model=trained_model, args=args, forget_dataset=forget, retain_dataset=retain,
+                                eval_dataset=digits["validation"], original_dataset=digits["train"])
+    trainer.train()
+    with pytest.raises(ValueError, match="Not publishing the Core Gradient Space to someone/digits-unlearned"):
+        trainer.push_to_hub()
+    assert hub.commits == [] and (tmp_path / "run" / "model.safetensors").is_file()  # saved, not pushed
+    trainer.args.push_core_gradient_space = False  # the model alone is pushed as before
+    trainer.push_to_hub()
+    assert "model.safetensors" in hub.files(REPO_ID) and "core_gradient_space/cgs.safetensors" not in hub.files(REPO_ID)

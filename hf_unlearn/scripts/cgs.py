@@ -141,11 +141,18 @@ def push(argv: list[str]) -> str:
     parser.add_argument("--path_in_repo", default="core_gradient_space")
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--token", default=None)
+    parser.add_argument("--acknowledge_space_history", type=lambda v: v.lower() in ("1", "true", "yes"),
+                        nargs="?", const=True, default=False,
+                        help="Push although the space records served requests or the repo's history holds a space "
+                        "(two published versions reveal the rows forgotten between them).")
     args = parser.parse_args(argv)
-    CoreGradientSpace.from_pretrained(args.folder)  # never publish a space that does not verify
+    space = CoreGradientSpace.from_pretrained(args.folder)  # never publish a space that does not verify
     from huggingface_hub import HfApi
 
+    from ..training.space_history import check_space_push
+
     api = HfApi(token=args.token)
+    check_space_push(space, api, args.repo_id, token=args.token, acknowledged=args.acknowledge_space_history)
     api.create_repo(args.repo_id, private=args.private, exist_ok=True)
     commit = api.upload_folder(
         repo_id=args.repo_id,
