@@ -114,6 +114,9 @@ class UnlearningArguments(TrainingArguments):
             Also upload the space and its ledger with ``push_to_hub`` (needed to serve later requests from the Hub).
         push_core_gradient_space_dtype (`str`, defaults to `"float32"`):
             Storage type of the uploaded space: ``"float32"`` (half the size) or ``"float64"``.
+        acknowledge_space_history (`bool`, defaults to `False`):
+            Push the space although it records served requests or the repo's history holds one: two published
+            versions reveal the rows forgotten between them. Only when no earlier version is public anywhere.
 
         > Parameters whose defaults differ from ``TrainingArguments``
 
