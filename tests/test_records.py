@@ -207,3 +207,25 @@ def test_a_compressed_gram_with_negative_eigenvalues_is_refused(trained_model, d
     space.grams[name].values = -space.grams[name].values
     with pytest.raises(ValueError, match="positive semi-definite"):
         CoreGradientSpace(space.grams, space.layers, space.num_examples)
+
+
+# ---------------------------------------------------------------------------------------------- the ledger key
+@pytest.mark.parametrize("weak", ["4711", "my-model-ledger", "a" * 64, "abcdef" * 8, "DC6E1DF60A74FC8D2D9E0151"])
+def test_a_weak_ledger_key_is_refused_with_the_fix(trained_model, digits, monkeypatch, weak):
+    from hf_unlearn.core.ledger_key import KEY_ENV
+
+    monkeypatch.setenv(KEY_ENV, weak)
+    with pytest.raises(LedgerError, match=r"HF_UNLEARN_LEDGER_KEY is too weak .*at least 128 are needed.*"
+                                          r"secrets.token_hex\(32\)"):
+        CoreGradientSpace.from_model(trained_model, digits["train"].select(range(20)), show_progress=False)
+
+
+def test_a_random_ledger_key_is_accepted(trained_model, digits, monkeypatch):
+    import secrets
+
+    from hf_unlearn.core.ledger_key import KEY_ENV
+
+    for strong in (secrets.token_hex(16), secrets.token_urlsafe(32)):
+        monkeypatch.setenv(KEY_ENV, strong)
+        space = CoreGradientSpace.from_model(trained_model, digits["train"].select(range(20)), show_progress=False)
+        assert space.train_fingerprints.numel() == 20

@@ -200,7 +200,7 @@ def test_a_published_space_cannot_confirm_a_guessed_row(trained_model, digits, m
     assert example_fingerprint(guess, columns, ledger_key()) in known  # the owner can check a request ...
     assert example_fingerprint(guess, columns) not in known  # ... an unkeyed hash of the guess confirms nothing
     assert example_fingerprint(guess, columns, hashlib.sha256(b"attacker").digest()) not in known
-    monkeypatch.setenv(KEY_ENV, "someone else's key")
+    monkeypatch.setenv(KEY_ENV, "someone else's key 9f2c41d7a8e3b650")
     with pytest.raises(LedgerError, match=rf"made with ledger key {space.fingerprint_key_id}.*{KEY_ENV}"):
         space.check_request(fingerprint_examples(digits["train"].select([1]), columns))
 
