@@ -229,3 +229,25 @@ def test_a_random_ledger_key_is_accepted(trained_model, digits, monkeypatch):
         monkeypatch.setenv(KEY_ENV, strong)
         space = CoreGradientSpace.from_model(trained_model, digits["train"].select(range(20)), show_progress=False)
         assert space.train_fingerprints.numel() == 20
+
+
+# ---------------------------------------------------------------------------------------------- what a space reveals
+def test_two_versions_of_a_space_identify_the_forgotten_row_without_the_model(trained_model, digits):
+    """Why a space is not pushed twice (docs/guarantees.md): the first layer's Grams of a space before and after a
+    one-row request differ by exactly that row's Gram, which picks it out among candidate rows."""
+    train = digits["train"]
+    before = CoreGradientSpace.from_model(trained_model, train, show_progress=False)
+    after = copy.deepcopy(before)
+    forgotten = 17
+    forget = train.select([forgotten])
+    stats = collect_gram_matrices(trained_model, forget.select_columns(["pixel_values"]), show_progress=False)
+    after.subtract(stats, fingerprint_examples(forget, after.fingerprint_columns))
+    first = next(iter(before.layers))  # the layer that reads the pixels
+    difference = before.grams[first] - after.grams[first]
+    candidates = train.select(range(40)).select_columns(["pixel_values"])
+    residuals = []
+    for row in range(len(candidates)):
+        gram = collect_gram_matrices(trained_model, candidates.select([row]), show_progress=False).grams[first]
+        residuals.append(float((difference - gram).norm() / difference.norm()))
+    others = [r for i, r in enumerate(residuals) if i != forgotten]
+    assert residuals[forgotten] < 1e-9 and min(others) > 1e-2
