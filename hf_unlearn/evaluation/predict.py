@@ -98,8 +98,10 @@ def collect_token_outcomes(
     if dataset is None or len(dataset) == 0:
         raise ValueError("Cannot evaluate on an empty dataset.")
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    order = length_order(dataset) or list(range(len(dataset)))
-    loader = DataLoader(dataset.select(order), batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    order = length_order(dataset)  # None: already in order (one row, held in memory as tensors, has no select)
+    rows = dataset.select(order) if order is not None else dataset
+    order = order or list(range(len(dataset)))
+    loader = DataLoader(rows, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
     was_training = model.training
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {"correct": [], "p_true": [], "loss": [], "example": []}
