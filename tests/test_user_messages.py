@@ -31,3 +31,21 @@ def test_a_one_row_causal_lm_request_runs(people, tmp_path):
     trainer.train()
     assert trainer.outcome.unlearned and trainer.state.global_step == 2
     assert "forget_likelihood" in trainer.outcome.final  # measured on the one row
+
+
+def test_the_card_says_which_trained_parameters_moved_without_projection(trained_model, digits, tmp_path):
+    from digits_models import make_args
+
+    from hf_unlearn.data.forget import indices_of_classes, split_forget_retain
+
+    forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
+
+    def summary(**kwargs):
+        trainer = UnlearningTrainer(model=copy.deepcopy(trained_model), args=make_args(tmp_path, **kwargs),
+                                    forget_dataset=forget, retain_dataset=retain, original_dataset=digits["train"])
+        trainer.prepare_unlearning()
+        return trainer._projection_summary()
+
+    assert "without projection" not in summary()  # every trained weight is projected
+    text = summary(freeze_bias_and_norm=False, train_unprotected=True)
+    assert "trained parameter tensor(s) outside the space moved without projection" in text and ".bias`" in text

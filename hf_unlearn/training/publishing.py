@@ -61,7 +61,21 @@ class UnlearningPublishing:
             name, _, copy = layer.partition("#modules_to_save.")
             where = f"`{name}` (its PEFT copy)" if copy else f"`{layer}`"
             text += f"; the removed classes' output rows {rows.tolist()} of {where} were left unprojected"
+        unprojected = self._unprojected_parameters(projection)
+        if unprojected:  # train_unprotected, or biases and norms left trainable: they move outside the projection
+            shown = ", ".join(f"`{n}`" for n in unprojected[:4]) + (" ..." if len(unprojected) > 4 else "")
+            text += (f"; {len(unprojected)} trained parameter tensor(s) outside the space moved without projection "
+                     f"({shown}): their updates are not kept off the retained inputs")
         return text
+
+    def _unprojected_parameters(self, projection) -> list[str]:
+        """Trainable parameters whose updates no projection constrains (a LoRA B is safe once its A is projected)."""
+        if projection is None:
+            return []
+        safe = {id(w) for w in projection.weights.values()}
+        peft = self.protection.peft if self.protection is not None else None
+        safe |= {id(b) for b in (peft.free if peft is not None else [])}
+        return [n for n, p in self.model.named_parameters() if p.requires_grad and id(p) not in safe]
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """As the Trainer saves, except under DeepSpeed when no step was taken (a request that was not carried
