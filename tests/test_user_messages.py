@@ -49,3 +49,24 @@ def test_the_card_says_which_trained_parameters_moved_without_projection(trained
     assert "without projection" not in summary()  # every trained weight is projected
     text = summary(freeze_bias_and_norm=False, train_unprotected=True)
     assert "trained parameter tensor(s) outside the space moved without projection" in text and ".bias`" in text
+
+
+def test_protect_layers_that_choose_other_layers_than_a_given_space_are_refused(trained_model, digits, tmp_path):
+    from digits_models import make_args
+
+    from hf_unlearn import CoreGradientSpace
+    from hf_unlearn.data.forget import indices_of_classes, split_forget_retain
+
+    forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
+    space = CoreGradientSpace.from_model(trained_model, digits["train"], show_progress=False)
+    before = {n: p.detach().clone() for n, p in trained_model.named_parameters()}
+
+    def trainer(**kwargs):
+        return UnlearningTrainer(model=trained_model, args=make_args(tmp_path, **kwargs), forget_dataset=forget,
+                                 retain_dataset=retain, core_gradient_space=space)
+
+    with pytest.raises(ValueError, match=r"choose 1 layer\(s\), but the given Core Gradient Space protects "
+                                         r"\d+ .*Drop these options, or build a space with them"):
+        trainer(protect_layers=["classifier*"]).prepare_unlearning()
+    assert all(torch.equal(p, before[n]) for n, p in trained_model.named_parameters())
+    trainer(protect_layers=list(space.layers)).prepare_unlearning()  # the same layers: accepted

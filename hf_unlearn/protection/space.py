@@ -20,7 +20,7 @@ from torch import nn
 from ..core import CGSMismatchError, CoreGradientSpace, collect_gram_matrices, fingerprint_examples, model_fingerprint
 from ..core.carried_ledger import CarriedLedger
 from ..core.energy import DEFAULT_ENERGY, DEFAULT_GAMMA
-from ..core.layers import is_peft_model
+from ..core.layers import find_protectable_layers, is_peft_model
 from ..core.space_io import CONFIG_NAME
 from ..utils.zero3 import whole_parameters
 from .freezing import freeze_parameters, freeze_peft_parameters
@@ -197,6 +197,8 @@ class SpaceProtection:
             space = CoreGradientSpace.from_pretrained(saved)
             space.check_model(model, check_weights=False, modules=self.protected_modules(model, space))
         else:
+            if self.space is not None:
+                self._check_layer_choice(model, self.space)
             given = self.space if self.space is not None else self.build(model, original_model_inputs)
             self.space_before_request = given
             # the request is subtracted from a copy: the caller's space, and the saved ledger, change only
@@ -239,6 +241,24 @@ class SpaceProtection:
                 logger.warning("This run's %s=%s replaces the %s=%s the Core Gradient Space was built (or last saved) "
                                "with.", name, ours, name, its)
         space.set_threshold(s.gamma if s.gamma is not None else space.gamma, s.energy)
+
+    def _check_layer_choice(self, model: nn.Module, space: CoreGradientSpace) -> None:
+        """``protect_layers``/``exclude_layers`` choose the layers of a space being built; a given space has its own,
+        and options that choose others would be silently ignored."""
+        s = self.settings
+        if not (s.protect_layers or s.exclude_layers):
+            return
+        find = base_model_layers if is_peft_model(model) else find_protectable_layers
+        chosen = set(find(model, s.protect_layers, s.exclude_layers))
+        if chosen != set(space.layers):
+            extra, missing = sorted(chosen - set(space.layers)), sorted(set(space.layers) - chosen)
+            raise ValueError(
+                f"protect_layers={s.protect_layers} / exclude_layers={s.exclude_layers} choose {len(chosen)} layer(s), "
+                f"but the given Core Gradient Space protects {len(space.layers)} (it lacks {extra[:3]}, and has "
+                f"{missing[:3]} besides): a saved space decides which layers are protected. Drop these options, or "
+                "build a space with them (hf-unlearn cgs build --protect_layers ... --output DIR, then "
+                "--core_gradient_space DIR)."
+            )
 
     def freeze(self, model: nn.Module, *, freeze_bias_and_norm: bool, train_unprotected: bool) -> None:
         """Only the weights the space protects move (plus LoRA B under PEFT), unless asked otherwise."""
