@@ -1,4 +1,5 @@
-"""``hf-unlearn``: the command line: ``demo`` (the main job), ``unlearn`` (the recipe), ``methods``, ``cgs``."""
+"""``hf-unlearn``: the command line: ``demo`` (the main job), ``unlearn`` (the recipe), ``methods``, ``cgs``,
+``audit``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ COMMANDS = {
     "unlearn": "hf_unlearn.scripts.unlearn",
     "methods": "hf_unlearn.scripts.methods",
     "cgs": "hf_unlearn.scripts.cgs",
+    "audit": "hf_unlearn.scripts.audit",
 }
 
 
@@ -21,11 +23,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not argv or argv[0] not in COMMANDS:
         print(
-            "usage: hf-unlearn {demo,unlearn,methods,cgs} [options]\n"
+            "usage: hf-unlearn {demo,unlearn,methods,cgs,audit} [options]\n"
             "  demo      train a small CNN on digits, unlearn with PGU, compare with retraining\n"
             "  unlearn   the recipe (hf-unlearn unlearn --method NAME --help for that run's options)\n"
             "  methods   the registered methods; `hf-unlearn methods NAME` for one method's hyperparameters\n"
-            "  cgs       build | info | push a model's Core Gradient Space (once, right after training)"
+            "  cgs       build | info | push a model's Core Gradient Space (once, right after training)\n"
+            "  audit     many unlearned vs many retrained digits models, scored per forget example"
         )
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
     from importlib import import_module

@@ -105,6 +105,7 @@ FLOORS = {
     "hf_unlearn.cards": 5,
     "hf_unlearn.training": 6,
     "hf_unlearn.sequential": 7,
+    "hf_unlearn.audit": 7,  # many trainings and unlearning runs, scored per example
     "hf_unlearn.scripts": 8,
     "hf_unlearn.cli": 9,  # the console entry point: dispatches to the scripts
 }
