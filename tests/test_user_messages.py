@@ -70,3 +70,29 @@ def test_protect_layers_that_choose_other_layers_than_a_given_space_are_refused(
         trainer(protect_layers=["classifier*"]).prepare_unlearning()
     assert all(torch.equal(p, before[n]) for n, p in trained_model.named_parameters())
     trainer(protect_layers=list(space.layers)).prepare_unlearning()  # the same layers: accepted
+
+
+def test_a_set_without_labels_is_named_with_the_fix(trained_model, digits, tmp_path):
+    from digits_models import make_args
+
+    from hf_unlearn.data.forget import split_forget_retain
+
+    forget, retain = split_forget_retain(digits["train"], [0, 1, 2])
+    with pytest.raises(ValueError, match=r"The retain set has no label column .*'pixel_values'.*--label_column"):
+        UnlearningTrainer(model=trained_model, args=make_args(tmp_path), forget_dataset=forget,
+                          retain_dataset=retain.remove_columns("labels"), original_dataset=digits["train"])
+
+
+def test_float_labels_are_refused_with_the_cast_and_the_offending_value():
+    from datasets import Dataset
+
+    from hf_unlearn.data.requests import check_label_range
+
+    class Model:
+        class config:  # noqa: N801
+            num_labels, problem_type = 10, None
+
+    with pytest.raises(ValueError, match=r"forget set's labels are floats \(e\.g\. 3\.0\).*cast_column"):
+        check_label_range(Model(), forget=Dataset.from_dict({"x": [0, 1], "labels": [3.0, 5.0]}))
+    with pytest.raises(ValueError, match=r"not whole numbers \(e\.g\. 2\.5\)"):
+        check_label_range(Model(), forget=Dataset.from_dict({"x": [0, 1], "labels": [0.0, 2.5]}))

@@ -20,10 +20,20 @@ def column_array(dataset, column: str) -> np.ndarray:
     return np.asarray(dataset.select_columns([column]).with_format("numpy")[:][column])
 
 
-def label_array(dataset) -> np.ndarray:
+def missing_labels(name: str, dataset) -> str:
+    """Why a set without a label column is refused, and the fix."""
+    return (
+        f"The {name} set has no label column (looked for {list(LABEL_KEYS)}; its columns: {dataset.column_names}). "
+        "Rename the column that holds the class ids to 'labels' (dataset.rename_column(...)); in the recipe, name it "
+        "with --label_column."
+    )
+
+
+def label_array(dataset, name: str = "given") -> np.ndarray:
+    """The labels of ``dataset`` (the ``name`` set, for the message when it has none)."""
     column = label_column(dataset)
     if column is None:
-        raise ValueError(f"The dataset has no 'labels' or 'label' column (columns: {dataset.column_names}).")
+        raise ValueError(missing_labels(name, dataset))
     return column_array(dataset, column)
 
 
@@ -36,9 +46,7 @@ def keep_model_columns(model, dataset):
     if dataset is None or not hasattr(dataset, "column_names"):
         return dataset
     if label_column(dataset) is None:
-        raise ValueError(
-            f"The dataset has no label column (looked for {LABEL_KEYS}; columns: {dataset.column_names})."
-        )
+        raise ValueError(missing_labels("given", dataset))
     # a PEFT model made without a task type forwards ``*args, **kwargs``: its base model names the inputs (as the
     # Trainer's own column pruning does)
     inspected = model.get_base_model() if is_peft_model(model) else model

@@ -24,7 +24,7 @@ def check_label_range(model: nn.Module, **datasets) -> None:
     for name, dataset in datasets.items():
         if dataset is None or num_labels is None or not hasattr(dataset, "column_names"):
             continue
-        labels = label_array(dataset)
+        labels = label_array(dataset, name)
         if not labels.size:  # an empty set is refused by name below (check_request_inputs)
             continue
         _require_ids(name, labels)
@@ -48,9 +48,16 @@ def _require_ids(name: str, labels: np.ndarray) -> None:
             "validation=validation), model.config), or dataset.map(lambda r: {'labels': "
             "model.config.label2id[r['labels']]})."
         )
-    if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
-        raise ValueError(f"The {name} set's labels are not whole numbers (e.g. {labels.flat[0]}): a classifier's "
-                         "labels are class ids.")
+    if labels.dtype.kind == "f":
+        fractions = labels[labels != np.round(labels)]
+        if fractions.size:
+            raise ValueError(f"The {name} set's labels are not whole numbers (e.g. {fractions.flat[0]}): a "
+                             "classifier's labels are class ids.")
+        raise ValueError(
+            f"The {name} set's labels are floats (e.g. {labels.flat[0]}), not integer class ids: float labels are read "
+            "as probabilities, and its rows would not match the training data's integer ones. Cast them first: "
+            "dataset.cast_column('labels', datasets.Value('int64'))."
+        )
 
 
 def detect_scenario(requested: str, forget_dataset, retain_dataset) -> str:
