@@ -139,3 +139,37 @@ def test_an_upward_import_would_be_found(monkeypatch):
 def test_few_top_level_modules():
     top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
     assert len(top) <= 6, top
+
+
+MAX_FILE_LINES = 400  # a module a reader can hold in mind
+MAX_FUNCTION_LINES = 80  # a function that does one job (signature and docstring included)
+
+
+def _too_long(modules: dict[str, Path]) -> tuple[list[str], list[str]]:
+    files, functions = [], []
+    for name, path in sorted(modules.items()):
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            files.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    functions.append(f"{name}.{node.name}: {length} lines")
+    return files, functions
+
+
+def test_no_file_and_no_function_is_too_long():
+    files, functions = _too_long(MODULES)
+    assert not files, f"split these modules (at most {MAX_FILE_LINES} lines): {files}"
+    assert not functions, f"split these functions into named steps (at most {MAX_FUNCTION_LINES} lines): {functions}"
+
+
+def test_a_long_file_or_function_would_be_found(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    path, short = tmp_path / "long.py", tmp_path / "short.py"
+    path.write_text(f"def long():\n{body}\n" + "\n" * MAX_FILE_LINES)
+    short.write_text(f"def short():\n{body[: body.rindex(chr(10))]}\n")  # exactly at both limits
+    files, functions = _too_long({"hf_unlearn.long": path, "hf_unlearn.short": short})
+    assert files == [f"hf_unlearn.long: {MAX_FUNCTION_LINES + 1 + MAX_FILE_LINES} lines"]
+    assert functions == [f"hf_unlearn.long.long: {MAX_FUNCTION_LINES + 1} lines"]

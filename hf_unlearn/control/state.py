@@ -125,6 +125,15 @@ class RunOutcome:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def summary(self) -> dict:
+        """What ``UnlearningTrainer.train`` adds to the Trainer's metrics."""
+        return {
+            "unlearned": self.unlearned,
+            "unlearning_outcome": self.reason,
+            "utility_warnings": len(self.warnings),
+            "removal_complete": self.unlearned and not self.incomplete,
+        }
+
 
 def copy_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     """Every parameter, frozen ones too: class removal moves a frozen output bias outside the optimizer.

@@ -2,7 +2,7 @@
 
 from ..core.layers import is_peft_model
 from .freezing import batch_norms_in_eval_mode, freeze_parameters
-from .membership import check_membership, forget_fingerprints
+from .membership import check_membership, check_unprojected_request, forget_fingerprints
 from .peft import PeftTargets, peft_targets
 from .space import CGS_DIR, SpaceProtection, SpaceSettings, space_saved_with
 from .updates import ProjectedUpdates
@@ -15,6 +15,7 @@ __all__ = [
     "SpaceSettings",
     "batch_norms_in_eval_mode",
     "check_membership",
+    "check_unprojected_request",
     "forget_fingerprints",
     "freeze_parameters",
     "is_peft_model",

@@ -7,10 +7,14 @@ model.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from ..core import fingerprint_examples
 from ..core.fingerprint import LOCAL_KEY, label_aliases
+
+logger = logging.getLogger(__name__)
 
 
 def forget_fingerprints(
@@ -38,3 +42,19 @@ def check_membership(original_fingerprints: torch.Tensor, forget_dataset, column
             f"{unknown} of {len(forget)} forget examples are not in original_dataset: "
             "only examples the model was trained on can be forgotten."
         )
+
+
+def check_unprojected_request(forget_dataset, *, space=None, original_dataset=None, method: str = "") -> None:
+    """The request checks of a method that does not maintain a Core Gradient Space: a given ``space``'s ledger
+    still refuses repeated and unknown examples (and the run says the unlearned model is saved without the
+    space), and ``original_dataset`` proves the forget examples were trained on."""
+    if space is not None:
+        columns = space.fingerprint_columns or list(forget_dataset.column_names)
+        space.check_request(forget_fingerprints(forget_dataset, columns, "The cache", space.fingerprint_key()))
+        logger.warning(
+            "%s does not maintain the Core Gradient Space: the unlearned model is saved without one (its ledger of "
+            "%d earlier request(s) stays with the input model).", method, len(space.ledger),
+        )
+    if original_dataset is not None:
+        columns = list(original_dataset.column_names)
+        check_membership(fingerprint_examples(original_dataset, columns), forget_dataset, columns)

@@ -20,7 +20,7 @@ from transformers.trainer_utils import TrainOutput
 
 from ..control.controller import ControlSettings, RunOutcome, UnlearningControl
 from ..control.progress import RuleProgress
-from ..core import CGSMismatchError, CoreGradientSpace, fingerprint_examples
+from ..core import CGSMismatchError, CoreGradientSpace
 from ..data.causal_lm import is_causal_lm, prepare_causal_lm_sets
 from ..data.checks import check_model_inputs, check_request_inputs
 from ..data.columns import keep_model_columns, label_array
@@ -31,8 +31,7 @@ from ..protection import (
     SpaceProtection,
     SpaceSettings,
     batch_norms_in_eval_mode,
-    check_membership,
-    forget_fingerprints,
+    check_unprojected_request,
     freeze_parameters,
     space_saved_with,
 )
@@ -102,11 +101,6 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         scenario = "samples" if self.causal_lm and args.scenario == "auto" else args.scenario
         self.scenario = detect_scenario(scenario, self.forget_dataset, self.retain_dataset)
         self._init_measurements()
-        streams = ForgetRetainDataset(
-            self._memory(self.forget_dataset),
-            self._memory(self.retain_dataset) if self.method.needs_retain else None,
-            seed=args.seed,
-        )
         if eval_dataset is None and args.eval_strategy != IntervalStrategy.NO:
             logger.warning("No eval_dataset: per-epoch evaluation and the stop rule are off (eval_strategy='no').")
             args.eval_strategy = IntervalStrategy.NO  # the Trainer refuses evaluation without an eval set
@@ -117,7 +111,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         super().__init__(
             model=model,
             args=args,
-            train_dataset=streams,
+            train_dataset=self._streams(args.seed),
             eval_dataset=model_eval,
             data_collator=TwoStreamCollator(data_collator),
             processing_class=processing_class,
@@ -177,6 +171,11 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         """The Trainer's training bar (None with ``disable_tqdm`` or before training starts)."""
         bars = (getattr(c, "training_bar", None) for c in self.callback_handler.callbacks)
         return next((bar for bar in bars if bar is not None), None)
+
+    def _streams(self, seed: int) -> ForgetRetainDataset:
+        """Every forget example paired with a random retain example (retain only for methods that read it)."""
+        retain = self._memory(self.retain_dataset) if self.method.needs_retain else None
+        return ForgetRetainDataset(self._memory(self.forget_dataset), retain, seed=seed)
 
     def _step_hooks(self) -> StepHooksCallback:
         """The method's hooks around every optimizer step, and the projection's when the space protects the run."""
@@ -239,21 +238,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
                     model, self._batch_of(self.forget_dataset), self._kept_batch(), self.forgotten_classes
                 )
         else:
-            if self._given_space is not None:  # its ledger still refuses repeated and unknown examples
-                space = self._given_space
-                columns = space.fingerprint_columns or list(self.raw_forget_dataset.column_names)
-                key = space.fingerprint_key()
-                space.check_request(forget_fingerprints(self.raw_forget_dataset, columns, "The cache", key))
-                logger.warning(
-                    "%s does not maintain the Core Gradient Space: the unlearned model is saved without one "
-                    "(its ledger of %d earlier request(s) stays with the input model).",
-                    args.method,
-                    len(space.ledger),
-                )
-            if self.original_dataset is not None:
-                columns = list(self.original_dataset.column_names)
-                fingerprints = fingerprint_examples(self.original_dataset, columns)
-                check_membership(fingerprints, self.raw_forget_dataset, columns)
+            check_unprojected_request(self.raw_forget_dataset, space=self._given_space,
+                                      original_dataset=self.original_dataset, method=args.method)
             if checks_only:
                 return
             freeze_parameters(
@@ -309,14 +295,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
                 logger.warning("UTILITY DROP: %s", warning)
         if self.protection is not None:
             self.protection.finish(self.outcome, self.accelerator.unwrap_model(self.model))
-        output.metrics.update(
-            {
-                "unlearned": self.outcome.unlearned,
-                "unlearning_outcome": self.outcome.reason,
-                "utility_warnings": len(self.outcome.warnings),
-                "removal_complete": self.outcome.unlearned and not self.outcome.incomplete,
-            }
-        )
+        output.metrics.update(self.outcome.summary())
         return output
 
     def _measure_baseline(self) -> None:
