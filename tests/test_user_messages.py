@@ -96,3 +96,34 @@ def test_float_labels_are_refused_with_the_cast_and_the_offending_value():
         check_label_range(Model(), forget=Dataset.from_dict({"x": [0, 1], "labels": [3.0, 5.0]}))
     with pytest.raises(ValueError, match=r"not whole numbers \(e\.g\. 2\.5\)"):
         check_label_range(Model(), forget=Dataset.from_dict({"x": [0, 1], "labels": [0.0, 2.5]}))
+
+
+def test_a_bfloat16_copy_of_the_model_is_refused_by_its_dtype_and_can_have_its_own_space(trained_model, digits):
+    from hf_unlearn import CoreGradientSpace
+    from hf_unlearn.core import CGSMismatchError
+
+    train = digits["train"].select(range(64))
+    space = CoreGradientSpace.from_model(trained_model, train, show_progress=False)
+    half = copy.deepcopy(trained_model).to(torch.bfloat16)
+    with pytest.raises(CGSMismatchError, match=r"protected weights are bfloat16, the cache was built for float32 "
+                                               r"weights.*torch_dtype=torch.float32"):
+        space.check_model(half)
+    own = CoreGradientSpace.from_model(half, train, show_progress=False)  # float32 pixels fed to bfloat16 layers
+    own.check_model(half)
+    name = next(iter(own.grams))
+    assert torch.isfinite(own.grams[name]).all() and own.rank(name) > 0
+
+
+def test_a_model_on_the_meta_device_is_refused_with_the_fix(trained_model, digits, tmp_path):
+    from digits_models import make_args
+
+    from hf_unlearn import CoreGradientSpace
+    from hf_unlearn.data.forget import split_forget_retain
+
+    empty = copy.deepcopy(trained_model).to("meta")
+    with pytest.raises(ValueError, match="weights on the meta device: they were never loaded.*to_empty"):
+        CoreGradientSpace.from_model(empty, digits["train"].select(range(8)), show_progress=False)
+    forget, retain = split_forget_retain(digits["train"], [0, 1, 2])
+    with pytest.raises(ValueError, match="weights on the meta device"):
+        UnlearningTrainer(model=empty, args=make_args(tmp_path), forget_dataset=forget, retain_dataset=retain,
+                          original_dataset=digits["train"])

@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .errors import on_meta_device
 from .labels import LABEL_KEYS
 from .layers import (
     LINEAR,
@@ -66,6 +67,20 @@ def default_forward(model: nn.Module, batch, device: torch.device | None) -> Non
 
 def _to(value, device):
     return value.to(device) if device is not None and torch.is_tensor(value) else value
+
+
+def floats_as(batch, dtype: torch.dtype | None):
+    """``batch`` with its floating-point tensors in the model's dtype (a bfloat16 model fed float32 pixels would
+    raise a dtype error in its first layer; Hugging Face vision models cast their inputs the same way)."""
+    if dtype is None or not dtype.is_floating_point:
+        return batch
+    def cast(value):
+        return value.to(dtype) if torch.is_tensor(value) and value.is_floating_point() else value
+    if isinstance(batch, Mapping):
+        return {k: v if k in LABEL_KEYS else cast(v) for k, v in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(cast(v) for v in batch)
+    return cast(batch)
 
 
 def batch_size_of(batch) -> int:
@@ -242,7 +257,11 @@ def collect_gram_matrices(
     if padding == "masked" and row_fraction == 1.0:  # the Gram then does not depend on the order: pad least
         data = shortest_first(data)
     batches = as_batches(data, batch_size=batch_size, collate_fn=collate_fn)
-    device = next(iter(layers.values())).weight.device
+    weight = next(iter(layers.values())).weight if layers else None
+    if weight is not None and weight.is_meta:
+        raise ValueError(on_meta_device(f"The model ({type(model).__name__})"))
+    device = weight.device if weight is not None else None
+    dtype = weight.dtype if weight is not None else None
     was_training = model.training
     model.eval()
     num_examples = 0
@@ -252,7 +271,7 @@ def collect_gram_matrices(
             for batch in tqdm(batches, total=total, desc=desc, disable=not show_progress, leave=False):
                 num_examples += batch_size_of(batch)
                 collector.token_mask = _token_mask(batch, device) if padding == "masked" else None
-                forward_fn(model, batch, device)
+                forward_fn(model, floats_as(batch, dtype), device)
             collector.all_reduce()
     finally:
         model.train(was_training)

@@ -29,3 +29,19 @@ def not_training_examples(rows: list[int], total: int, columns: list[str] | None
         f"{len(rows)} of {total} forget examples (forget rows {shown}) are not in the data this cache was built from "
         f"(compared on columns {columns}). Only training examples can be forgotten.{hint}"
     )
+
+
+def on_meta_device(where: str) -> str:
+    """Why a model whose weights were never loaded (``device="meta"``) is refused, and the fix."""
+    return (
+        f"{where} has weights on the meta device: they were never loaded (init_empty_weights, device_map='meta', or "
+        "a low_cpu_mem_usage load that did not finish), so there is nothing to compute with. Load the model with "
+        "its weights (from_pretrained(path) without a meta device map), or materialise them "
+        "(model.to_empty(device='cpu') then load_state_dict) first."
+    )
+
+
+def refuse_meta_weights(model) -> None:
+    """Raise ``ValueError`` (with the fix) when ``model`` holds weights that were never loaded."""
+    if any(getattr(p, "is_meta", False) for p in model.parameters()):
+        raise ValueError(on_meta_device(f"The model ({type(model).__name__})"))

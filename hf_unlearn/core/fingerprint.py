@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import CGSMismatchError
+from .errors import CGSMismatchError, on_meta_device
 from .labels import LABEL_KEYS
 from .layers import has_adapters, layer_kind
 from .ledger_key import ledger_key
@@ -162,16 +162,20 @@ def model_fingerprint(
             )
         model, modules = copy.deepcopy(model).merge_and_unload(), None
     modules = dict(modules) if modules is not None else dict(model.named_modules())
-    arch, weights = hashlib.sha256(), hashlib.sha256()
+    arch, weights, dtypes = hashlib.sha256(), hashlib.sha256(), set()
     for name in sorted(layer_names):
         module = modules.get(name)
         if module is None or layer_kind(module) is None:
             arch.update(f"{name}:missing;".encode())
             continue
         arch.update(f"{name}:{layer_kind(module)}:{tuple(module.weight.shape)};".encode())
+        if module.weight.is_meta:
+            raise ValueError(on_meta_device(f"The model ({type(model).__name__})"))
         weights.update(module.weight.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        dtypes.add(str(module.weight.dtype).removeprefix("torch."))
     return {
         "architecture": arch.hexdigest()[:16],
         "weights": weights.hexdigest()[:16],
         "state": state_fingerprint(model),
+        "dtype": ",".join(sorted(dtypes)),  # named in the refusal when a model was converted
     }

@@ -264,7 +264,12 @@ class CoreGradientSpace:
                 )
         if check_weights and self.model_fingerprint.get("weights"):
             current = model_fingerprint(model, self.layers, modules)
-            if current["weights"] != self.model_fingerprint["weights"]:
+            built, now = self.model_fingerprint.get("dtype"), current.get("dtype")
+            if built and now != built:  # a float32 space on a bfloat16 copy of its model, say
+                what = (f"its protected weights are {now}, the cache was built for {built} weights (a model in "
+                        f"another dtype gives every layer other inputs); load the model as {built} "
+                        f"(torch_dtype=torch.{built}), or build a cache for the {now} model")
+            elif current["weights"] != self.model_fingerprint["weights"]:
                 what = "the protected layers' weights differ"
             elif self.model_fingerprint.get("state", current["state"]) != current["state"]:
                 what = (
