@@ -126,5 +126,27 @@ def test_checkpoints_saved_after_collection_carry_the_space(digits, tmp_path):
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="mode must be one of"):
         CoreGradientSpaceCallback("every_epoch")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        CoreGradientSpaceCallback("last_epoch", precision="float16")
     with pytest.raises(TypeError, match="datasets.Dataset"):
         CoreGradientSpaceCallback(train_dataset=[{"x": 1}])
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("mode", ["final_pass", "last_epoch"])
+def test_two_processes_collect_the_space_of_the_whole_training_set(digits, tmp_path, mode):
+    """torchrun, 2 gloo ranks: each collects its share, the Grams are summed, one process saves."""
+    from distributed_fixtures import SCRIPTS, launch_two_ranks
+
+    launch_two_ranks([SCRIPTS / "space_callback_two_ranks.py", tmp_path, mode])
+    model = SmallCNNForImageClassification.from_pretrained(tmp_path).eval()
+    space = CoreGradientSpace.from_pretrained(tmp_path / "core_gradient_space", model)
+    after = CoreGradientSpace.from_model(model, digits["train"], show_progress=False)
+    assert space.num_examples == len(digits["train"])
+    assert torch.equal(space.train_fingerprints, after.train_fingerprints)
+    # final pass (or a last epoch whose evened-out batches repeated rows: the fallback): exact; a last epoch:
+    # the first layer's inputs are the pixels, once each
+    exact = space.provenance["collected"] == "final_pass"
+    for name in list(after.grams) if exact else list(after.grams)[:1]:
+        gram = after.grams[name]
+        assert ((space.grams[name] - gram).norm() / gram.norm()).item() < 1e-10, name
