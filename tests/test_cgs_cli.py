@@ -32,8 +32,12 @@ def test_build_writes_the_space_where_the_trainer_finds_it_and_refuses_to_overwr
 
     found, where = space_saved_with(AutoModelForSequenceClassification.from_pretrained(model))
     assert where == str(model / "core_gradient_space") and found.num_examples == 60  # and it fits the model
-    with pytest.raises(FileExistsError, match="--overwrite true"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:  # a known user error: one line, exit status 2
         cli(argv)
+    assert exit_info.value.code == 2 and "--overwrite true" in capsys.readouterr().err
+    with pytest.raises(FileExistsError, match="--overwrite true"):
+        cgs.main(argv[1:])  # the command itself raises it
 
 
 def test_info_reports_layers_ranks_ledger_and_size(text_model, capsys):
@@ -60,3 +64,41 @@ def test_cgs_without_a_subcommand_prints_usage():
     with pytest.raises(SystemExit) as exit_info:
         cgs.main([])
     assert exit_info.value.code == 2
+
+
+def test_the_space_records_how_texts_were_cut_and_later_runs_reuse_or_refuse_it(text_model, tmp_path, caplog):
+    """Built at 4 tokens (the messages have 6): the recipe cuts at 4 too unless told otherwise, and refuses 8."""
+    from hf_unlearn.scripts import unlearn as recipe
+
+    model, messages = text_model
+    with caplog.at_level("WARNING", logger="hf_unlearn.data.loading"):
+        cli(["cgs", "build", "--model_name_or_path", str(model), "--data_files", str(messages), "--text_column",
+             "text", "--label_column", "label", "--max_length", "4"])
+    assert "60 of 60 train texts are longer than max_length 4" in caplog.text
+    facts = cgs.describe(model / "core_gradient_space")
+    assert facts["tokenization"]["max_length"] == 4 and facts["tokenization"]["truncation"] is True
+    common = ["--model_name_or_path", str(model), "--data_files", str(messages), "--text_column", "text",
+              "--label_column", "label", "--forget_filter", 'text contains "prize"', "--disable_tqdm", "true",
+              "--logging_strategy", "no"]
+    with pytest.raises(ValueError, match="--max_length 8 differs from the max_length 4"):
+        recipe.main([*common, "--max_length", "8", "--output_dir", str(tmp_path / "refused")])
+    assert not (tmp_path / "refused" / "model.safetensors").exists()
+    recipe.main([*common, "--output_dir", str(tmp_path / "run")])  # the rows are recognised: cut as in the build
+    ledger = CoreGradientSpace.from_pretrained(tmp_path / "run" / "core_gradient_space").ledger
+    wanted = sum("prize" in line for line in messages.read_text().splitlines()[1:])
+    assert [entry["num_examples"] for entry in ledger] == [wanted]
+
+
+def test_another_tokenizer_than_the_spaces_is_refused_by_name(text_model):
+    from transformers import AutoTokenizer
+
+    from hf_unlearn.data.tokenization import check_tokenizer, tokenization_record
+
+    model, _ = text_model
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    record = tokenization_record(tokenizer, 16)
+    check_tokenizer(record, tokenizer, "here")  # its own tokenizer passes
+    other = AutoTokenizer.from_pretrained(model)
+    other.add_tokens(["newword"])
+    with pytest.raises(ValueError, match="is not the one the Core Gradient Space in here was built with"):
+        check_tokenizer(record, other, "here")

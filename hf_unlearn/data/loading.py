@@ -14,6 +14,7 @@ from datasets import DatasetDict, load_dataset, load_from_disk
 
 from .builtin import load_digits_dataset, load_mnist5k_dataset
 from .fictitious_facts import load_fictitious_facts_dataset
+from .tokenization import count_truncated
 
 BUILTIN = {
     "digits": load_digits_dataset,
@@ -112,6 +113,13 @@ def rename_label(data: DatasetDict, label_column: str) -> DatasetDict:
 def tokenize(data: DatasetDict, tokenizer, text_column: str, max_length: int) -> DatasetDict:
     if text_column not in data["train"].column_names:
         raise ValueError(f"Text column {text_column!r} not found; columns: {data['train'].column_names}")
+    for split, rows in data.items():
+        if cut := count_truncated(list(rows[text_column]), tokenizer, max_length):
+            logger.warning(
+                "%d of %d %s texts are longer than max_length %d tokens and are cut there. Use the max_length the "
+                "model was trained with (--max_length); a space built now records it for every later run.",
+                cut, len(rows), split, max_length,
+            )
     return data.map(lambda batch: tokenizer(batch[text_column], truncation=True, max_length=max_length),
                      batched=True, desc="Tokenizing")
 

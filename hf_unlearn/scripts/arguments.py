@@ -62,7 +62,11 @@ class ScriptArguments:
     label_column: str = field(default="labels", metadata={"help": "Label column."})
     text_column: str | None = field(default=None, metadata={"help": "Text column (text models)."})
     image_column: str | None = field(default=None, metadata={"help": "Image column (raw images to preprocess)."})
-    max_length: int = field(default=128, metadata={"help": "Token limit for text models."})
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "Token limit for text models (as the model was trained); unset: the limit the model's saved "
+                  "Core Gradient Space was built with, else 128. A space records it: a different one is refused."},
+    )
     split_seed: int = field(default=0, metadata={"help": "Seed of the split for datasets without a held-out split."})
     core_gradient_space: str | None = field(
         default=None,

@@ -22,7 +22,9 @@ from transformers import HfArgumentParser
 
 from ..core import CoreGradientSpace
 from ..core.energy import DEFAULT_ENERGY, DEFAULT_GAMMA, check_energy, check_gamma
+from ..core.processing import is_tokenizer
 from ..data.causal_lm import causal_lm_space, is_causal_lm
+from ..data.tokenization import DEFAULT_MAX_LENGTH, tokenization_record
 from .arguments import ScriptArguments
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ def build(argv: list[str]) -> Path:
         raise FileExistsError(
             f"{output} already holds a Core Gradient Space (and its ledger). Pass --overwrite true to replace it."
         )
+    script_args.max_length = script_args.max_length or DEFAULT_MAX_LENGTH
     model, data, _, processing_class, *_ = load_model_and_data(script_args)
     train = data[script_args.train_split]
     print(f"Building the Core Gradient Space of {script_args.model_name_or_path} from {len(train)} examples")
@@ -79,6 +82,8 @@ def build(argv: list[str]) -> Path:
         space = causal_lm_space(model, train, processing_class, max_length=script_args.max_length, **options)
     else:
         space = CoreGradientSpace.from_model(model, train, processing_class=processing_class, **options)
+    if is_tokenizer(processing_class):  # every later run cuts texts as this build did
+        space.provenance["tokenization"] = tokenization_record(processing_class, script_args.max_length)
     if build_args.low_rank is not None:
         space.compress(build_args.low_rank)
         bound = max(g.dropped_bound / max(float(g.values[0]), 1e-300) for g in space.grams.values())
@@ -106,6 +111,7 @@ def describe(folder: str | Path) -> dict:
         "size_bytes": _size(path),
         "fingerprint_columns": space.fingerprint_columns,
         "fingerprint_key_id": space.fingerprint_key_id,
+        "tokenization": space.provenance.get("tokenization"),
         "model_fingerprint": space.model_fingerprint,
         "layers": space.summary(),
         "ledger": space.ledger,
@@ -149,18 +155,19 @@ def push(argv: list[str]) -> str:
     space = CoreGradientSpace.from_pretrained(args.folder)  # never publish a space that does not verify
     from huggingface_hub import HfApi
 
-    from ..training.space_history import check_space_push
+    from ..training.space_history import check_space_push, reaching_the_hub
 
     api = HfApi(token=args.token)
-    check_space_push(space, api, args.repo_id, token=args.token, acknowledged=args.acknowledge_space_history)
-    api.create_repo(args.repo_id, private=args.private, exist_ok=True)
-    commit = api.upload_folder(
-        repo_id=args.repo_id,
-        folder_path=args.folder,
-        path_in_repo=args.path_in_repo,
-        allow_patterns=["cgs_config.json", "cgs.safetensors"],
-        commit_message="Add Core Gradient Space",
-    )
+    with reaching_the_hub(f"push {args.folder} to {args.repo_id}"):
+        check_space_push(space, api, args.repo_id, token=args.token, acknowledged=args.acknowledge_space_history)
+        api.create_repo(args.repo_id, private=args.private, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=args.repo_id,
+            folder_path=args.folder,
+            path_in_repo=args.path_in_repo,
+            allow_patterns=["cgs_config.json", "cgs.safetensors"],
+            commit_message="Add Core Gradient Space",
+        )
     print(f"Pushed {args.folder} to {args.repo_id}/{args.path_in_repo}")
     return str(commit)
 

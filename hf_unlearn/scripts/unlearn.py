@@ -32,6 +32,7 @@ from transformers import (
 from .. import models  # noqa: F401  (registers the small CNN with the Auto classes)
 from ..cards.model_card import public_name
 from ..core import CoreGradientSpace
+from ..core.processing import is_tokenizer
 from ..core.space_io import CONFIG_NAME
 from ..data.causal_lm import CausalLMCollator, causal_lm_inputs, is_causal_lm
 from ..data.columns import keep_model_columns
@@ -46,12 +47,13 @@ from ..data.loading import (
     tokenize,
 )
 from ..data.streams import collator_for
+from ..data.tokenization import check_tokenizer, recorded_tokenization, resolve_max_length, tokenization_record
 from ..evaluation import evaluate_unlearning, per_example_loss, write_report
 from ..exact import retrain_from_scratch
 from ..exact.retrain import default_reference_cache
 from ..models.adapters import is_adapter_folder, load_merged_adapter, model_config_path, processor_path
 from ..models.causal_lm import load_causal_lm
-from ..protection import SpaceProtection, SpaceSettings
+from ..protection import CGS_DIR, SpaceProtection, SpaceSettings
 from ..training.arguments import UnlearningArguments
 from ..training.trainer import UnlearningTrainer
 from ..utils.zero3 import loading_whole
@@ -160,8 +162,12 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
     logging.basicConfig(level=logging.INFO if args.should_log else logging.WARNING)
     logger.info("Unlearning with %d process(es) on %s", args.world_size, args.device)
     refuse_under_zero3(script_args, forget_args, args)
+    recorded, where = saved_tokenization(script_args)  # texts are cut as when the space was built
+    script_args.max_length = resolve_max_length(script_args.max_length, recorded, where)
     with loading_whole():  # ZeRO-3 partitions the weights when training starts, after the checks that read them
         model, data, eval_split, processing_class, kept_rows, label_names = load_model_and_data(script_args)
+    if is_tokenizer(processing_class):
+        check_tokenizer(recorded, processing_class, where)
     if is_causal_lm(model):
         refuse_for_causal_lm(script_args, forget_args, args)
     if forget_args.forget_class:  # names ("spam") as well as ids
@@ -239,6 +245,15 @@ def publish(trainer: UnlearningTrainer, dry_run: str | None) -> None:
         trainer.push_to_hub()
 
 
+def saved_tokenization(script_args: ScriptArguments) -> tuple[dict | None, str]:
+    """The tokenisation recorded by the space this run will use (``--core_gradient_space``, else the model
+    folder's), read before anything loads, and that space's folder."""
+    if script_args.build_core_gradient_space:
+        return None, ""
+    folder = script_args.core_gradient_space or str(Path(script_args.model_name_or_path, CGS_DIR))
+    return recorded_tokenization(folder), folder
+
+
 def named_space(script_args: ScriptArguments, args: UnlearningArguments, model, train, processing_class):
     """The space ``--core_gradient_space`` names: loaded (it must exist), or built and written there first.
 
@@ -271,6 +286,9 @@ def named_space(script_args: ScriptArguments, args: UnlearningArguments, model, 
         world_size=args.world_size, process_index=args.process_index,
     )
     space = protection.build(model, keep_model_columns(model, inputs))
+    if is_tokenizer(processing_class):  # later runs cut texts as this build did
+        limit = args.lm_max_length or script_args.max_length if is_causal_lm(model) else script_args.max_length
+        space.provenance["tokenization"] = tokenization_record(processing_class, limit)
     if args.process_index == 0:
         space.save_pretrained(folder)
     return space
