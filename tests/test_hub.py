@@ -422,3 +422,41 @@ def test_the_trainer_refuses_to_push_a_space_that_records_a_request_unless_ackno
     trainer.args.push_core_gradient_space = False  # the model alone is pushed as before
     trainer.push_to_hub()
     assert "model.safetensors" in hub.files(REPO_ID) and "core_gradient_space/cgs.safetensors" not in hub.files(REPO_ID)
+
+
+@pytest.fixture
+def unreachable_hub(tmp_path, monkeypatch, no_remote_connections):
+    """An endpoint on 127.0.0.1 where nothing listens: every connection is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)
+    return endpoint
+
+
+def test_an_unreachable_hub_is_named_with_the_fix_and_the_model_stays_saved(
+    unreachable_hub, trained_model, digits, tmp_path, one_thread
+):
+    from hf_unlearn.scripts import cgs
+
+    forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
+    args = UnlearningArguments(output_dir=str(tmp_path / "run"), method="pgu", disable_tqdm=True, seed=0,
+                               logging_strategy="no", hub_model_id=REPO_ID, max_steps=2)
+    trainer = UnlearningTrainer(model=trained_model, args=args, forget_dataset=forget, retain_dataset=retain,
+                                eval_dataset=digits["validation"], original_dataset=digits["train"])
+    trainer.train()
+    with pytest.raises(ConnectionError, match=rf"Could not reach the Hub at {unreachable_hub} .*Check the network.*"
+                                              rf"the model is saved in {tmp_path / 'run'}"):
+        trainer.push_to_hub()
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    with pytest.raises(ConnectionError, match=rf"Could not reach the Hub at {unreachable_hub} to create the repo"):
+        UnlearningTrainer(model=trained_model, args=dataclasses.replace(args, push_to_hub=True),
+                          forget_dataset=forget, retain_dataset=retain, original_dataset=digits["train"])
+    CoreGradientSpace.from_model(trained_model, digits["train"], show_progress=False).save_pretrained(tmp_path / "s")
+    with pytest.raises(ConnectionError, match=rf"Could not reach the Hub at {unreachable_hub} to push"):
+        cgs.main(["push", str(tmp_path / "s"), "--repo_id", REPO_ID])

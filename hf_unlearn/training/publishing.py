@@ -19,7 +19,7 @@ from transformers.utils.hub import hf_api
 from ..cards.model_card import UNPUBLISHED_PATTERNS, UnlearningCardData, write_model_card
 from ..core.layers import is_peft_model
 from ..protection import CGS_DIR
-from .space_history import check_space_push
+from .space_history import check_space_push, reaching_the_hub
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +155,10 @@ class UnlearningPublishing:
     ):
         """Save first (a push that fails offline loses nothing), then upload what ``stage_for_hub`` stages."""
         self.save_model(_internal_call=True)
+        with reaching_the_hub(f"push {self.args.output_dir}", saved=self.args.output_dir):
+            return self._upload(commit_message, token, revision, private, **kwargs)
+
+    def _upload(self, commit_message, token, revision, private, **kwargs):
         self.callback_handler.on_push_begin(self.args, self.state, self.control)
         token = token if token is not None else self.args.hub_token
         if self.hub_model_id is None:
@@ -178,6 +182,11 @@ class UnlearningPublishing:
                 run_as_future=False,  # the staging folder is removed when this returns
                 revision=revision if revision is not None else self.args.hub_revision,
             )
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """The Trainer's, with a Hub that cannot be reached named plainly (it runs at construction with push_to_hub)."""
+        with reaching_the_hub(f"create the repo {self.args.hub_model_id or ''}".rstrip()):
+            super().init_hf_repo(token=token, private=private)
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         """Mid-run checkpoints are not published: a half-finished request is not a model anyone should pull."""

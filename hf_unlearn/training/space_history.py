@@ -10,8 +10,12 @@ a served request, never to a repo whose history already holds a space, unless th
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
+from collections.abc import Iterator
 
+from huggingface_hub import constants
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -59,3 +63,35 @@ def check_space_push(space, api, repo_id: str, *, acknowledged: bool, repo_type:
         "Push the model without its space (leave out --push_core_gradient_space), or, if no earlier version of this "
         f"space is public anywhere, pass {ACKNOWLEDGE_FLAG} true (acknowledge_space_history=True)."
     )
+
+
+class UnreachableHub(ConnectionError):
+    """The Hub could not be reached (connection refused, DNS, timeout): said once, with what to check."""
+
+
+@contextlib.contextmanager
+def reaching_the_hub(what: str, saved: str | None = None) -> Iterator[None]:
+    """A Hub that cannot be reached ends the push with one message that says where and what to do, not the HTTP
+    client's traceback (``ConnectionError``)."""
+    kept = f" Nothing is lost: the model is saved in {saved}; push it again once the Hub can be reached." if saved \
+        else ""
+    try:
+        yield
+    except UnreachableHub as error:  # an inner step (creating the repo) said it already: add what was kept
+        raise UnreachableHub(f"{error}{kept}") from error.__cause__
+    except _transport_errors() as error:
+        raise UnreachableHub(
+            f"Could not reach the Hub at {constants.ENDPOINT} to {what} ({type(error).__name__}: {error}). Check the "
+            f"network connection and any proxy, and HF_ENDPOINT if you set it.{kept}"
+        ) from error
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP client's connection-level errors (huggingface_hub 2.x uses ``httpx2``, earlier ones ``httpx``)."""
+    found = []
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(name).TransportError)
+        except ImportError:
+            continue
+    return tuple(found) or (OSError,)
