@@ -126,3 +126,33 @@ def test_an_interrupted_deletion_is_finished_on_load(digits, tmp_path, monkeypat
     assert loaded.state["pending"] == []
     from_scratch = loaded.retrain_shard(0, from_slice=0, output_dir=tmp_path / "scratch")
     assert _equal(_weights(from_scratch), _weights(loaded._final(0)))
+
+
+def test_a_missing_shard_model_is_found_at_load_and_repaired_on_request(digits, tmp_path):
+    train = digits["train"].select(range(240))
+    recipe = TrainingRecipe(num_train_epochs=1, per_device_train_batch_size=32, seed=0)
+    ensemble = SISAEnsemble.train(SmallCNNConfig(), train, recipe, output_dir=tmp_path / "e", num_shards=2,
+                                  num_slices=2)
+    expected = _weights(ensemble._final(0))
+    (ensemble.stage_dir(0, 1) / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match=r"cannot be used: shard 0: .*slice-1/model.safetensors is missing.*repair"):
+        SISAEnsemble.from_pretrained(tmp_path / "e")
+    repaired = SISAEnsemble.from_pretrained(tmp_path / "e", train, repair=True)
+    assert _equal(_weights(repaired._final(0)), expected)  # retrained from slice 0's checkpoint: the same model
+    altered = ensemble.stage_dir(1, 1) / "model.safetensors"
+    altered.write_bytes(altered.read_bytes()[:-8] + bytes(8))
+    with pytest.raises(ValueError, match=r"shard 1: .*does not match its recorded checksum"):
+        SISAEnsemble.from_pretrained(tmp_path / "e")
+
+
+def test_a_deletion_behind_a_missing_checkpoint_reports_the_stages_it_retrained(digits, tmp_path):
+    import shutil
+
+    train = digits["train"].select(range(240))
+    recipe = TrainingRecipe(num_train_epochs=1, per_device_train_batch_size=32, seed=0)
+    ensemble = SISAEnsemble.train(SmallCNNConfig(), train, recipe, output_dir=tmp_path / "e", num_shards=2,
+                                  num_slices=2)
+    shutil.rmtree(ensemble.stage_dir(0, 0))  # the checkpoint a deletion in slice 1 would start from
+    report = ensemble.unlearn(ensemble.state["assignment"][0][1][:2])
+    assert report["shards_retrained"] == [0] and report["stages_retrained"] == 2  # retrained whole: both stages
+    assert ensemble.stage_problem(0, 0) is None and ensemble.stage_problem(0, 1) is None

@@ -35,6 +35,7 @@ from ..core.fingerprint import digest
 from ..core.labels import LABEL_KEYS
 from ..data.columns import keep_model_columns
 from .retrain import TrainingRecipe, _auto_class, train_classifier
+from .sisa_files import folder_checksums, stage_problem
 
 logger = logging.getLogger(__name__)
 SISA_CONFIG = "sisa_config.json"
@@ -183,11 +184,7 @@ class SISAEnsemble:
         Checkpoints go to ``output_dir`` (this ensemble's folder by default); returns the final model.
         """
         folder = Path(output_dir) if output_dir is not None else self.folder
-        if from_slice > 0 and not self.stage_dir(shard, from_slice - 1).is_dir():
-            logger.warning(
-                "SISA: no checkpoint of shard %d before slice %d here; retraining it whole", shard, from_slice
-            )
-            from_slice = 0  # the same seeds and data give the same model, only slower
+        from_slice = self.start_slice(shard, from_slice)
         if from_slice == 0:
             model = self._new_model(shard)
         else:
@@ -211,8 +208,44 @@ class SISAEnsemble:
             target = folder / f"shard-{shard}" / f"slice-{stage}"
             if _main_process():  # under accelerate launch every process trains the shard (DDP); one writes
                 model.save_pretrained(target)
+                if folder == self.folder:  # verified when the ensemble loads (sisa_files.py)
+                    self.state.setdefault("checksums", {})[f"shard-{shard}/slice-{stage}"] = folder_checksums(target)
             _wait_for_everyone()
         return model
+
+    def stage_problem(self, shard: int, stage: int) -> str | None:
+        """What is wrong with the saved stage ``stage`` of ``shard`` (None: intact)."""
+        recorded = self.state.get("checksums", {}).get(f"shard-{shard}/slice-{stage}")
+        return stage_problem(self.stage_dir(shard, stage), recorded)
+
+    def start_slice(self, shard: int, from_slice: int) -> int:
+        """The slice a retraining of ``shard`` must start from: ``from_slice``, or earlier while the checkpoint
+        before it is missing or altered (each stage is seeded, so starting earlier gives the same model)."""
+        start = from_slice
+        while start > 0 and (problem := self.stage_problem(shard, start - 1)) is not None:
+            logger.warning("SISA: the checkpoint of shard %d before slice %d cannot be used (%s); starting earlier",
+                           shard, start, problem)
+            start -= 1
+        return start
+
+    def _verify_final_models(self, repair: bool) -> None:
+        """Refuse (or with ``repair``, mark for retraining) shard models that are missing or altered."""
+        last = self.num_slices - 1
+        broken = {s: p for s in range(self.num_shards)
+                  if s not in self.state["pending"] and (p := self.stage_problem(s, last)) is not None}
+        if not broken:
+            return
+        shown = "; ".join(f"shard {s}: {p}" for s, p in broken.items())
+        if not (repair and self.train_dataset is not None):
+            raise ValueError(
+                f"The SISA ensemble in {self.folder} cannot be used: {shown}. Restore the folder from a backup, or "
+                "load it with train_dataset=<its training set> and repair=True to retrain those shards from their "
+                "last intact checkpoint."
+            )
+        logger.warning("SISA: retraining broken shard model(s): %s", shown)
+        for shard in broken:  # start_slice walks back from the last stage to the last intact checkpoint
+            self.state["pending"].append(shard)
+            self.state["pending_from"].append(last)
 
     def _finish_pending(self) -> None:
         """Retrain the shards a request (or the first training) left pending, then clear them."""
@@ -263,6 +296,7 @@ class SISAEnsemble:
         for index in indices:
             shard, stage = self.shard_of(index)
             first[shard] = min(stage, first.get(shard, stage))
+        first = {shard: self.start_slice(shard, stage) for shard, stage in first.items()}  # intact checkpoints only
         start = time.perf_counter()
         self.state["deleted"] = sorted(self.deleted.union(indices))
         self.state["pending"], self.state["pending_from"] = list(first), [first[s] for s in first]
@@ -331,9 +365,14 @@ class SISAEnsemble:
 
     @classmethod
     def from_pretrained(
-        cls, folder: str | Path, train_dataset=None, *, model_class=None, data_collator=None, processing_class=None
+        cls, folder: str | Path, train_dataset=None, *, model_class=None, data_collator=None, processing_class=None,
+        repair: bool = False,
     ) -> SISAEnsemble:
-        """Load an ensemble. ``train_dataset`` (the very same training set) is needed to delete examples."""
+        """Load an ensemble. ``train_dataset`` (the very same training set) is needed to delete examples.
+
+        Every shard model is verified against the checksums recorded when it was saved; a missing or altered one
+        is refused, or with ``repair=True`` (and ``train_dataset``) retrained from its last intact checkpoint.
+        """
         path = Path(folder) / SISA_CONFIG
         if not path.is_file():
             raise FileNotFoundError(f"{folder} holds no SISA ensemble ({SISA_CONFIG} is missing).")
@@ -348,6 +387,7 @@ class SISAEnsemble:
         ensemble = cls(folder, state, train_dataset, data_collator=data_collator, processing_class=processing_class)
         ensemble._config = (model_class.config_class if model_class else AutoConfig).from_pretrained(folder)
         ensemble._model_class = model_class or _auto_class(ensemble._config)
+        ensemble._verify_final_models(repair)
         if state["pending"]:
             if train_dataset is None:
                 raise ValueError(
