@@ -23,6 +23,23 @@ from .base import MethodConfig, Paper, UnlearningMethod, logits_and_labels
 
 @dataclass
 class PGUConfig(MethodConfig):
+    """Hyperparameters of PGU, projected-gradient unlearning (``method="pgu"``); the loss terms are the paper's.
+
+    The protection's own settings (the threshold ``gamma``, which layers are protected) are
+    ``UnlearningArguments``: they describe the Core Gradient Space, which other projected methods share.
+
+    Args:
+        pgu_delta (`float`, defaults to `0.05`):
+            Margin ``delta`` of the forget term ``-log(1 - (p_y - delta))``; in [0, 1).
+        pgu_forget_weight (`float`, defaults to `1.0`):
+            Weight ``w1`` of the margin term.
+        pgu_entropy_weight (`float`, defaults to `0.2`):
+            Weight ``w2`` of the negative-entropy term (over the kept classes in class removal).
+        pgu_normalize_gradient (`bool`, defaults to `False`):
+            Divide each step's gradient by its global norm, so a saturated softmax still moves the model; the
+            direction, and so the projection, is unchanged.
+    """
+
     pgu_delta: float = field(default=0.05, metadata={"help": "PGU margin delta in -log(1 - (p_y - delta))."})
     pgu_forget_weight: float = field(default=1.0, metadata={"help": "Weight of PGU's margin term (w1)."})
     pgu_entropy_weight: float = field(default=0.2, metadata={"help": "Weight of PGU's negative-entropy term (w2)."})
@@ -83,6 +100,9 @@ def pgu_forget_loss(
 
 
 class PGU(UnlearningMethod):
+    """PGU's forget loss in ``compute_loss``; its projection out of the Core Gradient Space lives in
+    ``protection/space.py`` (``SpaceProtection``), applied by the trainer around every optimizer step."""
+
     name = "pgu"
     config_class = PGUConfig
     uses_projection = True
