@@ -312,6 +312,9 @@ def test_the_default_path_adds_a_retain_loss_only_when_a_retain_set_is_given(tmp
     weighted = UnlearningArguments(output_dir=str(tmp_path), report_to="none", method_kwargs={"pgu_retain_weight": 2})
     with pytest.raises(ValueError, match="pgu_retain_weight was set, but there is no retain set"):
         UnlearningTrainer(copy.deepcopy(original), weighted, forget, original_dataset=digits["train"])
+    distilled = UnlearningArguments(output_dir=str(tmp_path), report_to="none", method_kwargs={"pgu_retain_distill": 1})
+    with pytest.raises(ValueError, match="pgu_retain_distill was set, but there is no retain set"):
+        UnlearningTrainer(copy.deepcopy(original), distilled, forget, original_dataset=digits["train"])
 
 
 def test_the_methods_command_says_which_methods_grow_a_stalled_step():

@@ -19,6 +19,7 @@ from ..control.stop_rules import STOP_RULES
 from ..core.energy import DEFAULT_ENERGY, DEFAULT_GAMMA, check_energy, check_gamma
 from ..methods import METHODS, get_method, resolve_method
 from ..methods.base import TRAINING_KEYS, MethodConfig
+from ..methods.pgu import PGUConfig
 from ..methods.pgu_retain import PGURetainConfig
 from .argument_checks import build_method_config, check_training_values
 
@@ -371,10 +372,11 @@ class UnlearningArguments(TrainingArguments):
             return
         self.method = resolve_method("auto", has_retain)
         values = self.method_config.to_dict()
-        if self.method == "pgu":
-            weight = values.pop("pgu_retain_weight")
-            if weight != PGURetainConfig.pgu_retain_weight:
-                raise ValueError("pgu_retain_weight was set, but there is no retain set: pass retain_dataset=...")
+        if self.method == "pgu":  # the retain terms' settings have nothing to act on: refused when set
+            retain_only = set(PGURetainConfig.__dataclass_fields__) - set(PGUConfig.__dataclass_fields__)
+            for name in sorted(retain_only):
+                if values.pop(name) != getattr(PGURetainConfig, name):
+                    raise ValueError(f"{name} was set, but there is no retain set: pass retain_dataset=...")
         self.set_method_config(values)
 
     def set_method_config(self, config: MethodConfig | dict | str | None) -> None:
