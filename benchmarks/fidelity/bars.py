@@ -90,14 +90,16 @@ def kept_data_table(results: dict) -> str:
             for method, row in run["rows"].items():
                 if method == "reference":
                     rows.append([name, seed, "reference (absolute)", *(f"{row[k]:.1f}" for k in ("UA", "RA", "TA",
-                                 "MIA")), "0", "", "", f"{row.get('outside', float('nan')):.0f}", "0"])
+                                 "MIA")), "0", "", "", f"{row.get('outside', float('nan')):.0f}",
+                                 f"{row.get('dist', float('nan')):.2f}", "0"])
                     continue
                 bars = _kept_bars(row, reference, second) if method not in NOT_METHODS else ("", "")
                 rows.append([
                     name, seed, method, *(f"{row[k] - reference[k]:+.1f}" for k in ("UA", "RA", "TA", "MIA")),
                     f"{row['gap']:.2f}", *bars,
-                    f"{row.get('outside', float('nan')):.0f}", f"{row.get('KS', float('nan')):.2f}",
+                    f"{row.get('outside', float('nan')):.0f}", f"{row.get('dist', float('nan')):.2f}",
+                    f"{row.get('KS', float('nan')):.2f}",
                 ])
     header = ["scenario", "seed", "row", "ΔUA", "ΔRA", "ΔTA", "ΔMIA", "Avg. Gap", "RA ±1", "TA ≤ ref2+0.5",
-              "outside %", "KS"]
+              "outside %", "dist", "KS"]
     return markdown_table(header, rows) + "\n"

@@ -9,6 +9,10 @@ puts them, others left memorised). Two per-example measures of the logit-scaled 
   references give it (the references other than ``reference_2``; with none extra, the two references).
   ``reference_2`` measured against the others is the floor: under exchangeable references a new one
   falls outside the range of k others with probability 2/(k+1).
+* ``dist``: the mean over forget examples of |confidence − the range references' mean confidence for that
+  example| (``reference_2``'s is the floor). With three range references the range is narrow against the
+  spread between retrained models (a fourth reference falls outside it half the time), so ``outside``
+  separates little; ``dist`` and ``KS`` are the finer reads.
 * ``KS``: the Kolmogorov–Smirnov distance between the method's and the first reference's confidences over
   the forget set (distribution shape, not per example; ``reference_2``'s is its floor).
 """
@@ -43,5 +47,7 @@ def outside_share(values: np.ndarray, references: list[np.ndarray]) -> float:
 
 
 def per_example_row(values: np.ndarray, range_refs: list[np.ndarray], first_ref: np.ndarray) -> dict[str, float]:
-    """``outside`` (percent) and ``KS`` of one model's forget-set confidences."""
-    return {"outside": 100.0 * outside_share(values, range_refs), "KS": ks_distance(values, first_ref)}
+    """``outside`` (percent), ``dist`` and ``KS`` of one model's forget-set confidences."""
+    centre = np.mean(np.stack(range_refs), axis=0)
+    return {"outside": 100.0 * outside_share(values, range_refs), "dist": float(np.mean(np.abs(values - centre))),
+            "KS": ks_distance(values, first_ref)}

@@ -187,6 +187,8 @@ def run_scenario(
         row["unlearned"] = float(trainer.outcome.unlearned)
         row["backtracks"] = float(trainer.outcome.backtracks)
         row["overshoots"] = float(trainer.outcome.overshoots)
+        row["closer_looks"] = float(getattr(trainer.outcome, "closer_looks", 0))  # guard alarms re-read larger
+        row["cleared_alarms"] = float(getattr(trainer.outcome, "cleared_alarms", 0))  # of those, not confirmed
         row["warned"] = float(bool(trainer.outcome.warnings))  # the library's own full-set utility warning
         row["incomplete"] = float(bool(trainer.outcome.incomplete))  # stopped before its stop rule was met
         row["flag"] = float(three_point_drop(row, original_metrics, model, original, retain, collate))
