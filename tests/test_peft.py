@@ -103,3 +103,30 @@ def test_an_adapter_that_is_not_lora_is_refused_by_name(base_and_data):
     prompt = get_peft_model(copy.deepcopy(base), PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=2))
     with pytest.raises(CGSMismatchError, match=r"Only LoRA adapters.*PROMPT_TUNING"):
         model_fingerprint(prompt, ["bert.pooler.dense"])
+
+
+def test_only_the_layers_a_lora_run_moves_are_decomposed(base_and_data, tmp_path):
+    """LoRA on query and value: the frozen layers (key, attention output, intermediate, output) need no projector,
+    so their Grams are never decomposed; the moving ones get the projectors a full decomposition gives."""
+    base, train, validation = base_and_data
+    base = copy.deepcopy(base)
+    space = CoreGradientSpace.from_model(base, train, gamma=0.9, show_progress=False)
+    lora = get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, lora_dropout=0.0,
+                                           target_modules=["query", "value"]))
+    forget, retain = split_forget_retain(train, indices_of_classes(train, [2]))
+    trainer = UnlearningTrainer(
+        model=lora, args=UnlearningArguments(output_dir=str(tmp_path), disable_tqdm=True, logging_strategy="no",
+                                             seed=0, gamma=0.9, method="ga_projected", stop_rule="none"),
+        forget_dataset=forget, retain_dataset=retain, eval_dataset=validation, core_gradient_space=space,
+    )
+    trainer.prepare_unlearning()
+    moving = {key.split("#")[0] for key in trainer.projection.weights}
+    assert moving and all(n.endswith((".query", ".value")) or n.startswith("classifier") for n in moving)
+    used = trainer.core_gradient_space
+    assert set(used._eigen) == moving  # nothing else was decomposed
+    full = copy.deepcopy(used)
+    full._eigen.clear()
+    everything = full.projectors()
+    assert len(everything) > len(moving)
+    for key, projector in trainer.projection.projectors.items():
+        assert torch.equal(projector.basis, everything[key.split("#")[0]].basis.to(projector.basis))

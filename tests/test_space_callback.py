@@ -126,6 +126,8 @@ def test_checkpoints_saved_after_collection_carry_the_space(digits, tmp_path):
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="mode must be one of"):
         CoreGradientSpaceCallback("every_epoch")
+    with pytest.raises(ValueError, match="step_fraction must lie in"):
+        CoreGradientSpaceCallback("last_epoch", step_fraction=0.0)
     with pytest.raises(ValueError, match="precision must be one of"):
         CoreGradientSpaceCallback("last_epoch", precision="float16")
     with pytest.raises(TypeError, match="datasets.Dataset"):
@@ -150,3 +152,16 @@ def test_two_processes_collect_the_space_of_the_whole_training_set(digits, tmp_p
     for name in list(after.grams) if exact else list(after.grams)[:1]:
         gram = after.grams[name]
         assert ((space.grams[name] - gram).norm() / gram.norm()).item() < 1e-10, name
+
+
+def test_a_share_of_the_last_epochs_steps_estimates_the_whole_epoch(digits, tmp_path):
+    """step_fraction: the forwards of about a quarter of the steps, scaled by rows seen / rows added."""
+    callback = CoreGradientSpaceCallback("last_epoch", step_fraction=0.25, seed=1)
+    model = _train(digits, tmp_path, callback, epochs=2)
+    space = callback.space
+    assert space.provenance["collected"] == "last_epoch" and space.provenance["step_fraction"] == 0.25
+    assert space.num_examples == len(digits["train"])
+    after = CoreGradientSpace.from_model(model, digits["train"], show_progress=False)
+    first = next(iter(after.grams))  # the pixels' Gram, estimated from a quarter of the rows
+    relative = ((space.grams[first] - after.grams[first]).norm() / after.grams[first].norm()).item()
+    assert 1e-6 < relative < 0.2

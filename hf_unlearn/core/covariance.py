@@ -150,8 +150,8 @@ class GramCollector:
         mask = self.token_mask
         if shareable and mask is not None and x.dim() == 3 and tuple(x.shape[:2]) == tuple(mask.shape):
             rows = x.detach()[mask].to(self.product_dtype)  # real tokens only
-        else:
-            rows = input_rows(module, x.detach()).to(self.product_dtype)
+        else:  # cast before a convolution unfolds its input: up to k² times fewer values to convert
+            rows = input_rows(module, x.detach().to(self.product_dtype))
         count = rows.shape[0]
         if self.row_fraction < 1.0 and count > 1:  # a uniform sample, scaled so the Gram stays unbiased
             keep = max(1, round(count * self.row_fraction))

@@ -192,10 +192,21 @@ class CoreGradientSpace:
         return self.eigen(name)[1][:, : self.rank(name)]
 
     def projectors(
-        self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+        self,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        names: Iterable[str] | None = None,
     ) -> dict[str, LayerProjector]:
+        """Each layer's projector; ``names``: only those layers (a layer whose weight does not move needs no
+        decomposition: LoRA on a few modules leaves the others frozen)."""
+        wanted = self.layers if names is None else set(names)
+        unknown = sorted(set(wanted) - set(self.layers))
+        if unknown:
+            raise KeyError(f"The space protects no layer(s) {unknown[:5]}.")
         out, capped = {}, []
         for name, info in self.layers.items():
+            if name not in wanted:
+                continue
             gram = self.grams[name]
             if isinstance(gram, LowRankGram):  # only the kept directions exist: never the complement form
                 rank = self.rank(name)

@@ -225,7 +225,8 @@ class SpaceProtection:
         if self.peft is not None:
             if not self._resumed and self.settings.lora_aim_at_forget:
                 aim_fresh_adapters(model, space, forget_stats.grams)
-            self.projection = ProjectedUpdates(space.projectors(), self.peft.updates)
+            moving = {layer for layer, _, _ in self.peft.updates.values()}  # frozen layers need no decomposition
+            self.projection = ProjectedUpdates(space.projectors(names=moving), self.peft.updates)
             self.projection.project_weights([k for k in self.peft.updates if "#lora_A." in k])
         else:
             self.projection = ProjectedUpdates.for_layers(model, space.projectors())

@@ -25,8 +25,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 import torch.distributed as dist
@@ -46,12 +47,16 @@ MODES = ("final_pass", "last_epoch")
 
 class _TrainingForwardGrams(GramCollector):
     """A ``GramCollector`` that counts a forward only while ``active`` (the Trainer's training steps, not its
-    evaluations), and reads each batch's size and attention mask from the model's own call."""
+    evaluations) and adds it only while ``sampled`` (the steps drawn), reading each batch's size and attention
+    mask from the model's own call."""
 
-    def __init__(self, model: nn.Module, layers: Mapping[str, nn.Module], padding: str, precision: str):
+    def __init__(self, model: nn.Module, layers: Mapping[str, nn.Module], padding: str, precision: str,
+                 clock: Callable[[], float]):
         super().__init__(layers, precision=precision)
-        self.active = False
-        self.num_examples = 0
+        self.clock = clock
+        self.active = self.sampled = False
+        self.num_examples = 0  # every training row the epoch's steps saw
+        self.sampled_examples = 0  # those whose inputs were added
         self.seconds = 0.0  # spent in the hooks: what collection adds to the training steps
         self._model, self.padding = model, padding
 
@@ -65,16 +70,17 @@ class _TrainingForwardGrams(GramCollector):
             return
         batch = kwargs if any(torch.is_tensor(v) for v in kwargs.values()) else args
         self.num_examples += batch_size_of(batch)
+        self.sampled_examples += batch_size_of(batch) if self.sampled else 0
         self.token_mask = _token_mask(kwargs, None) if self.padding == "masked" else None
 
     def _make_hook(self, name: str):
         add = super()._make_hook(name)
 
         def hook(module: nn.Module, args: tuple, output) -> None:
-            if self.active:
-                start = time.perf_counter()
+            if self.active and self.sampled:
+                start = self.clock()
                 add(module, args, output)
-                self.seconds += time.perf_counter() - start
+                self.seconds += self.clock() - start
 
         return hook
 
@@ -94,13 +100,20 @@ class CoreGradientSpaceCallback(TrainerCallback):
         precision: ``"float64"`` or ``"float32"``: the dtype of each batch's products in the last-epoch mode (the
             sum is float64 either way; float32 halves the hooks' cost at ~1e-7 relative error, well below what
             the moving weights change). The final pass always computes in float64, as ``from_model``.
+        step_fraction: below 1, the last-epoch hooks add the forwards of a seeded random share of the epoch's
+            optimizer steps only, and the sums are scaled by (rows seen) / (rows added): the hooks cost that share
+            of what they cost on every step, and the Grams are an estimate from that share of the rows.
+        seed: the draw of those steps.
         gamma, energy: the thresholds saved with the space (a request's arguments replace them).
         save_directory: where ``core_gradient_space/`` goes at the end of training (default: ``output_dir``,
             where ``trainer.save_model()`` writes the model). Checkpoints saved after collection carry it too.
 
     After training, ``space`` holds the space, ``collections`` how many times Grams were collected and
-    ``collection_seconds`` the time spent on it (inside the hooks, the final pass, fingerprints).
+    ``collection_seconds`` the time spent on it (inside the hooks, the final pass, fingerprints), read from
+    ``clock`` (wall time; a benchmark on a shared machine may set ``time.process_time``).
     """
+
+    clock: Callable[[], float] = staticmethod(time.perf_counter)
 
     def __init__(
         self,
@@ -112,6 +125,8 @@ class CoreGradientSpaceCallback(TrainerCallback):
         exclude: Iterable[str] | None = None,
         batch_size: int = 64,
         precision: str = "float64",
+        step_fraction: float = 1.0,
+        seed: int = 0,
         gamma: float = DEFAULT_GAMMA,
         energy: str = DEFAULT_ENERGY,
         save_directory: str | os.PathLike | None = None,
@@ -119,6 +134,8 @@ class CoreGradientSpaceCallback(TrainerCallback):
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not 0.0 < step_fraction <= 1.0:
+            raise ValueError(f"step_fraction must lie in (0, 1], got {step_fraction}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if train_dataset is not None and not hasattr(train_dataset, "column_names"):
@@ -128,6 +145,8 @@ class CoreGradientSpaceCallback(TrainerCallback):
         self.fingerprint_columns = list(fingerprint_columns) if fingerprint_columns else None
         self.include, self.exclude = include, exclude
         self.batch_size, self.precision, self.gamma, self.energy = batch_size, precision, gamma, energy
+        self.step_fraction = step_fraction
+        self._draw = random.Random(seed)
         self.save_directory = save_directory
         self.show_progress = show_progress
         self.space: CoreGradientSpace | None = None
@@ -164,13 +183,16 @@ class CoreGradientSpaceCallback(TrainerCallback):
         if state.global_step + steps < state.max_steps:
             return  # not the last epoch
         padding = "counted" if getattr(getattr(model, "config", None), "is_encoder_decoder", False) else "masked"
-        start = time.perf_counter()
-        self._collector = _TrainingForwardGrams(model, self._layers(model), padding, self.precision).__enter__()
-        self.collection_seconds += time.perf_counter() - start
+        start = self.clock()
+        self._collector = _TrainingForwardGrams(
+            model, self._layers(model), padding, self.precision, self.clock
+        ).__enter__()
+        self.collection_seconds += self.clock() - start
 
     def on_step_begin(self, args, state, control, **kwargs):
         if self._collector is not None:
             self._collector.active = True
+            self._collector.sampled = self.step_fraction == 1.0 or self._draw.random() < self.step_fraction
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._collector is not None:
@@ -226,7 +248,7 @@ class CoreGradientSpaceCallback(TrainerCallback):
 
     def _final_pass(self, args, state, model: nn.Module) -> None:
         """``CoreGradientSpace.from_model`` on the final weights (each process its share of the rows)."""
-        start = time.perf_counter()
+        start = self.clock()
         rows = self._rows()
         model_rows = getattr(self._dataloader, "dataset", None)
         model_rows = model_rows if hasattr(model_rows, "column_names") else rows
@@ -245,30 +267,35 @@ class CoreGradientSpaceCallback(TrainerCallback):
         )
         self.space.provenance = {"collected": "final_pass", "global_step": state.global_step}
         self.collections += 1
-        self.collection_seconds += time.perf_counter() - start
+        self.collection_seconds += self.clock() - start
 
     def _finish_last_epoch(self, args, state, model: nn.Module) -> None:
         """Close the hooks; the space, if the epoch saw every row once, else a final pass."""
-        start = time.perf_counter()
+        start = self.clock()
         collector, self._collector = self._collector, None
         collector.active = False
         collector.all_reduce()
         collector.__exit__(None, None, None)
         self.collection_seconds += collector.seconds
-        seen = _summed(collector.num_examples, next(iter(collector.grams.values())).device)
+        device = next(iter(collector.grams.values())).device
+        seen, added = _summed(collector.num_examples, device), _summed(collector.sampled_examples, device)
         expected = len(self._rows())
         self.collections += 1
-        self.collection_seconds += time.perf_counter() - start
-        if seen != expected:
+        self.collection_seconds += self.clock() - start
+        if seen != expected or added == 0:
             logger.warning(
                 "The last epoch saw %d training rows, not the %d of the training set (max_steps inside an epoch, or "
-                "rows repeated to even out processes): the space is collected in a final pass instead.",
+                "rows repeated to even out processes), or none of its steps was drawn: the space is collected in a "
+                "final pass instead.",
                 seen,
                 expected,
             )
             self._final_pass(args, state, model)
             return
-        start = time.perf_counter()
+        start = self.clock()
+        if added < seen:  # a share of the steps was added: scaled up to the whole epoch
+            for gram in collector.grams.values():
+                gram.mul_(seen / added)
         fingerprints, columns = self._fingerprints()
         layers = {name: layer_info(module) for name, module in collector.layers.items()}
         self.space = CoreGradientSpace(
@@ -281,9 +308,10 @@ class CoreGradientSpaceCallback(TrainerCallback):
             train_fingerprints=fingerprints,
             fingerprint_columns=columns,
             padding=collector.padding,
-            provenance={"collected": "last_epoch", "epoch": math.ceil(state.epoch), "global_step": state.global_step},
+            provenance={"collected": "last_epoch", "epoch": math.ceil(state.epoch), "global_step": state.global_step,
+                        "precision": self.precision, "step_fraction": self.step_fraction},
         )
-        self.collection_seconds += time.perf_counter() - start
+        self.collection_seconds += self.clock() - start
 
 
 def _summed(count: int, device: torch.device) -> int:
