@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.request_floor                    # this checkout, phases under cProfile
     .venv/bin/python -m benchmarks.request_floor --against HEAD~3   # side by side with an earlier commit
+    .venv/bin/python -m benchmarks.request_floor --lora             # a LoRA request's decompositions (MiniLM)
 
 An HF ResNet with BatchNorm (16/32/64 channels) trained with a plain ``Trainer`` on the 6 667 animal
 silhouettes of ``animal-mnist`` (3 epochs, AdamW 2e-3, batch 64), its space saved beside it; the forget set
@@ -119,6 +120,35 @@ def one_request(folder: Path, profile: bool) -> dict:
     return result
 
 
+def lora_decompositions(repeats: int = 3) -> list[list]:
+    """Seconds to make the projectors of a MiniLM space (pretrained, 6 layers, 384/1536 wide) for LoRA on
+    query and value: every layer's decomposition, against only the layers whose weights move."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from benchmarks.fidelity.scenarios import minilm_path
+    from hf_unlearn import CoreGradientSpace
+
+    torch.set_num_threads(1)
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=2).eval()
+    batches = [{"input_ids": torch.randint(1000, 20000, (16, 64), generator=torch.Generator().manual_seed(i))}
+               for i in range(4)]
+    space = CoreGradientSpace.from_model(model, batches, show_progress=False)
+    moving = {n for n in space.layers if n.endswith((".query", ".value")) or n.startswith("classifier")}
+    rows = []
+    for label, names in (("every layer (before)", None), ("the layers LoRA moves (after)", moving)):
+        times = []
+        for _ in range(repeats):
+            space._eigen.clear()
+            start = time.perf_counter()
+            space.projectors(names=names)
+            times.append(time.perf_counter() - start)
+        count = len(space.layers) if names is None else len(names)
+        rows.append([label, count, f"{statistics.median(times):.3f}"])
+    rows.append(["ratio", "", f"{float(rows[0][2]) / float(rows[1][2]):.1f}"])
+    return rows
+
+
 def run_in(checkout: Path, folder: Path, profile: bool) -> dict:
     """``one_request`` in a fresh process importing ``hf_unlearn`` from ``checkout``."""
     env = {**os.environ, "PYTHONPATH": f"{checkout}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1"}
@@ -138,7 +168,18 @@ def main() -> None:
     parser.add_argument("--against", help="an earlier commit to compare with, side by side")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cache", default="outputs/request_floor", help="where the trained model is kept")
+    parser.add_argument("--lora", action="store_true", help="only the decompositions a LoRA request needs (MiniLM)")
     args = parser.parse_args()
+    if args.lora:
+        from .results_io import table, write_results
+
+        rows = lora_decompositions()
+        for row in rows:
+            print(row)
+        write_results("request_floor", {"tables": {"lora_decompositions": table(
+            ["projectors of", "layers", "median s"], rows,
+            title="A LoRA request (query, value) on MiniLM: decompositions made, 1 thread")}})
+        return
     folder = Path(args.cache).resolve()
     if not (folder / "model" / "core_gradient_space").is_dir():
         build(folder)
