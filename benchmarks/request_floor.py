@@ -152,9 +152,11 @@ def lora_decompositions(repeats: int = 3) -> list[list]:
 def run_in(checkout: Path, folder: Path, profile: bool) -> dict:
     """``one_request`` in a fresh process importing ``hf_unlearn`` from ``checkout``."""
     env = {**os.environ, "PYTHONPATH": f"{checkout}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1"}
-    code = ("import json, sys; from pathlib import Path; import hf_unlearn; "
-            "from benchmarks.request_floor import one_request; "
-            f"r = one_request(Path({str(folder)!r}), {profile}); r['library'] = hf_unlearn.__file__; "
+    # this file by its path: an earlier checkout's benchmarks package may not have it
+    code = ("import json, importlib.util; from pathlib import Path; import hf_unlearn; "
+            f"spec = importlib.util.spec_from_file_location('request_floor', {str(Path(__file__).resolve())!r}); "
+            "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+            f"r = module.one_request(Path({str(folder)!r}), {profile}); r['library'] = hf_unlearn.__file__; "
             "print('RESULT ' + json.dumps(r))")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=checkout, capture_output=True, text=True)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
