@@ -179,3 +179,19 @@ def model_fingerprint(
         "state": state_fingerprint(model),
         "dtype": ",".join(sorted(dtypes)),  # named in the refusal when a model was converted
     }
+
+
+def fingerprint_mismatch(built: Mapping[str, str], current: Mapping[str, str]) -> str | None:
+    """How the model of ``current`` (a ``model_fingerprint``) differs from the one a space was ``built`` for, in
+    words for the refusal; None when it is that model."""
+    dtype, now = built.get("dtype"), current.get("dtype")
+    if dtype and now != dtype:  # a float32 space on a bfloat16 copy of its model, say
+        return (f"its protected weights are {now}, the cache was built for {dtype} weights (a model in another "
+                f"dtype gives every layer other inputs); load the model as {dtype} (torch_dtype=torch.{dtype}), or "
+                f"build a cache for the {now} model")
+    if current["weights"] != built["weights"]:
+        return "the protected layers' weights differ"
+    if built.get("state", current["state"]) != current["state"]:
+        return ("the protected weights match but other parameters or buffers (biases, norms, running statistics) "
+                "differ")
+    return None

@@ -22,7 +22,7 @@ from .carried_ledger import CarriedLedger
 from .covariance import PADDING_POLICIES, GramStatistics, collect_gram_matrices
 from .energy import DEFAULT_ENERGY, DEFAULT_GAMMA, check_energy, check_gamma, energy_rank
 from .errors import CGSMismatchError, LedgerError, not_training_examples
-from .fingerprint import LOCAL_KEY, fingerprint_examples, model_fingerprint
+from .fingerprint import LOCAL_KEY, fingerprint_examples, fingerprint_mismatch, model_fingerprint
 from .gram_checks import check_grams, check_low_rank, check_spectrum
 from .layers import TRANSPOSED_LINEAR, LayerInfo
 from .ledger_key import KEY_ENV, key_id, key_path, ledger_key
@@ -274,20 +274,8 @@ class CoreGradientSpace:
                     f"{info.weight_shape}. Rebuild the cache for this model."
                 )
         if check_weights and self.model_fingerprint.get("weights"):
-            current = model_fingerprint(model, self.layers, modules)
-            built, now = self.model_fingerprint.get("dtype"), current.get("dtype")
-            if built and now != built:  # a float32 space on a bfloat16 copy of its model, say
-                what = (f"its protected weights are {now}, the cache was built for {built} weights (a model in "
-                        f"another dtype gives every layer other inputs); load the model as {built} "
-                        f"(torch_dtype=torch.{built}), or build a cache for the {now} model")
-            elif current["weights"] != self.model_fingerprint["weights"]:
-                what = "the protected layers' weights differ"
-            elif self.model_fingerprint.get("state", current["state"]) != current["state"]:
-                what = (
-                    "the protected weights match but other parameters or buffers (biases, norms, running "
-                    "statistics) differ"
-                )
-            else:
+            what = fingerprint_mismatch(self.model_fingerprint, model_fingerprint(model, self.layers, modules))
+            if what is None:
                 return
             raise CGSMismatchError(
                 f"The model is not the one this cache was built (or last updated) with: {what}. The inputs every "
