@@ -92,3 +92,13 @@ def test_a_class_removal_card_names_test_accuracy_on_the_kept_classes():
     assert "TA = test accuracy," in plain and "kept classes" not in plain
     with pytest.raises(ValueError, match="evaluate every model with the same forgotten_classes"):
         render_model_card(card_data({**COMPARISON, "pgu": kept["pgu"]}))
+
+
+def test_a_local_model_is_named_by_its_folder_and_a_generic_folder_by_its_parent_too(tmp_path):
+    from hf_unlearn.cards.model_card import public_name
+
+    (tmp_path / "minilm-topics" / "model").mkdir(parents=True)
+    assert public_name(str(tmp_path / "minilm-topics")) == "a local model (minilm-topics)"
+    assert public_name(str(tmp_path / "minilm-topics" / "model")) == "a local model (minilm-topics/model)"
+    assert str(tmp_path) not in public_name(str(tmp_path / "minilm-topics" / "model"))  # no absolute path
+    assert public_name("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"

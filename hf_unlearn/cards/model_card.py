@@ -46,11 +46,22 @@ UNPUBLISHED_PATTERNS = (
 )
 
 
+# folder names that say nothing of the model: the one above them is named as well
+GENERIC_FOLDERS = frozenset({"model", "models", "checkpoint", "final", "output", "outputs", "snapshot", "weights"})
+
+
 def public_name(name: str) -> str:
-    """A model's name as a card may publish it: Hub ids as they are, local paths reduced to their last part."""
+    """A model's name as a card may publish it: Hub ids as they are, local paths reduced to their last part (and
+    the part above it when the last one is a generic name such as ``model``)."""
     text = str(name)
     local = text.startswith((".", "/", "~")) or "\\" in text or Path(text).expanduser().exists()
-    return f"a local model ({Path(text).name})" if local else text
+    if not local:
+        return text
+    path = Path(text).expanduser()
+    shown = path.name
+    if shown.lower() in GENERIC_FOLDERS or shown.startswith("checkpoint-"):
+        shown = f"{path.resolve().parent.name}/{shown}"
+    return f"a local model ({shown})"
 
 
 def _cell(value: float) -> str:
