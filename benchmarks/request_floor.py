@@ -62,6 +62,7 @@ def build(folder: Path) -> None:
     recipe = TrainingRecipe(num_train_epochs=3, learning_rate=2e-3, per_device_train_batch_size=64)
     train_classifier(model, data["train"], recipe, output_dir=str(folder / "train"))
     model.eval().save_pretrained(folder / "model")
+    data.save_to_disk(str(folder / "data"))  # both checkouts of a side-by-side run read these very rows
     CoreGradientSpace.from_model(model, data["train"], show_progress=False).save_pretrained(
         folder / "model" / "core_gradient_space")
 
@@ -84,14 +85,14 @@ def choose_rows(folder: Path) -> None:
 def one_request(folder: Path, profile: bool) -> dict:
     """The request in this process (whichever ``hf_unlearn`` is on the path): wall seconds and phases."""
     import torch
+    from datasets import load_from_disk
     from transformers import AutoModelForImageClassification
 
-    from benchmarks.fidelity.scenarios import load_animal_images
     from hf_unlearn import UnlearningArguments, UnlearningTrainer
     from hf_unlearn.data.forget import split_forget_retain
 
     torch.set_num_threads(1)
-    data = load_animal_images(n=10000).with_format("torch")
+    data = load_from_disk(str(folder / "data")).with_format("torch")
     rows = json.loads((folder / "forget_rows.json").read_text())
     forget, retain = split_forget_retain(data["train"], rows)
     profiler = cProfile.Profile() if profile else None
@@ -183,7 +184,7 @@ def main() -> None:
             title="A LoRA request (query, value) on MiniLM: decompositions made, 1 thread")}})
         return
     folder = Path(args.cache).resolve()
-    if not (folder / "model" / "core_gradient_space").is_dir():
+    if not (folder / "data").is_dir():
         build(folder)
     if not (folder / "forget_rows.json").is_file():
         choose_rows(folder)
