@@ -82,7 +82,28 @@ def choose_rows(folder: Path) -> None:
     (folder / "forget_rows.json").write_text(json.dumps(known))
 
 
-def one_request(folder: Path, profile: bool) -> dict:
+def space_for(folder: Path, model_dir: Path) -> None:
+    """``model_dir``: the trained model with a space built and saved by the ``hf_unlearn`` on the path (an
+    earlier library may not read the current format)."""
+    import shutil
+
+    import torch
+    from datasets import load_from_disk
+    from transformers import AutoModelForImageClassification
+
+    from hf_unlearn import CoreGradientSpace
+
+    torch.set_num_threads(1)
+    if model_dir.exists():
+        return
+    shutil.copytree(folder / "model", model_dir, ignore=shutil.ignore_patterns("core_gradient_space"))
+    data = load_from_disk(str(folder / "data")).with_format("torch")
+    model = AutoModelForImageClassification.from_pretrained(model_dir).eval()
+    CoreGradientSpace.from_model(model, data["train"], show_progress=False).save_pretrained(
+        model_dir / "core_gradient_space")
+
+
+def one_request(folder: Path, profile: bool, model_dir: Path | None = None) -> dict:
     """The request in this process (whichever ``hf_unlearn`` is on the path): wall seconds and phases."""
     import torch
     from datasets import load_from_disk
@@ -100,7 +121,7 @@ def one_request(folder: Path, profile: bool) -> dict:
         if profiler:
             profiler.enable()
         start = time.perf_counter()
-        model = AutoModelForImageClassification.from_pretrained(folder / "model")
+        model = AutoModelForImageClassification.from_pretrained(model_dir or folder / "model")
         loaded = time.perf_counter()
         args = UnlearningArguments(output_dir=out, report_to="none", disable_tqdm=True, seed=0, use_cpu=True,
                                    logging_strategy="no", save_strategy="no")
@@ -150,14 +171,16 @@ def lora_decompositions(repeats: int = 3) -> list[list]:
     return rows
 
 
-def run_in(checkout: Path, folder: Path, profile: bool) -> dict:
-    """``one_request`` in a fresh process importing ``hf_unlearn`` from ``checkout``."""
+def run_in(checkout: Path, folder: Path, profile: bool, model_dir: Path | None = None, call: str = "") -> dict:
+    """``one_request`` (or ``call``) in a fresh process importing ``hf_unlearn`` from ``checkout``."""
     env = {**os.environ, "PYTHONPATH": f"{checkout}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1"}
+    where = f"Path({str(model_dir)!r})" if model_dir else "None"
+    call = call or f"module.one_request(Path({str(folder)!r}), {profile}, {where})"
     # this file by its path: an earlier checkout's benchmarks package may not have it
     code = ("import json, importlib.util; from pathlib import Path; import hf_unlearn; "
             f"spec = importlib.util.spec_from_file_location('request_floor', {str(Path(__file__).resolve())!r}); "
             "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
-            f"r = module.one_request(Path({str(folder)!r}), {profile}); r['library'] = hf_unlearn.__file__; "
+            f"r = {call} or {{}}; r['library'] = hf_unlearn.__file__; "
             "print('RESULT ' + json.dumps(r))")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=checkout, capture_output=True, text=True)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
@@ -195,12 +218,18 @@ def main() -> None:
         subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.against], cwd=ROOT, check=True,
                        capture_output=True)
         checkouts = {f"at {args.against}": worktree, **checkouts}
+    models = {name: None if checkout == ROOT else folder / f"model_{args.against}"
+              for name, checkout in checkouts.items()}
     try:
+        for name, checkout in checkouts.items():  # an earlier library saves (and reads) its own space format
+            if models[name] is not None:
+                run_in(checkout, folder, False, call=f"module.space_for(Path({str(folder)!r}), "
+                                                     f"Path({str(models[name])!r}))")
         walls = {name: [] for name in checkouts}
         for _ in range(args.repeats):  # alternating, so both see the same machine load
             for name, checkout in checkouts.items():
-                walls[name].append(run_in(checkout, folder, profile=False)["total"])
-        profiles = {name: run_in(checkout, folder, profile=True) for name, checkout in checkouts.items()}
+                walls[name].append(run_in(checkout, folder, False, models[name])["total"])
+        profiles = {name: run_in(checkout, folder, True, models[name]) for name, checkout in checkouts.items()}
     finally:
         if worktree is not None:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, capture_output=True)
