@@ -8,6 +8,7 @@ import numpy as np
 
 from ..core.labels import LABEL_KEYS
 from ..core.layers import is_peft_model
+from .arrow_values import column_values
 
 
 def label_column(dataset) -> str | None:
@@ -16,7 +17,14 @@ def label_column(dataset) -> str | None:
 
 
 def column_array(dataset, column: str) -> np.ndarray:
-    """One column as a NumPy array, read in a single Arrow call (honours ``select``/``shuffle``)."""
+    """One column as a NumPy array, read in a single Arrow call (honours ``select``/``shuffle``).
+
+    A numeric column with one value per row (labels) is read straight from the table's buffer and picked by the
+    selection's indices: the formatter took 0.25 s for the labels of 60 000 selected rows, read five times a run.
+    """
+    found = column_values(dataset, column) if hasattr(dataset, "data") else None
+    if found is not None and found[1] and found[0].ndim == 2 and found[0].shape[1] == 1:
+        return found[0][:, 0]
     return np.asarray(dataset.select_columns([column]).with_format("numpy")[:][column])
 
 
