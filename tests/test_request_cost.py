@@ -26,7 +26,9 @@ def test_a_split_of_one_table_is_checked_without_reading_its_rows(monkeypatch):
 
     monkeypatch.setattr(checks, "row_digests", no_reading)
     monkeypatch.setattr(checks, "fingerprint_examples", no_reading)
-    check_no_overlap(forget, retain, ["x", "labels"], lambda: None)
+    check_no_overlap(forget, retain, ["x", "labels"], lambda: None, training_rows=len(data))
+    with pytest.raises(AssertionError, match="the rows were read"):  # the table is not (all of) the training data
+        check_no_overlap(forget, retain, ["x", "labels"], lambda: None, training_rows=len(data) - 5)
 
 
 def test_selections_that_overlap_or_leave_rows_out_are_still_checked_row_by_row():

@@ -88,6 +88,7 @@ def check_no_overlap(
     columns: list[str],
     training: Callable[[], torch.Tensor] | None,
     key: bytes | str | None = LOCAL_KEY,
+    training_rows: int | None = None,
 ) -> None:
     """Forget rows must not also be kept: a row may be in both only as often as the training data has it.
 
@@ -95,10 +96,12 @@ def check_no_overlap(
     space; called only when some row has a twin) and so each row's multiplicity: the check is exact.
     Without it, duplicates in the data (SMS spam has many) cannot be told from a retain set that still
     holds the forget set: half or more of the forget rows shared is refused, fewer is a warning.
+    ``training_rows``: how many rows the training data holds now; a forget and a retain set that split one table
+    of exactly that many rows between them pass without their rows being read.
     """
     if retain is None or len(retain) == 0:
         return
-    if training is not None and split_of_one_table(forget, retain):
+    if training is not None and len(forget) + len(retain) == training_rows and split_of_one_table(forget, retain):
         # every row is in one set or the other, once: a content in both is a copy the training data itself holds,
         # which is what the check below allows (with the training data known it would find nothing, at O(N))
         return
@@ -192,7 +195,14 @@ def check_request_inputs(*, forget, retain, eval_dataset, original_dataset, spac
         training = lambda: fingerprint_examples(original_dataset, columns)  # noqa: E731  (a pass over all rows)
     else:
         columns, training = list(forget.column_names), None
-    check_no_overlap(forget, retain, columns, training, key)
+    check_no_overlap(forget, retain, columns, training, key, training_rows=_training_rows(original_dataset, space))
+
+
+def _training_rows(original_dataset, space) -> int | None:
+    """How many rows the training data holds now (a space's count drops with each request it carried out)."""
+    if space is not None and getattr(space, "train_fingerprints", None) is not None:
+        return int(space.num_examples)
+    return len(original_dataset) if original_dataset is not None else None
 
 
 def check_model_inputs(**datasets) -> None:
