@@ -18,7 +18,7 @@ Model: an HF ResNet with BatchNorm from config (16/32/64 channels), trained with
   taken without a profiler; a second, profiled run splits it into phases (model load, space load with its
   checksum, forget-row fingerprints, forget Grams, model fingerprints, decompositions, checks, steps,
   projection, end-of-run look);
-* peak resident memory above the process's level at the start of each timed piece (sampled every 5 ms);
+* the process's peak resident memory during each timed piece (sampled every 5 ms);
 * accuracies of the unlearned and the retrained model on the forget rows and the test set.
 
 Every run adds its sizes to ``benchmarks/results/<name>.json`` (earlier sizes with the same settings stay),
@@ -76,7 +76,10 @@ PHASES = (
 
 
 class PeakMemory:
-    """Peak resident memory (MiB) above the level at entry, sampled from /proc/self/statm by a thread."""
+    """Peak resident memory of the process (MiB) while the block runs, sampled from /proc/self/statm by a thread.
+
+    The process's whole footprint (data, models, libraries) is included: memory an earlier piece freed is
+    reused by the allocator, so an increase over the level at entry would read as zero."""
 
     page = 4096 / 2**20
 
@@ -99,11 +102,11 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self._rss())
-        self.mib = self.peak - self.start
+        self.mib = self.peak
 
 
 def timed(fn, *args, **kwargs) -> tuple[object, float, float]:
-    """``fn``'s result, wall seconds and peak extra MiB."""
+    """``fn``'s result, wall seconds and the process's peak resident MiB meanwhile."""
     with PeakMemory() as memory:
         start = time.perf_counter()
         out = fn(*args, **kwargs)
