@@ -49,7 +49,7 @@ def test_the_audit_scores_caches_and_reports(audit_setup, tmp_path):
     assert list(families) == ["none", "finetune", "ceiling"]
     # doing nothing: the same model N times, a point mass at every example: every example is given away
     assert families["none"]["forget_score"] == 0.0 and families["none"]["final_score"] == 0.0
-    assert families["none"]["ulira"]["model_auc"] == 1.0
+    assert families["none"]["ulira"]["model_auc"] == 1.0 and families["none"]["spread_ratio"] == 0.0
     assert families["ceiling"]["forget_score"] > 0
     # the report names forget examples by their index in the training set
     worst = families["finetune"]["most_distinguishable"]

@@ -85,6 +85,7 @@ def score_family(runs: dict, retrained: dict, indices: Sequence[int], labels: Se
     scored = forget_score(u, r)
     mine, theirs = _family_summary(runs), _family_summary(retrained)
     attack = ulira(u, r) if num_models >= ULIRA_MIN_MODELS else None
+    spread_r = np.maximum(r.std(axis=0), 1e-12)
     by_n = []
     for n in num_models_steps(num_models):
         step = {"num_models": n, "forget_score": forget_score(u[:n], r[:n])["forget_score"]}
@@ -96,6 +97,10 @@ def score_family(runs: dict, retrained: dict, indices: Sequence[int], labels: Se
         "final_score": final_score(scored["forget_score"], mine["retain_accuracy"], theirs["retain_accuracy"],
                                    mine["test_accuracy"], theirs["test_accuracy"]),
         "ulira": None if attack is None else {k: attack[k] for k in ("auc", "accuracy", "model_auc")},
+        # why examples give a family away: its seed-to-seed spread against retraining's (a "peaky" family, far
+        # below 1, is caught however close its mean), and the gap of the means in retrained standard deviations
+        "spread_ratio": float(np.median(u.std(axis=0) / spread_r)),
+        "mean_shift": float(np.median(np.abs(u.mean(axis=0) - r.mean(axis=0)) / spread_r)),
         **mine,
         "epsilon_histogram": epsilon_histogram(scored["epsilons"], num_models),
         "most_distinguishable": _most_distinguishable(u, r, scored["epsilons"],
@@ -119,32 +124,38 @@ def render_markdown(report: dict) -> str:
     for name, fam in families.items():
         attack = fam["ulira"] or {}
         rows.append([name, _fmt(fam["forget_score"]), _fmt(fam["final_score"]), _fmt(attack.get("auc")),
-                     _fmt(attack.get("accuracy")), _fmt(attack.get("model_auc")),
+                     _fmt(attack.get("accuracy")), _fmt(attack.get("model_auc")), _fmt(fam["spread_ratio"], 2),
+                     _fmt(fam["mean_shift"], 2),
                      f"{fam['forget_accuracy']:.1f}", f"{fam['retain_accuracy']:.1f}", f"{fam['test_accuracy']:.1f}",
                      f"{fam['seconds_per_run']:.2f}",
                      "" if fam["incomplete_runs"] is None else f"{fam['incomplete_runs']}/{fam['num_models']}"])
     ref = report["retrained"]
-    rows.append(["(retrained models)", "", "", "", "", "", f"{ref['forget_accuracy']:.1f}",
+    rows.append(["(retrained models)", "", "", "", "", "", "", "", f"{ref['forget_accuracy']:.1f}",
                  f"{ref['retain_accuracy']:.1f}", f"{ref['test_accuracy']:.1f}", f"{ref['seconds_per_run']:.2f}", ""])
     lines = [
         f"# Unlearning audit: {setup['num_forget']} forget examples, {setup['num_models']} models a side",
         "",
         markdown_table(["family", "forget score", "final score", "U-LiRA AUC", "U-LiRA acc", "model-level AUC",
-                        "forget acc", "retain acc", "test acc", "s / run", "incomplete"], rows),
+                        "spread", "shift", "forget acc", "retain acc", "test acc", "s / run", "incomplete"], rows),
         "",
         "Forget score: the unlearning-challenge score, the mean over forget examples of points earned by how well "
         "the best threshold rule on that example's confidence tells this family's models from retrained ones "
         "(higher is better; 0 = every example gives the family away). Final score: forget score x retain and test "
         "accuracy relative to the retrained models. U-LiRA: a per-example likelihood-ratio attack with shadow "
         "models (0.5 = cannot tell the families apart, 1 = always can); model-level: one decision per model from "
-        "all forget examples. Accuracies in %, means over the family's models. Incomplete: runs whose stop "
+        "all forget examples. Spread: the family's seed-to-seed standard deviation of an example's confidence over "
+        "the retrained models' (median over examples; far below 1 is a \"peaky\" family, recognised however close "
+        "its mean); shift: the gap of the means in retrained standard deviations (median). Accuracies in %, means "
+        "over the family's models. Incomplete: runs whose stop "
         "rule ended before its target (the budget or the utility guard stopped them).",
     ]
     if "ceiling" in families:
         lines += ["", "`ceiling`: a second set of retrained models scored against the first — the most any method "
                   "can reach with this many models."]
     lines += ["", "## The score with n models a side", "",
-              "A score that still moves between the last two rows means more models would change it.", ""]
+              "The points per ε bucket stop at log(n - 1), so the score falls with n for every family: read each "
+              "column against the ceiling's at the same n (when there is one). A U-LiRA AUC still rising with n "
+              "means more shadow models would make the attack stronger still.", ""]
     steps = [s["num_models"] for s in next(iter(families.values()))["by_num_models"]]
     step_rows = [[name] + [f"{_fmt(s['forget_score'])} / {_fmt(s['ulira_auc'])}" for s in fam["by_num_models"]]
                  for name, fam in families.items()]
