@@ -31,6 +31,16 @@ def test_a_split_of_one_table_is_checked_without_reading_its_rows(monkeypatch):
         check_no_overlap(forget, retain, ["x", "labels"], lambda: None, training_rows=len(data) - 5)
 
 
+def test_a_contiguous_forget_set_is_a_slice_and_still_recognised():
+    """``select`` of a contiguous range is a zero-copy slice with no index list (a class of sorted data)."""
+    data = _data()
+    forget, retain = split_forget_retain(data, list(range(10, 20)))
+    assert forget._indices is None and retain._indices is not None
+    assert split_of_one_table(forget, retain)
+    assert not split_of_one_table(data.select(range(10, 20)), data.select([i for i in range(50) if i != 15]))
+    assert not split_of_one_table(data.select(range(10, 20)), data.select([i for i in range(50) if i < 10]))
+
+
 def test_selections_that_overlap_or_leave_rows_out_are_still_checked_row_by_row():
     data = _data()
     forget = data.select([3, 7, 11])

@@ -146,19 +146,36 @@ def check_no_overlap(
 
 
 def split_of_one_table(first, second) -> bool:
-    """Whether two ``select``ions of the same Arrow table (the same memory) are disjoint and together cover it, as
-    ``split_forget_retain`` makes them. Reads only the two index lists."""
-    tables = [getattr(getattr(d, "data", None), "table", None) for d in (first, second)]
-    indices = [getattr(d, "_indices", None) for d in (first, second)]
-    if any(t is None for t in tables) or any(i is None for i in indices) or _buffers(tables[0]) != _buffers(tables[1]):
+    """Whether two selections of the same Arrow table (the same memory) are disjoint and together cover it, as
+    ``split_forget_retain`` makes them (an index list, or a zero-copy slice for a contiguous range). Reads only
+    the index lists and where each column's chunks lie, never the rows."""
+    parent = next((d for d in (first, second) if getattr(d, "_indices", None) is not None), None)
+    if parent is None or any(getattr(getattr(d, "data", None), "table", None) is None for d in (first, second)):
         return False
-    rows = tables[0].num_rows
-    left, right = (i.column(0).to_numpy() for i in indices)
-    if len(left) + len(right) != rows:
+    table = parent.data.table
+    keys: dict[tuple, int] = {}  # chunk buffers -> a number, shared by every table read here
+    every = _row_ids(table, keys)  # per column: where each of the table's rows lies
+    lookup = {int(v): i for i, v in enumerate(every[0])}
+    positions = []
+    for dataset in (first, second):
+        indices = getattr(dataset, "_indices", None)
+        if indices is not None:
+            if dataset is not parent and _buffers(dataset.data.table) != _buffers(table):
+                return False
+            positions.append(indices.column(0).to_numpy())
+            continue
+        ids = _row_ids(dataset.data.table, keys)  # a slice: the same memory at other offsets
+        if len(ids) != len(every) or any(int(v) not in lookup for v in ids[0]):
+            return False
+        rows = np.array([lookup[int(v)] for v in ids[0]], dtype=np.int64)
+        if any(not np.array_equal(column, full[rows]) for column, full in zip(ids, every)):
+            return False
+        positions.append(rows)
+    if sum(len(p) for p in positions) != table.num_rows:
         return False
-    seen = np.zeros(rows, dtype=np.int64)
-    np.add.at(seen, left, 1)
-    np.add.at(seen, right, 1)
+    seen = np.zeros(table.num_rows, dtype=np.int64)
+    for rows in positions:
+        np.add.at(seen, rows, 1)
     return bool((seen == 1).all())
 
 
@@ -166,6 +183,19 @@ def _buffers(table) -> list:
     """Where each column chunk's data lives: equal lists mean one table in memory."""
     return [tuple(b.address if b is not None else None for b in chunk.buffers())
             for column in table.columns for chunk in column.chunks]
+
+
+def _row_ids(table, keys: dict[tuple, int]) -> list[np.ndarray]:
+    """Per column, an id of the memory each row lies in: (which chunk buffers, the row's offset in them)."""
+    out = []
+    for column in table.columns:
+        parts = []
+        for chunk in column.chunks:
+            buffers = tuple(b.address if b is not None else None for b in chunk.buffers())
+            key = keys.setdefault(buffers, len(keys))
+            parts.append(np.int64(key) * (1 << 40) + chunk.offset + np.arange(len(chunk), dtype=np.int64))
+        out.append(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+    return out
 
 
 def check_not_everything(forget, original_dataset, space) -> None:
