@@ -236,9 +236,10 @@ class UnlearningMeasurements:
     def guard_closer_look(
         self, start: dict[str, torch.Tensor], metrics: dict[str, float], alarms: list[str]
     ) -> list[str]:
-        """The guard's alarms that hold on ``guard_retain_sample(tolerance)`` retain examples and the whole validation
-        set, read for the current weights and for ``start`` (once per run) on the same examples: a paired
-        comparison. An alarm on a set with nothing larger to read (validation already whole) stands as it was.
+        """The drops that hold on ``guard_retain_sample(tolerance)`` retain examples and the whole validation set,
+        read for the current weights and for ``start`` (once per run) on the same examples: a paired comparison.
+        Every set the larger read covers is judged there; an alarm on a set with nothing larger to read (validation
+        already whole) stands as it was.
         """
         tolerance = self.args.utility_tolerance
         size = guard_retain_sample(tolerance)
@@ -252,13 +253,14 @@ class UnlearningMeasurements:
                 restore_weights(model, end)
             self._guard_before = (id(start), before)
         before, after = self._guard_before[1], self.full_utility(size, known=metrics)
-        confirmed = []
+        # every set the larger read covers is judged on it, not only the alarmed ones: a validation alarm's look once
+        # found retain accuracy 5.3 points down on 600 examples where the check's 128 read it within the tolerance
+        confirmed = [f"{name} {after[name]:.1f} < {before[name]:.1f} - {tolerance:g} (closer look)"
+                     for name in after if name in before and after[name] < before[name] - tolerance]
         for alarm in alarms:
             name = "retain accuracy" if alarm.startswith("retain_accuracy") else "validation accuracy"
-            if name not in after or name not in before:
+            if name not in after or name not in before:  # nothing larger to read: the check's sample stands
                 confirmed.append(alarm)
-            elif after[name] < before[name] - tolerance:
-                confirmed.append(f"{name} {after[name]:.1f} < {before[name]:.1f} - {tolerance:g} (closer look)")
         return confirmed
 
     def end_of_run_drops(
