@@ -17,6 +17,7 @@ _LAZY = {
     "METHODS": "hf_unlearn.methods",
     "get_method": "hf_unlearn.methods",
     "load_causal_lm": "hf_unlearn.models.causal_lm",  # GGUF checkpoints load as trainable float weights
+    "run_audit": "hf_unlearn.audit",  # per-example audit against many retrained models
 }
 
 __all__ = ["CGSMismatchError", "CoreGradientSpace", "LedgerError", "collect_gram_matrices", *_LAZY]
