@@ -26,7 +26,7 @@ def _mean(seeds: list[dict], row: str, key: str) -> float:
 
 
 def _b(scenario, gap: float, floor: float, nothing: float) -> str:
-    if scenario.request == "random":
+    if scenario.request in ("random", "user"):  # a user's records: a sample removal, judged as random requests are
         return "yes" if gap <= nothing and gap <= 1.5 * floor + 0.5 else "no"
     if scenario.request == "class":
         return "yes" if gap <= 1.0 else "no"
