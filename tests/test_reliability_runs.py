@@ -188,6 +188,24 @@ def test_an_explicitly_named_incomplete_checkpoint_is_refused(trained_model, dig
         trainer.train(resume_from_checkpoint=str(checkpoint))
 
 
+def _takes_no_step(model, digits, tmp_path, rows):
+    """A PGU request that must leave ``model`` exactly as it was: no step, nothing recorded, the card says so and
+    names the way to force it."""
+    forget, retain = split_forget_retain(digits["train"], rows)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = UnlearningTrainer(model=model, args=make_args(tmp_path, method="pgu"), forget_dataset=forget,
+                                retain_dataset=retain, eval_dataset=digits["validation"],
+                                original_dataset=digits["train"])
+    output = trainer.train()
+    trainer.save_model()
+    assert output.global_step == 0 and not trainer.outcome.unlearned
+    assert "stop_rule='none'" in trainer.outcome.reason
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    assert CoreGradientSpace.from_pretrained(tmp_path / "run" / "core_gradient_space").ledger == []
+    assert "**Not unlearned.**" in (tmp_path / "run" / "README.md").read_text()
+    return trainer
+
+
 def test_a_forget_set_that_already_looks_unseen_takes_no_step_and_is_not_recorded(digits, tmp_path):
     """The sample-removal rule holds before any step: the model is left exactly as it was, and the card says so."""
     from digits_models import fit_small_cnn
@@ -199,19 +217,7 @@ def test_a_forget_set_that_already_looks_unseen_takes_no_step_and_is_not_recorde
     out = collect_outputs(model, digits["train"])
     wrong = (out["logits"].argmax(-1) != out["labels"]).nonzero().flatten().tolist()[:20]
     assert len(wrong) >= 5
-    forget, retain = split_forget_retain(digits["train"], wrong)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    trainer = UnlearningTrainer(model=model, args=make_args(tmp_path, method="pgu"), forget_dataset=forget,
-                                retain_dataset=retain, eval_dataset=digits["validation"],
-                                original_dataset=digits["train"])
-    output = trainer.train()
-    trainer.save_model()
-    assert output.global_step == 0 and not trainer.outcome.unlearned
-    assert "stop_rule='none'" in trainer.outcome.reason
-    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
-    saved = CoreGradientSpace.from_pretrained(tmp_path / "run" / "core_gradient_space")
-    assert saved.ledger == []
-    assert "**Not unlearned.**" in (tmp_path / "run" / "README.md").read_text()
+    trainer = _takes_no_step(model, digits, tmp_path, wrong)
     # what the message suggests: no stop rule and a step budget removes them after all
     trainer.args.stop_rule, trainer.args.max_steps = "none", 3
     output = trainer.train()
@@ -328,18 +334,8 @@ def test_a_class_the_model_never_predicts_is_not_unlearned_and_not_recorded(trai
     head = [m for m in trained_model.modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
         head.bias[3] -= 60.0  # class 3 is never predicted and its probability is ~0
-    forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
-    before = {n: p.detach().clone() for n, p in trained_model.named_parameters()}
-    trainer = UnlearningTrainer(model=trained_model, args=make_args(tmp_path, method="pgu"), forget_dataset=forget,
-                                retain_dataset=retain, eval_dataset=digits["validation"],
-                                original_dataset=digits["train"])
-    output = trainer.train()
-    trainer.save_model()
-    assert output.global_step == 0 and not trainer.outcome.unlearned
-    assert "already not predicted" in trainer.outcome.reason and "stop_rule='none'" in trainer.outcome.reason
-    assert all(torch.equal(p, before[n]) for n, p in trained_model.named_parameters())
-    assert CoreGradientSpace.from_pretrained(tmp_path / "run" / "core_gradient_space").ledger == []
-    assert "**Not unlearned.**" in (tmp_path / "run" / "README.md").read_text()
+    trainer = _takes_no_step(trained_model, digits, tmp_path, indices_of_classes(digits["train"], [3]))
+    assert "already not predicted" in trainer.outcome.reason
 
 
 def test_checkpoints_keep_two_and_link_an_unchanged_space_instead_of_copying_it(trained_model, digits, tmp_path):

@@ -7,25 +7,18 @@ ensembles saved before these records are checked for a weights file only.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+from ..core.storage import sha256_of
 
 WEIGHT_FILES = (
     "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json"
 )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def folder_checksums(folder: Path) -> dict[str, str]:
     """``{file name: SHA-256}`` of every file a stage's ``save_pretrained`` wrote into ``folder``."""
-    return {p.name: _sha256(p) for p in sorted(Path(folder).iterdir()) if p.is_file()}
+    return {p.name: sha256_of(p) for p in sorted(Path(folder).iterdir()) if p.is_file()}
 
 
 def stage_problem(folder: Path, recorded: dict[str, str] | None) -> str | None:
@@ -38,7 +31,7 @@ def stage_problem(folder: Path, recorded: dict[str, str] | None) -> str | None:
             path = folder / name
             if not path.is_file():
                 return f"{path} is missing"
-            if _sha256(path) != expected:
+            if sha256_of(path) != expected:
                 return f"{path} does not match its recorded checksum (altered or corrupted)"
         return None
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
