@@ -113,15 +113,16 @@ def rename_label(data: DatasetDict, label_column: str) -> DatasetDict:
 def tokenize(data: DatasetDict, tokenizer, text_column: str, max_length: int) -> DatasetDict:
     if text_column not in data["train"].column_names:
         raise ValueError(f"Text column {text_column!r} not found; columns: {data['train'].column_names}")
-    for split, rows in data.items():
-        if cut := count_truncated(list(rows[text_column]), tokenizer, max_length):
+    tokenized = data.map(lambda batch: tokenizer(batch[text_column], truncation=True, max_length=max_length),
+                         batched=True, desc="Tokenizing")
+    for split, rows in tokenized.items():
+        if cut := count_truncated(rows[text_column], rows["input_ids"], tokenizer, max_length):
             logger.warning(
                 "%d of %d %s texts are longer than max_length %d tokens and are cut there. Use the max_length the "
                 "model was trained with (--max_length); a space built now records it for every later run.",
                 cut, len(rows), split, max_length,
             )
-    return data.map(lambda batch: tokenizer(batch[text_column], truncation=True, max_length=max_length),
-                     batched=True, desc="Tokenizing")
+    return tokenized
 
 
 def process_images(data: DatasetDict, processor, image_column: str) -> DatasetDict:

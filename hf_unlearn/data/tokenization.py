@@ -84,10 +84,10 @@ def check_tokenizer(recorded: dict | None, tokenizer, where: str) -> None:
         )
 
 
-def count_truncated(texts: list[str], tokenizer, max_length: int) -> int:
-    """How many ``texts`` have more than ``max_length`` tokens (only rows that reach the limit are re-read)."""
-    cut = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    at_limit = [text for text, ids in zip(texts, cut) if len(ids) >= max_length]
+def count_truncated(texts: list[str], cut_ids: list[list[int]], tokenizer, max_length: int) -> int:
+    """How many ``texts`` have more than ``max_length`` tokens, given their ids as already cut there: only the rows
+    that reach the limit are tokenised again, whole."""
+    at_limit = [text for text, ids in zip(texts, cut_ids) if len(ids) >= max_length]
     if not at_limit:
         return 0
     return sum(len(ids) > max_length for ids in tokenizer(at_limit, truncation=False)["input_ids"])
