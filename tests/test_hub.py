@@ -238,15 +238,21 @@ def test_render_model_card_on_hand_made_numbers():
     assert NOT_MEASURED in plain and UNKNOWN_CLOSENESS in plain and "Avg. Gap" not in plain
 
 
-def test_push_saves_first_so_an_offline_push_loses_nothing(trained_model, digits, tmp_path, no_remote_connections,
-                                                            monkeypatch, one_thread):
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+def _class_removed_for_a_push(model, digits, tmp_path):
+    """Two PGU steps removing class 3, with a Hub repo named: a run to push."""
     forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
     args = UnlearningArguments(output_dir=str(tmp_path / "run"), method="pgu", disable_tqdm=True, seed=0,
                                logging_strategy="no", hub_model_id=REPO_ID, max_steps=2)
-    trainer = UnlearningTrainer(model=trained_model, args=args, forget_dataset=forget, retain_dataset=retain,
+    trainer = UnlearningTrainer(model=model, args=args, forget_dataset=forget, retain_dataset=retain,
                                 eval_dataset=digits["validation"], original_dataset=digits["train"])
     trainer.train()
+    return trainer
+
+
+def test_push_saves_first_so_an_offline_push_loses_nothing(trained_model, digits, tmp_path, no_remote_connections,
+                                                            monkeypatch, one_thread):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    trainer = _class_removed_for_a_push(trained_model, digits, tmp_path)
     with pytest.raises(Exception, match="(?i)offline"):
         trainer.push_to_hub()
     out = tmp_path / "run"
@@ -444,18 +450,14 @@ def test_an_unreachable_hub_is_named_with_the_fix_and_the_model_stays_saved(
 ):
     from hf_unlearn.scripts import cgs
 
-    forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
-    args = UnlearningArguments(output_dir=str(tmp_path / "run"), method="pgu", disable_tqdm=True, seed=0,
-                               logging_strategy="no", hub_model_id=REPO_ID, max_steps=2)
-    trainer = UnlearningTrainer(model=trained_model, args=args, forget_dataset=forget, retain_dataset=retain,
-                                eval_dataset=digits["validation"], original_dataset=digits["train"])
-    trainer.train()
+    trainer = _class_removed_for_a_push(trained_model, digits, tmp_path)
     with pytest.raises(ConnectionError, match=rf"Could not reach the Hub at {unreachable_hub} .*Check the network.*"
                                               rf"the model is saved in {tmp_path / 'run'}"):
         trainer.push_to_hub()
     assert (tmp_path / "run" / "model.safetensors").is_file()
     with pytest.raises(ConnectionError, match=rf"Could not reach the Hub at {unreachable_hub} to create the repo"):
-        UnlearningTrainer(model=trained_model, args=dataclasses.replace(args, push_to_hub=True),
+        forget, retain = split_forget_retain(digits["train"], indices_of_classes(digits["train"], [3]))
+        UnlearningTrainer(model=trained_model, args=dataclasses.replace(trainer.args, push_to_hub=True),
                           forget_dataset=forget, retain_dataset=retain, original_dataset=digits["train"])
     CoreGradientSpace.from_model(trained_model, digits["train"], show_progress=False).save_pretrained(tmp_path / "s")
     with pytest.raises(ConnectionError, match=rf"Could not reach the Hub at {unreachable_hub} to push"):
