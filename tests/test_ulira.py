@@ -80,7 +80,16 @@ def test_a_hand_checked_case():
 def test_global_variance_and_bad_input():
     rng = np.random.default_rng(4)
     u, r = rng.normal(0, 1, (6, 5)), rng.normal(0, 1, (6, 5))
-    assert 0.0 <= ulira(u, r, variance="global", num_folds=3)["auc"] <= 1.0
+    # every example a shifted copy of the first (equal variances): pooling them changes nothing
+    same_u, same_r = u[:, :1] + np.arange(5), r[:, :1] + 2 * np.arange(5)
+    pooled = likelihood_ratio_scores(same_u, same_r, num_folds=3, variance="global")
+    own = likelihood_ratio_scores(same_u, same_r, num_folds=3, variance="per_example")
+    assert all(np.allclose(a, b) for a, b in zip(pooled, own))
+    # variances that differ between examples: the pooled one scores them otherwise
+    spread_u, spread_r = u * np.arange(1, 6), r * np.arange(1, 6)
+    pooled = likelihood_ratio_scores(spread_u, spread_r, num_folds=3, variance="global")
+    own = likelihood_ratio_scores(spread_u, spread_r, num_folds=3, variance="per_example")
+    assert not np.allclose(pooled[0], own[0])
     with pytest.raises(ValueError, match="same examples"):
         ulira(u, r[:, :4])
     with pytest.raises(ValueError, match="variance"):

@@ -50,6 +50,8 @@ class RuleProgress(TrainerCallback):
             bar.set_postfix_str(f"stop rule: {rule[1]} to reach {rule[2]:.1f}; waiting for the first check")
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self.formatted is not None:  # formatted once; each check's log updates the postfix
+            return
         rule, bar = self._rule(), self.bar()
         if rule is not None and bar is not None:
             self._reformat(bar, rule)

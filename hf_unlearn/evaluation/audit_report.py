@@ -88,9 +88,12 @@ def score_family(runs: dict, retrained: dict, indices: Sequence[int], labels: Se
     spread_r = np.maximum(r.std(axis=0), 1e-12)
     by_n = []
     for n in num_models_steps(num_models):
-        step = {"num_models": n, "forget_score": forget_score(u[:n], r[:n])["forget_score"]}
-        step["ulira_auc"] = ulira(u[:n], r[:n])["auc"] if n >= ULIRA_MIN_MODELS else None
-        by_n.append(step)
+        if n == num_models:  # the whole families: scored above
+            score, attack_auc = scored["forget_score"], None if attack is None else attack["auc"]
+        else:
+            score = forget_score(u[:n], r[:n])["forget_score"]
+            attack_auc = ulira(u[:n], r[:n])["auc"] if n >= ULIRA_MIN_MODELS else None
+        by_n.append({"num_models": n, "forget_score": score, "ulira_auc": attack_auc})
     return {
         "num_models": num_models,
         "forget_score": scored["forget_score"],
