@@ -16,7 +16,6 @@ used — on a few cores one small model per process gains little over the thread
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib
 import json
 import logging
@@ -31,13 +30,14 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PrinterCallback
 
-from .core.fingerprint import fingerprint_examples
+from .core.fingerprint import digest, fingerprint_examples
 from .core.labels import LABEL_KEYS
 from .data.forget import split_forget_retain
 from .evaluation.audit_report import render_markdown, score_family
 from .evaluation.challenge_score import logit_scaled_confidence
 from .evaluation.predict import collect_outputs
 from .methods import DEFAULT_PATH, METHODS, get_method, resolve_method
+from .utils.files import write_json_atomically
 
 logger = logging.getLogger(__name__)
 DO_NOTHING = "none"  # the original itself, N times: what a method that changes nothing scores
@@ -124,19 +124,10 @@ def _measure(model: nn.Module, sets: dict, collate_fn) -> dict:
     return out
 
 
-def _write_json(path: Path, value: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(value))
-    partial.replace(path)  # a run killed mid-write leaves no half file the next run would trust
-
-
 def setup_key(train_dataset, forget_indices: Sequence[int], original_seed: int, recipe_key: str) -> str:
     """What the cached runs depend on: the training rows, the forget request, the original's seed, the recipe."""
-    digest = hashlib.sha256()
-    digest.update(fingerprint_examples(train_dataset, train_dataset.column_names, key=None).numpy().tobytes())
-    digest.update(json.dumps([sorted(int(i) for i in forget_indices), original_seed, recipe_key]).encode())
-    return digest.hexdigest()[:16]
+    rows = fingerprint_examples(train_dataset, train_dataset.column_names, key=None)
+    return digest(rows, [sorted(int(i) for i in forget_indices), original_seed, recipe_key], length=16)
 
 
 def _check(train_dataset, forget_indices, methods, num_models: int, custom_unlearn: bool) -> list[int]:
@@ -180,7 +171,7 @@ class _Original:
             model.save_pretrained(self.folder)
         else:
             torch.save(model, self.folder / "model.pt")
-        _write_json(meta, {"class": f"{type(model).__module__}:{type(model).__qualname__}"})
+        write_json_atomically(meta, {"class": f"{type(model).__module__}:{type(model).__qualname__}"})
 
     def _load(self, meta: dict) -> nn.Module:
         if (self.folder / "model.pt").is_file():
@@ -269,12 +260,12 @@ def run_audit(
         bar.set_postfix_str(f"{family} seed {seed}")
         model, seconds, outcome = _run_one(family, seed, original, train_model, unlearn, forget, retain)
         record = {**_measure(model, sets, collate_fn), "seconds": seconds, "outcome": outcome}
-        _write_json(cache / family / f"seed-{seed}.json", record)
+        write_json_atomically(cache / family / f"seed-{seed}.json", record)
         bar.update(1)
     bar.close()
     original_path = cache / "original" / "measures.json"
     if not original_path.is_file():
-        _write_json(original_path, {**_measure(original.get(), sets, collate_fn), "seconds": 0.0})
+        write_json_atomically(original_path, {**_measure(original.get(), sets, collate_fn), "seconds": 0.0})
     families = {}
     for family in ["retrain", *methods] + ([CEILING] if ceiling else []):
         paths = [original_path] * num_models if family == DO_NOTHING else \

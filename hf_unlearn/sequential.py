@@ -28,6 +28,7 @@ from .data.causal_lm import is_causal_lm
 from .data.columns import label_array
 from .training.arguments import UnlearningArguments
 from .training.trainer import UnlearningTrainer
+from .utils.files import write_json_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +44,6 @@ def request_folder(output_dir: str | os.PathLike, number: int) -> Path:
 
 def _digest(indices: Sequence[int]) -> str:
     return digest(sorted(indices), length=16)
-
-
-def _write_json(path: Path, value) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(value, indent=2))
-    partial.replace(path)
 
 
 class SequentialUnlearning:
@@ -142,7 +137,7 @@ class SequentialUnlearning:
         self._refuse_repeats(wanted, records)
         for number in range(len(records) + 1, len(wanted) + 1):
             records.append(self._serve_one(number, len(wanted), wanted[number - 1], records))
-        _write_json(self.output_dir / SUMMARY_FILE, records)
+        write_json_atomically(self.output_dir / SUMMARY_FILE, records)
         return records
 
     def _rows(self, number: int, rows: Sequence[int]) -> list[int]:
@@ -225,11 +220,11 @@ class SequentialUnlearning:
             record["metrics"] = self.evaluate(trainer.model, removed_after)
         if not outcome.unlearned:
             logger.warning("Request %d was NOT carried out (%s): its rows stay in the model", number, outcome.reason)
-        _write_json(staging / REQUEST_FILE, record)
+        write_json_atomically(staging / REQUEST_FILE, record)
         staging.replace(final)  # the one step that makes the request served
         for checkpoint in final.glob("checkpoint-*"):  # after the rename: a crash here cannot block a restart
             shutil.rmtree(checkpoint)
-        _write_json(self.output_dir / SUMMARY_FILE, [*records, record])
+        write_json_atomically(self.output_dir / SUMMARY_FILE, [*records, record])
         return record
 
 

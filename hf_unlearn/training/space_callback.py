@@ -69,8 +69,9 @@ class _TrainingForwardGrams(GramCollector):
         if not self.active:
             return
         batch = kwargs if any(torch.is_tensor(v) for v in kwargs.values()) else args
-        self.num_examples += batch_size_of(batch)
-        self.sampled_examples += batch_size_of(batch) if self.sampled else 0
+        rows = batch_size_of(batch)
+        self.num_examples += rows
+        self.sampled_examples += rows if self.sampled else 0
         self.token_mask = _token_mask(kwargs, None) if self.padding == "masked" else None
 
     def _make_hook(self, name: str):
