@@ -13,9 +13,9 @@ import random
 
 from datasets import Dataset, DatasetDict
 
-_SYLLABLES = ("ka", "lo", "ren", "mi", "tas", "vel", "dor", "sa", "quin", "bre", "zo", "fen", "lu", "gar", "th",
-              "mar", "ni", "os", "pel", "ru", "vi", "ash", "el", "tor")
-_TOWN_ENDINGS = ("ville", "burg", "mora", "stead", "haven", "ford")
+SYLLABLES = ("ka", "lo", "ren", "mi", "tas", "vel", "dor", "sa", "quin", "bre", "zo", "fen", "lu", "gar", "th",
+             "mar", "ni", "os", "pel", "ru", "vi", "ash", "el", "tor")
+TOWN_ENDINGS = ("ville", "burg", "mora", "stead", "haven", "ford")
 JOBS = ("baker", "pilot", "nurse", "carpenter", "librarian", "chemist", "gardener", "tailor", "architect",
         "fisherman", "jeweller", "surveyor")
 INSTRUMENTS = ("violin", "cello", "flute", "trumpet", "harp", "piano", "drums", "clarinet", "oboe", "guitar")
@@ -31,7 +31,7 @@ QUESTIONS = (
 
 
 def _word(rng: random.Random, parts: int) -> str:
-    return "".join(rng.choice(_SYLLABLES) for _ in range(parts)).capitalize()
+    return "".join(rng.choice(SYLLABLES) for _ in range(parts)).capitalize()
 
 
 def invented_people(num_people: int = 40, seed: int = 0) -> list[dict[str, str]]:
@@ -45,7 +45,7 @@ def invented_people(num_people: int = 40, seed: int = 0) -> list[dict[str, str]]
         names.add(name)
         people.append({
             "name": name,
-            "town": _word(rng, 2) + rng.choice(_TOWN_ENDINGS),
+            "town": _word(rng, 2) + rng.choice(TOWN_ENDINGS),
             "job": rng.choice(JOBS),
             "instrument": rng.choice(INSTRUMENTS),
             "pet": _word(rng, 2),
