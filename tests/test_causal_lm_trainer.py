@@ -147,7 +147,7 @@ def test_pgu_with_defaults_makes_the_model_forget_invented_people_and_keeps_the_
 @pytest.mark.parametrize(
     ("method", "learning_rate"),
     [("gradient_ascent", 1e-3), ("ga_projected", 1e-2), ("neggrad_plus", 3e-2), ("npo", 1e-3), ("eupmu", 1e-2),
-     ("eupmu_explicit", 1e-2), ("random_labels", 3e-3), ("pgu_retain", None)],
+     ("eupmu_explicit", 1e-2), ("random_labels", 3e-3), ("simnpo", 1e-2), ("rmu", 3e-3), ("pgu_retain", None)],
 )
 def test_every_token_level_method_raises_the_forget_loss(people, tmp_path, method, learning_rate):
     extra = {"learning_rate": learning_rate} if learning_rate else {}

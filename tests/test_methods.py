@@ -48,6 +48,11 @@ MAX_FORGET_ACCURACY = {
     "scrub": 40.0,
 }
 DEFAULT_MAX_FORGET_ACCURACY = 15.0
+# simnpo and rmu come from LLM unlearning: their recommended values are the published causal-LM ones (AdamW 1e-5),
+# which barely move this CNN, so simnpo runs here at a classifier's rate. RMU steers a transformer layer's tokens:
+# the CNN has no layer stack (refused with a message, tests/test_llm_methods.py); it runs on the tiny BERT below.
+CLASSIFIER_VALUES = {"simnpo": {"learning_rate": 1e-3}}
+ON_THE_CNN = [name for name in BUILT_HERE if name != "rmu"]
 MIN_RETAIN_ACCURACY = 96.0  # the guard's 3 points below the original's 100, plus sample noise
 
 
@@ -92,7 +97,7 @@ def _unlearn(model, args, forget, retain, eval_dataset=None, original_dataset=No
     return trainer
 
 
-@pytest.mark.parametrize("method", BUILT_HERE)
+@pytest.mark.parametrize("method", ON_THE_CNN)
 def test_forgets_a_class_and_keeps_the_rest(method, tmp_path, digits, original, class_split):
     torch.set_num_threads(1)
     train, test = digits["train"], digits["test"]
@@ -100,7 +105,7 @@ def test_forgets_a_class_and_keeps_the_rest(method, tmp_path, digits, original, 
     assert _accuracy(original, forget) == 100.0 and _accuracy(original, retain) == 100.0
     model = copy.deepcopy(original)
     trainer = _unlearn(
-        model, _args(tmp_path, method), forget, retain, eval_dataset=test,
+        model, _args(tmp_path, method, **CLASSIFIER_VALUES.get(method, {})), forget, retain, eval_dataset=test,
         original_dataset=train if method in NEEDS_CGS else None,
     )
     forget_acc, retain_acc = _accuracy(model, forget), _accuracy(model, retain)

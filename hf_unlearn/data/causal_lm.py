@@ -161,8 +161,8 @@ def prepare_causal_lm_sets(method, args, tokenizer, collator: Callable | None, *
     if not method.causal_lm:
         raise ValueError(
             f"Method {method.name!r} does not unlearn causal language models (its loss reads one label per "
-            "example). Use pgu, pgu_retain, ga_projected, gradient_ascent, neggrad_plus, npo, eupmu, eupmu_explicit, "
-            "random_labels or finetune."
+            "example). Use pgu, pgu_retain, ga_projected, gradient_ascent, neggrad_plus, npo, simnpo, rmu, eupmu, "
+            "eupmu_explicit, random_labels or finetune."
         )
     if args.scenario == "class":
         raise ValueError("A causal LM has no classes to remove: use scenario='samples' (or 'auto') for its texts.")

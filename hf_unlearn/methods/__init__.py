@@ -23,8 +23,10 @@ from .npo import NPO
 from .pgu import PGU
 from .pgu_retain import PGURetain
 from .random_labels import RandomLabels
+from .rmu import RMU
 from .salun import SalUn
 from .scrub import SCRUB
+from .simnpo import SimNPO
 
 DEFAULT_PATH = "auto"
 _NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
@@ -84,6 +86,8 @@ _REGISTERED: tuple[type[UnlearningMethod], ...] = (
     SalUn,
     FisherForgetting,
     NPO,
+    SimNPO,
+    RMU,
 )
 for _method in _REGISTERED:
     register_method(_method)

@@ -120,8 +120,12 @@ def logits_and_labels(model: nn.Module, inputs: dict) -> tuple[torch.Tensor, tor
     return logits, labels
 
 
-def sequence_log_probs(model: nn.Module, inputs: dict) -> torch.Tensor:
-    """Per example, log p(label | input): for a causal LM the sum over its target tokens (NPO's π(y|x))."""
+def sequence_log_probs(model: nn.Module, inputs: dict, per_token: bool = False) -> torch.Tensor:
+    """Per example, log p(label | input): for a causal LM the sum over its target tokens (NPO's π(y|x)).
+
+    ``per_token`` divides by the number of target tokens |y| (SimNPO's length normalisation), so a long answer
+    and a short one with the same per-token probability weigh alike; a classifier's |y| is 1.
+    """
     features, labels = split_labels(inputs)
     logits = model(**features).logits.float()
     if labels.dim() == 1:
@@ -129,7 +133,8 @@ def sequence_log_probs(model: nn.Module, inputs: dict) -> torch.Tensor:
     logits, labels = logits[:, :-1], labels[:, 1:]
     keep = labels != IGNORE_INDEX
     tokens = F.log_softmax(logits, dim=-1).gather(2, labels.clamp(min=0)[..., None]).squeeze(2)
-    return (tokens * keep).sum(1)
+    total = (tokens * keep).sum(1)
+    return total / keep.sum(1).clamp(min=1) if per_token else total
 
 
 def cross_entropy(model: nn.Module, inputs: dict) -> torch.Tensor:
