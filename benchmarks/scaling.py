@@ -114,18 +114,19 @@ def timed(fn, *args, **kwargs) -> tuple[object, float, float]:
     return out, seconds, memory.mib
 
 
-def request(folder: Path, forget, retain, validation, out: str, profile: bool) -> tuple[object, dict]:
+def request(folder: Path, forget, retain, validation, out: str, profile: bool,
+            model_class=AutoModelForImageClassification, tokenizer=None) -> tuple[object, dict]:
     """A user's request: the model loaded from ``folder`` (its space beside it), the defaults, ``train()``."""
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
     start = time.perf_counter()
-    model = AutoModelForImageClassification.from_pretrained(folder)
+    model = model_class.from_pretrained(folder)
     loaded = time.perf_counter()
     args = UnlearningArguments(output_dir=out, report_to="none", disable_tqdm=True, seed=0, use_cpu=True,
                                logging_strategy="no", save_strategy="no")
     trainer = UnlearningTrainer(model=model, args=args, forget_dataset=forget, retain_dataset=retain,
-                                eval_dataset=validation)
+                                eval_dataset=validation, processing_class=tokenizer)
     trainer.train()
     trainer.save_model(out)  # the unlearned model with its updated space, as a user keeps it
     total = time.perf_counter() - start
@@ -262,7 +263,7 @@ def tables_of(rows: list[dict], epochs: int) -> dict:
     return out
 
 
-def plot(rows: list[dict], path: Path, title: str) -> None:
+def plot(rows: list[dict], path: Path, title: str, model: str = "HF ResNet (BatchNorm)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -275,7 +276,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         ax.loglog(ns, [costs(r)[name] for r in rows], marker="o", label=name)
     ax.set_xlabel("training rows N")
     ax.set_ylabel("wall seconds (1 thread)")
-    ax.set_title(f"HF ResNet (BatchNorm), {title}")
+    ax.set_title(f"{model}, {title}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

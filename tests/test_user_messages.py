@@ -127,3 +127,22 @@ def test_a_model_on_the_meta_device_is_refused_with_the_fix(trained_model, digit
     with pytest.raises(ValueError, match="weights on the meta device"):
         UnlearningTrainer(model=empty, args=make_args(tmp_path), forget_dataset=forget, retain_dataset=retain,
                           original_dataset=digits["train"])
+
+
+def test_a_model_with_every_weight_frozen_is_refused_before_any_change(trained_model, digits, tmp_path):
+    """A LoRA model merged with merge_and_unload() comes back with requires_grad=False everywhere: refused at
+    construction with the fix, not later as a complaint about protected layers."""
+    from digits_models import make_args
+
+    from hf_unlearn.data.forget import split_forget_retain
+
+    frozen = copy.deepcopy(trained_model).requires_grad_(False)
+    before = {k: v.clone() for k, v in frozen.state_dict().items()}
+    forget, retain = split_forget_retain(digits["train"], [0, 1, 2])
+    with pytest.raises(ValueError, match=r"No parameter of the model .* requires a gradient.*requires_grad_\(True\)"):
+        UnlearningTrainer(model=frozen, args=make_args(tmp_path), forget_dataset=forget, retain_dataset=retain,
+                          original_dataset=digits["train"])
+    assert all(torch.equal(before[k], v) for k, v in frozen.state_dict().items())
+    frozen.requires_grad_(True)  # the fix the message gives: the same request is then accepted
+    UnlearningTrainer(model=frozen, args=make_args(tmp_path), forget_dataset=forget, retain_dataset=retain,
+                      original_dataset=digits["train"])

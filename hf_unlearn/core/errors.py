@@ -45,3 +45,19 @@ def refuse_meta_weights(model) -> None:
     """Raise ``ValueError`` (with the fix) when ``model`` holds weights that were never loaded."""
     if any(getattr(p, "is_meta", False) for p in model.parameters()):
         raise ValueError(on_meta_device(f"The model ({type(model).__name__})"))
+
+
+def refuse_frozen_model(model) -> None:
+    """Raise ``ValueError`` (with the fix) when no parameter of ``model`` requires a gradient.
+
+    ``merge_and_unload()`` hands back the base weights with ``requires_grad=False``, as PEFT left them: such a
+    model can be evaluated and saved, yet no step of any method can move it, and the later freezing of biases
+    and norms would blame the protected layers.
+    """
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(
+            f"No parameter of the model ({type(model).__name__}) requires a gradient, so nothing can be unlearned. "
+            "A model merged from a LoRA adapter (merge_and_unload) keeps its weights frozen: call "
+            "model.requires_grad_(True) to unlearn its own weights, or pass a PEFT model to unlearn through an "
+            "adapter."
+        )

@@ -21,7 +21,7 @@ from transformers.trainer_utils import TrainOutput
 from ..control.controller import ControlSettings, RunOutcome, UnlearningControl
 from ..control.progress import RuleProgress
 from ..core import CGSMismatchError, CoreGradientSpace
-from ..core.errors import refuse_meta_weights
+from ..core.errors import refuse_frozen_model, refuse_meta_weights
 from ..data.causal_lm import is_causal_lm, prepare_causal_lm_sets
 from ..data.checks import check_model_inputs, check_request_inputs
 from ..data.columns import keep_model_columns, label_array
@@ -130,6 +130,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
     def _check_request(self, model: nn.Module, args: UnlearningArguments, raw: dict, space) -> None:
         """Every check of the raw rows, before any is tokenised or trimmed to the model's columns."""
         refuse_meta_weights(model)  # weights never loaded: the Trainer's move to the device would fail raw
+        refuse_frozen_model(model)  # a merged LoRA model: every weight requires_grad=False
         if not is_causal_lm(model):  # first: names ("spam") in the label column would surface as another error below
             check_label_range(model, forget=raw["forget"], retain=raw["retain"], eval=raw["eval"])
         check_request_inputs(
