@@ -161,7 +161,7 @@ def lora_decompositions(repeats: int = 3) -> list[list]:
     for label, names in (("every layer (before)", None), ("the layers LoRA moves (after)", moving)):
         times = []
         for _ in range(repeats):
-            space._eigen.clear()
+            space.clear_decompositions()
             start = time.perf_counter()
             space.projectors(names=names)
             times.append(time.perf_counter() - start)

@@ -123,9 +123,9 @@ def test_only_the_layers_a_lora_run_moves_are_decomposed(base_and_data, tmp_path
     moving = {key.split("#")[0] for key in trainer.projection.weights}
     assert moving and all(n.endswith((".query", ".value")) or n.startswith("classifier") for n in moving)
     used = trainer.core_gradient_space
-    assert set(used._eigen) == moving  # nothing else was decomposed
+    assert set(used._values) == moving  # nothing else was decomposed
     full = copy.deepcopy(used)
-    full._eigen.clear()
+    full.clear_decompositions()
     everything = full.projectors()
     assert len(everything) > len(moving)
     for key, projector in trainer.projection.projectors.items():

@@ -42,7 +42,7 @@ from functools import partial
 import torch
 from transformers import TrainerCallback
 
-from .state import ControlSettings, RunOutcome, copy_weights, restore_weights, same_weights
+from .state import ControlSettings, RunOutcome, copy_weights, restore_weights, same_weights, weights_finite
 from .step_growth import growth_factor
 
 logger = logging.getLogger(__name__)
@@ -238,9 +238,7 @@ class UnlearningControl(TrainerCallback):
         self.last_checked = state.global_step
         self.outcome.checks += 1
         self.log({f"control_{k}": v for k, v in metrics.items() if not k.endswith("_count")})
-        weights = copy_weights(self.model)  # the next good state, if this is one (whole weights under ZeRO-3)
-        finite = all(torch.isfinite(v).all() for v in weights.values())
-        damage = self._damage(metrics) if finite else ["non-finite weights"]
+        damage = self._damage(metrics) if weights_finite(self.model) else ["non-finite weights"]
         if damage:
             restore_weights(self.model, self.good[1], optimizer)
             if self.outcome.backtracks >= self.settings.max_backtracks:
@@ -259,7 +257,9 @@ class UnlearningControl(TrainerCallback):
                 self.outcome.learning_rate_scale,
             )
             return
-        self.previous_good, self.good = self.good, (metrics, weights)
+        # the state before the previous one goes first: at most three copies live (start, previous, this one)
+        self.previous_good = self.good
+        self.good = (metrics, copy_weights(self.model, like=self.good[1]))  # whole weights under ZeRO-3
         self._apply_rule(metrics, control, optimizer, lr_scheduler)
 
     def _apply_rule(self, metrics: dict[str, float], control, optimizer=None, lr_scheduler=None) -> None:
@@ -364,7 +364,7 @@ class UnlearningControl(TrainerCallback):
         logger.info("Unlearning stopped: %s", reason)
 
     def on_train_end(self, args, state, control, **kwargs):
-        end = copy_weights(self.model)
+        end = copy_weights(self.model, like=self.good[1], trainable_too=True)  # a run ending on a check: no copy
         finite = all(torch.isfinite(v).all() for v in end.values())
         if not finite:  # never hand back NaN weights: the last good state is finite by construction
             restore_weights(self.model, self.good[1])

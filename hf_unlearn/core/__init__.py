@@ -4,11 +4,12 @@ Nothing here imports transformers, so the core can be used with any torch model.
 """
 
 from .covariance import GramCollector, GramStatistics, collect_gram_matrices
+from .energy import energy_rank
 from .errors import UnsupportedSetupError
 from .fingerprint import example_fingerprint, fingerprint_examples, model_fingerprint
 from .layers import LayerInfo, UnsupportedLayerError, find_protectable_layers, input_rows, layer_kind
 from .projection import LayerProjector, project_out
-from .space import CGSMismatchError, CoreGradientSpace, LedgerError, energy_rank
+from .space import CGSMismatchError, CoreGradientSpace, LedgerError
 from .storage import CGSLoadError
 
 __all__ = [

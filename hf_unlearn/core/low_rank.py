@@ -113,17 +113,23 @@ def compress_grams(grams: dict, rank: int) -> dict:
 
 
 def subtract_grams(grams: dict, forget_grams: dict) -> dict:
-    """``grams`` minus ``forget_grams`` layer by layer, dense or low-rank, computed whole before returning.
+    """``grams`` minus ``forget_grams`` layer by layer, dense or low-rank, computed whole before returning; layers
+    that share a Gram and have equal forget Grams (q, k and v) share one difference.
 
     A compressed Gram shared by several layers is subtracted once; their forget Grams must then be equal
     (they read the same input), else the request is refused and nothing has changed.
     """
     done: dict[int, tuple[LowRankGram, torch.Tensor]] = {}
+    dense: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # per shared Gram: (forget Gram, difference)
     out = dict(grams)
     for name, gram in forget_grams.items():
         current = grams[name]
-        if not isinstance(current, LowRankGram):
-            out[name] = current - gram.to(torch.float64)
+        if not isinstance(current, LowRankGram):  # equal differences are computed (and held) once
+            made = dense.setdefault(id(current), [])
+            twin = next((result for forget, result in made if forget is gram or torch.equal(forget, gram)), None)
+            if twin is None:
+                made.append((gram, current - gram.to(torch.float64)))
+            out[name] = twin if twin is not None else made[-1][1]
             continue
         if id(current) not in done:
             done[id(current)] = (current.subtract(gram), gram)

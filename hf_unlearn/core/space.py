@@ -8,6 +8,7 @@ the same examples are never subtracted twice and examples the cache never saw ar
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import logging
 import time
@@ -20,22 +21,22 @@ from torch import nn
 
 from .carried_ledger import CarriedLedger
 from .covariance import PADDING_POLICIES, GramStatistics, collect_gram_matrices
-from .energy import DEFAULT_ENERGY, DEFAULT_GAMMA, check_energy, check_gamma, energy_rank
+from .decomposition import SpaceDecompositions
+from .energy import DEFAULT_ENERGY, DEFAULT_GAMMA, check_energy, check_gamma
 from .errors import CGSMismatchError, LedgerError, not_training_examples
 from .fingerprint import LOCAL_KEY, fingerprint_examples, fingerprint_mismatch, model_fingerprint
-from .gram_checks import check_grams, check_low_rank, check_spectrum
-from .layers import TRANSPOSED_LINEAR, LayerInfo
+from .gram_checks import check_grams, check_low_rank
+from .layers import LayerInfo
 from .ledger_key import KEY_ENV, key_id, key_path, ledger_key
 from .low_rank import LowRankGram, compress_grams, subtract_grams
 from .processing import forward_inputs, is_tokenizer
-from .projection import LayerProjector
 from .shared_grams import share_equal
 from .space_io import load_space, save_space
 
 logger = logging.getLogger(__name__)
 
 
-class CoreGradientSpace:
+class CoreGradientSpace(SpaceDecompositions):
     """Per-layer spaces of the retained data's inputs, with thresholds, a ledger and persistence."""
 
     def __init__(
@@ -82,7 +83,9 @@ class CoreGradientSpace:
         self.ledger_fingerprints = list(ledger_fingerprints or [])
         # which key made the fingerprints: this owner's by default, None for unkeyed ones (saved before keys)
         self.fingerprint_key_id = key_id(ledger_key()) if fingerprint_key_id == LOCAL_KEY else fingerprint_key_id
-        self._eigen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        # eigenvalues of every decomposed layer; eigenvectors only of those whose ``eigen`` was asked for
+        self._values: dict[str, torch.Tensor] = {}
+        self._vectors: dict[str, torch.Tensor] = {}
         # how the Grams were collected (e.g. during training, on moving weights): a record for the user, never checked
         self.provenance = dict(provenance or {})
 
@@ -162,69 +165,6 @@ class CoreGradientSpace:
         if energy is not None:
             self.energy = check_energy(energy)
 
-    def eigen(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eigenvalues (descending, round-off negatives clamped to 0) and eigenvectors of the Gram.
-
-        For a low-rank layer only the kept eigenpairs, ``(r,)`` and ``(d, r)``.
-        """
-        gram = self.grams[name]
-        if isinstance(gram, LowRankGram):
-            return gram.values, gram.vectors.to(torch.float64)
-        if name not in self._eigen:
-            # layers fed the same input (q, k, v) hold one shared Gram: decompose it once
-            twin = next((o for o in self._eigen if self.grams[o] is gram), None)  # shared: see shared_grams.py
-            if twin is not None:
-                self._eigen[name] = self._eigen[twin]
-            else:
-                values, vectors = torch.linalg.eigh(gram)
-                check_spectrum(values, "The Core Gradient Space", name)  # a negated or forged Gram is refused
-                self._eigen[name] = (values.flip(0).clamp_min(0.0), vectors.flip(1))
-        return self._eigen[name]
-
-    def rank(self, name: str) -> int:
-        gram = self.grams[name]
-        if isinstance(gram, LowRankGram):
-            return gram.energy_rank(self.gamma_for(name), self.energy)
-        return energy_rank(self.eigen(name)[0], self.gamma_for(name), self.energy)
-
-    def basis(self, name: str) -> torch.Tensor:
-        """The protected directions of a layer, ``(d, k)`` with orthonormal columns."""
-        return self.eigen(name)[1][:, : self.rank(name)]
-
-    def projectors(
-        self,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-        names: Iterable[str] | None = None,
-    ) -> dict[str, LayerProjector]:
-        """Each layer's projector; ``names``: only those layers (a layer whose weight does not move needs no
-        decomposition: LoRA on a few modules leaves the others frozen)."""
-        wanted = self.layers if names is None else set(names)
-        unknown = sorted(set(wanted) - set(self.layers))
-        if unknown:
-            raise KeyError(f"The space protects no layer(s) {unknown[:5]}.")
-        out, capped = {}, []
-        for name, info in self.layers.items():
-            if name not in wanted:
-                continue
-            gram = self.grams[name]
-            if isinstance(gram, LowRankGram):  # only the kept directions exist: never the complement form
-                rank = self.rank(name)
-                if gram.kept_share(self.energy) < self.gamma_for(name) - 1e-9:
-                    capped.append(f"{name} ({100 * gram.kept_share(self.energy):.1f} %)")
-                projector = LayerProjector(gram.vectors[:, :rank].contiguous(), False,
-                                           info.kind == TRANSPOSED_LINEAR, rank)
-            else:
-                projector = LayerProjector.from_eigenbasis(self.eigen(name)[1], self.rank(name), info)
-            out[name] = projector.to(device or "cpu", dtype)
-        if capped:
-            logger.warning(
-                "The low-rank space's stored rank caps the protection of %d layer(s) below gamma=%g: %s hold only "
-                "that share of their energy. Compress with a larger rank, or use a smaller gamma.",
-                len(capped), self.gamma, ", ".join(capped[:5]) + (" ..." if len(capped) > 5 else ""),
-            )
-        return out
-
     def compress(self, rank: int) -> None:
         """Keep each layer's Gram as its top-``rank`` eigenpairs (see ``low_rank.py`` for what is lost).
 
@@ -232,7 +172,7 @@ class CoreGradientSpace:
         numbers per distinct input instead of ``d²``; requests subtract from it as before.
         """
         self.grams = compress_grams(self.grams, rank)
-        self._eigen.clear()
+        self.clear_decompositions()
 
     @property
     def low_rank(self) -> bool:
@@ -365,7 +305,14 @@ class CoreGradientSpace:
             }
         )
         self.ledger_fingerprints.append(fingerprints.to(torch.int64).clone())
-        self._eigen.clear()
+        self.clear_decompositions()
+
+    def request_copy(self) -> CoreGradientSpace:
+        """A deep copy that shares this space's Gram tensors and none of its decompositions: a request replaces the
+        copy's Grams with new ones and never writes into them, so copying them would only double the memory."""
+        memo = {id(gram): gram for gram in self.grams.values()}
+        memo.update({id(self._values): {}, id(self._vectors): {}})
+        return copy.deepcopy(self, memo)
 
     # ----------------------------------------------------------------- persistence (space_io.py)
     def save_pretrained(self, save_directory: str | Path, gram_dtype: torch.dtype = torch.float64) -> None:

@@ -8,7 +8,6 @@ trainer calls ``prepare`` once and ``snapshot``/``project`` around every optimiz
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ..core.carried_ledger import CarriedLedger
 from ..core.energy import DEFAULT_ENERGY, DEFAULT_GAMMA
 from ..core.layers import find_protectable_layers, is_peft_model
 from ..core.space_io import CONFIG_NAME
+from ..utils.heap import release_freed_memory
 from ..utils.zero3 import whole_parameters
 from .freezing import freeze_parameters, freeze_peft_parameters
 from .gradients import ProjectedGradients
@@ -130,6 +130,7 @@ class SpaceProtection:
         self.peft: PeftTargets | None = None
         self.space_before_request: CoreGradientSpace | None = None
         self._resumed = False
+        self._built = False  # the space was built from the data for this request
 
     # ------------------------------------------------------------------ the space
     def build(self, model: nn.Module, original_model_inputs) -> CoreGradientSpace:
@@ -190,6 +191,7 @@ class SpaceProtection:
         checks (space against model, request against ledger) without the forget Grams, the subtraction and the
         projectors, for a request that will take no step (``revert`` afterwards as usual)."""
         saved = os.path.join(resume_from_checkpoint, CGS_DIR) if resume_from_checkpoint else None
+        forget_grams = None
         if saved and os.path.isdir(saved):
             # the checkpoint's space already has this request subtracted; its weights moved on purpose
             self.space_before_request = self.space  # None when it was built from the data: see ``revert``
@@ -199,11 +201,13 @@ class SpaceProtection:
         else:
             if self.space is not None:
                 self._check_layer_choice(model, self.space)
+            self._built = self.space is None
             given = self.space if self.space is not None else self.build(model, original_model_inputs)
             self.space_before_request = given
             # the request is subtracted from a copy: the caller's space, and the saved ledger, change only
-            # once ``finish`` finds that the run really unlearned (otherwise it calls ``revert``)
-            space = copy.deepcopy(given)
+            # once ``finish`` finds that the run really unlearned (otherwise it calls ``revert``); the copy shares
+            # the Gram tensors until the subtraction replaces them
+            space = given.request_copy()
             modules = self.protected_modules(model, space)
             space.check_model(model, modules=modules)
             columns = space.fingerprint_columns or list(forget_dataset.column_names)
@@ -221,16 +225,22 @@ class SpaceProtection:
                 show_progress=False,
             )
             space.subtract(forget_stats, fingerprints, note=note)
+            forget_grams = forget_stats.grams if self.peft is not None else None  # only a fresh adapter reads them
+            del forget_stats  # the rest of the request's Grams go before the decompositions
+            if self.space is None:  # built here for this request: not held twice (see ``revert``)
+                self.space_before_request = given = None
         self._threshold(space)
         if self.peft is not None:
             if not self._resumed and self.settings.lora_aim_at_forget:
-                aim_fresh_adapters(model, space, forget_stats.grams)
+                aim_fresh_adapters(model, space, forget_grams)
             moving = {layer for layer, _, _ in self.peft.updates.values()}  # frozen layers need no decomposition
             self.projection = ProjectedUpdates(space.projectors(names=moving), self.peft.updates)
             self.projection.project_weights([k for k in self.peft.updates if "#lora_A." in k])
         else:
             self.projection = ProjectedUpdates.for_layers(model, space.projectors())
+        space.clear_decompositions(keep_values=True)  # the eigenvectors the aim read: the projectors are made
         self.space = space
+        release_freed_memory()  # the request's transient Grams and decompositions, before the steps allocate
         return space
 
     def _threshold(self, space: CoreGradientSpace) -> None:
@@ -334,12 +344,14 @@ class SpaceProtection:
     def revert(self) -> None:
         """The run did not unlearn: keep the space as it was before this request (ledger unchanged).
 
-        A resumed run whose space was built from the data has no copy from before the request: it then
-        keeps no space at all (the next request builds one) rather than one whose ledger lists this request.
+        A space built from the data for this request is not kept beside its subtracted copy (its Grams would be
+        held twice through the whole run), and a resumed run whose space was built from the data has no copy from
+        before the request either: such a run then keeps no space at all (the next request builds one) rather
+        than one whose ledger lists this request.
         """
         if self.space_before_request is not None:
             self.space = self.space_before_request
-        elif self._resumed:
+        elif self._resumed or self._built:
             self.space = None
 
     def bind(self, model: nn.Module) -> None:

@@ -245,7 +245,7 @@ class UnlearningMeasurements:
         size = guard_retain_sample(tolerance)
         if self._guard_before is None or self._guard_before[0] != id(start):
             model = self.accelerator.unwrap_model(self.model)
-            end = copy_weights(model)
+            end = copy_weights(model, like=start)
             try:
                 restore_weights(model, start)
                 before = self.full_utility(size, known=self.control_callback.outcome.initial)
