@@ -13,7 +13,7 @@ Min-K%++) relative to the retain model's. Model utility: harmonic mean of answer
 and truth ratio on retain people and world facts. Fluency: the non-word and repeated-word rates of the greedy
 answers to forgotten and to held-out questions. Every method runs through ``UnlearningTrainer`` with its
 library defaults on the merged model's own weights (``--unlearn_weights lora``: a fresh adapter), the same
-epoch budget for all, the held-out people as validation set; peak resident memory is sampled meanwhile.
+epoch budget for all, the held-out people as validation set. Memory: ``benchmarks/lm_memory.py``.
 Fine-tuned models are cached under ``--out``. Results: ``benchmarks/results/tofu.json``.
 """
 
@@ -38,7 +38,6 @@ from hf_unlearn.evaluation.tofu_report import tofu_report
 
 from .lm_facts import fine_tune, load_base, lora_config
 from .results_io import table, write_results
-from .scaling import PeakMemory
 
 METHODS = ["auto", "gradient_ascent", "neggrad_plus", "npo", "simnpo", "rmu"]
 TRAIN_COLUMNS = ["question", "answer"]
@@ -52,7 +51,7 @@ def summary(name: str, report: dict, extra: dict) -> list[str]:
             _fmt(privleak.get("loss"), "{:+.1f}"), _fmt(privleak.get("min_k_plus_plus"), "{:+.1f}"),
             f"{forget['non_word_rate']:.2f} / {holdout['non_word_rate']:.2f}",
             f"{forget['repeat_rate']:.2f} / {holdout['repeat_rate']:.2f}",
-            _fmt(extra.get("seconds"), "{:.0f}"), _fmt(extra.get("peak_mib"), "{:.0f}"), str(extra.get("steps", ""))]
+            _fmt(extra.get("seconds"), "{:.0f}"), str(extra.get("steps", ""))]
 
 
 def _fmt(value, pattern: str) -> str:
@@ -61,7 +60,7 @@ def _fmt(value, pattern: str) -> str:
 
 COLUMNS = ["model", "forget quality", "model utility", "forget truth ratio", "forget ROUGE-L", "PrivLeak (loss)",
            "PrivLeak (Min-K%++)", "non-word rate (forget / held-out)", "repeat rate (forget / held-out)", "s",
-           "peak MiB", "steps"]
+           "steps"]
 
 
 def unlearn(original, method: str, sets: dict, space, tokenizer, options, out: Path) -> tuple[object, dict]:
@@ -74,15 +73,13 @@ def unlearn(original, method: str, sets: dict, space, tokenizer, options, out: P
     args = UnlearningArguments(str(out / method), method=method, seed=options.seed, report_to=[],
                                save_strategy="no", use_cpu=True, disable_tqdm=True,
                                num_train_epochs=options.budget_epochs)
-    with PeakMemory() as memory:
-        start = time.perf_counter()
-        trainer = UnlearningTrainer(model, args, forget_dataset=sets["forget"], retain_dataset=sets["retain"],
-                                    eval_dataset=sets["holdout"], core_gradient_space=space,
-                                    processing_class=tokenizer)
-        output = trainer.train()
-        seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    trainer = UnlearningTrainer(model, args, forget_dataset=sets["forget"], retain_dataset=sets["retain"],
+                                eval_dataset=sets["holdout"], core_gradient_space=space, processing_class=tokenizer)
+    output = trainer.train()
+    seconds = time.perf_counter() - start
     merged = (model.merge_and_unload() if options.unlearn_weights == "lora" else model).eval()
-    return merged, {"seconds": seconds, "peak_mib": memory.mib, "steps": trainer.state.global_step,
+    return merged, {"seconds": seconds, "steps": trainer.state.global_step,
                     "outcome": output.metrics["unlearning_outcome"], "unlearned": output.metrics["unlearned"]}
 
 
