@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import logging
 import time
@@ -114,6 +115,7 @@ def run_seed(seed: int, options, base, tokenizer) -> dict:
         print(seed, method, json.dumps({k: v for k, v in extra.items()}),
               json.dumps(summary(method, *reports[method])), flush=True)
         del model
+        gc.collect()  # a trainer's callbacks hold it in reference cycles: free its weights before the next method
     return reports
 
 
