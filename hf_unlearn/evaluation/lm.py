@@ -104,17 +104,22 @@ def membership_auc(member: dict[str, np.ndarray], held_out: dict[str, np.ndarray
     return loss_threshold_auc(member[score], held_out[score])
 
 
-def rouge_l(reference: Sequence[int], candidate: Sequence[int]) -> float:
-    """ROUGE-L F1 of two token sequences: from their longest common subsequence."""
-    if not reference or not candidate:
-        return 0.0
+def longest_common_subsequence(reference: Sequence, candidate: Sequence) -> int:
+    """Length of the longest common subsequence of two sequences (tokens or words), what ROUGE-L counts."""
     previous = [0] * (len(candidate) + 1)
     for token in reference:
         current = [0]
         for j, other in enumerate(candidate):
             current.append(previous[j] + 1 if token == other else max(previous[j + 1], current[j]))
         previous = current
-    common = previous[-1]
+    return previous[-1]
+
+
+def rouge_l(reference: Sequence[int], candidate: Sequence[int]) -> float:
+    """ROUGE-L F1 of two token sequences: from their longest common subsequence."""
+    if not reference or not candidate:
+        return 0.0
+    common = longest_common_subsequence(reference, candidate)
     if common == 0:
         return 0.0
     precision, recall = common / len(candidate), common / len(reference)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.causal_lm import IGNORE_INDEX, tokenize_example
+from .lm import longest_common_subsequence
 from .metrics import loss_threshold_auc
 
 
@@ -162,16 +163,10 @@ def words(text: str) -> list[str]:
 
 def rouge_l_recall(reference: str, generated: str) -> float:
     """Longest common word subsequence of ``generated`` and ``reference`` over the reference's word count."""
-    ref, gen = words(reference), words(generated)
+    ref = words(reference)
     if not ref:
         raise ValueError("The reference answer has no word.")
-    previous = [0] * (len(gen) + 1)
-    for word in ref:
-        current = [0]
-        for j, other in enumerate(gen):
-            current.append(previous[j] + 1 if word == other else max(previous[j + 1], current[j]))
-        previous = current
-    return previous[-1] / len(ref)
+    return longest_common_subsequence(ref, words(generated)) / len(ref)
 
 
 def harmonic_mean(values: Sequence[float]) -> float:
