@@ -200,7 +200,7 @@ class UnlearningMeasurements:
         (fidelity suite: gradient ascent, random labels and SalUn on class removal).
         """
         model = self.accelerator.unwrap_model(self.model)
-        end = copy_weights(model)
+        end = copy_weights(model, like=start)  # frozen weights unchanged since the start: shared, not copied
         try:
             restore_weights(model, start)
             before = self.full_utility(retain_examples, known=known_before, validation=False)
