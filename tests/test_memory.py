@@ -137,3 +137,22 @@ def test_the_guard_holds_at_most_three_copies_and_shares_what_no_step_moves(monk
     assert previous["bias"] is start["bias"] and good["bias"] is start["bias"]
     assert len({id(start["weight"]), id(previous["weight"]), id(good["weight"])}) == 3
     assert torch.equal(good["weight"], model.weight.detach())
+
+
+def test_the_lora_aim_decomposes_each_shared_gram_once(model_and_data, monkeypatch):
+    from hf_unlearn.protection.lora_aim import forget_directions
+
+    model, data = model_and_data
+    space = _space(model, data)
+    shapes: list[tuple[int, ...]] = []
+    eigh = torch.linalg.eigh
+
+    def counting(matrix, *args, **kwargs):
+        shapes.append(tuple(matrix.shape))
+        return eigh(matrix, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "eigh", counting)
+    forget = collect_gram_matrices(model, data.select([1, 5]), show_progress=False).grams
+    for name in ("q", "k", "v"):  # rank and eigenvectors of one shared Gram, read three times
+        forget_directions(space, name, forget[name], 2)
+    assert shapes.count((6, 6)) == 1  # the whole 6 x 6 Gram: once, not once for the rank and again for the vectors

@@ -38,8 +38,8 @@ def forget_directions(space: CoreGradientSpace, name: str, forget_gram: torch.Te
     space holds only its kept directions, so the complement is projected from the whole Gram instead.
     """
     gram = forget_gram.to(torch.float64)
+    vectors = space.eigen(name)[1].to(torch.float64)  # first: the rank then reads the values this decomposition keeps
     rank = space.rank(name)
-    vectors = space.eigen(name)[1].to(torch.float64)
     if vectors.shape[1] == vectors.shape[0]:  # the whole eigenbasis: its tail is the complement
         outside = vectors[:, rank:]
         compressed = outside.T @ gram @ outside
@@ -85,7 +85,9 @@ def aim_fresh_adapters(model: nn.Module, space: CoreGradientSpace, forget_grams:
             whole = not is_sharded(weight) and weight.numel() == rows * space.layers[name].input_dim
             if not whole or not is_fresh(module, adapter):
                 continue
-            # layers fed one input (q, k, v) share one space Gram and have equal forget Grams: decompose once
+            # layers fed one input (q, k, v) share one space Gram and have equal forget Grams: decompose once (eigen
+            # before rank, which alone would decompose for the eigenvalues and let the eigenvectors go)
+            space.eigen(name)
             key = (id(space.grams[name]), space.rank(name), rows)
             if key not in cache or not torch.equal(cache[key][0], forget_grams[name]):
                 cache[key] = (forget_grams[name], forget_directions(space, name, forget_grams[name], rows))
