@@ -13,8 +13,9 @@ Min-K%++) relative to the retain model's. Model utility: harmonic mean of answer
 and truth ratio on retain people and world facts. Fluency: the non-word and repeated-word rates of the greedy
 answers to forgotten and to held-out questions. Every method runs through ``UnlearningTrainer`` with its
 library defaults on the merged model's own weights (``--unlearn_weights lora``: a fresh adapter), the same
-epoch budget for all, the held-out people as validation set. Memory: ``benchmarks/lm_memory.py``.
-Fine-tuned models are cached under ``--out``. Results: ``benchmarks/results/tofu.json``.
+epoch budget for all; the stop rule reads other held-out people than the membership test. Memory:
+``benchmarks/lm_memory.py``.
+Fine-tuned models are cached under ``--out``. Results: ``benchmarks/results/tofu_<weights>_forget<percent>.json``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ from peft import get_peft_model
 
 from hf_unlearn import UnlearningArguments, UnlearningTrainer
 from hf_unlearn.data.causal_lm import causal_lm_space
-from hf_unlearn.data.tofu_shaped import load_tofu_shaped_dataset, tofu_splits
-from hf_unlearn.evaluation.tofu_metrics import forget_quality, privleak
+from hf_unlearn.data.tofu_shaped import forget_count, load_tofu_shaped_dataset, tofu_shaped_facts, tofu_splits
 from hf_unlearn.evaluation.tofu_report import tofu_report
 
 from .lm_facts import fine_tune, load_base, lora_config
@@ -52,7 +52,8 @@ def summary(name: str, report: dict, extra: dict) -> list[str]:
             _fmt(privleak.get("loss"), "{:+.1f}"), _fmt(privleak.get("min_k_plus_plus"), "{:+.1f}"),
             f"{forget['non_word_rate']:.2f} / {holdout['non_word_rate']:.2f}",
             f"{forget['repeat_rate']:.2f} / {holdout['repeat_rate']:.2f}",
-            _fmt(extra.get("seconds"), "{:.0f}"), str(extra.get("steps", ""))]
+            _fmt(extra.get("seconds"), "{:.0f}"), str(extra.get("steps", "")), _fmt(extra.get("learning_rate"), "{:g}"),
+            str(extra.get("stopped_by") or "")]
 
 
 def _fmt(value, pattern: str) -> str:
@@ -61,7 +62,7 @@ def _fmt(value, pattern: str) -> str:
 
 COLUMNS = ["model", "forget quality", "model utility", "forget truth ratio", "forget ROUGE-L", "PrivLeak (loss)",
            "PrivLeak (Min-K%++)", "non-word rate (forget / held-out)", "repeat rate (forget / held-out)", "s",
-           "steps"]
+           "steps", "learning rate", "stopped by"]
 
 
 def unlearn(original, method: str, sets: dict, space, tokenizer, options, out: Path) -> tuple[object, dict]:
@@ -76,24 +77,32 @@ def unlearn(original, method: str, sets: dict, space, tokenizer, options, out: P
                                num_train_epochs=options.budget_epochs)
     start = time.perf_counter()
     trainer = UnlearningTrainer(model, args, forget_dataset=sets["forget"], retain_dataset=sets["retain"],
-                                eval_dataset=sets["holdout"], core_gradient_space=space, processing_class=tokenizer)
+                                eval_dataset=sets["validation"], core_gradient_space=space,
+                                processing_class=tokenizer)
     output = trainer.train()
     seconds = time.perf_counter() - start
     merged = (model.merge_and_unload() if options.unlearn_weights == "lora" else model).eval()
-    return merged, {"seconds": seconds, "steps": trainer.state.global_step,
+    return merged, {"seconds": seconds, "steps": trainer.state.global_step, "learning_rate": args.learning_rate,
+                    "stopped_by": trainer.outcome.stopped_by,
                     "outcome": output.metrics["unlearning_outcome"], "unlearned": output.metrics["unlearned"]}
 
 
 def run_seed(seed: int, options, base, tokenizer) -> dict:
     options.seed = seed
     out = Path(options.out) / f"seed{seed}"
-    data = load_tofu_shaped_dataset(options.people, seed=seed)
-    splits = tofu_splits(data, options.percent)
+    held = forget_count(options.percent, options.people)
+    data = load_tofu_shaped_dataset(options.people, holdout_people=2 * held, seed=seed)
+    splits = tofu_splits(data, options.percent)  # its holdout: the first `held` held-out people (the MIA's)
+    # the stop rule reads other held-out people than the membership test: otherwise PrivLeak is tuned on its own data
+    stop_people = range(options.people + held, options.people + 2 * held)
+    every = tofu_shaped_facts(options.people + 2 * held, seed)
+    validation = every.select([i for i, p in enumerate(every["person"]) if p in stop_people])
     rng = np.random.default_rng(seed)
     eval_retain = splits["retain"].select(sorted(rng.choice(len(splits["retain"]), size=min(
         options.retain_questions, len(splits["retain"])), replace=False).tolist()))
     eval_splits = {**splits, "retain": eval_retain}
-    train_sets = {name: splits[name].select_columns(TRAIN_COLUMNS) for name in ("forget", "retain", "holdout")}
+    train_sets = {name: splits[name].select_columns(TRAIN_COLUMNS) for name in ("forget", "retain")}
+    train_sets["validation"] = validation.select_columns(TRAIN_COLUMNS)
     full = data["full"].select_columns(TRAIN_COLUMNS)
     original, original_s = fine_tune(base, full, tokenizer, options.epochs, seed, out / "original")
     reference, reference_s = fine_tune(base, train_sets["retain"], tokenizer, options.epochs, seed,
@@ -101,14 +110,13 @@ def run_seed(seed: int, options, base, tokenizer) -> dict:
     print(f"seed {seed}: fine-tuned in {original_s:.0f} s, retain model in {reference_s:.0f} s", flush=True)
     retain_report = tofu_report(reference, tokenizer, eval_splits, judge=original)
     ref_ratios, ref_auc = retain_report["forget_truth_ratios"], retain_report["mia_auc"]
-    retain_report["forget_quality"] = forget_quality(ref_ratios, ref_ratios)  # 1: its own reference
-    retain_report["privleak"] = {score: privleak(auc, auc) for score, auc in ref_auc.items()}
     reports = {"retain model": (retain_report, {"seconds": reference_s})}
     evaluate = {"reference_truth_ratios": ref_ratios, "reference_auc": ref_auc, "judge": original}
     reports["original"] = (tofu_report(original, tokenizer, eval_splits, **evaluate), {"seconds": original_s})
     start = time.perf_counter()
     space = causal_lm_space(original, full, tokenizer, show_progress=False)
-    print(f"seed {seed}: space built in {time.perf_counter() - start:.0f} s", flush=True)
+    options.space_s = time.perf_counter() - start
+    print(f"seed {seed}: space built in {options.space_s:.0f} s", flush=True)
     for method in options.methods:
         model, extra = unlearn(original, method, train_sets, space, tokenizer, options, out)
         reports[method] = (tofu_report(model, tokenizer, eval_splits, **evaluate), extra)
@@ -140,8 +148,12 @@ def main() -> None:
         reports = run_seed(seed, options, base, tokenizer)
         rows = [summary(name, report, extra) for name, (report, extra) in reports.items()]
         title = (f"SmolLM2-135M forgets {options.percent} % of {options.people} invented people "
-                 f"({options.unlearn_weights} weights, seed {seed}, budget {options.budget_epochs:g} epochs)")
-        tables[f"seed{seed}"] = table(COLUMNS, rows, title=title)
+                 f"({options.unlearn_weights} weights, seed {seed}; every method with its library defaults, the "
+                 f"stop rule on, at most {options.budget_epochs:g} epochs)")
+        notes = (f"s: the fine-tuning of the retain model and the original, the unlearning of a method (the space, "
+                 f"built once beforehand: {options.space_s:.0f} s). Forget quality and PrivLeak are measured "
+                 "against the retain model, so its own row has none.")
+        tables[f"seed{seed}"] = table(COLUMNS, rows, title=title, notes=notes)
         raw[f"seed{seed}"] = {name: {"report": {k: v for k, v in report.items() if k != "answers"},
                                      "answers": report["answers"], **extra}
                               for name, (report, extra) in reports.items()}
