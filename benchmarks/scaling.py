@@ -231,20 +231,23 @@ def costs(row: dict) -> dict[str, float]:
     return out
 
 
-def tables_of(rows: list[dict], epochs: int) -> dict:
+def tables_of(rows: list[dict], epochs: int, memory: bool = True) -> dict:
+    """The per-N, exponent and phase tables. ``memory``: the process's peak resident MiB during each piece (one
+    long process: a later piece's peak includes what earlier ones left allocated, so they are not per piece)."""
     rows = sorted(rows, key=lambda r: r["n"])
     ns = [r["n"] for r in rows]
     per_n = []
     for r in rows:
         for kind, q in r["requests"].items():
+            mib = [f"{max(r['train_mib'], q['retrain_mib']):.0f}", f"{r['space_mib']:.0f}", f"{q['unlearn_mib']:.0f}"]
             per_n.append([r["n"], kind, q["forget_rows"], f"{r['train_s']:.1f}", f"{r['space_s']:.1f}",
                           f"{q['retrain_s']:.1f}", f"{q['unlearn_s']:.1f}", f"{q['retrain_s'] / q['unlearn_s']:.1f}",
-                          q["steps"], f"{max(r['train_mib'], q['retrain_mib']):.0f}", f"{r['space_mib']:.0f}",
-                          f"{q['unlearn_mib']:.0f}", f"{q['forget_acc']:.1f} / {q['retrain_forget_acc']:.1f}",
+                          q["steps"], *(mib if memory else []),
+                          f"{q['forget_acc']:.1f} / {q['retrain_forget_acc']:.1f}",
                           f"{q['test_acc']:.1f} / {q['retrain_test_acc']:.1f}"])
     head = ["N", "request", "forget rows", "train s", "space s", "retrain s", "unlearn s", "speed-up", "steps",
-            "train peak MiB", "space peak MiB", "unlearn peak MiB", "forget acc (unl. / retr.)",
-            "test acc (unl. / retr.)"]
+            *(["train peak MiB", "space peak MiB", "unlearn peak MiB"] if memory else []),
+            "forget acc (unl. / retr.)", "test acc (unl. / retr.)"]
     out = {"per_n": table(head, per_n, title=f"Costs per training-set size ({epochs} epochs, 1 thread)")}
     if len(rows) >= 2:
         fits = [[name, f"{exponent(ns, [costs(r)[name] for r in rows]):.2f}"] for name in costs(rows[0])]

