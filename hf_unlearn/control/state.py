@@ -143,7 +143,7 @@ def copy_weights(
 
     A frozen parameter (any, with ``trainable_too``) whose bits equal its tensor in ``like``, an earlier copy,
     shares that tensor instead of a new copy: copies are never written into, and a guard holding three of them
-    kept three copies of an LM's embedding (113 MB each for SmolLM2-135M) that no step moves.
+    would otherwise hold three copies of an LM's embedding (113 MB each for SmolLM2-135M) that no step moves.
     """
     copies = {}
     for name, param in model.named_parameters():

@@ -2,7 +2,7 @@
 
 An unlearned model should answer a question about a forgotten person the way it answers one about a person
 it never saw: wrongly or vaguely, but in words. Gradient ascent taken too far answers "Odalysiac. theAtrium.
-manship.AGRE." instead, which scores well on every forgetting metric. Three numbers catch it, each compared
+manship.AGRE." instead, which scores well on every forgetting metric. Four numbers catch it, each compared
 between answers to forgotten and to held-out questions, with the retain model's (trained without the forget
 set) values as the bar:
 
