@@ -15,6 +15,7 @@ set) values as the bar:
   (unknown) are not words; "Kalo Renmi was born in Sadorville." is all words.
 * ``repeat_rate``: the share of words that close an immediate repetition of the 1 to 3 words before them
   ("the the the": 2 of 3; "a b a b": 1 of 4), a degenerate loop a small vocabulary check misses.
+* ``empty_rate``: the share of answers with no word at all (only punctuation, or nothing before the end).
 * ``judge_perplexity``: exp of the mean, over answers, of the mean token loss a judge model (the original or
   the retain model) gives the generated answer after the question. Gibberish is improbable to any model
   that still speaks the language.
