@@ -161,6 +161,12 @@ def test_rmu_loss_is_the_distance_to_c_u_over_real_tokens_plus_alpha_times_the_r
     assert torch.equal(method.direction, steering_direction(16, 5))  # drawn from the run's seed at the layer's width
     everywhere = by_hand(hidden, target, torch.ones_like(forget["attention_mask"]))
     assert everywhere.item() > 1.5 * forget_term.item()  # the padding's hidden states would change the value
+    # alpha = 0: the forget term alone, and no retain stream asked for (a batch without one is enough)
+    alone = RMU(RMUConfig(rmu_layer=2, rmu_steering_coeff=3.0, rmu_alpha=0.0), seed=5)
+    alone.setup(SimpleNamespace(model=model))
+    assert RMU.needs_retain and method.needs_retain and not alone.needs_retain
+    with torch.no_grad():
+        assert alone.compute_loss(None, model, {"forget": forget}).item() == pytest.approx(forget_term.item(), rel=1e-5)
 
 
 def test_the_steering_direction_is_seeded_unit_length_and_non_negative():

@@ -172,8 +172,12 @@ class RMU(UnlearningMethod):
     trainable; no projection."""
 
     name = "rmu"
-    needs_retain = True
+    needs_retain = True  # with the default alpha; an instance with rmu_alpha = 0 reads no retain stream
     config_class = RMUConfig
+
+    def __init__(self, config: MethodConfig, seed: int = 0):
+        super().__init__(config, seed)
+        self.needs_retain = self.config.rmu_alpha > 0
 
     def setup(self, context):
         model = context.model
@@ -219,10 +223,12 @@ class RMU(UnlearningMethod):
             raise ValueError(f"RMU: the output of {self.layer_name} carries no gradient, so no trainable weight lies "
                              "at or below it (an adapter on later layers only?); pick rmu_layer above a trained one.")
         forget = token_distance(hidden, self.target(hidden), mask)
+        self.track("forget_loss", forget.detach())
+        if not self.needs_retain:
+            return forget
         retain_hidden, retain_mask = self.hidden_states(model, self.layer, batch["retain"])
         with torch.no_grad():
             reference, _ = self.hidden_states(self.reference, self.reference_layer, batch["retain"])
         retain = token_distance(retain_hidden, reference, retain_mask)
-        self.track("forget_loss", forget.detach())
         self.track("retain_loss", retain.detach())
         return forget + self.config.rmu_alpha * retain
