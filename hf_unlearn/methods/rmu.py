@@ -42,7 +42,7 @@ class RMUConfig(MethodConfig):
         rmu_layer (`int`, defaults to `-1`):
             Index of the transformer layer ℓ whose output is steered, counted from 0 in the model's layer stack
             (``model.layers``, GPT-2's ``h``, BERT's ``encoder.layer``); -1 takes the paper's depth, ⌊7·L/32⌋ of L
-            layers (layer 7 of Zephyr-7B's 32, as the paper and OpenUnlearning pick).
+            layers (the paper's layer 7 of Zephyr-7B's 32; OpenUnlearning steers layer 7 at any depth).
         rmu_steering_coeff (`float`, defaults to `2.0`):
             The steering coefficient c, the length of the target c·u (OpenUnlearning's 2; the paper used 6.5 on
             Zephyr-7B; it should grow with the layer's activation norm); positive.
