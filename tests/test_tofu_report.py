@@ -9,7 +9,7 @@ from tofu_fixtures import MODEL, TOKENIZER
 
 from hf_unlearn.data.tofu_shaped import load_tofu_shaped_dataset, tofu_splits
 from hf_unlearn.evaluation.fluency import fluency, is_word, judge_perplexity, non_word_rate, repeat_rate
-from hf_unlearn.evaluation.tofu_metrics import harmonic_mean, privleak, truth_ratio_statistic
+from hf_unlearn.evaluation.tofu_metrics import forget_quality, harmonic_mean, privleak, truth_ratio_statistic
 from hf_unlearn.evaluation.tofu_report import tofu_report
 
 GIBBERISH = "Odalysiac. theAtrium. manship.AGRE."
@@ -92,9 +92,13 @@ def test_the_report_reads_memorisation_and_its_numbers_are_their_definitions(mem
     assert report["forget_truth_ratio"] == pytest.approx(truth_ratio_statistic(report["forget_truth_ratios"],
                                                                                forget=True))
     assert len(report["forget_truth_ratios"]) == len(splits["forget"])
-    assert 0.0 <= report["forget_quality"] <= 1.0
+    assert report["forget_quality"] == pytest.approx(forget_quality(report["forget_truth_ratios"],
+                                                                    reference["forget_truth_ratios"]))
     assert report["privleak"] == pytest.approx({s: privleak(a, 0.5) for s, a in report["mia_auc"].items()})
-    assert set(report["fluency"]) == {"forget", "holdout"} and "judge_perplexity" in report["fluency"]["forget"]
+    assert set(report["fluency"]) == {"forget", "holdout"}
+    forget_questions = list(splits["forget"]["question"])  # the judge read the generated answers, not the gold ones
+    judged = judge_perplexity(retain, tokenizer, forget_questions, report["answers"]["forget"])
+    assert report["fluency"]["forget"]["judge_perplexity"] == pytest.approx(judged)
     assert len(report["answers"]["forget"]) == len(splits["forget"])
 
 
