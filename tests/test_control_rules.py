@@ -274,3 +274,30 @@ def test_a_causal_lm_likelihood_in_percent_is_read_on_its_own_scale():
     script.queue[0] = {"forget_likelihood": 0.995, "validation_likelihood": 0.5, "retain_accuracy": 99.0}
     outcome, *_ = _run(script, [0.1] * 2, growth=2.0, **lm)
     assert outcome.growths == 2
+
+
+def test_the_crossing_resolution_is_the_standard_error_of_two_sampled_accuracies():
+    from hf_unlearn.control.stop_rules import crossing_resolution
+
+    counts = {"forget_accuracy_count": 100, "validation_accuracy_count": 256}
+    # 100 * sqrt(0.8 * 0.2 * (1/100 + 1/256)) = 100 * sqrt(0.16 * 0.01390625) = 4.7170 by hand
+    assert crossing_resolution(counts, "forget_accuracy", 80.0) == pytest.approx(4.7170, abs=1e-3)
+    # large samples fall back to two examples' worth, and never below 2 points
+    big = {"forget_accuracy_count": 20000, "validation_accuracy_count": 20000}
+    assert crossing_resolution(big, "forget_accuracy", 90.0) == pytest.approx(2.0)
+    assert crossing_resolution({"forget_accuracy_count": 50}, "forget_accuracy", 90.0) == pytest.approx(4.0)
+    # a likelihood averages over every token: the 2-point floor, whatever the counts
+    assert crossing_resolution(counts, "forget_likelihood", 30.0) == pytest.approx(2.0)
+
+
+def test_a_crossing_within_the_standard_error_of_the_samples_is_not_halved():
+    # the target is the original's validation accuracy, 90 %: over 100 forget and 256 validation examples the
+    # difference has an error of 3.5 points, so a 3-point crossing (87) is the target reached, where two examples'
+    # worth (2 points) would have halved
+    sized = {"forget_accuracy_count": 100, "validation_accuracy_count": 256}
+    outcome, _, lr, stopped = _run(Script({**_at(92.0), **sized}, {**_at(87.0), **sized}), [1.0, 1.0])
+    assert stopped and outcome.overshoots == 0 and outcome.stopped_by == "rule" and lr == pytest.approx(0.5)
+    # a crossing past it still goes back and halves the step
+    outcome, _, lr, _ = _run(Script({**_at(92.0), **sized}, {**_at(80.0), **sized}, {**_at(88.0), **sized}),
+                             [1.0, 1.0, 0.5])
+    assert outcome.overshoots == 1 and lr == pytest.approx(0.25)

@@ -44,6 +44,7 @@ from transformers import TrainerCallback
 
 from .state import ControlSettings, RunOutcome, copy_weights, restore_weights, same_weights, weights_finite
 from .step_growth import growth_factor
+from .stop_rules import crossing_resolution
 
 logger = logging.getLogger(__name__)
 MIN_SPAN = 4  # steps a check may wait when it costs more than they do, however short an epoch is
@@ -335,11 +336,7 @@ class UnlearningControl(TrainerCallback):
         """
         previous = self.previous_good[0] if self.previous_good else None
         overshot = previous is not None and abs(previous[key] - validation) < abs(metrics[key] - validation)
-        # a crossing by a point or two is the sample's resolution, not a step too far: halving then only
-        # spends the budget re-crossing (MiniLM, 100 forget examples: 3 halvings, 1.8x re-fine-tuning)
-        # (the resolution of an accuracy over `count` examples; a likelihood averages over every token)
-        count = metrics.get("forget_accuracy_count", 0) if key == "forget_accuracy" else 0
-        far = validation - metrics[key] > max(2.0, 200.0 / count if count else 0.0)
+        far = validation - metrics[key] > crossing_resolution(metrics, key, validation)
         halvings_left = self.outcome.overshoots < self.settings.max_overshoots
         if overshot and far and optimizer is not None and halvings_left:
             restore_weights(self.model, self.previous_good[1], optimizer)
@@ -397,3 +394,4 @@ class UnlearningControl(TrainerCallback):
             target = partial(self.target_validation, self.outcome.initial)
             self.outcome.incomplete = self.settings.unmet(self.outcome.final, target)
             logger.warning("REMOVAL INCOMPLETE: %s (%s).", self.outcome.incomplete, self.outcome.reason)
+
