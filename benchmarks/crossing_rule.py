@@ -4,9 +4,9 @@
     .venv/bin/python -m benchmarks.crossing_rule --n 3000
 
 MiniLM fine-tuned as in ``benchmarks/scaling_text.py`` (3 epochs, one thread, the same data and forget rows), its
-space built once; then the same 100-row request twice in one process, alternating: with
+space built once; then the same 100-row request twice in one process, one after the other: with
 ``control.stop_rules.crossing_resolution`` (the library's rule) and with a threshold of two forget
-examples' worth and at least 2 points, patched in. Per run: wall time, steps, halvings, accuracies.
+examples' worth and at least 2 points, patched in. Per run: wall time, steps, outcome, accuracies.
 """
 
 from __future__ import annotations
