@@ -156,3 +156,14 @@ def test_the_lora_aim_decomposes_each_shared_gram_once(model_and_data, monkeypat
     for name in ("q", "k", "v"):  # rank and eigenvectors of one shared Gram, read three times
         forget_directions(space, name, forget[name], 2)
     assert shapes.count((6, 6)) == 1  # the whole 6 x 6 Gram: once, not once for the rank and again for the vectors
+
+
+def test_eval_mode_puts_back_the_models_own_mode_even_after_an_error():
+    from hf_unlearn.utils.modes import eval_mode
+
+    for training in (True, False):
+        model = torch.nn.Sequential(torch.nn.Dropout(0.5)).train(training)
+        with pytest.raises(RuntimeError), eval_mode(model):
+            assert not model.training and not model[0].training
+            raise RuntimeError("a metric failed halfway")
+        assert model.training is training and model[0].training is training

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.causal_lm import IGNORE_INDEX, tokenize_example
+from ..utils.modes import eval_mode
 from .lm import longest_common_subsequence
 from .metrics import loss_threshold_auc
 
@@ -71,10 +72,8 @@ def answer_token_stats(model: nn.Module, tokenizer, questions: Sequence[str], an
     that position (what Min-K%++ normalises by)."""
     encoded = _encode(tokenizer, questions, answers)
     device, pad = next(model.parameters()).device, pad_id_of(tokenizer)
-    was_training = model.training
-    model.eval()
     out = []
-    try:
+    with eval_mode(model):
         for begin in range(0, len(encoded), batch_size):
             chunk = encoded[begin : begin + batch_size]
             width = max(len(ids) for ids, _ in chunk)
@@ -92,8 +91,6 @@ def answer_token_stats(model: nn.Module, tokenizer, questions: Sequence[str], an
             for i, (tokens, start) in enumerate(chunk):
                 where = slice(start - 1, len(tokens) - 1)  # position t predicts token t + 1
                 out.append({key: value[i, where].cpu() for key, value in found.items()})
-    finally:
-        model.train(was_training)
     return out
 
 
@@ -233,10 +230,8 @@ def generate_answers(model: nn.Module, tokenizer, questions: Sequence[str], *, m
     """Greedy answers to ``questions``: each question tokenised as in training, left-padded, decoded without
     special tokens."""
     device, pad = next(model.parameters()).device, pad_id_of(tokenizer)
-    was_training = model.training
-    model.eval()
     answers = []
-    try:
+    with eval_mode(model):
         for begin in range(0, len(questions), batch_size):
             prompts = [list(tokenizer(q)["input_ids"]) for q in questions[begin : begin + batch_size]]
             width = max(map(len, prompts))
@@ -245,6 +240,4 @@ def generate_answers(model: nn.Module, tokenizer, questions: Sequence[str], *, m
             out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                  do_sample=False, pad_token_id=pad)
             answers += [a.strip() for a in tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
-    finally:
-        model.train(was_training)
     return answers
