@@ -37,7 +37,16 @@ from hf_unlearn.scripts.lora import LoraArguments, with_fresh_adapter
 from ..results_io import table_from_markdown, write_results
 from .bars import bars_table, kept_data_table
 from .per_example import confidences, per_example_row
-from .scenarios import ALL_SCENARIOS, SCENARIOS, forget_indices, kept_test, load_data, minilm_path, new_model
+from .scenarios import (
+    ALL_SCENARIOS,
+    SCENARIOS,
+    forget_indices,
+    is_minilm,
+    kept_test,
+    load_data,
+    minilm_path,
+    new_model,
+)
 
 METHODS = (
     "pgu",
@@ -114,7 +123,7 @@ def run_scenario(
     forget, retain = split_forget_retain(train, forget_indices(scenario, train, seed))
     test = kept_test(scenario, _strip_text(data["test"]))
     collate = DataCollatorWithPadding(tokenizer) if tokenizer is not None else default_data_collator
-    base = minilm_path() if scenario.family.startswith("sms_minilm") else None
+    base = minilm_path() if is_minilm(scenario.family) else None
 
     def evaluate(model, reference, seconds=None):
         return evaluate_unlearning(
@@ -125,7 +134,7 @@ def run_scenario(
             collate_fn=collate,
             reference_model=reference,
             # the memorization scenarios' retain sets are small: RA on all of them (a 1-point bar needs it)
-            retain_eval_samples=None if scenario.family.startswith("animal") else 1000,
+            retain_eval_samples=None if scenario.family.startswith(("animal", "trec")) else 1000,
             seed=seed,
             mia_draws=mia_draws,
             run_time=seconds,

@@ -15,8 +15,11 @@ validation accuracy on small cached samples (one batched pass each) and then:
    probability reaches the original's on validation data, which is what a confidence attacker reads
    (both measured before the first step: a retrained model treats the forgotten examples about as it
    treats held-out data, and a target that falls with a damaged model would be chased instead of
-   reached). If the previous good state was closer to it and this one lies more than 2 points (and 2
-   examples' worth) below it, the last steps overshot: the weights go back there and the step is halved
+   reached). By default each target is the higher of the whole validation sample's and that of the
+   validation examples nearest each forget example (``training/neighbour_target.py``): a retrained model
+   treats a forgotten example as it treats unseen ones like it, not as the average unseen one. If the
+   previous good state was closer to it and this one lies more than 2 points (and 2 examples' worth)
+   below it, the last steps overshot: the weights go back there and the step is halved
    (up to ``max_overshoots`` times, a bisection towards the crossing); otherwise, or after that, the
    closer of the two is kept, unless it is the starting state, which would be no removal at all (both
    passed the guard, so a collapsed state is never kept). Class removal: stop once the forgotten classes
@@ -193,9 +196,11 @@ class UnlearningControl(TrainerCallback):
 
     def target_validation(self, initial: dict[str, float], key: str | None = None) -> float:
         """The sample-removal target: the validation accuracy (or ``key``) of the model before this request (or
-        the series)."""
+        the series), read on the validation examples nearest the forget set when those were measured
+        (``training/neighbour_target.py``)."""
         source = self.baseline_metrics if self.baseline_metrics is not None else initial
-        return source.get(key or self.settings.validation_key, math.nan)
+        key = key or self.settings.validation_key
+        return source.get(f"{key}_neighbours", source.get(key, math.nan))
 
     def nothing_to_unlearn(self, metrics: dict[str, float]) -> str | None:
         """Why no step should be taken at all (the sample-removal rule already holds), or None."""

@@ -90,6 +90,11 @@ class UnlearningArguments(TrainingArguments):
         stop_rule (`str`, defaults to `"auto"`):
             ``"forget_below_validation"``, ``"class_removal"``, ``"poison_removed"``, ``"none"`` or ``"auto"``
             (by scenario).
+        sample_removal_target (`str`, defaults to `"cautious"`):
+            What "looks like held-out data" means to the sample-removal rule: ``"validation"`` (the whole validation
+            sample's accuracy and confidence), ``"neighbours"`` (those of each forget example's 10 nearest
+            validation examples under the original, in a middle layer's features) or ``"cautious"`` (the higher
+            of the two: a request is never pushed below either; docs/fidelity.md, "Sample-removal target").
         class_forget_target (`float`, defaults to `1.0`):
             Class removal stops once forget accuracy (percent) is at or below this...
         class_forget_probability (`float`, defaults to `0.05`):
@@ -234,6 +239,16 @@ class UnlearningArguments(TrainingArguments):
             "'class_removal' (stop once the forgotten classes are gone or retain accuracy drops), "
             "'poison_removed' (stop once the poisoned labels are rarely predicted on the poisoned examples), "
             "'none', or 'auto' (by scenario)."
+        },
+    )
+    sample_removal_target: str = field(
+        default="cautious",
+        metadata={
+            "help": "Sample removal's target: 'validation' (the whole validation sample's accuracy and confidence), "
+            "'neighbours' (the original's on the 10 validation examples nearest each forget example, in a middle "
+            "layer's features) or 'cautious' (the higher of the two: a request of examples the model would get "
+            "right anyway is not pushed down to the average held-out example).",
+            "choices": ["cautious", "neighbours", "validation"],
         },
     )
     class_forget_target: float = field(

@@ -42,6 +42,7 @@ from .arguments import UnlearningArguments
 from .checkpoints import check_resume, request_digest, resolve_resume, write_checkpoint_extras
 from .engines import must_project_gradients
 from .measurements import UnlearningMeasurements, weights_summary
+from .neighbour_target import sample_removal_targets
 from .publishing import UnlearningPublishing
 from .step_hooks import StepHooksCallback
 
@@ -274,7 +275,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         project_gradients = must_project_gradients(self)  # DeepSpeed owns the step: see engines.py
         self._measure_baseline()
         if not self._prepared:
-            control.original_metrics = self.control_metrics()
+            measured = self.control_metrics()
+            control.original_metrics = {**measured, **sample_removal_targets(self, measured)}
             reason = None if resume_from_checkpoint else control.nothing_to_unlearn(control.original_metrics)
             if reason:
                 return self._no_step(reason, start)
@@ -306,7 +308,9 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         if self.baseline_model is None:
             return
         home = next(self.baseline_model.parameters()).device
-        self.control_callback.baseline_metrics = self.control_metrics(model=self.baseline_model.to(self.args.device))
+        baseline = self.baseline_model.to(self.args.device)
+        measured = self.control_metrics(model=baseline)
+        self.control_callback.baseline_metrics = {**measured, **sample_removal_targets(self, measured, baseline)}
         self.baseline_model.to(home)
 
     def _set_up(self, resume_from_checkpoint: str | None, project_gradients: bool) -> dict[str, float] | None:

@@ -1,0 +1,76 @@
+"""The sample-removal target read on the validation examples nearest the forget set (training/neighbour_target.py)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from datasets import Dataset
+from torch import nn
+
+from hf_unlearn.training.neighbour_target import _pooled, neighbour_targets
+
+
+class Probe(nn.Module):
+    """Hidden states are the inputs themselves (the middle one scaled by 2); logits are given per row."""
+
+    def __init__(self, hidden: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.hidden = hidden
+
+    def forward(self, features, row_logits, output_hidden_states=False):
+        states = (features, 2 * features, features) if self.hidden and output_hidden_states else None
+        return SimpleNamespace(logits=row_logits + self.weight, hidden_states=states)
+
+
+def _rows(features, logits, labels):
+    return Dataset.from_dict({"features": features, "row_logits": logits, "labels": labels}).with_format("torch")
+
+
+def _collate(rows):
+    return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+def test_each_forget_example_reads_its_own_nearest_validation_examples():
+    # validation: two groups in direction x (all right, p_true 0.9) and y (all wrong, p_true 0.2)
+    validation = _rows(
+        [[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]],
+        [[2.197, 0.0], [2.197, 0.0], [0.0, 1.386], [0.0, 1.386]],  # softmax: 0.9 / 0.1 and 0.2 / 0.8
+        [0, 0, 0, 0],
+    )
+    along_x = _rows([[3.0, 0.2], [5.0, 0.0]], [[9.0, 0.0], [9.0, 0.0]], [0, 0])
+    targets = neighbour_targets(Probe(), along_x, validation, _collate, "cpu", k=2)
+    assert targets["validation_accuracy_neighbours"] == pytest.approx(100.0)
+    assert targets["validation_probability_neighbours"] == pytest.approx(0.9, abs=1e-3)
+    # one forget example per group: half the neighbours right, the mean of the two groups' probabilities
+    mixed = _rows([[3.0, 0.2], [0.0, 4.0]], [[9.0, 0.0], [9.0, 0.0]], [0, 0])
+    targets = neighbour_targets(Probe(), mixed, validation, _collate, "cpu", k=2)
+    assert targets["validation_accuracy_neighbours"] == pytest.approx(50.0)
+    assert targets["validation_probability_neighbours"] == pytest.approx(0.55, abs=1e-3)
+
+
+def test_a_model_without_hidden_states_leaves_the_whole_validation_target():
+    rows = _rows([[1.0, 0.0]], [[1.0, 0.0]], [0])
+    assert neighbour_targets(Probe(hidden=False), rows, rows, _collate, "cpu") == {}
+
+
+def test_pooling_averages_real_tokens_only_and_feature_maps_over_positions():
+    tokens = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
+    assert torch.equal(_pooled(tokens, torch.tensor([[1, 1, 0]])), torch.tensor([[2.0, 2.0]]))
+    maps = torch.arange(8.0).reshape(1, 2, 2, 2)
+    assert torch.equal(_pooled(maps, None), torch.tensor([[1.5, 5.5]]))
+
+
+def test_the_stop_rule_aims_at_the_neighbours_target_when_it_was_measured():
+    from hf_unlearn.control.controller import ControlSettings, UnlearningControl
+
+    start = {"forget_accuracy": 100.0, "validation_accuracy": 85.0, "retain_accuracy": 99.0,
+             "validation_accuracy_neighbours": 98.0}
+    control = UnlearningControl(ControlSettings(rule="forget_below_validation"), measure=lambda: dict(start))
+    assert control.target_validation(start) == 98.0  # the forget set's look-alikes, not the average held-out row
+    assert math.isnan(control.target_validation(start, "validation_probability"))  # neither was measured
+    del start["validation_accuracy_neighbours"]
+    assert control.target_validation(start) == 85.0
