@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from types import SimpleNamespace
 
@@ -35,7 +36,8 @@ def _collate(rows):
 
 
 def test_each_forget_example_reads_its_own_nearest_validation_examples():
-    # validation: two groups in direction x (all right, p_true 0.9) and y (all wrong, p_true 0.2)
+    # validation: two groups in direction x (all right, p_true 0.9) and y (all wrong, p_true 0.2); with k = 2
+    # every validation example's nearest others are one of each group, as the whole sample is: no correction
     validation = _rows(
         [[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]],
         [[2.197, 0.0], [2.197, 0.0], [0.0, 1.386], [0.0, 1.386]],  # softmax: 0.9 / 0.1 and 0.2 / 0.8
@@ -45,11 +47,21 @@ def test_each_forget_example_reads_its_own_nearest_validation_examples():
     targets = neighbour_targets(Probe(), along_x, validation, _collate, "cpu", k=2)
     assert targets["validation_accuracy_neighbours"] == pytest.approx(100.0)
     assert targets["validation_probability_neighbours"] == pytest.approx(0.9, abs=1e-3)
-    # one forget example per group: half the neighbours right, the mean of the two groups' probabilities
+    # one forget example per group: the whole sample's own target
     mixed = _rows([[3.0, 0.2], [0.0, 4.0]], [[9.0, 0.0], [9.0, 0.0]], [0, 0])
     targets = neighbour_targets(Probe(), mixed, validation, _collate, "cpu", k=2)
     assert targets["validation_accuracy_neighbours"] == pytest.approx(50.0)
     assert targets["validation_probability_neighbours"] == pytest.approx(0.55, abs=1e-3)
+
+
+def test_a_hub_that_every_validation_example_picks_does_not_raise_the_target():
+    # a (right, 0.9), b (wrong, 0.2), hub h (right, 0.9): a and b both pick h, h picks a -> their neighbours read
+    # 100 % / 0.9 against the sample's 66.7 % / 0.667; one forget example like a, one like b read 50 % / 0.55
+    validation = _rows([[1.0, 0.0], [0.0, 1.0], [1.0, 0.9]], [[2.197, 0.0], [0.0, 1.386], [2.197, 0.0]], [0, 0, 0])
+    forget = _rows([[1.0, 0.05], [0.1, 1.0]], [[9.0, 0.0], [9.0, 0.0]], [0, 0])
+    targets = neighbour_targets(Probe(), forget, validation, _collate, "cpu", k=1)
+    assert targets["validation_accuracy_neighbours"] == pytest.approx(200 / 3 + 50 - 100, abs=1e-3)
+    assert targets["validation_probability_neighbours"] == pytest.approx((0.9 + 0.2 + 0.9) / 3 + 0.55 - 0.9, abs=1e-3)
 
 
 def test_a_model_without_hidden_states_leaves_the_whole_validation_target():
@@ -74,3 +86,52 @@ def test_the_stop_rule_aims_at_the_neighbours_target_when_it_was_measured():
     assert math.isnan(control.target_validation(start, "validation_probability"))  # neither was measured
     del start["validation_accuracy_neighbours"]
     assert control.target_validation(start) == 85.0
+
+
+def test_the_stop_message_names_the_target_that_was_read():
+    from hf_unlearn.control.stop_rules import target_words
+
+    whole = {"validation_accuracy": 85.0}
+    assert target_words(whole, "validation_accuracy", "validation accuracy") == "validation accuracy"
+    near = {**whole, "validation_accuracy_neighbours": 97.5}
+    assert target_words(near, "validation_accuracy", "validation accuracy").endswith("nearest the forget set")
+
+
+def test_a_forget_set_placed_like_the_kept_examples_gets_the_whole_samples_target():
+    # kept and forget examples both sit next to the easy example a: their neighbours read alike, no shift
+    validation = _rows([[1.0, 0.0], [0.0, 1.0], [1.0, 0.9]], [[2.197, 0.0], [0.0, 1.386], [2.197, 0.0]], [0, 0, 0])
+    kept = _rows([[1.0, 0.02]], [[9.0, 0.0]], [0])
+    forget = _rows([[1.0, 0.05]], [[9.0, 0.0]], [0])
+    targets = neighbour_targets(Probe(), forget, validation, _collate, "cpu", k=1, kept=kept)
+    assert targets["validation_accuracy_neighbours"] == pytest.approx(200 / 3, abs=1e-3)
+    assert targets["validation_probability_neighbours"] == pytest.approx((0.9 + 0.2 + 0.9) / 3, abs=1e-3)
+    # a forget example next to the hard one, against the same kept examples: 100 points lower, clipped at 0
+    hard = _rows([[0.05, 1.0]], [[9.0, 0.0]], [0])
+    assert neighbour_targets(Probe(), hard, validation, _collate, "cpu", k=1, kept=kept)[
+        "validation_accuracy_neighbours"] == 0.0
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_run_reads_its_target_on_the_forget_sets_neighbours_and_the_card_says_so(trained_model, digits, tmp_path):
+    from digits_models import make_args
+
+    from hf_unlearn import UnlearningTrainer
+    from hf_unlearn.data.forget import random_indices, split_forget_retain
+
+    forget, retain = split_forget_retain(digits["train"], random_indices(len(digits["train"]), 0.1, seed=4))
+    runs = {}
+    for target in ("validation", "cautious"):
+        model = copy.deepcopy(trained_model)
+        trainer = UnlearningTrainer(model=model, args=make_args(tmp_path / target, "pgu", sample_removal_target=target),
+                                    forget_dataset=forget, retain_dataset=retain, eval_dataset=digits["validation"],
+                                    original_dataset=digits["train"])
+        trainer.train()
+        runs[target] = trainer
+    plain = runs["validation"].outcome.initial
+    assert "validation_accuracy_neighbours" not in plain
+    cautious = runs["cautious"].outcome.initial
+    for key in ("validation_accuracy", "validation_probability"):  # never below the whole sample's
+        assert cautious[f"{key}_neighbours"] >= cautious[key] == plain[key]
+    summary = runs["cautious"]._measured_summary()
+    moved = any(cautious[f"{k}_neighbours"] != cautious[k] for k in ("validation_accuracy", "validation_probability"))
+    assert ("nearest the forget set" in summary) == moved

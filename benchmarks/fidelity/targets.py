@@ -29,8 +29,20 @@ TARGETS = ("validation", "neighbours", "cautious")
 KEYS = ("UA", "RA", "TA", "MIA")
 
 
+DEFAULT_ROWS = ("digits_cnn_random", "mnist_resnet_random", "mnist_vit_random", "sms_minilm_random")  # seed 0 only
+
+
 def _cache(name: str) -> str:
-    return "outputs/fidelity_trec_cache" if name.startswith("trec") else "outputs/fidelity_mem_cache"
+    if name.startswith("trec"):
+        return "outputs/fidelity_trec_cache"
+    return "outputs/fidelity_mem_cache" if name.startswith("animal") else "outputs/fidelity_default_cache"
+
+
+def _jobs(seeds: list[int]) -> list[tuple[str, int]]:
+    """Every memorization-regime scenario at ``seeds``, the default suite's random requests at the first seed."""
+    return [(name, seed) for name in (*MEMORIZATION_SCENARIOS, *TEXT_MEMORIZATION_SCENARIOS) for seed in seeds] + [
+        (name, seeds[0]) for name in DEFAULT_ROWS
+    ]
 
 
 def _run_missing(folder: Path, seeds: list[int]) -> None:
@@ -41,27 +53,26 @@ def _run_missing(folder: Path, seeds: list[int]) -> None:
     for target in TARGETS:
         path = folder / target / "results.json"
         done = json.loads(path.read_text()) if path.is_file() else {}
-        for name in (*MEMORIZATION_SCENARIOS, *TEXT_MEMORIZATION_SCENARIOS):
-            for seed in seeds:
-                if str(seed) in done.get(name, {}):
-                    continue
-                print(f"{name} seed {seed}, target {target}", flush=True)
-                done.setdefault(name, {})[str(seed)] = suite.run_scenario(
-                    ALL_SCENARIOS[name], seed, ["pgu_retain"], Path(_cache(name)), folder / target,
-                    {"sample_removal_target": target}, range_references=0 if name.startswith("trec") else 2,
-                )
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(done, indent=1))
+        for name, seed in _jobs(seeds):
+            if str(seed) in done.get(name, {}):
+                continue
+            print(f"{name} seed {seed}, target {target}", flush=True)
+            done.setdefault(name, {})[str(seed)] = suite.run_scenario(
+                ALL_SCENARIOS[name], seed, ["pgu_retain"], Path(_cache(name)), folder / target,
+                {"sample_removal_target": target}, range_references=2 if name.startswith("animal") else 0,
+            )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(done, indent=1))
 
 
 def _rows(folder: Path) -> tuple[list[list[str]], list[list[str]]]:
     results = {t: json.loads((folder / t / "results.json").read_text()) for t in TARGETS}
     means, seeds = [], []
-    for name in (*MEMORIZATION_SCENARIOS, *TEXT_MEMORIZATION_SCENARIOS):
+    for name in (*MEMORIZATION_SCENARIOS, *TEXT_MEMORIZATION_SCENARIOS, *DEFAULT_ROWS):
         runs = results["validation"][name]
         floor = statistics.fmean(r["rows"]["reference_2"]["gap"] for r in runs.values())
         nothing = statistics.fmean(r["rows"]["do_nothing"]["gap"] for r in runs.values())
-        label = f"{name} ({'tuned on' if ALL_SCENARIOS[name].tuned_on else 'held out'})"
+        label = f"{name} ({'tuned on' if ALL_SCENARIOS[name].tuned_on else 'held out'}; seeds {', '.join(runs)})"
         gaps = {t: statistics.fmean(r["rows"]["pgu_retain"]["gap"] for r in results[t][name].values())
                 for t in TARGETS}
         means.append([label, f"{floor:.2f}", f"{1.5 * floor + 0.5:.2f}", f"{nothing:.2f}",

@@ -47,7 +47,7 @@ from transformers import TrainerCallback
 
 from .state import ControlSettings, RunOutcome, copy_weights, restore_weights, same_weights, weights_finite
 from .step_growth import growth_factor
-from .stop_rules import crossing_resolution
+from .stop_rules import crossing_resolution, sample_target, target_words
 
 logger = logging.getLogger(__name__)
 MIN_SPAN = 4  # steps a check may wait when it costs more than they do, however short an epoch is
@@ -199,8 +199,11 @@ class UnlearningControl(TrainerCallback):
         the series), read on the validation examples nearest the forget set when those were measured
         (``training/neighbour_target.py``)."""
         source = self.baseline_metrics if self.baseline_metrics is not None else initial
-        key = key or self.settings.validation_key
-        return source.get(f"{key}_neighbours", source.get(key, math.nan))
+        return sample_target(source, key or self.settings.validation_key)
+
+    def _target_name(self, initial: dict[str, float]) -> str:
+        source = self.baseline_metrics if self.baseline_metrics is not None else initial
+        return target_words(source, self.settings.validation_key, self.settings.compared_validation)
 
     def nothing_to_unlearn(self, metrics: dict[str, float]) -> str | None:
         """Why no step should be taken at all (the sample-removal rule already holds), or None."""
@@ -210,7 +213,7 @@ class UnlearningControl(TrainerCallback):
         if self.settings.rule == "forget_below_validation" and forget < validation:
             return (
                 f"the forget set already looks like held-out data ({self.settings.compared} {forget:.1f} "
-                f"< validation {validation:.1f}), so the stop rule ends the run before its first step"
+                f"< {self._target_name(metrics)} {validation:.1f}), so the stop rule ends the run before its first step"
             )
         if self.settings.rule == "class_removal" and self._class_gone(metrics):
             return (
@@ -280,7 +283,8 @@ class UnlearningControl(TrainerCallback):
                 return
             words = self.settings
             if by_accuracy:
-                self._stop(control, "rule", f"{words.compared} reached the original's {words.compared_validation}")
+                self._stop(control, "rule", f"{words.compared} reached the original's "
+                           f"{self._target_name(self.outcome.initial)}")
             elif self._confidence_reached(metrics):  # the accuracy has not crossed: no overshoot to judge
                 self._stop(control, "rule", "forget confidence (mean true-label probability) reached the "
                            "original's on validation data")

@@ -44,3 +44,18 @@ def crossing_resolution(metrics: dict[str, float], key: str, validation: float) 
         return floor
     p = min(max(validation / 100.0, 0.0), 1.0)
     return max(floor, 100.0 * math.sqrt(p * (1.0 - p) * (1.0 / count + 1.0 / held_out)))
+
+
+def sample_target(source: dict[str, float], key: str) -> float:
+    """Sample removal's target for ``key`` (e.g. ``validation_accuracy``) among the original's measurements: the one
+    read on the validation examples nearest the forget set when it was measured (``training/neighbour_target.py``),
+    else the whole validation sample's."""
+    return source.get(f"{key}_neighbours", source.get(key, math.nan))
+
+
+def target_words(source: dict[str, float], key: str, words: str) -> str:
+    """The target in words (``words`` names the whole sample's measure): which of the two ``sample_target`` read."""
+    plain, near = source.get(key, math.nan), source.get(f"{key}_neighbours", math.nan)
+    if not math.isnan(near) and near != plain:
+        return f"{words} on the validation examples nearest the forget set"
+    return words

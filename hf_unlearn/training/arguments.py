@@ -92,9 +92,10 @@ class UnlearningArguments(TrainingArguments):
             (by scenario).
         sample_removal_target (`str`, defaults to `"cautious"`):
             What "looks like held-out data" means to the sample-removal rule: ``"validation"`` (the whole validation
-            sample's accuracy and confidence), ``"neighbours"`` (those of each forget example's 10 nearest
-            validation examples under the original, in a middle layer's features) or ``"cautious"`` (the higher
-            of the two: a request is never pushed below either; docs/fidelity.md, "Sample-removal target").
+            sample's accuracy and confidence), ``"neighbours"`` (the whole sample's, moved by how much the 10
+            validation examples nearest each forget example, in a middle layer's features under the original,
+            differ from those nearest retain examples) or ``"cautious"`` (the higher of the two: a request is never
+            pushed below either; docs/fidelity.md, "Sample-removal target").
         class_forget_target (`float`, defaults to `1.0`):
             Class removal stops once forget accuracy (percent) is at or below this...
         class_forget_probability (`float`, defaults to `0.05`):
@@ -245,9 +246,8 @@ class UnlearningArguments(TrainingArguments):
         default="cautious",
         metadata={
             "help": "Sample removal's target: 'validation' (the whole validation sample's accuracy and confidence), "
-            "'neighbours' (the original's on the 10 validation examples nearest each forget example, in a middle "
-            "layer's features) or 'cautious' (the higher of the two: a request of examples the model would get "
-            "right anyway is not pushed down to the average held-out example).",
+            "'neighbours' (moved by how the validation examples nearest the forget examples differ from those "
+            "nearest retain examples) or 'cautious' (the higher of the two).",
             "choices": ["cautious", "neighbours", "validation"],
         },
     )

@@ -5,20 +5,20 @@ Compared with the whole validation set, a request made of examples the model wou
 questions that all start "Who ...", a cluster of look-alike images) is pushed down to the average held-out
 confidence, far below where retraining leaves it: on TREC questions the default path left one user's 20 "Who"
 questions 80 points of MIA-efficacy away from the retrained model, which still answered every one of them with
-confidence. The target here is, for each forget example, the accuracy and true-label probability of its ``k``
-nearest validation examples under the original model, averaged over the forget sample. The default
-(``sample_removal_target="cautious"``) takes the higher of that and the whole sample's: on small image models
-the nearest examples were sometimes harder than the request and the neighbours alone pushed a look-alike cluster
-past where retraining leaves it (docs/fidelity.md, "Sample-removal target").
+confidence. The target here is the whole validation sample's accuracy and true-label probability, moved by how
+far the forget examples' ``k`` nearest validation examples (under the original model) read from those of kept
+training examples. The default (``sample_removal_target="cautious"``) takes the higher of that and the whole
+sample's: on the memorization scenarios the neighbours alone sometimes read a look-alike cluster as harder than
+the validation sample and pushed it past where retraining leaves it (docs/fidelity.md, "Sample-removal target").
 
 "Nearest" is measured on a middle layer's representation (the hidden state halfway through, pooled over positions
-or tokens): the last layers of a model that memorized its training rows place a memorized example among its own
-class's easy examples whatever it looks like, while the middle still describes the input.
+or tokens), which still describes the input rather than the label.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import torch
@@ -29,6 +29,7 @@ from ..core.labels import LABEL_KEYS
 
 logger = logging.getLogger(__name__)
 NEIGHBOURS = 10  # validation examples per forget example
+LAYER = 0.5  # which hidden state, as a fraction of the depth (0: the embeddings' output)
 
 
 def _pooled(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -62,7 +63,7 @@ def middle_features(model: nn.Module, dataset, collate_fn: Callable, device, bat
             hidden = getattr(out, "hidden_states", None)
             if not hidden:
                 return None
-            middle = hidden[len(hidden) // 2]
+            middle = hidden[int(LAYER * (len(hidden) - 1))]
             parts["features"].append(_pooled(middle.float(), inputs.get("attention_mask")).cpu())
             probs = out.logits.float().softmax(-1)
             parts["correct"].append((probs.argmax(-1) == labels).float().cpu())
@@ -72,27 +73,47 @@ def middle_features(model: nn.Module, dataset, collate_fn: Callable, device, bat
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
+def _nearest(query: torch.Tensor, keys: torch.Tensor, k: int, exclude_self: bool = False) -> torch.Tensor:
+    """Indices of each query row's ``k`` most cosine-similar key rows (itself left out when the two are one set)."""
+    similarity = nn.functional.normalize(query, dim=1) @ nn.functional.normalize(keys, dim=1).T
+    if exclude_self:
+        similarity.fill_diagonal_(-math.inf)
+    return similarity.topk(min(k, similarity.shape[1] - int(exclude_self)), dim=1).indices
+
+
 def neighbour_targets(
-    model: nn.Module, forget, validation, collate_fn: Callable, device, k: int = NEIGHBOURS
+    model: nn.Module, forget, validation, collate_fn: Callable, device, k: int = NEIGHBOURS, kept=None
 ) -> dict[str, float]:
-    """``validation_accuracy_neighbours`` (%) and ``validation_probability_neighbours``: the accuracy and mean
-    true-label probability of each forget example's ``k`` nearest validation examples (cosine similarity of
-    middle-layer features), averaged over the forget examples. Empty when the model gives no hidden states."""
-    if forget is None or validation is None or len(forget) == 0 or len(validation) == 0:
+    """``validation_accuracy_neighbours`` (%) and ``validation_probability_neighbours``: the whole validation
+    sample's accuracy and mean true-label probability, moved by how much the forget examples' ``k`` nearest
+    validation examples (cosine similarity of middle-layer features) differ from those of ``kept`` training
+    examples (a retain sample; without one, the validation examples' own nearest others). Empty when the model
+    gives no hidden states.
+
+    The correction compares like with like. Nearest-neighbour picks favour central, easy examples, and a model
+    places its training examples, memorized or not, in the dense, well-learned parts of its feature space: the
+    neighbours of any training example read easier than the validation set. Against the neighbours of kept
+    training examples a forget set drawn at random gets about the validation sample's own target, and a cluster
+    of easy (or hard) examples a higher (lower) one.
+    """
+    if forget is None or validation is None or len(forget) == 0 or len(validation) < 2:
         return {}
     held_out = middle_features(model, validation, collate_fn, device)
     query = middle_features(model, forget, collate_fn, device) if held_out is not None else None
     if query is None:
         logger.info("The model returns no hidden states: the sample-removal target is the whole validation sample.")
         return {}
-    similarity = nn.functional.normalize(query["features"], dim=1) @ nn.functional.normalize(
-        held_out["features"], dim=1
-    ).T
-    nearest = similarity.topk(min(k, similarity.shape[1]), dim=1).indices
-    return {
-        "validation_accuracy_neighbours": 100.0 * float(held_out["correct"][nearest].mean()),
-        "validation_probability_neighbours": float(held_out["p_true"][nearest].mean()),
-    }
+    picked = _nearest(query["features"], held_out["features"], k)
+    if kept is not None and len(kept):
+        baseline = _nearest(middle_features(model, kept, collate_fn, device)["features"], held_out["features"], k)
+    else:
+        baseline = _nearest(held_out["features"], held_out["features"], k, exclude_self=True)
+    targets = {}
+    for name, key, scale, top in (("accuracy", "correct", 100.0, 100.0), ("probability", "p_true", 1.0, 1.0)):
+        values = held_out[key]
+        shift = float(values[picked].mean()) - float(values[baseline].mean())
+        targets[f"validation_{name}_neighbours"] = min(top, max(0.0, scale * (float(values.mean()) + shift)))
+    return targets
 
 
 def sample_removal_targets(trainer, known: dict[str, float], model: nn.Module | None = None) -> dict[str, float]:
@@ -102,10 +123,10 @@ def sample_removal_targets(trainer, known: dict[str, float], model: nn.Module | 
     mode, rule = trainer.args.sample_removal_target, getattr(trainer.control_callback.settings, "rule", None)
     if mode == "validation" or trainer.causal_lm or rule != "forget_below_validation":
         return {}
-    forget, _, validation = trainer._check_samples()
+    forget, kept, validation = trainer._check_samples()
     model = model if model is not None else trainer.accelerator.unwrap_model(trainer.model)
     targets = neighbour_targets(model, trainer._memory(forget), trainer._memory(validation), trainer.base_collator,
-                                trainer.args.device)
+                                trainer.args.device, kept=trainer._memory(kept) if len(kept) else None)
     if mode == "cautious":
         targets = {k: max(v, known.get(k.removesuffix("_neighbours"), v)) for k, v in targets.items()}
     return targets

@@ -257,6 +257,12 @@ class UnlearningPublishing:
                       for key, label in (("forget_probability", "forget"), ("validation_probability", "validation"))
                       if key in start and not getattr(self, "causal_lm", False)]
         extra = f"; mean true-label probability: {', '.join(confidence)}" if confidence else ""
+        near = {k: start[f"validation_{k}_neighbours"] for k in ("accuracy", "probability")
+                if f"validation_{k}_neighbours" in start}
+        if near and any(v != start.get(f"validation_{k}") for k, v in near.items()):
+            accuracy, probability = near.get("accuracy", float("nan")), near.get("probability", float("nan"))
+            extra += ("; the stop rule's target, read on the validation examples nearest the forget set: accuracy "
+                      f"{accuracy:.1f} %, probability {probability:.3f}")
         return f"{unit}: " + ", ".join(parts) + extra
 
 
