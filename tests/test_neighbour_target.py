@@ -89,12 +89,13 @@ def test_the_stop_rule_aims_at_the_neighbours_target_when_it_was_measured():
 
 
 def test_the_stop_message_names_the_target_that_was_read():
+    from hf_unlearn.control.controller import ControlSettings
     from hf_unlearn.control.stop_rules import target_words
 
-    whole = {"validation_accuracy": 85.0}
-    assert target_words(whole, "validation_accuracy", "validation accuracy") == "validation accuracy"
+    whole, settings = {"validation_accuracy": 85.0}, ControlSettings(rule="forget_below_validation")
+    assert target_words(whole, settings) == "validation accuracy"
     near = {**whole, "validation_accuracy_neighbours": 97.5}
-    assert target_words(near, "validation_accuracy", "validation accuracy").endswith("nearest the forget set")
+    assert target_words(near, settings) == "validation accuracy on the validation examples nearest the forget set"
 
 
 def test_a_forget_set_placed_like_the_kept_examples_gets_the_whole_samples_target():

@@ -6,22 +6,19 @@ validation accuracy on small cached samples (one batched pass each) and then:
 
 1. **Guard.** If retain-sample or validation accuracy (kept classes for class removal) fell more than
    ``tolerance`` points below the original's, the step was too large: the weights go back to the last
-   good state, every learning rate is multiplied by ``shrink`` and the run continues (backtracking).
-   On a small sample the tolerance is at least three examples' worth, so noise alone never trips it.
-   After ``max_backtracks`` the run stops at the best good state. No architecture-specific step size
-   is needed: the guard finds one.
+   good state, every learning rate is multiplied by ``shrink`` and the run continues (backtracking;
+   the tolerance is at least three examples' worth of a small sample). After ``max_backtracks`` the run
+   stops at the best good state. No architecture-specific step size is needed: the guard finds one.
 2. **Stop rules**, judged only on good states. Sample removal: stop once forget accuracy reaches (falls
    to or below) the original model's validation accuracy, or the forget set's mean true-label
    probability reaches the original's on validation data, which is what a confidence attacker reads
    (both measured before the first step: a retrained model treats the forgotten examples about as it
    treats held-out data, and a target that falls with a damaged model would be chased instead of
-   reached). By default each target is the higher of the whole validation sample's and that of the
-   validation examples nearest each forget example (``training/neighbour_target.py``): a retrained model
-   treats a forgotten example as it treats unseen ones like it, not as the average unseen one. If the
-   previous good state was closer to it and this one lies more than 2 points (and 2 examples' worth)
-   below it, the last steps overshot: the weights go back there and the step is halved
-   (up to ``max_overshoots`` times, a bisection towards the crossing); otherwise, or after that, the
-   closer of the two is kept, unless it is the starting state, which would be no removal at all (both
+   reached; by default read on the validation examples nearest the forget set when that is higher:
+   training/neighbour_target.py). If the previous good state was closer to it and this one lies more
+   than 2 points (and 2 examples' worth) below it, the last steps overshot: the weights go back there
+   and the step is halved (up to ``max_overshoots`` times, a bisection towards the crossing); otherwise,
+   or after that, the closer of the two is kept, unless it is the starting state (no removal at all; both
    passed the guard, so a collapsed state is never kept). Class removal: stop once the forgotten classes
    are no longer predicted *and* their mean probability on the forget set is below
    ``class_probability``, which is how a model that never saw them treats them.
@@ -196,14 +193,11 @@ class UnlearningControl(TrainerCallback):
 
     def target_validation(self, initial: dict[str, float], key: str | None = None) -> float:
         """The sample-removal target: the validation accuracy (or ``key``) of the model before this request (or
-        the series), read on the validation examples nearest the forget set when those were measured
-        (``training/neighbour_target.py``)."""
-        source = self.baseline_metrics if self.baseline_metrics is not None else initial
-        return sample_target(source, key or self.settings.validation_key)
+        the series), or its neighbour reading when measured (``training/neighbour_target.py``)."""
+        return sample_target(self.baseline_metrics or initial, key or self.settings.validation_key)
 
     def _target_name(self, initial: dict[str, float]) -> str:
-        source = self.baseline_metrics if self.baseline_metrics is not None else initial
-        return target_words(source, self.settings.validation_key, self.settings.compared_validation)
+        return target_words(self.baseline_metrics or initial, self.settings)
 
     def nothing_to_unlearn(self, metrics: dict[str, float]) -> str | None:
         """Why no step should be taken at all (the sample-removal rule already holds), or None."""

@@ -53,8 +53,9 @@ def sample_target(source: dict[str, float], key: str) -> float:
     return source.get(f"{key}_neighbours", source.get(key, math.nan))
 
 
-def target_words(source: dict[str, float], key: str, words: str) -> str:
-    """The target in words (``words`` names the whole sample's measure): which of the two ``sample_target`` read."""
+def target_words(source: dict[str, float], settings) -> str:
+    """The target in words: which of the two ``sample_target`` read (``settings``: the run's ``ControlSettings``)."""
+    key, words = settings.validation_key, settings.compared_validation
     plain, near = source.get(key, math.nan), source.get(f"{key}_neighbours", math.nan)
     if not math.isnan(near) and near != plain:
         return f"{words} on the validation examples nearest the forget set"

@@ -91,11 +91,8 @@ class UnlearningArguments(TrainingArguments):
             ``"forget_below_validation"``, ``"class_removal"``, ``"poison_removed"``, ``"none"`` or ``"auto"``
             (by scenario).
         sample_removal_target (`str`, defaults to `"cautious"`):
-            What "looks like held-out data" means to the sample-removal rule: ``"validation"`` (the whole validation
-            sample's accuracy and confidence), ``"neighbours"`` (the whole sample's, moved by how much the 10
-            validation examples nearest each forget example, in a middle layer's features under the original,
-            differ from those nearest retain examples) or ``"cautious"`` (the higher of the two: a request is never
-            pushed below either; docs/fidelity.md, "Sample-removal target").
+            What "looks like held-out data" means to the sample-removal rule: ``"validation"``, ``"neighbours"`` or
+            ``"cautious"`` (the higher of the two); docs/fidelity.md, "Sample-removal target".
         class_forget_target (`float`, defaults to `1.0`):
             Class removal stops once forget accuracy (percent) is at or below this...
         class_forget_probability (`float`, defaults to `0.05`):
@@ -225,32 +222,19 @@ class UnlearningArguments(TrainingArguments):
     )
 
     # ------------------------------------------------------------------ stopping and evaluation
-    scenario: str = field(
-        default="auto",
-        metadata={
-            "help": "'samples', 'class', 'poison' (the forget examples carry wrong labels or a backdoor trigger: a "
-            "model trained without them would not give them those labels), or 'auto': class when the forget labels "
-            "are absent from the retain set, else samples."
-        },
-    )
-    stop_rule: str = field(
-        default="auto",
-        metadata={
-            "help": "'forget_below_validation' (stop once forget accuracy <= the original's validation accuracy), "
-            "'class_removal' (stop once the forgotten classes are gone or retain accuracy drops), "
-            "'poison_removed' (stop once the poisoned labels are rarely predicted on the poisoned examples), "
-            "'none', or 'auto' (by scenario)."
-        },
-    )
-    sample_removal_target: str = field(
-        default="cautious",
-        metadata={
-            "help": "Sample removal's target: 'validation' (the whole validation sample's accuracy and confidence), "
-            "'neighbours' (moved by how the validation examples nearest the forget examples differ from those "
-            "nearest retain examples) or 'cautious' (the higher of the two).",
-            "choices": ["cautious", "neighbours", "validation"],
-        },
-    )
+    scenario: str = field(default="auto", metadata={
+        "help": "'samples', 'class', 'poison' (the forget examples carry wrong labels or a backdoor trigger: a "
+        "model trained without them would not give them those labels), or 'auto': class when the forget labels "
+        "are absent from the retain set, else samples."})
+    stop_rule: str = field(default="auto", metadata={
+        "help": "'forget_below_validation' (stop once forget accuracy <= the original's validation accuracy), "
+        "'class_removal' (stop once the forgotten classes are gone or retain accuracy drops), "
+        "'poison_removed' (stop once the poisoned labels are rarely predicted on the poisoned examples), "
+        "'none', or 'auto' (by scenario)."})
+    sample_removal_target: str = field(default="cautious", metadata={
+        "help": "Sample removal's target: 'validation' (the whole validation sample's accuracy and confidence), "
+        "'neighbours' (moved by how the validation examples nearest the forget examples differ from those nearest "
+        "retain examples) or 'cautious' (the higher of the two).", "choices": ["cautious", "neighbours", "validation"]})
     class_forget_target: float = field(
         default=1.0, metadata={"help": "Class removal: stop once forget accuracy (in percent) is at or below this..."}
     )
