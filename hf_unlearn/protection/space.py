@@ -23,6 +23,7 @@ from ..core.layers import find_protectable_layers, is_peft_model
 from ..core.space_io import CONFIG_NAME
 from ..utils.heap import release_freed_memory
 from ..utils.zero3 import whole_parameters
+from .embedding_rows import FreeEmbeddingRows, free_embedding_rows
 from .freezing import freeze_parameters, freeze_peft_parameters
 from .gradients import ProjectedGradients
 from .lora_aim import aim_fresh_adapters
@@ -128,6 +129,7 @@ class SpaceProtection:
         self.projection: ProjectedUpdates | None = None
         self.gradient_hooks: ProjectedGradients | None = None  # set when an engine owns the step (DeepSpeed)
         self.peft: PeftTargets | None = None
+        self.embedding_rows: FreeEmbeddingRows | None = None  # input-embedding rows only forget examples read
         self.space_before_request: CoreGradientSpace | None = None
         self._resumed = False
         self._built = False  # the space was built from the data for this request
@@ -285,6 +287,10 @@ class SpaceProtection:
                 train_unprotected=train_unprotected,
             )
 
+    def free_embedding_rows(self, model: nn.Module, forget, retain) -> None:
+        """Let the input-embedding rows of tokens no retain example uses move (``embedding_rows.py``)."""
+        self.embedding_rows = free_embedding_rows(model, forget, retain)
+
     def unproject_forgotten_outputs(
         self, model: nn.Module, forget_inputs: dict, kept_inputs: dict | None, classes: list[int]
     ) -> str | None:
@@ -340,6 +346,8 @@ class SpaceProtection:
             self.gradient_hooks.after_step()
         elif self.projection is not None:
             self.projection.project()
+        if self.embedding_rows is not None:
+            self.embedding_rows.restore_kept_rows()
 
     def revert(self) -> None:
         """The run did not unlearn: keep the space as it was before this request (ledger unchanged).
@@ -363,6 +371,8 @@ class SpaceProtection:
     def finish(self, outcome: RunResult, model: nn.Module) -> None:
         """Settle the space after a run: bound to the new weights when the run unlearned (its ledger entry notes
         an incomplete removal), else reverted, so the ledger never records a request that was not carried out."""
+        if self.embedding_rows is not None:
+            self.embedding_rows.detach()
         if not outcome.unlearned:
             self.revert()
             return

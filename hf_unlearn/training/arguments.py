@@ -231,6 +231,9 @@ class UnlearningArguments(TrainingArguments):
         "'class_removal' (stop once the forgotten classes are gone or retain accuracy drops), "
         "'poison_removed' (stop once the poisoned labels are rarely predicted on the poisoned examples), "
         "'none', or 'auto' (by scenario)."})
+    free_embedding_rows: bool = field(default=True, metadata={
+        "help": "Text classifiers with a retain set: the input-embedding rows of tokens that occur in forget examples "
+        "and in no retain example move unprojected (no kept input reads them; the rest of the table stays still)."})
     sample_removal_target: str = field(default="cautious", metadata={
         "help": "Sample removal's target: 'validation' (the whole validation sample's accuracy and confidence), "
         "'neighbours' (moved by how the validation examples nearest the forget examples differ from those nearest "

@@ -61,6 +61,9 @@ class UnlearningPublishing:
             name, _, copy = layer.partition("#modules_to_save.")
             where = f"`{name}` (its PEFT copy)" if copy else f"`{layer}`"
             text += f"; the removed classes' output rows {rows.tolist()} of {where} were left unprojected"
+        rows = self.protection.embedding_rows if self.protection is not None else None
+        if rows is not None:
+            text += f"; {rows.describe()} (no kept input reads them)"
         unprojected = self._unprojected_parameters(projection)
         if unprojected:  # train_unprotected, or biases and norms left trainable: they move outside the projection
             shown = ", ".join(f"`{n}`" for n in unprojected[:4]) + (" ..." if len(unprojected) > 4 else "")
@@ -75,6 +78,8 @@ class UnlearningPublishing:
         safe = {id(w) for w in projection.weights.values()}
         peft = self.protection.peft if self.protection is not None else None
         safe |= {id(b) for b in (peft.free if peft is not None else [])}
+        rows = self.protection.embedding_rows if self.protection is not None else None
+        safe |= {id(rows.weight)} if rows is not None else set()
         return [n for n, p in self.model.named_parameters() if p.requires_grad and id(p) not in safe]
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:

@@ -237,6 +237,9 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
                 freeze_bias_and_norm=args.freeze_bias_and_norm,
                 train_unprotected=args.train_unprotected or self.method.trains_unprotected,
             )
+            if args.free_embedding_rows and not self.causal_lm and self.protection.peft is None \
+                    and not must_project_gradients(self):
+                self.protection.free_embedding_rows(model, self.forget_dataset, self.retain_dataset)
             if self.scenario == "class" and args.unproject_forgotten_outputs:
                 self.protection.unproject_forgotten_outputs(
                     model, self._batch_of(self.forget_dataset), self._kept_batch(), self.forgotten_classes
