@@ -134,7 +134,7 @@ def run_scenario(
             collate_fn=collate,
             reference_model=reference,
             # the memorization scenarios' retain sets are small: RA on all of them (a 1-point bar needs it)
-            retain_eval_samples=None if scenario.family.startswith(("animal", "trec")) else 1000,
+            retain_eval_samples=None if scenario.family.startswith(("animal", "trec", "warriner")) else 1000,
             seed=seed,
             mia_draws=mia_draws,
             run_time=seconds,

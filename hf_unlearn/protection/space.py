@@ -287,9 +287,9 @@ class SpaceProtection:
                 train_unprotected=train_unprotected,
             )
 
-    def free_embedding_rows(self, model: nn.Module, forget, retain) -> None:
+    def free_embedding_rows(self, model: nn.Module, forget, retain, decays: bool) -> None:
         """Let the input-embedding rows of tokens no retain example uses move (``embedding_rows.py``)."""
-        self.embedding_rows = free_embedding_rows(model, forget, retain)
+        self.embedding_rows = free_embedding_rows(model, forget, retain, decays)
 
     def unproject_forgotten_outputs(
         self, model: nn.Module, forget_inputs: dict, kept_inputs: dict | None, classes: list[int]

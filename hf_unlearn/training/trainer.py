@@ -239,7 +239,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             )
             if args.free_embedding_rows and not self.causal_lm and self.protection.peft is None \
                     and not must_project_gradients(self):
-                self.protection.free_embedding_rows(model, self.forget_dataset, self.retain_dataset)
+                self.protection.free_embedding_rows(model, self.forget_dataset, self.retain_dataset,
+                                                    decays=args.weight_decay > 0)
             if self.scenario == "class" and args.unproject_forgotten_outputs:
                 self.protection.unproject_forgotten_outputs(
                     model, self._batch_of(self.forget_dataset), self._kept_batch(), self.forgotten_classes
