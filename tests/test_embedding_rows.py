@@ -66,6 +66,9 @@ def test_an_embedding_tied_to_the_output_layer_is_never_freed():
     assert input_embedding(bert) is bert.get_input_embeddings()
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=30, n_embd=8, n_layer=1, n_head=1, n_positions=8))
     assert input_embedding(gpt2) is None  # a row there is also a logit row every kept input reads
+    from hf_unlearn.models import SmallCNNConfig, SmallCNNForImageClassification
+
+    assert input_embedding(SmallCNNForImageClassification(SmallCNNConfig(image_size=8))) is None  # no token table
 
 
 def _unlearn(memorized, tmp_path, **kw):

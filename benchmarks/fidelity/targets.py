@@ -3,7 +3,8 @@ examples, and the higher of the two ("cautious"), on the memorization-regime sce
 
     .venv/bin/python -m benchmarks.fidelity.targets            # runs what is missing, then writes the table
 
-Each variant is the fidelity suite run with ``--override sample_removal_target=...`` into its own folder under
+Each variant is the fidelity suite run with ``--override sample_removal_target=...`` (and the input-embedding table
+frozen, ``free_embedding_rows=False``, as these were measured) into its own folder under
 ``outputs/fidelity_targets/``; originals and references come from the suite's caches, so only the unlearning
 runs are new. Writes ``benchmarks/results/fidelity_targets.json``.
 """
@@ -59,7 +60,8 @@ def _run_missing(folder: Path, seeds: list[int]) -> None:
             print(f"{name} seed {seed}, target {target}", flush=True)
             done.setdefault(name, {})[str(seed)] = suite.run_scenario(
                 ALL_SCENARIOS[name], seed, ["pgu_retain"], Path(_cache(name)), folder / target,
-                {"sample_removal_target": target}, range_references=2 if name.startswith("animal") else 0,
+                {"sample_removal_target": target, "free_embedding_rows": False},  # as measured: table frozen
+                range_references=2 if name.startswith("animal") else 0,
             )
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(done, indent=1))

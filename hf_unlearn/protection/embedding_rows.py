@@ -36,11 +36,13 @@ def free_token_rows(forget, retain) -> list[int]:
 def input_embedding(model: nn.Module) -> nn.Embedding | None:
     """The model's input-embedding table, unless it is tied to the output layer (a row there is also a logit row
     that every kept input reads) or the model has none."""
-    getter = getattr(model, "get_input_embeddings", None)
-    embedding = getter() if getter is not None else None
+    try:  # transformers raises NotImplementedError for a model without a token table (vision)
+        embedding = model.get_input_embeddings()
+        output = model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
     if not isinstance(embedding, nn.Embedding):
         return None
-    output = getattr(model, "get_output_embeddings", lambda: None)()
     if output is not None and getattr(output, "weight", None) is embedding.weight:
         return None
     return embedding
