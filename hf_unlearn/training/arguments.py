@@ -90,6 +90,8 @@ class UnlearningArguments(TrainingArguments):
         stop_rule (`str`, defaults to `"auto"`):
             ``"forget_below_validation"``, ``"class_removal"``, ``"poison_removed"``, ``"none"`` or ``"auto"``
             (by scenario).
+        free_embedding_rows (`bool`, defaults to `True`):
+            Text classifiers: input-embedding rows of tokens only forget examples use move unprojected.
         sample_removal_target (`str`, defaults to `"cautious"`):
             What "looks like held-out data" means to the sample-removal rule: ``"validation"``, ``"neighbours"`` or
             ``"cautious"`` (the higher of the two); docs/fidelity.md, "Sample-removal target".
@@ -231,9 +233,8 @@ class UnlearningArguments(TrainingArguments):
         "'class_removal' (stop once the forgotten classes are gone or retain accuracy drops), "
         "'poison_removed' (stop once the poisoned labels are rarely predicted on the poisoned examples), "
         "'none', or 'auto' (by scenario)."})
-    free_embedding_rows: bool = field(default=True, metadata={
-        "help": "Text classifiers with a retain set: the input-embedding rows of tokens that occur in forget examples "
-        "and in no retain example move unprojected (no kept input reads them; the rest of the table stays still)."})
+    free_embedding_rows: bool = field(default=True, metadata={"help": "Text classifiers with a retain set: the "
+        "input-embedding rows of tokens only forget examples use move unprojected (no kept input reads them)."})
     sample_removal_target: str = field(default="cautious", metadata={
         "help": "Sample removal's target: 'validation' (the whole validation sample's accuracy and confidence), "
         "'neighbours' (moved by how the validation examples nearest the forget examples differ from those nearest "
