@@ -61,7 +61,7 @@ def middle_features(model: nn.Module, dataset, collate_fn: Callable, device, bat
             except TypeError:
                 return None
             hidden = getattr(out, "hidden_states", None)
-            if not hidden:
+            if not hidden or labels.dim() != 1:  # one label per example only
                 return None
             middle = hidden[int(LAYER * (len(hidden) - 1))]
             parts["features"].append(_pooled(middle.float(), inputs.get("attention_mask")).cpu())
