@@ -30,6 +30,12 @@ def _label_key(batch: dict) -> str:
     )
 
 
+def _last_hidden(hidden_states: tuple, inputs: dict) -> torch.Tensor:
+    """The last hidden representation, flattened to one row per example."""
+    hidden = hidden_states[-1]
+    return hidden.flatten(1) if hidden.dim() > 2 else hidden
+
+
 @torch.no_grad()
 def collect_outputs(
     model: nn.Module,
@@ -39,11 +45,13 @@ def collect_outputs(
     batch_size: int = 256,
     device: torch.device | str | None = None,
     output_hidden_states: bool = False,
+    features: Callable[[tuple, dict], torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Logits (float32, CPU) and labels for every example of ``dataset``, in order.
 
     With ``output_hidden_states=True`` the last hidden representation fed to the classifier head is
-    returned too (``"features"``), for activation distances.
+    returned too (``"features"``), for activation distances; ``features(hidden_states, inputs)`` chooses
+    another representation per batch (one row per example).
     """
     if dataset is None or len(dataset) == 0:
         raise ValueError("Cannot evaluate on an empty dataset.")
@@ -55,24 +63,22 @@ def collect_outputs(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
     was_training = model.training
     model.eval()
-    logits, labels, features = [], [], []
+    pick = features or (_last_hidden if output_hidden_states else None)
+    logits, labels, picked = [], [], []
     try:
         for batch in loader:
             key = _label_key(batch)
             labels.append(batch[key].cpu())
             inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items() if k not in LABEL_KEYS}
-            out = (
-                model(**inputs, output_hidden_states=output_hidden_states) if output_hidden_states else model(**inputs)
-            )
+            out = model(**inputs, output_hidden_states=True) if pick is not None else model(**inputs)
             logits.append(out.logits.float().cpu())
-            if output_hidden_states:
-                hidden = out.hidden_states[-1]
-                features.append((hidden.flatten(1) if hidden.dim() > 2 else hidden).float().cpu())
+            if pick is not None:
+                picked.append(pick(out.hidden_states, inputs).float().cpu())
     finally:
         model.train(was_training)
     result = {"logits": torch.cat(logits), "labels": torch.cat(labels).long()}
-    if output_hidden_states:
-        result["features"] = torch.cat(features)
+    if pick is not None:
+        result["features"] = torch.cat(picked)
     if order is not None:  # back to the dataset's order
         inverse = torch.empty(len(order), dtype=torch.long)
         inverse[torch.tensor(order)] = torch.arange(len(order))

@@ -23,9 +23,8 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from ..core.labels import LABEL_KEYS
+from ..evaluation.predict import collect_outputs
 
 logger = logging.getLogger(__name__)
 NEIGHBOURS = 10  # validation examples per forget example
@@ -44,33 +43,28 @@ def _pooled(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return hidden.flatten(1)
 
 
-@torch.no_grad()
+def _middle(hidden_states: tuple | None, inputs: dict) -> torch.Tensor:
+    """The hidden state ``LAYER`` of the way through, pooled to one row per example."""
+    if not hidden_states:
+        raise TypeError("the model returns no hidden states")
+    middle = hidden_states[int(LAYER * (len(hidden_states) - 1))]
+    return _pooled(middle.float(), inputs.get("attention_mask"))
+
+
 def middle_features(model: nn.Module, dataset, collate_fn: Callable, device, batch_size: int = 64) -> dict | None:
     """Pooled middle-layer features, correctness and true-label probability of every example; None when the model
-    does not return hidden states."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
-    was_training = model.training
-    model.eval()
-    parts: dict[str, list[torch.Tensor]] = {"features": [], "correct": [], "p_true": []}
+    gives no hidden states or more than one label per example."""
     try:
-        for batch in loader:
-            labels = next(batch[k] for k in LABEL_KEYS if k in batch).to(device)
-            inputs = {k: v.to(device) for k, v in batch.items() if k not in LABEL_KEYS and torch.is_tensor(v)}
-            try:
-                out = model(**inputs, output_hidden_states=True)
-            except TypeError:
-                return None
-            hidden = getattr(out, "hidden_states", None)
-            if not hidden or labels.dim() != 1:  # one label per example only
-                return None
-            middle = hidden[int(LAYER * (len(hidden) - 1))]
-            parts["features"].append(_pooled(middle.float(), inputs.get("attention_mask")).cpu())
-            probs = out.logits.float().softmax(-1)
-            parts["correct"].append((probs.argmax(-1) == labels).float().cpu())
-            parts["p_true"].append(probs.gather(1, labels[:, None]).squeeze(1).cpu())
-    finally:
-        model.train(was_training)
-    return {k: torch.cat(v) for k, v in parts.items()}
+        out = collect_outputs(model, dataset, collate_fn=collate_fn, batch_size=batch_size, device=device,
+                              features=_middle)
+    except TypeError:  # no ``output_hidden_states`` argument, or no hidden states returned
+        return None
+    labels = out["labels"]
+    if labels.dim() != 1:
+        return None
+    probs = out["logits"].softmax(-1)
+    return {"features": out["features"], "correct": (probs.argmax(-1) == labels).float(),
+            "p_true": probs.gather(1, labels[:, None]).squeeze(1)}
 
 
 def _nearest(query: torch.Tensor, keys: torch.Tensor, k: int, exclude_self: bool = False) -> torch.Tensor:
