@@ -10,49 +10,24 @@ suite's caches. Writes ``benchmarks/results/fidelity_embedding_rows.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import statistics
 from pathlib import Path
-
-import torch
-import transformers
 
 from hf_unlearn.evaluation.tables import markdown_table
 
 from ..results_io import table, write_results
-from . import run as suite
 from .scenarios import ALL_SCENARIOS
+from .variants import run_missing
 
 JOBS = {"warriner_electra_random": (0, 1), "warriner_electra_random1": (0, 1), "trec_minilm_random": (0, 1),
         "trec_minilm_user": (0, 1), "sms_minilm_random": (0,)}
-CACHES = {"warriner": "outputs/fidelity_words_cache", "trec": "outputs/fidelity_trec_cache",
-          "sms": "outputs/fidelity_default_cache"}
 VARIANTS = {"on": {}, "off": {"free_embedding_rows": False}}
 KEYS = ("UA", "RA", "TA", "MIA")
 
 
 def _run_missing(folder: Path) -> dict:
-    torch.set_num_threads(2)
-    transformers.logging.set_verbosity_error()
-    logging.getLogger("hf_unlearn").setLevel(logging.ERROR)
-    results = {}
-    for variant, overrides in VARIANTS.items():
-        path = folder / variant / "results.json"
-        done = json.loads(path.read_text()) if path.is_file() else {}
-        for name, seeds in JOBS.items():
-            for seed in seeds:
-                if str(seed) in done.get(name, {}):
-                    continue
-                print(f"{name} seed {seed}, free rows {variant}", flush=True)
-                cache = Path(CACHES[name.split("_")[0]])
-                done.setdefault(name, {})[str(seed)] = suite.run_scenario(
-                    ALL_SCENARIOS[name], seed, ["pgu_retain"], cache, folder / variant, overrides or None
-                )
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(done, indent=1))
-        results[variant] = done
-    return results
+    jobs = [(name, seed) for name, seeds in JOBS.items() for seed in seeds]
+    return {variant: run_missing(folder / variant, jobs, overrides) for variant, overrides in VARIANTS.items()}
 
 
 def main(argv=None) -> None:

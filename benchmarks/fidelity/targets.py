@@ -13,30 +13,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import statistics
 from pathlib import Path
-
-import torch
-import transformers
 
 from hf_unlearn.evaluation.tables import markdown_table
 
 from ..results_io import table, write_results
-from . import run as suite
 from .scenarios import ALL_SCENARIOS, MEMORIZATION_SCENARIOS, TEXT_MEMORIZATION_SCENARIOS
+from .variants import run_missing
 
 TARGETS = ("validation", "neighbours", "cautious")
 KEYS = ("UA", "RA", "TA", "MIA")
 
 
 DEFAULT_ROWS = ("digits_cnn_random", "mnist_resnet_random", "mnist_vit_random", "sms_minilm_random")  # seed 0 only
-
-
-def _cache(name: str) -> str:
-    if name.startswith("trec"):
-        return "outputs/fidelity_trec_cache"
-    return "outputs/fidelity_mem_cache" if name.startswith("animal") else "outputs/fidelity_default_cache"
 
 
 def _jobs(seeds: list[int]) -> list[tuple[str, int]]:
@@ -47,24 +37,10 @@ def _jobs(seeds: list[int]) -> list[tuple[str, int]]:
 
 
 def _run_missing(folder: Path, seeds: list[int]) -> None:
-    """The default path under each target, for every scenario and seed not yet in ``folder/<target>/results.json``."""
-    torch.set_num_threads(2)
-    transformers.logging.set_verbosity_error()
-    logging.getLogger("hf_unlearn").setLevel(logging.ERROR)
+    """The default path under each target, for every scenario and seed not yet run (the table frozen, as measured)."""
     for target in TARGETS:
-        path = folder / target / "results.json"
-        done = json.loads(path.read_text()) if path.is_file() else {}
-        for name, seed in _jobs(seeds):
-            if str(seed) in done.get(name, {}):
-                continue
-            print(f"{name} seed {seed}, target {target}", flush=True)
-            done.setdefault(name, {})[str(seed)] = suite.run_scenario(
-                ALL_SCENARIOS[name], seed, ["pgu_retain"], Path(_cache(name)), folder / target,
-                {"sample_removal_target": target, "free_embedding_rows": False},  # as measured: table frozen
-                range_references=2 if name.startswith("animal") else 0,
-            )
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(done, indent=1))
+        run_missing(folder / target, _jobs(seeds), {"sample_removal_target": target, "free_embedding_rows": False},
+                    range_references=lambda name: 2 if name.startswith("animal") else 0)
 
 
 def _rows(folder: Path) -> tuple[list[list[str]], list[list[str]]]:
