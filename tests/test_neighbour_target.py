@@ -11,7 +11,8 @@ import torch
 from datasets import Dataset
 from torch import nn
 
-from hf_unlearn.training.neighbour_target import _pooled, neighbour_targets
+from hf_unlearn.models.hidden_features import pooled
+from hf_unlearn.training.neighbour_target import neighbour_targets
 
 
 class Probe(nn.Module):
@@ -71,9 +72,9 @@ def test_a_model_without_hidden_states_leaves_the_whole_validation_target():
 
 def test_pooling_averages_real_tokens_only_and_feature_maps_over_positions():
     tokens = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
-    assert torch.equal(_pooled(tokens, torch.tensor([[1, 1, 0]])), torch.tensor([[2.0, 2.0]]))
+    assert torch.equal(pooled(tokens, torch.tensor([[1, 1, 0]])), torch.tensor([[2.0, 2.0]]))
     maps = torch.arange(8.0).reshape(1, 2, 2, 2)
-    assert torch.equal(_pooled(maps, None), torch.tensor([[1.5, 5.5]]))
+    assert torch.equal(pooled(maps, None), torch.tensor([[1.5, 5.5]]))
 
 
 def test_the_stop_rule_aims_at_the_neighbours_target_when_it_was_measured():

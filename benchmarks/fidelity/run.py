@@ -106,6 +106,21 @@ def fresh_adapter(model, family: str, rank: int):
     return with_fresh_adapter(model, options)
 
 
+def request_models(scenario, seed: int, cache: Path):
+    """One request's cached original and first retrained reference, its forget and retain sets (text columns
+    dropped) and their collator, for measures outside the suite's table."""
+    data, tokenizer = load_data(scenario.family)
+    original, _, _ = _cached_original(cache, scenario, data, tokenizer, seed)
+    forget, retain = split_forget_retain(data["train"], forget_indices(scenario, data["train"], seed))
+    collate = DataCollatorWithPadding(tokenizer) if tokenizer is not None else default_data_collator
+    reference, _, _ = retrain_from_scratch(
+        original.config, _strip_text(retain), dataclasses.replace(scenario.recipe, seed=seed),
+        cache_dir=cache / "references", data_collator=collate,
+        base_model=minilm_path() if is_minilm(scenario.family) else None,
+    )
+    return original, reference, _strip_text(forget), _strip_text(retain), collate
+
+
 def run_scenario(
     scenario,
     seed: int,

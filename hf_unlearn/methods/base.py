@@ -172,6 +172,11 @@ class UnlearningMethod(ABC):
     def after_optimizer_step(self, context: UnlearningContext, model: nn.Module) -> None:  # noqa: B027
         """Called after every optimizer step (after any projection)."""
 
+    def wants_retain_neighbours(self) -> bool:
+        """Whether ``setup`` reads ``context.retain_neighbours`` (``neighbour_weights.RetainNeighbours``, built by the
+        trainer from a retain sample in a classifier's sample removal; None elsewhere)."""
+        return False
+
     def acts_on_steps(self) -> bool:
         """Whether the step hooks above read gradients or write weights. An engine that owns both (DeepSpeed:
         gradients partitioned during backward, fp32 master weights that overwrite the model's) cannot run them."""

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .base import MethodConfig, Paper, UnlearningMethod, logits_and_labels
+from .base import MethodConfig, Paper, UnlearningMethod, logits_and_labels, split_labels
+from .neighbour_weights import RetainNeighbours, weighted_mean
 
 
 @dataclass
@@ -35,6 +36,10 @@ class PGUConfig(MethodConfig):
             Weight ``w1`` of the margin term.
         pgu_entropy_weight (`float`, defaults to `0.2`):
             Weight ``w2`` of the negative-entropy term (over the kept classes in class removal).
+        pgu_neighbour_weights (`bool`, defaults to `True`):
+            In sample removal with a retain set, weight each forget example's margin term by how few of its nearest
+            kept examples share its label (``methods/neighbour_weights.py``): the examples a retrained model would
+            still get right are pushed least. Off, or without a retain set, every example weighs the same.
         pgu_normalize_gradient (`bool`, defaults to `False`):
             Divide each step's gradient by its global norm, so a saturated softmax still moves the model; the
             direction, and so the projection, is unchanged.
@@ -43,6 +48,13 @@ class PGUConfig(MethodConfig):
     pgu_delta: float = field(default=0.05, metadata={"help": "PGU margin delta in -log(1 - (p_y - delta))."})
     pgu_forget_weight: float = field(default=1.0, metadata={"help": "Weight of PGU's margin term (w1)."})
     pgu_entropy_weight: float = field(default=0.2, metadata={"help": "Weight of PGU's negative-entropy term (w2)."})
+    pgu_neighbour_weights: bool = field(
+        default=True,
+        metadata={
+            "help": "Sample removal with a retain set: weight each forget example's margin term by how few of its "
+            "nearest kept examples (middle-layer features) share its label."
+        },
+    )
     pgu_normalize_gradient: bool = field(
         default=False,
         metadata={
@@ -86,12 +98,14 @@ def pgu_forget_loss(
     margin_weight: float = 1.0,
     entropy_weight: float = 0.2,
     kept_classes: list[int] | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """PGU's forget loss; ``kept_classes`` restricts the entropy term to those classes (class removal)."""
+    """PGU's forget loss; ``kept_classes`` restricts the entropy term to those classes (class removal), ``weights``
+    (one per row) weigh the margin term's rows."""
     log_probs = F.log_softmax(logits, dim=-1)
     probs = log_probs.exp()
     p_true = probs.gather(1, labels[:, None]).squeeze(1)
-    margin = -torch.log1p(-(p_true - delta)).mean()  # 1 − p_y + δ ≥ δ > 0
+    margin = weighted_mean(-torch.log1p(-(p_true - delta)), weights)  # 1 − p_y + δ ≥ δ > 0
     if kept_classes is not None:
         log_probs = F.log_softmax(logits[:, kept_classes], dim=-1)  # one kept class: entropy 0
         probs = log_probs.exp()
@@ -109,15 +123,27 @@ class PGU(UnlearningMethod):
     trains_unprotected = False
 
     kept_classes: list[int] | None = None
+    neighbours: RetainNeighbours | None = None
 
     def setup(self, context):
         forgotten = getattr(context, "forgotten_classes", None)  # empty unless a whole class is removed
         num_labels = getattr(getattr(context.model, "config", None), "num_labels", None)
         if forgotten and num_labels:
             self.kept_classes = [c for c in range(num_labels) if c not in set(forgotten)]
+        # built by the trainer when wants_retain_neighbours() and the run is a classifier's sample removal
+        self.neighbours = getattr(context, "retain_neighbours", None) if self.wants_retain_neighbours() else None
+
+    def wants_retain_neighbours(self) -> bool:
+        return self.config.pgu_neighbour_weights
 
     def compute_loss(self, context, model, batch):
-        logits, labels = logits_and_labels(model, batch["forget"])
+        weights = None
+        if self.neighbours is None:
+            logits, labels = logits_and_labels(model, batch["forget"])
+        else:
+            features, labels = split_labels(batch["forget"])
+            out = model(**features, output_hidden_states=True)
+            logits, weights = out.logits, self.neighbours.weights(out.hidden_states, features, labels)
         return pgu_forget_loss(
             logits,
             labels,
@@ -125,6 +151,7 @@ class PGU(UnlearningMethod):
             self.config.pgu_forget_weight,
             self.config.pgu_entropy_weight,
             self.kept_classes,
+            weights,
         )
 
     def acts_on_steps(self) -> bool:

@@ -12,67 +12,38 @@ sample's: on the memorization scenarios the neighbours alone sometimes read a lo
 the validation sample and pushed it past where retraining leaves it (docs/fidelity.md, "Sample-removal target").
 
 "Nearest" is measured on a middle layer's representation (the hidden state halfway through, pooled over positions
-or tokens), which still describes the input rather than the label.
+or tokens, ``models/hidden_features.py``), which still describes the input rather than the label.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 
-import torch
 from torch import nn
 
 from ..evaluation.predict import collect_outputs
+from ..methods.neighbour_weights import BANK_SIZE, RetainNeighbours
+from ..models.hidden_features import middle_layer, nearest
 
 logger = logging.getLogger(__name__)
 NEIGHBOURS = 10  # validation examples per forget example
-LAYER = 0.5  # which hidden state, as a fraction of the depth (0: the embeddings' output)
-
-
-def _pooled(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """One vector per example: a feature map averaged over its positions, a sequence over its real tokens."""
-    if hidden.dim() == 4:  # (batch, channels, height, width)
-        return hidden.mean(dim=(2, 3))
-    if hidden.dim() == 3:  # (batch, tokens, width)
-        if mask is not None and mask.shape == hidden.shape[:2]:
-            weights = mask.to(hidden.dtype)[..., None]
-            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        return hidden.mean(1)
-    return hidden.flatten(1)
-
-
-def _middle(hidden_states: tuple | None, inputs: dict) -> torch.Tensor:
-    """The hidden state ``LAYER`` of the way through, pooled to one row per example."""
-    if not hidden_states:
-        raise TypeError("the model returns no hidden states")
-    middle = hidden_states[int(LAYER * (len(hidden_states) - 1))]
-    return _pooled(middle.float(), inputs.get("attention_mask"))
 
 
 def middle_features(model: nn.Module, dataset, collate_fn: Callable, device, batch_size: int = 64) -> dict | None:
-    """Pooled middle-layer features, correctness and true-label probability of every example; None when the model
-    gives no hidden states or more than one label per example."""
+    """Pooled middle-layer features, labels, correctness and true-label probability of every example; None when
+    the model gives no hidden states or more than one label per example."""
     try:
         out = collect_outputs(model, dataset, collate_fn=collate_fn, batch_size=batch_size, device=device,
-                              features=_middle)
+                              features=middle_layer)
     except TypeError:  # no ``output_hidden_states`` argument, or no hidden states returned
         return None
     labels = out["labels"]
     if labels.dim() != 1:
         return None
     probs = out["logits"].softmax(-1)
-    return {"features": out["features"], "correct": (probs.argmax(-1) == labels).float(),
+    return {"features": out["features"], "labels": labels, "correct": (probs.argmax(-1) == labels).float(),
             "p_true": probs.gather(1, labels[:, None]).squeeze(1)}
-
-
-def _nearest(query: torch.Tensor, keys: torch.Tensor, k: int, exclude_self: bool = False) -> torch.Tensor:
-    """Indices of each query row's ``k`` most cosine-similar key rows (itself left out when the two are one set)."""
-    similarity = nn.functional.normalize(query, dim=1) @ nn.functional.normalize(keys, dim=1).T
-    if exclude_self:
-        similarity.fill_diagonal_(-math.inf)
-    return similarity.topk(min(k, similarity.shape[1] - int(exclude_self)), dim=1).indices
 
 
 def neighbour_targets(
@@ -97,11 +68,11 @@ def neighbour_targets(
     if query is None:
         logger.info("The model returns no hidden states: the sample-removal target is the whole validation sample.")
         return {}
-    picked = _nearest(query["features"], held_out["features"], k)
+    picked = nearest(query["features"], held_out["features"], k)
     if kept is not None and len(kept):
-        baseline = _nearest(middle_features(model, kept, collate_fn, device)["features"], held_out["features"], k)
+        baseline = nearest(middle_features(model, kept, collate_fn, device)["features"], held_out["features"], k)
     else:
-        baseline = _nearest(held_out["features"], held_out["features"], k, exclude_self=True)
+        baseline = nearest(held_out["features"], held_out["features"], k, exclude_self=True)
     targets = {}
     for name, key, scale, top in (("accuracy", "correct", 100.0, 100.0), ("probability", "p_true", 1.0, 1.0)):
         values = held_out[key]
@@ -124,3 +95,23 @@ def sample_removal_targets(trainer, known: dict[str, float], model: nn.Module | 
     if mode == "cautious":
         targets = {k: max(v, known.get(k.removesuffix("_neighbours"), v)) for k, v in targets.items()}
     return targets
+
+
+def retain_neighbours(trainer) -> RetainNeighbours | None:
+    """The kept examples (a seeded sample of at most ``BANK_SIZE``) whose labels weigh the forget loss
+    (``methods/neighbour_weights.py``), read under the model before any step; None unless the method asks for them
+    and the run is a classifier's sample removal with a retain set, or when the model gives no hidden states."""
+    kept = trainer.retain_dataset
+    if (not trainer.method.wants_retain_neighbours() or trainer.causal_lm or trainer.scenario != "samples"
+            or kept is None or len(kept) == 0):
+        return None
+    if len(kept) > BANK_SIZE:
+        kept = kept.shuffle(seed=trainer.args.seed).select(range(BANK_SIZE))
+    logger.info("Reading %d kept examples' middle-layer features: the forget loss weighs each forgotten example by "
+                "how few of its nearest kept examples share its label", len(kept))
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    found = middle_features(model, trainer._memory(kept), trainer.base_collator, trainer.args.device)
+    if found is None:
+        logger.info("The model returns no hidden states: every forgotten example weighs the same in the forget loss.")
+        return None
+    return RetainNeighbours(found["features"], found["labels"])

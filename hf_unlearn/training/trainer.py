@@ -42,7 +42,7 @@ from .arguments import UnlearningArguments
 from .checkpoints import check_resume, request_digest, resolve_resume, write_checkpoint_extras
 from .engines import must_project_gradients
 from .measurements import UnlearningMeasurements, weights_summary
-from .neighbour_target import sample_removal_targets
+from .neighbour_target import retain_neighbours, sample_removal_targets
 from .publishing import UnlearningPublishing
 from .step_hooks import StepHooksCallback
 
@@ -253,6 +253,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             freeze_parameters(
                 model, protected_layers=None, freeze_bias_and_norm=args.freeze_bias_and_norm, train_unprotected=True
             )
+        self.retain_neighbours = retain_neighbours(self)
         self.method.setup(self)
         self._prepared = True
 
