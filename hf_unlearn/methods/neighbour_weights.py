@@ -47,10 +47,11 @@ class RetainNeighbours:
 
     def agreement(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Per query row, the share of its ``k`` most cosine-similar kept examples that carry its label."""
-        bank = self.features.to(features.device)
-        similarity = nn.functional.normalize(features.float(), dim=1) @ bank.T
-        picked = similarity.topk(min(self.k, len(bank)), dim=1).indices
-        return (self.labels.to(labels.device)[picked] == labels[:, None]).float().mean(1)
+        if self.features.device != features.device:  # moved once, not at every step
+            self.features, self.labels = self.features.to(features.device), self.labels.to(features.device)
+        similarity = nn.functional.normalize(features.float(), dim=1) @ self.features.T
+        picked = similarity.topk(min(self.k, len(self.features)), dim=1).indices
+        return (self.labels[picked] == labels[:, None].to(self.labels.device)).float().mean(1)
 
     def weights(self, hidden_states: tuple, inputs: dict, labels: torch.Tensor) -> torch.Tensor:
         """Each forget example's loss weight from a forward pass's hidden states (detached: no gradient)."""
