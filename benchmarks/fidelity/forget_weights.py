@@ -26,6 +26,7 @@ from .variants import run_missing
 
 JOBS = {"animal_resnet_random": tuple(range(6)), "animal_resnet_user": (0, 1), "animal_resnet_random1": (0, 1),
         "animal_vit_random": (0, 1), "trec_minilm_random": (0, 1), "trec_minilm_user": (0, 1),
+        "warriner_electra_random": (0, 1), "warriner_electra_random1": (0, 1),
         "digits_cnn_random": (0,), "mnist_resnet_random": (0,), "mnist_vit_random": (0,), "sms_minilm_random": (0,)}
 VARIANTS = {"on": {}, "off": {"method_kwargs": {"pgu_neighbour_weights": False}}}
 KEYS = ("UA", "RA", "TA", "MIA")
