@@ -30,6 +30,12 @@ JOBS = {"animal_resnet_random": tuple(range(6)), "animal_resnet_user": (0, 1), "
         "digits_cnn_random": (0,), "mnist_resnet_random": (0,), "mnist_vit_random": (0,), "sms_minilm_random": (0,)}
 VARIANTS = {"on": {}, "off": {"method_kwargs": {"pgu_neighbour_weights": False}}}
 KEYS = ("UA", "RA", "TA", "MIA")
+PER_EXAMPLE_NOTE = (
+    "Per example: the mean over forget examples of |logit-scaled confidence − its mean under the two references| "
+    "(dist, benchmarks/fidelity/per_example.py). reference_2 is one of the two, so it reads half the two "
+    "references' distance; a third retrained model would read about √3 ≈ 1.73 times reference_2's "
+    "(E|x − (a + b)/2| = √3·E|b − (a + b)/2| for independent Gaussian x, a, b; an estimate, not measured)."
+)
 SIGNAL_JOBS = {"animal_resnet_random": (0, 1), "trec_minilm_random": (0, 1)}
 
 
@@ -56,10 +62,13 @@ def _runs_table(results: dict) -> tuple[list[list], list[list]]:
                 for v in VARIANTS}
         better = sum(results["on"][name][s]["rows"]["pgu_retain"]["gap"]
                      < results["off"][name][s]["rows"]["pgu_retain"]["gap"] for s in runs)
+        dist = {v: statistics.fmean(results[v][name][s]["rows"]["pgu_retain"]["dist"] for s in runs) for v in VARIANTS}
+        dist_floor = statistics.fmean(r["rows"]["reference_2"]["dist"] for r in runs.values())
         tuned = "tuned on" if ALL_SCENARIOS[name].tuned_on else "held out"
         means.append([f"{name} ({tuned})", ", ".join(runs), f"{floor:.2f}", f"{1.5 * floor + 0.5:.2f}",
                       f"{statistics.fmean(r['rows']['do_nothing']['gap'] for r in runs.values()):.2f}",
-                      f"{gaps['off']:.2f}", f"{gaps['on']:.2f}", f"{better} of {len(runs)}"])
+                      f"{gaps['off']:.2f}", f"{gaps['on']:.2f}", f"{better} of {len(runs)}",
+                      f"{dist_floor:.2f}", f"{dist['off']:.2f} / {dist['on']:.2f}"])
     return rows, means
 
 
@@ -102,7 +111,7 @@ def main(argv=None) -> None:
     columns = ["scenario", "seed", "floor", "do nothing", "uniform: gap (ΔUA/ΔRA/ΔTA/ΔMIA)", "time (s)",
                "neighbour weights: gap (ΔUA/ΔRA/ΔTA/ΔMIA)", "time (s)"]
     mean_columns = ["scenario", "seeds", "floor", "bar 1.5·floor+0.5", "do nothing", "uniform", "neighbour weights",
-                    "seeds closer with weights"]
+                    "seeds closer with weights", "per example: reference_2", "per example: uniform / weights"]
     signal_columns = ["scenario", "seed", "retrained model's forget accuracy %", "AUC: neighbour agreement",
                       "AUC: original's true-label probability", "forget examples all of whose neighbours agree %"]
     print(markdown_table(mean_columns, means))
@@ -110,7 +119,7 @@ def main(argv=None) -> None:
     print(markdown_table(signal_columns, signal))
     write_results("fidelity_forget_weights", {"tables": {
         "means": table(mean_columns, means, title="Default path's Avg. Gap with uniform forget weights and with the "
-                       "neighbour weights (means over seeds)"),
+                       "neighbour weights (means over seeds)", notes=PER_EXAMPLE_NOTE),
         "runs": table(columns, rows, title="Per seed: Avg. Gap and each metric's difference from the first reference"),
         "signal": table(signal_columns, signal, title="How well each signal, read under the original before any "
                         "step, tells which forgotten examples the first retrained model gets right (ROC AUC)"),
