@@ -110,7 +110,8 @@ def retain_neighbours(trainer) -> RetainNeighbours | None:
     logger.info("Reading %d kept examples' middle-layer features: the forget loss weighs each forgotten example by "
                 "how few of its nearest kept examples share its label", len(kept))
     model = trainer.accelerator.unwrap_model(trainer.model)
-    found = middle_features(model, trainer._memory(kept), trainer.base_collator, trainer.args.device)
+    # read batch by batch, not materialized: 2 048 large images would be gigabytes at once
+    found = middle_features(model, kept, trainer.base_collator, trainer.args.device)
     if found is None:
         logger.info("The model returns no hidden states: every forgotten example weighs the same in the forget loss.")
         return None
