@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..models.hidden_features import middle_layer
+from ..models.hidden_features import middle_layer, nearest
 
 BANK_SIZE = 2048  # kept examples whose features are held (a seeded sample of the retain set)
 NEIGHBOURS = 10  # kept examples read per forgotten example
@@ -53,8 +53,7 @@ class RetainNeighbours:
         """Per query row, the share of its ``k`` most cosine-similar kept examples that carry its label."""
         if self.features.device != features.device:  # moved once, not at every step
             self.features, self.labels = self.features.to(features.device), self.labels.to(features.device)
-        similarity = nn.functional.normalize(features.float(), dim=1) @ self.features.T
-        picked = similarity.topk(min(self.k, len(self.features)), dim=1).indices
+        picked = nearest(features.float(), self.features, self.k)
         return (self.labels[picked] == labels[:, None].to(self.labels.device)).float().mean(1)
 
     def weights(self, hidden_states: tuple, inputs: dict, labels: torch.Tensor) -> torch.Tensor:

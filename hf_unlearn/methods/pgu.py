@@ -130,8 +130,8 @@ class PGU(UnlearningMethod):
         num_labels = getattr(getattr(context.model, "config", None), "num_labels", None)
         if forgotten and num_labels:
             self.kept_classes = [c for c in range(num_labels) if c not in set(forgotten)]
-        # built by the trainer when wants_retain_neighbours() and the run is a classifier's sample removal
-        self.neighbours = getattr(context, "retain_neighbours", None) if self.wants_retain_neighbours() else None
+        # built by the trainer only when wants_retain_neighbours() and the run is a classifier's sample removal
+        self.neighbours = getattr(context, "retain_neighbours", None)
 
     def wants_retain_neighbours(self) -> bool:
         return self.config.pgu_neighbour_weights
