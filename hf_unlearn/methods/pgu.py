@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .base import MethodConfig, Paper, UnlearningMethod, logits_and_labels, split_labels
-from .neighbour_weights import RetainNeighbours, weighted_mean
+from .base import MethodConfig, Paper, UnlearningMethod, logits_and_labels, next_token_targets, split_labels
+from .neighbour_weights import FLOOR, RetainNeighbours, weighted_mean
+from .token_weights import token_weights
 
 
 @dataclass
@@ -39,7 +40,14 @@ class PGUConfig(MethodConfig):
         pgu_neighbour_weights (`bool`, defaults to `True`):
             In sample removal with a retain set, weight each forget example's margin term by how few of its nearest
             kept examples share its label (``methods/neighbour_weights.py``): the examples a retrained model would
-            still get right are pushed least. Off, or without a retain set, every example weighs the same.
+            still get right are pushed least. On a causal LM, each answer token's margin and entropy terms by how few
+            of its nearest kept answer tokens are the same token, and a token copied from the prompt least
+            (``methods/token_weights.py``): the template and the names stay, the facts go. Off, or without a retain
+            set, every example (token) weighs the same.
+        pgu_keep_answer_tokens (`float`, defaults to `1.0`):
+            On a causal LM with token weights: weight of a cross-entropy on the forget answers' tokens that the kept
+            data explains or the prompt gives (each token weighs ``1 + FLOOR - its forget weight``), which holds the
+            template and the names where a model fine-tuned without the forget set has them while the facts go.
         pgu_normalize_gradient (`bool`, defaults to `False`):
             Divide each step's gradient by its global norm, so a saturated softmax still moves the model; the
             direction, and so the projection, is unchanged.
@@ -52,7 +60,15 @@ class PGUConfig(MethodConfig):
         default=True,
         metadata={
             "help": "Sample removal with a retain set: weight each forget example's margin term by how few of its "
-            "nearest kept examples (middle-layer features) share its label."
+            "nearest kept examples (middle-layer features) share its label; on a causal LM, each answer token by how "
+            "few of its nearest kept answer tokens are the same token (a token copied from the prompt least)."
+        },
+    )
+    pgu_keep_answer_tokens: float = field(
+        default=1.0,
+        metadata={
+            "help": "Causal LMs with token weights: weight of a cross-entropy on the forget answers' tokens the kept "
+            "data explains or the prompt gives (template, names), which holds them while the facts go (0 disables)."
         },
     )
     pgu_normalize_gradient: bool = field(
@@ -87,8 +103,9 @@ class PGUConfig(MethodConfig):
     def __post_init__(self):
         if not 0.0 <= self.pgu_delta < 1.0:
             raise ValueError(f"pgu_delta must lie in [0, 1), got {self.pgu_delta}")
-        if self.pgu_forget_weight < 0 or self.pgu_entropy_weight < 0:
-            raise ValueError("PGU loss weights (pgu_forget_weight, pgu_entropy_weight) must be non-negative")
+        if self.pgu_forget_weight < 0 or self.pgu_entropy_weight < 0 or self.pgu_keep_answer_tokens < 0:
+            raise ValueError("PGU loss weights (pgu_forget_weight, pgu_entropy_weight, pgu_keep_answer_tokens) must "
+                             "be non-negative")
 
 
 def pgu_forget_loss(
@@ -99,9 +116,11 @@ def pgu_forget_loss(
     entropy_weight: float = 0.2,
     kept_classes: list[int] | None = None,
     weights: torch.Tensor | None = None,
+    weigh_entropy: bool = False,
 ) -> torch.Tensor:
     """PGU's forget loss; ``kept_classes`` restricts the entropy term to those classes (class removal), ``weights``
-    (one per row) weigh the margin term's rows."""
+    (one per row) weigh the margin term's rows, and the entropy term's too when ``weigh_entropy`` (a causal LM's
+    tokens: raising the entropy of a template token breaks the text as pushing it down does)."""
     log_probs = F.log_softmax(logits, dim=-1)
     probs = log_probs.exp()
     p_true = probs.gather(1, labels[:, None]).squeeze(1)
@@ -109,8 +128,14 @@ def pgu_forget_loss(
     if kept_classes is not None:
         log_probs = F.log_softmax(logits[:, kept_classes], dim=-1)  # one kept class: entropy 0
         probs = log_probs.exp()
-    negative_entropy = (probs * log_probs).sum(-1).mean()
+    negative_entropy = weighted_mean((probs * log_probs).sum(-1), weights if weigh_entropy else None)
     return margin_weight * margin + entropy_weight * negative_entropy
+
+
+def kept_token_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the forget answers' tokens, each weighing ``1 + FLOOR - weight``: 1 for a token the kept
+    answers say in its place or the prompt gives, 0 for one no kept neighbour says (``token_weights.py``)."""
+    return weighted_mean(F.cross_entropy(logits, labels, reduction="none"), (1.0 + FLOOR - weights).clamp(min=0.0))
 
 
 class PGU(UnlearningMethod):
@@ -130,21 +155,26 @@ class PGU(UnlearningMethod):
         num_labels = getattr(getattr(context.model, "config", None), "num_labels", None)
         if forgotten and num_labels:
             self.kept_classes = [c for c in range(num_labels) if c not in set(forgotten)]
-        # built by the trainer only when wants_retain_neighbours() and the run is a classifier's sample removal
+        # built by the trainer only when wants_retain_neighbours() and the run is a sample removal with a retain set
         self.neighbours = getattr(context, "retain_neighbours", None)
 
     def wants_retain_neighbours(self) -> bool:
         return self.config.pgu_neighbour_weights
 
     def compute_loss(self, context, model, batch):
-        weights = None
+        weights, per_token = None, False
         if self.neighbours is None:
             logits, labels = logits_and_labels(model, batch["forget"])
         else:
             features, labels = split_labels(batch["forget"])
             out = model(**features, output_hidden_states=True)
-            logits, weights = out.logits, self.neighbours.weights(out.hidden_states, features, labels)
-        return pgu_forget_loss(
+            per_token = labels.dim() > 1  # a causal LM: one weight per answer token
+            if per_token:
+                weights = token_weights(self.neighbours, out.hidden_states, features, labels)
+                logits, labels = next_token_targets(out.logits, labels)
+            else:
+                logits, weights = out.logits, self.neighbours.weights(out.hidden_states, features, labels)
+        loss = pgu_forget_loss(
             logits,
             labels,
             self.config.pgu_delta,
@@ -152,7 +182,13 @@ class PGU(UnlearningMethod):
             self.config.pgu_entropy_weight,
             self.kept_classes,
             weights,
+            weigh_entropy=per_token,
         )
+        if per_token and self.config.pgu_keep_answer_tokens > 0:
+            keep = kept_token_loss(logits, labels, weights)
+            self.track("kept_answer_tokens_loss", keep.detach())
+            loss = loss + self.config.pgu_keep_answer_tokens * keep
+        return loss
 
     def acts_on_steps(self) -> bool:
         return self.config.pgu_normalize_gradient

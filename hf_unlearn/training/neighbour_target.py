@@ -20,10 +20,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
+from ..core.labels import LABEL_KEYS
 from ..evaluation.predict import collect_outputs
 from ..methods.neighbour_weights import BANK_SIZE, RetainNeighbours
+from ..methods.token_weights import TOKEN_BANK_SIZE, RetainTokenNeighbours, answer_token_states
 from ..models.hidden_features import middle_layer, nearest
 
 logger = logging.getLogger(__name__)
@@ -97,22 +101,55 @@ def sample_removal_targets(trainer, known: dict[str, float], model: nn.Module | 
     return targets
 
 
+def answer_token_features(model: nn.Module, dataset, collate_fn: Callable, device, batch_size: int = 16) -> dict:
+    """A causal LM's hidden state (``TOKEN_LAYER`` of the way through) at every position that predicts a target
+    token of ``dataset``, and the token (``methods/token_weights.answer_token_states``), batch by batch."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    was_training, features, tokens = model.training, [], []
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                inputs = {k: v.to(device) for k, v in batch.items() if k not in LABEL_KEYS and torch.is_tensor(v)}
+                out = model(**inputs, output_hidden_states=True)
+                rows, targets = answer_token_states(out.hidden_states, batch["labels"].to(device))
+                features.append(rows.cpu())
+                tokens.append(targets.cpu())
+    finally:
+        model.train(was_training)
+    return {"features": torch.cat(features), "labels": torch.cat(tokens)}
+
+
 def retain_neighbours(trainer) -> RetainNeighbours | None:
     """The kept examples (a seeded sample of at most ``BANK_SIZE``) whose labels weigh the forget loss
-    (``methods/neighbour_weights.py``), read under the model before any step; None unless the method asks for them
-    and the run is a classifier's sample removal with a retain set, or when the model gives no hidden states."""
+    (``methods/neighbour_weights.py``), read under the model before any step: per example for a classifier, per
+    answer token for a causal LM (at most ``TOKEN_BANK_SIZE``, ``methods/token_weights.py``). None unless the method
+    asks for them and the run is a sample removal with a retain set, or when the model gives no hidden states."""
     kept = trainer.retain_dataset
-    if (not trainer.method.wants_retain_neighbours() or trainer.causal_lm or trainer.scenario != "samples"
+    if (not trainer.method.wants_retain_neighbours() or trainer.scenario != "samples"
             or kept is None or len(kept) == 0):
         return None
     if len(kept) > BANK_SIZE:
         kept = kept.shuffle(seed=trainer.args.seed).select(range(BANK_SIZE))
-    logger.info("Reading %d kept examples' middle-layer features: the forget loss weighs each forgotten example by "
-                "how few of its nearest kept examples share its label", len(kept))
     model = trainer.accelerator.unwrap_model(trainer.model)
-    # read batch by batch, not materialized: 2 048 large images would be gigabytes at once
-    found = middle_features(model, kept, trainer.base_collator, trainer.args.device)
-    if found is None:
+    if trainer.causal_lm:
+        logger.info("Reading %d kept texts' answer tokens: the forget loss weighs each answer token by how few of "
+                    "the nearest kept answer tokens are the same token", len(kept))
+        try:
+            found = answer_token_features(model, kept, trainer.base_collator, trainer.args.device)
+        except TypeError:  # no ``output_hidden_states`` argument, or no hidden states returned
+            found = None
+        if found is not None and len(found["labels"]) > TOKEN_BANK_SIZE:
+            picked = torch.randperm(len(found["labels"]), generator=torch.Generator().manual_seed(trainer.args.seed))
+            found = {k: v[picked[:TOKEN_BANK_SIZE]] for k, v in found.items()}
+    else:
+        logger.info("Reading %d kept examples' middle-layer features: the forget loss weighs each forgotten example "
+                    "by how few of its nearest kept examples share its label", len(kept))
+        # read batch by batch, not materialized: 2 048 large images would be gigabytes at once
+        found = middle_features(model, kept, trainer.base_collator, trainer.args.device)
+    if found is None or len(found["labels"]) == 0:
         logger.info("The model returns no hidden states: every forgotten example weighs the same in the forget loss.")
         return None
+    if trainer.causal_lm:
+        return RetainTokenNeighbours(found["features"], found["labels"], tokenizer=trainer.processing_class)
     return RetainNeighbours(found["features"], found["labels"])
