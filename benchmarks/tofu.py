@@ -52,6 +52,7 @@ def summary(name: str, report: dict, extra: dict) -> list[str]:
             _fmt(privleak.get("loss"), "{:+.1f}"), _fmt(privleak.get("min_k_plus_plus"), "{:+.1f}"),
             f"{forget['non_word_rate']:.2f} / {holdout['non_word_rate']:.2f}",
             f"{forget['repeat_rate']:.2f} / {holdout['repeat_rate']:.2f}",
+            f"{forget.get('judge_perplexity', float('nan')):.2f} / {holdout.get('judge_perplexity', float('nan')):.2f}",
             _fmt(extra.get("seconds"), "{:.0f}"), str(extra.get("steps", "")), _fmt(extra.get("learning_rate"), "{:g}"),
             str(extra.get("stopped_by") or "")]
 
@@ -61,11 +62,13 @@ def _fmt(value, pattern: str) -> str:
 
 
 COLUMNS = ["model", "forget quality", "model utility", "forget truth ratio", "forget ROUGE-L", "PrivLeak (loss)",
-           "PrivLeak (Min-K%++)", "non-word rate (forget / held-out)", "repeat rate (forget / held-out)", "s",
+           "PrivLeak (Min-K%++)", "non-word rate (forget / held-out)", "repeat rate (forget / held-out)",
+           "judge perplexity (forget / held-out)", "s",
            "steps", "learning rate", "stopped by"]
 
 
-def unlearn(original, method: str, sets: dict, space, tokenizer, options, out: Path) -> tuple[object, dict]:
+def unlearn(original, method: str, sets: dict, space, tokenizer, options, out: Path,
+            method_kwargs: dict | None = None) -> tuple[object, dict]:
     torch.manual_seed(options.seed)
     model = copy.deepcopy(original)
     if options.unlearn_weights == "lora":
@@ -74,7 +77,7 @@ def unlearn(original, method: str, sets: dict, space, tokenizer, options, out: P
         model.requires_grad_(True)  # merged from the fine-tuning's adapter: its weights come back frozen
     args = UnlearningArguments(str(out / method), method=method, seed=options.seed, report_to=[],
                                save_strategy="no", use_cpu=True, disable_tqdm=True,
-                               num_train_epochs=options.budget_epochs)
+                               num_train_epochs=options.budget_epochs, method_kwargs=method_kwargs)
     start = time.perf_counter()
     trainer = UnlearningTrainer(model, args, forget_dataset=sets["forget"], retain_dataset=sets["retain"],
                                 eval_dataset=sets["validation"], core_gradient_space=space,
@@ -87,7 +90,8 @@ def unlearn(original, method: str, sets: dict, space, tokenizer, options, out: P
                     "outcome": output.metrics["unlearning_outcome"], "unlearned": output.metrics["unlearned"]}
 
 
-def run_seed(seed: int, options, base, tokenizer) -> dict:
+def prepare_seed(seed: int, options, base, tokenizer) -> dict:
+    """The seed's data, the original and the retain model (fine-tuned, cached), their reports and the space."""
     options.seed = seed
     out = Path(options.out) / f"seed{seed}"
     held = forget_count(options.percent, options.people)
@@ -117,18 +121,31 @@ def run_seed(seed: int, options, base, tokenizer) -> dict:
     space = causal_lm_space(original, full, tokenizer, show_progress=False)
     options.space_s = time.perf_counter() - start
     print(f"seed {seed}: space built in {options.space_s:.0f} s", flush=True)
+    return {"out": out, "original": original, "train_sets": train_sets, "eval_splits": eval_splits,
+            "evaluate": evaluate, "reports": reports, "space": space}
+
+
+def run_variant(prepared: dict, name: str, method: str, tokenizer, options, method_kwargs: dict | None = None):
+    """Unlearn with ``method`` (and ``method_kwargs``) and add its report to ``prepared["reports"]`` as ``name``."""
+    model, extra = unlearn(prepared["original"], method, prepared["train_sets"], prepared["space"], tokenizer, options,
+                           prepared["out"], method_kwargs)
+    report = tofu_report(model, tokenizer, prepared["eval_splits"], **prepared["evaluate"])
+    prepared["reports"][name] = (report, extra)
+    print(options.seed, name, json.dumps(extra), json.dumps(summary(name, report, extra)), flush=True)
+    del model
+    gc.collect()  # a trainer's callbacks hold it in reference cycles: free its weights before the next method
+
+
+def run_seed(seed: int, options, base, tokenizer) -> dict:
+    prepared = prepare_seed(seed, options, base, tokenizer)
     for method in options.methods:
-        model, extra = unlearn(original, method, train_sets, space, tokenizer, options, out)
-        reports[method] = (tofu_report(model, tokenizer, eval_splits, **evaluate), extra)
-        print(seed, method, json.dumps({k: v for k, v in extra.items()}),
-              json.dumps(summary(method, *reports[method])), flush=True)
-        del model
-        gc.collect()  # a trainer's callbacks hold it in reference cycles: free its weights before the next method
-    return reports
+        run_variant(prepared, method, method, tokenizer, options)
+    return prepared["reports"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(description: str = __doc__) -> argparse.ArgumentParser:
+    """The benchmark's options (shared with ``benchmarks/tofu_token_weights.py``)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--people", type=int, default=40)
     parser.add_argument("--percent", type=int, default=10, choices=[1, 5, 10])
     parser.add_argument("--epochs", type=float, default=10.0, help="fine-tuning epochs (original and retain model)")
@@ -139,7 +156,11 @@ def main() -> None:
     parser.add_argument("--unlearn_weights", choices=["lora", "full"], default="full")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="outputs/tofu")
-    options = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    options = arguments().parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(options.threads)
     base, tokenizer = load_base()
@@ -150,9 +171,10 @@ def main() -> None:
         title = (f"SmolLM2-135M forgets {options.percent} % of {options.people} invented people "
                  f"({options.unlearn_weights} weights, seed {seed}; every method with its library defaults, the "
                  f"stop rule on, at most {options.budget_epochs:g} epochs)")
-        notes = (f"s: the fine-tuning of the retain model and the original, the unlearning of a method (the space, "
-                 f"built once beforehand: {options.space_s:.0f} s). Forget quality and PrivLeak are measured "
-                 "against the retain model, so its own row has none.")
+        notes = ("Judge perplexity: the original's perplexity of a model's greedy answers (fluent, in the data's "
+                 "language: near the retain model's). s: the fine-tuning of the retain model and the original, the "
+                 f"unlearning of a method (the space, built once beforehand: {options.space_s:.0f} s). Forget "
+                 "quality and PrivLeak are measured against the retain model, so its own row has none.")
         tables[f"seed{seed}"] = table(COLUMNS, rows, title=title, notes=notes)
         raw[f"seed{seed}"] = {name: {"report": {k: v for k, v in report.items() if k != "answers"},
                                      "answers": report["answers"], **extra}
