@@ -65,6 +65,8 @@ def _copied_words(tokenizer, prompt: list[int], answer: list[int]) -> list[bool]
     whose characters fall in a word of the prompt (tokenizer-agnostic: byte-level BPE marks a word's start with a
     space inside the token, a word-level tokenizer puts the space between tokens)."""
     prompt_words = {_word(w) for w in tokenizer.decode(prompt, skip_special_tokens=True).split()} - {""}
+    if not prompt_words:  # a plain text without a prompt copies nothing
+        return [False] * len(answer)
     text = tokenizer.decode(answer, skip_special_tokens=True)
     words = [(m.start(), m.end(), _word(m.group()) in prompt_words) for m in re.finditer(r"\S+", text)]
     flags, start = [], 0
@@ -80,10 +82,10 @@ def answer_token_states(hidden_states: tuple, labels: torch.Tensor) -> tuple[tor
     that token, one row per target token in ``next_token_targets``' order (position t predicts token t + 1)."""
     if not hidden_states:
         raise TypeError("the model returns no hidden states")
-    middle = hidden_states[int(TOKEN_LAYER * (len(hidden_states) - 1))][:, :-1]
+    states = hidden_states[int(TOKEN_LAYER * (len(hidden_states) - 1))][:, :-1]
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
-    return middle[keep].float(), targets[keep]
+    return states[keep].float(), targets[keep]
 
 
 def prompt_copies(input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
