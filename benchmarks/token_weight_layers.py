@@ -12,6 +12,7 @@ Results: ``benchmarks/results/token_weight_layers.json``.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
@@ -40,7 +41,7 @@ def main() -> None:
                                     seed=options.seed)
     splits = tofu_splits(data, 10)
     original, _ = fine_tune(base, data["full"].select_columns(TRAIN_COLUMNS), tokenizer, options.epochs,
-                            options.seed, f"{options.out}/seed{options.seed}/original")
+                            options.seed, Path(options.out) / f"seed{options.seed}" / "original")
     collate = CausalLMCollator.for_tokenizer(tokenizer)
     kept = tokenize_for_causal_lm(splits["retain"].select_columns(TRAIN_COLUMNS), tokenizer)
     batch = collate(list(tokenize_for_causal_lm(splits["forget"].select_columns(TRAIN_COLUMNS), tokenizer)))
