@@ -132,11 +132,13 @@ def _fact_tokens(people, labels: torch.Tensor) -> torch.Tensor:
     return torch.tensor([int(token) in facts for token in labels])
 
 
-def _trainer(people, out, **method_kwargs):
+def _trainer(people, out, held_out=None, **method_kwargs):
+    # no held-out texts: the copy rate is not read and the model is taken to copy names, as a pretrained LM does
+    # (this two-layer GPT-2 learned its people by heart and copies few unseen names: see the last test)
     args = UnlearningArguments(str(out), disable_tqdm=True, logging_strategy="no", seed=0, max_steps=12,
                                stop_rule="none", method_kwargs=method_kwargs)
     return UnlearningTrainer(copy.deepcopy(people["model"]), args, forget_dataset=people["forget"],
-                             retain_dataset=people["retain"], eval_dataset=people["held_out"],
+                             retain_dataset=people["retain"], eval_dataset=held_out,
                              original_dataset=people["train"], processing_class=people["tokenizer"])
 
 
@@ -187,3 +189,27 @@ def test_weighted_tokens_forget_the_facts_faster_at_no_more_cost_to_the_rest_of_
     assert runs[True][facts].mean() < 0.5 * before[facts].mean()
     # ... while the names and templates lose no more than under uniform weights
     assert runs[True][~facts].mean() > runs[False][~facts].mean() - 0.05
+
+
+def test_a_model_that_does_not_copy_unseen_names_keeps_uniform_weights(people, tmp_path, caplog):
+    from hf_unlearn.methods.token_weights import MIN_COPY_RATE, copies
+    from hf_unlearn.training.neighbour_target import copy_rate
+
+    held_out = people["held_out"]
+    rows = list(tokenize_for_causal_lm(held_out, people["tokenizer"]))
+    collate = CausalLMCollator.for_tokenizer(people["tokenizer"])
+    bank = RetainTokenNeighbours(torch.ones(1, 2), torch.zeros(1, dtype=torch.long), tokenizer=people["tokenizer"])
+    rate = copy_rate(people["model"], rows, collate, "cpu", bank)
+    # the same share computed directly: greedy predictions of the copied tokens of every held-out answer
+    batch = collate(rows)
+    with torch.no_grad():
+        logits = people["model"](**{k: v for k, v in batch.items() if k != "labels"}).logits
+    predicted, targets = next_token_targets(logits, batch["labels"])
+    copied = copies(bank, batch, batch["labels"])
+    assert rate == pytest.approx((predicted.argmax(-1) == targets)[copied].float().mean().item())
+    assert rate < MIN_COPY_RATE  # it learned its people by heart: unseen names are not copied
+    with caplog.at_level("INFO", logger="hf_unlearn.training.neighbour_target"):
+        trainer = _trainer(people, tmp_path, held_out=held_out)
+        trainer.train()
+    assert trainer.retain_neighbours is None and trainer.method.neighbours is None
+    assert "every answer token weighs the same" in caplog.text

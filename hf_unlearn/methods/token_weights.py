@@ -21,6 +21,12 @@ question is not knowledge of the forget set. Words, not token ids: an answer tha
 it without the leading space the question gave it ("M" "itas" against " Mit" "as"). With no tokenizer to read
 words, a token counts as copied when its id is among the prompt's. The weights are normalised over the batch's
 target tokens, so they divide the push among tokens and never shrink it.
+
+The weights rest on a premise: a model that never saw the forget texts still says their template and copies their
+names. A pretrained LM does; a small model that learned its training texts by heart may not (a two-layer GPT-2
+trained from scratch on invented people predicted 45 % of the held-out people's copied name tokens). The trainer
+reads this copy rate on the held-out check sample before the first step and keeps uniform weights below
+``MIN_COPY_RATE``.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from .neighbour_weights import FLOOR, RetainNeighbours
 
 TOKEN_BANK_SIZE = 8192  # kept answer tokens whose features are held (a seeded sample)
 TOKEN_LAYER = 0.75  # which hidden state, as a fraction of the depth (0: the embeddings' output)
+# the share of held-out answer tokens copied from their prompt the original must predict for the weights to apply
+MIN_COPY_RATE = 0.9
 
 
 @dataclass
@@ -113,14 +121,18 @@ def word_copies(bank: RetainTokenNeighbours, input_ids: torch.Tensor, labels: to
     return torch.tensor(flags, dtype=torch.bool)
 
 
+def copies(bank: RetainNeighbours, inputs: dict, labels: torch.Tensor) -> torch.Tensor:
+    """Per target token, whether it is copied from its prompt: by words with the bank's tokenizer, else by ids."""
+    mask = inputs.get("attention_mask")
+    if getattr(bank, "tokenizer", None) is not None:
+        return word_copies(bank, inputs["input_ids"], labels, mask)
+    return prompt_copies(inputs["input_ids"], labels, mask)
+
+
 def token_weights(bank: RetainNeighbours, hidden_states: tuple, inputs: dict, labels: torch.Tensor) -> torch.Tensor:
     """Each target token's forget-loss weight from a forward pass's hidden states (detached: no gradient)."""
     with torch.no_grad():
         features, tokens = answer_token_states(hidden_states, labels)
         weights = 1.0 - bank.agreement(features, tokens) + FLOOR
-        mask = inputs.get("attention_mask")
-        if getattr(bank, "tokenizer", None) is not None:
-            copied = word_copies(bank, inputs["input_ids"], labels, mask)
-        else:
-            copied = prompt_copies(inputs["input_ids"], labels, mask)
+        copied = copies(bank, inputs, labels)
         return torch.where(copied.to(weights.device), torch.full_like(weights, FLOOR), weights)

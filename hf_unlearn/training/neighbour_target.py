@@ -27,7 +27,13 @@ from torch.utils.data import DataLoader
 from ..core.labels import LABEL_KEYS
 from ..evaluation.predict import collect_outputs
 from ..methods.neighbour_weights import BANK_SIZE, RetainNeighbours
-from ..methods.token_weights import TOKEN_BANK_SIZE, RetainTokenNeighbours, answer_token_states
+from ..methods.token_weights import (
+    MIN_COPY_RATE,
+    TOKEN_BANK_SIZE,
+    RetainTokenNeighbours,
+    answer_token_states,
+    copies,
+)
 from ..models.hidden_features import middle_layer, nearest
 
 logger = logging.getLogger(__name__)
@@ -120,6 +126,28 @@ def answer_token_features(model: nn.Module, dataset, collate_fn: Callable, devic
     return {"features": torch.cat(features), "labels": torch.cat(tokens)}
 
 
+def copy_rate(model: nn.Module, dataset, collate_fn: Callable, device, bank: RetainTokenNeighbours,
+              batch_size: int = 16) -> float | None:
+    """The share of held-out answer tokens copied from their prompt (``token_weights.copies``) that ``model``
+    predicts greedily; None when no answer copies its prompt."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    was_training, hits = model.training, []
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                inputs = {k: v.to(device) for k, v in batch.items() if k not in LABEL_KEYS and torch.is_tensor(v)}
+                labels = batch["labels"].to(device)
+                predicted = model(**inputs).logits[:, :-1].argmax(-1)
+                keep = labels[:, 1:] != -100
+                correct = (predicted == labels[:, 1:])[keep].cpu()
+                hits.append(correct[copies(bank, inputs, labels).cpu()])
+    finally:
+        model.train(was_training)
+    hits = torch.cat(hits) if hits else torch.zeros(0, dtype=torch.bool)
+    return float(hits.float().mean()) if len(hits) else None
+
+
 def retain_neighbours(trainer) -> RetainNeighbours | None:
     """The kept examples (a seeded sample of at most ``BANK_SIZE``) whose labels weigh the forget loss
     (``methods/neighbour_weights.py``), read under the model before any step: per example for a classifier, per
@@ -151,5 +179,14 @@ def retain_neighbours(trainer) -> RetainNeighbours | None:
         logger.info("The model returns no hidden states: every forgotten example weighs the same in the forget loss.")
         return None
     if trainer.causal_lm:
-        return RetainTokenNeighbours(found["features"], found["labels"], tokenizer=trainer.processing_class)
+        bank = RetainTokenNeighbours(found["features"], found["labels"], tokenizer=trainer.processing_class)
+        validation = trainer._check_samples()[2]
+        rate = copy_rate(model, trainer._memory(validation), trainer.base_collator, trainer.args.device, bank) \
+            if len(validation) else None
+        if rate is not None and rate < MIN_COPY_RATE:  # without held-out texts the model is taken to copy
+            logger.info("On held-out texts the model predicts %.0f %% of the answer tokens its prompt gives (below "
+                        "%.0f %%): a model fine-tuned without the forget texts would not keep their names either, so "
+                        "every answer token weighs the same in the forget loss", 100 * rate, 100 * MIN_COPY_RATE)
+            return None
+        return bank
     return RetainNeighbours(found["features"], found["labels"])
