@@ -18,9 +18,9 @@ import torch
 
 import hf_unlearn.methods.token_weights as token_weights
 from hf_unlearn.data.causal_lm import CausalLMCollator, tokenize_for_causal_lm
-from hf_unlearn.data.tofu_shaped import forget_count, load_tofu_shaped_dataset, tofu_splits
+from hf_unlearn.data.tofu_shaped import forget_count, load_tofu_shaped_dataset, tofu_shaped_facts, tofu_splits
 from hf_unlearn.methods.base import next_token_targets
-from hf_unlearn.training.neighbour_target import answer_token_features
+from hf_unlearn.training.neighbour_target import answer_token_features, copy_rate
 
 from .lm_facts import fine_tune, load_base
 from .results_io import table, write_results
@@ -68,10 +68,20 @@ def main() -> None:
                          f"{weights[copied & ~facts].mean():.2f}", f"{weights[rest].mean():.2f}",
                          f"{int(rest.sum())}", f"{int((weights[rest] > 0.5).sum())}"])
             print(rows[-1], flush=True)
+    # the premise the trainer checks: the copied tokens of held-out people's answers (benchmarks.tofu's stop people)
+    held = forget_count(10, options.people)
+    every = tofu_shaped_facts(options.people + 2 * held, options.seed)
+    stop_people = [i for i, p in enumerate(every["person"]) if p >= options.people + held]
+    held_out = tokenize_for_causal_lm(every.select(stop_people).select_columns(TRAIN_COLUMNS), tokenizer)
+    rate = copy_rate(original, held_out, collate, "cpu",
+                     token_weights.RetainTokenNeighbours(found["features"], found["labels"], tokenizer=tokenizer))
     title = (f"Mean forget-loss weight of SmolLM2-135M's forget answer tokens (10 % of {options.people} invented "
              f"people, seed {options.seed}) by the depth of the hidden state and the copy test")
     notes = ("Weights run from 0.05 (every kept neighbour says the same token, or a copy) to 1.05 (none does). "
-             f"{len(targets)} target tokens, {int(facts.sum())} of them the facts'. The default: 0.75, words.")
+             f"{len(targets)} target tokens, {int(facts.sum())} of them the facts'. The default: 0.75, words. "
+             f"The original "
+             f"predicts {100 * rate:.0f} % of the held-out people's copied answer tokens (the trainer keeps uniform "
+             f"weights below {100 * token_weights.MIN_COPY_RATE:.0f} %).")
     columns = ["depth", "copy test", "facts", "copied from the question", "the rest", "the rest: tokens",
                "the rest: weight > 0.5"]
     write_results("token_weight_layers", {"tables": {f"seed{options.seed}": table(columns, rows, title, notes)}})

@@ -13,8 +13,8 @@ the token, read in the forward pass of the loss (detached), against kept answer 
 before the first step. After "was", the kept answers say "born" too (weight near FLOOR); after "born in", each
 kept person has another town (weight near 1). The classifier's middle layer is too early here: halfway through
 SmolLM2-135M the state after a person's name does not yet tell "works" (a question about the job) from "plays" (the
-instrument): 7 of 48 template tokens weighed more than 0.5; three quarters of the way through none does, while the
-forgotten facts stay at 0.92 (``benchmarks/token_weight_layers.py``).
+instrument): 7 and 9 of 48 template tokens weighed more than 0.5 on two seeds; three quarters of the way through 0
+and 2, while the forgotten facts weigh 0.92 and 0.84 (``benchmarks/token_weight_layers.py``).
 
 A target token that belongs to a word of its own example's prompt weighs FLOOR: copying the name from the
 question is not knowledge of the forget set. Words, not token ids: an answer that starts with the name tokenises
@@ -24,7 +24,8 @@ target tokens, so they divide the push among tokens and never shrink it.
 
 The weights rest on a premise: a model that never saw the forget texts still says their template and copies their
 names. A pretrained LM does; a small model that learned its training texts by heart may not (a two-layer GPT-2
-trained from scratch on invented people predicted 45 % of the held-out people's copied name tokens). The trainer
+trained from scratch on invented people predicts fewer than 90 % of the held-out people's copied name tokens,
+``tests/test_token_weights.py``). The trainer
 reads this copy rate on the held-out check sample before the first step and keeps uniform weights below
 ``MIN_COPY_RATE``.
 """
