@@ -159,11 +159,16 @@ def arguments(description: str = __doc__) -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> None:
-    options = arguments().parse_args()
+def start(description: str = __doc__):
+    """The options, and SmolLM2 with its tokenizer, logging and threads set as the options say."""
+    options = arguments(description).parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(options.threads)
-    base, tokenizer = load_base()
+    return options, *load_base()
+
+
+def main() -> None:
+    options, base, tokenizer = start()
     tables, raw = {}, {}
     for seed in options.seeds:
         reports = run_seed(seed, options, base, tokenizer)

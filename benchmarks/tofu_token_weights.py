@@ -12,13 +12,8 @@ questions, so the reader sees what "fluent" means. Results: ``benchmarks/results
 
 from __future__ import annotations
 
-import logging
-
-import torch
-
-from .lm_facts import load_base
 from .results_io import table, write_results
-from .tofu import COLUMNS, arguments, prepare_seed, run_variant, summary
+from .tofu import COLUMNS, prepare_seed, run_variant, start, summary
 
 VARIANTS = {
     "uniform weights": {"pgu_neighbour_weights": False},
@@ -29,10 +24,7 @@ SHOWN = 5  # forgotten questions whose answers the table shows (the first forgot
 
 
 def main() -> None:
-    options = arguments(__doc__).parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(options.threads)
-    base, tokenizer = load_base()
+    options, base, tokenizer = start(__doc__)
     tables, answers = {}, {}
     for seed in options.seeds:
         prepared = prepare_seed(seed, options, base, tokenizer)

@@ -52,3 +52,14 @@ def fit(model, dataset, tokenizer, epochs: int = 60, lr: float = 3e-3, batch_siz
             optimizer.zero_grad()
     model.eval()
     return model
+
+
+def memorised_people() -> dict:
+    """A tiny GPT-2 fitted to every question about the trained people; the forget, retain and held-out splits."""
+    torch.set_num_threads(1)
+    facts, tokenizer = facts_and_tokenizer()
+    trained = facts.filter(lambda r: r["person"] < TRAINED_PEOPLE)
+    return {"model": fit(tiny_gpt2(len(tokenizer)), trained, tokenizer), "tokenizer": tokenizer, "train": trained,
+            "forget": trained.filter(lambda r: r["person"] < FORGET_PEOPLE),
+            "retain": trained.filter(lambda r: r["person"] >= FORGET_PEOPLE),
+            "held_out": facts.filter(lambda r: r["person"] >= TRAINED_PEOPLE)}

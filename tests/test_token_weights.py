@@ -8,7 +8,7 @@ import copy
 
 import pytest
 import torch
-from lm_fixtures import FORGET_PEOPLE, TRAINED_PEOPLE, facts_and_tokenizer, fit, tiny_gpt2
+from lm_fixtures import facts_and_tokenizer, memorised_people
 
 from hf_unlearn import UnlearningArguments, UnlearningTrainer
 from hf_unlearn.data.causal_lm import IGNORE_INDEX, CausalLMCollator, tokenize_example, tokenize_for_causal_lm
@@ -113,13 +113,7 @@ def test_the_kept_token_term_holds_the_explained_tokens_and_leaves_the_facts():
 
 @pytest.fixture(scope="module")
 def people():
-    torch.set_num_threads(1)
-    facts, tokenizer = facts_and_tokenizer()
-    trained = facts.filter(lambda r: r["person"] < TRAINED_PEOPLE)
-    return {"model": fit(tiny_gpt2(len(tokenizer)), trained, tokenizer), "tokenizer": tokenizer, "train": trained,
-            "forget": trained.filter(lambda r: r["person"] < FORGET_PEOPLE),
-            "retain": trained.filter(lambda r: r["person"] >= FORGET_PEOPLE),
-            "held_out": facts.filter(lambda r: r["person"] >= TRAINED_PEOPLE)}
+    return memorised_people()
 
 
 def _forget_batch(people):
