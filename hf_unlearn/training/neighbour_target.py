@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..core.labels import LABEL_KEYS
+from ..data.causal_lm import IGNORE_INDEX
 from ..evaluation.predict import collect_outputs
 from ..methods.neighbour_weights import BANK_SIZE, RetainNeighbours
 from ..methods.token_weights import (
@@ -139,7 +140,7 @@ def copy_rate(model: nn.Module, dataset, collate_fn: Callable, device, bank: Ret
                 inputs = {k: v.to(device) for k, v in batch.items() if k not in LABEL_KEYS and torch.is_tensor(v)}
                 labels = batch["labels"].to(device)
                 predicted = model(**inputs).logits[:, :-1].argmax(-1)
-                keep = labels[:, 1:] != -100
+                keep = labels[:, 1:] != IGNORE_INDEX
                 correct = (predicted == labels[:, 1:])[keep].cpu()
                 hits.append(correct[copies(bank, inputs, labels).cpu()])
     finally:
