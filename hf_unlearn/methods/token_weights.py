@@ -25,9 +25,8 @@ target tokens, so they divide the push among tokens and never shrink it.
 The weights rest on a premise: a model that never saw the forget texts still says their template and copies their
 names. A pretrained LM does; a small model that learned its training texts by heart may not (a two-layer GPT-2
 trained from scratch on invented people predicts fewer than 90 % of the held-out people's copied name tokens,
-``tests/test_token_weights.py``). The trainer
-reads this copy rate on the held-out check sample before the first step and keeps uniform weights below
-``MIN_COPY_RATE``.
+``tests/test_token_weights.py``). The trainer reads this copy rate on the held-out check sample before the first
+step and keeps uniform weights below ``MIN_COPY_RATE``.
 """
 
 from __future__ import annotations
