@@ -221,10 +221,11 @@ def probe_unlearning(phases: Phases) -> None:
     wrap(UnlearningTrainer, "prepare_unlearning", lambda *a: phases.mark("original's metrics and utility"),
          lambda result, trainer, *a: (measure_prepared(phases, trainer), phases.mark("training steps")))
     wrap(core_space, "subtract_grams", None, lambda out, *a: phases.size("G - G_f results", distinct_bytes(out)))
-    wrap(ProjectedUpdates, "project", lambda updates: phases.size("update snapshot", distinct_bytes(updates._before)))
+    wrap(ProjectedUpdates, "project",
+         lambda updates, *a: phases.size("update snapshot", distinct_bytes(updates._before)))
     wrap(UnlearningControl, "_check", lambda control, *a: phases.mark("checks"),
          lambda result, control, *a: (measure_control(phases, control), phases.mark("training steps")))
-    wrap(ProjectedUpdates, "snapshot", lambda updates: phases.size(
+    wrap(ProjectedUpdates, "snapshot", lambda updates, *a: phases.size(
         "gradients", distinct_bytes([w.grad for w in updates.weights.values() if w.grad is not None])))
 
 

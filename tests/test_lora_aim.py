@@ -134,12 +134,15 @@ def test_class_removal_through_peft_frees_the_forgotten_rows_of_the_heads_copy(b
     projection, steps = trainer.projection, []
     snapshot, project = projection.snapshot, projection.project
 
-    def recording_snapshot():
-        snapshot()
-        steps.append([head.detach()[:2].double().clone()])
+    def recording_snapshot(*args):
+        gradient = head.grad[:2].double().norm().item()  # raw: SGD may take its step on the projected gradient
+        snapshot(*args)
+        steps.append([head.detach()[:2].double().clone(), gradient])
 
     def recording_project():
-        steps[-1].append((head.detach()[:2].double() - steps[-1][0]).norm().item())  # the optimizer's raw step
+        before, gradient = steps[-1]
+        step = trainer.optimizer.param_groups[0]["lr"] * gradient  # the optimizer's raw step (plain SGD)
+        steps[-1] = [before, max(step, (head.detach()[:2].double() - before).norm().item())]
         project()
         steps[-1].append(head.detach()[:2].double().norm().item())
 

@@ -104,9 +104,15 @@ def test_updates_stay_out_of_the_space_for_any_optimizer(_trained, digits, tmp_p
         before = _weights(model)
         trainer = _trainer(model, digits, indices, tmp_path / str(projected), **settings)
         trainer.prepare_unlearning()
-        if not projected:
+        on_gradients = []
+        if projected:  # plain SGD steps on projected gradients (no snapshot of the weights); AdamW projects updates
+            projection = trainer.protection.projection
+            project_gradients = projection._project_gradients
+            projection._project_gradients = lambda: (on_gradients.append(True), project_gradients())
+        else:
             trainer.protection.projection = None  # negative control: the same run without the projection
         trainer.train()
+        assert bool(on_gradients) == (projected and optim == "sgd")
         space = trainer.core_gradient_space
         steps = trainer.state.global_step
         for name in space.layers:

@@ -337,9 +337,10 @@ class SpaceProtection:
         if self.gradient_hooks is not None:
             self.gradient_hooks.before_step()
 
-    def snapshot(self) -> None:
+    def snapshot(self, optimizer=None) -> None:
+        """Before the step (``optimizer`` may let the projection act on the gradients, see ``updates.py``)."""
         if self.projection is not None and self.gradient_hooks is None:
-            self.projection.snapshot()
+            self.projection.snapshot(optimizer)
 
     def project(self) -> None:
         if self.gradient_hooks is not None:

@@ -189,7 +189,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             return StepHooksCallback(before=before, after=after)
         protection = self.protection
         return StepHooksCallback(
-            before=[*before, protection.snapshot], after=[protection.project, *after], begin=[protection.begin_step]
+            before=[*before, lambda: protection.snapshot(self.optimizer)], after=[protection.project, *after],
+            begin=[protection.begin_step],
         )
 
     @property
