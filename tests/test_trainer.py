@@ -1,6 +1,7 @@
 """UnlearningTrainer with PGU end to end on digits: behaviour, protection, resume, bad input."""
 
 import copy
+import functools
 import json
 
 import pytest
@@ -107,8 +108,9 @@ def test_updates_stay_out_of_the_space_for_any_optimizer(_trained, digits, tmp_p
         on_gradients = []
         if projected:  # plain SGD steps on projected gradients (no snapshot of the weights); AdamW projects updates
             projection = trainer.protection.projection
-            project_gradients = projection._project_gradients
-            projection._project_gradients = lambda: (on_gradients.append(True), project_gradients())
+            projection._project_gradients = functools.partial(
+                lambda calls, original: (calls.append(True), original()), on_gradients, projection._project_gradients
+            )
         else:
             trainer.protection.projection = None  # negative control: the same run without the projection
         trainer.train()
