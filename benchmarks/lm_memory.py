@@ -230,11 +230,20 @@ def probe_unlearning(phases: Phases) -> None:
 
 
 def measure_prepared(phases: Phases, trainer) -> None:
+    import torch
+
     protection = trainer.protection
     before = protection.space_before_request
     phases.size("space Grams (before the request)", distinct_bytes(before.grams) if before is not None else 0)
     own = distinct_bytes(protection.space.grams, before.grams if before is not None else {})
-    phases.size("space Grams (request subtracted)", own - phases.sizes["space Grams (before the request)"])
+    own -= phases.sizes["space Grams (before the request)"]
+    try:  # a library that maps them from a file while the weights move (not resident until read)
+        from hf_unlearn.core.paged_grams import mapped_from_file
+        mapped = all(mapped_from_file(g) for g in protection.space.grams.values() if isinstance(g, torch.Tensor))
+    except ImportError:
+        mapped = False
+    phases.size("space Grams (request subtracted)", 0 if mapped else own)
+    phases.size("space Grams (request subtracted), mapped from a file", own if mapped else 0)
     space = protection.space  # the decompositions it keeps, by the names each library gives them
     kept = [getattr(space, name, {}) for name in ("_eigen", "_values", "_vectors")]
     phases.size("eigendecompositions kept", distinct_bytes(*kept))
@@ -308,7 +317,8 @@ def mb(value) -> str:
 
 ITEMS = ("model weights", "gradients", "optimizer state", "update snapshot", "guard's copies of the weights",
          "collection accumulators", "space Grams (before the request)", "forget Grams", "G - G_f results",
-         "space Grams (request subtracted)", "eigendecompositions kept", "projectors")
+         "space Grams (request subtracted)", "space Grams (request subtracted), mapped from a file",
+         "eigendecompositions kept", "projectors")
 
 
 def _steps_in_words(steps: dict[str, int]) -> str:

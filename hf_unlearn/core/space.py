@@ -29,6 +29,7 @@ from .gram_checks import check_grams, check_low_rank
 from .layers import LayerInfo
 from .ledger_key import KEY_ENV, key_id, key_path, ledger_key
 from .low_rank import LowRankGram, compress_grams, subtract_grams
+from .paged_grams import page_out
 from .processing import forward_inputs, is_tokenizer
 from .shared_grams import share_equal
 from .space_io import load_space, save_space
@@ -306,6 +307,13 @@ class CoreGradientSpace(SpaceDecompositions):
         )
         self.ledger_fingerprints.append(fingerprints.to(torch.int64).clone())
         self.clear_decompositions()
+
+    def page_out_grams(self, directory: str | Path) -> bool:
+        """Map the dense Grams from a file written in ``directory`` (``paged_grams.py``); False if they stay."""
+        paged = page_out(self.grams, directory)
+        if paged is not None:
+            self.grams = paged
+        return paged is not None
 
     def request_copy(self) -> CoreGradientSpace:
         """A deep copy that shares this space's Gram tensors and none of its decompositions: a request replaces the

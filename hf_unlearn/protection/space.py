@@ -58,6 +58,7 @@ class SpaceSettings:
     batch_size: int = 128
     show_progress: bool = True
     lora_aim_at_forget: bool = True  # see lora_aim.py
+    page_directory: str | None = None  # where the Grams are written while the weights move (None: kept in memory)
 
     @classmethod
     def from_args(cls, args) -> SpaceSettings:
@@ -69,6 +70,7 @@ class SpaceSettings:
             batch_size=args.cgs_batch_size,
             show_progress=not args.disable_tqdm and args.process_index == 0,
             lora_aim_at_forget=args.lora_aim_at_forget,
+            page_directory=args.output_dir,
         )
 
 
@@ -241,6 +243,8 @@ class SpaceProtection:
         else:
             self.projection = ProjectedUpdates.for_layers(model, space.projectors())
         space.clear_decompositions(keep_values=True)  # the eigenvectors the aim read: the projectors are made
+        if self.settings.page_directory:  # no step reads the Grams: out of anonymous memory until the run ends
+            space.page_out_grams(self.settings.page_directory)
         self.space = space
         release_freed_memory()  # the request's transient Grams and decompositions, before the steps allocate
         return space
