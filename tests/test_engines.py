@@ -4,27 +4,17 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from torch import nn
-from transformers.pytorch_utils import Conv1D
+from projection_fixtures import small_model_and_space
 
-from hf_unlearn.core import CoreGradientSpace, UnsupportedSetupError, collect_gram_matrices
+from hf_unlearn.core import UnsupportedSetupError
 from hf_unlearn.methods import get_method
 from hf_unlearn.protection.gradients import ProjectedGradients
 from hf_unlearn.protection.updates import ProjectedUpdates
 from hf_unlearn.training.engines import must_project_gradients
 
 
-def _model_and_space():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), Conv1D(5, 12))
-    x = torch.randn(40, 6) * torch.linspace(1.0, 0.05, 6)
-    stats = collect_gram_matrices(model, [x], show_progress=False)
-    space = CoreGradientSpace(stats.grams, stats.layers, stats.num_examples, gamma=0.9, energy="sigma2")
-    return model, space, x
-
-
 def test_hooked_gradients_and_sgd_momentum_updates_have_no_protected_component():
-    model, space, x = _model_and_space()
+    model, space, x = small_model_and_space()
     updates = ProjectedUpdates.for_layers(model, space.projectors(dtype=torch.float64))
     updates.leave_unprojected("0", [2])  # a free output row takes the raw gradient
     start = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -59,7 +49,7 @@ def test_hooked_gradients_and_sgd_momentum_updates_have_no_protected_component()
 def test_free_rows_with_a_bias_offset_move_alike_whether_updates_or_gradients_are_projected():
     import copy
 
-    model, space, x = _model_and_space()
+    model, space, x = small_model_and_space()
     twin = copy.deepcopy(model)
     kept_mean = x.mean(0)
     runs = []
@@ -90,7 +80,7 @@ def test_free_rows_with_a_bias_offset_move_alike_whether_updates_or_gradients_ar
 
 
 def test_a_bias_offset_on_a_trainable_bias_is_refused_under_gradient_projection():
-    model, space, x = _model_and_space()
+    model, space, x = small_model_and_space()
     updates = ProjectedUpdates.for_layers(model, space.projectors())
     updates.leave_unprojected("0", [1], kept_mean=x.mean(0), bias=model[0].bias)
     with pytest.raises(UnsupportedSetupError, match="freeze_bias_and_norm=True"):

@@ -4,20 +4,9 @@ import copy
 
 import pytest
 import torch
-from torch import nn
-from transformers.pytorch_utils import Conv1D
+from projection_fixtures import small_model_and_space
 
-from hf_unlearn.core import CoreGradientSpace, collect_gram_matrices
 from hf_unlearn.protection.updates import ProjectedUpdates
-
-
-def _model_and_space():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), Conv1D(5, 12))
-    x = torch.randn(40, 6) * torch.linspace(1.0, 0.05, 6)
-    stats = collect_gram_matrices(model, [x], show_progress=False)
-    space = CoreGradientSpace(stats.grams, stats.layers, stats.num_examples, gamma=0.9, energy="sigma2")
-    return model, space, x
 
 
 def _run(model, space, x, make_optimizer, *, pass_optimizer: bool, free_rows: bool = False):
@@ -41,7 +30,7 @@ def _run(model, space, x, make_optimizer, *, pass_optimizer: bool, free_rows: bo
 @pytest.mark.parametrize("free_rows", [False, True])
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_sgd_on_projected_gradients_ends_where_projected_updates_end_and_holds_no_snapshot(momentum, free_rows):
-    model, space, x = _model_and_space()
+    model, space, x = small_model_and_space()
     exact = copy.deepcopy(model).double()  # the snapshot path in float64: the trajectory both paths round
     start = model[0].weight.detach().clone(), model[2].weight.detach().clone(), model[0].bias.detach().clone()
 
@@ -68,7 +57,7 @@ def test_sgd_on_projected_gradients_ends_where_projected_updates_end_and_holds_n
     lambda params: torch.optim.AdamW(params, lr=0.01),  # rescales each entry
 ], ids=["sgd_weight_decay", "adamw"])
 def test_optimizers_whose_step_is_not_linear_in_the_gradients_keep_the_snapshot(make_optimizer):
-    model, space, x = _model_and_space()
+    model, space, x = small_model_and_space()
     start = model[0].weight.detach().clone()
     w0, _, _, held = _run(model, space, x, make_optimizer, pass_optimizer=True)
     assert held
@@ -77,7 +66,7 @@ def test_optimizers_whose_step_is_not_linear_in_the_gradients_keep_the_snapshot(
 
 
 def test_low_precision_weights_keep_the_snapshot_and_its_float32_master_copy():
-    model, space, x = _model_and_space()
+    model, space, x = small_model_and_space()
     model.to(torch.bfloat16)
     updates = ProjectedUpdates.for_layers(model, space.projectors())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
