@@ -38,6 +38,9 @@ def page_out(tensors: dict[str, object], directory: str | Path) -> dict[str, obj
         logger.warning("The Core Gradient Space's Grams stay in memory while the weights move: writing them to %s "
                        "failed (%s).", directory, error)
         return None
+    size = sum(t.untyped_storage().nbytes() for t in {id(t): t for t in dense.values()}.values())
+    logger.info("The Core Gradient Space's Grams (%.0f MiB) are mapped from a file in %s while the weights move.",
+                size / 2**20, directory)
     return {name: mapped.get(name, value) for name, value in tensors.items()}
 
 
