@@ -67,6 +67,7 @@ from .arguments import (
 )
 from .lora import with_fresh_adapter
 from .sequential import run_sequential
+from .text_column import infer_text_column
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +104,11 @@ def load_model_and_data(script_args: ScriptArguments) -> LoadedTask:
         model, processing_class = load_causal_lm(script_args.model_name_or_path, script_args.gguf_file)
         eval_split = script_args.eval_split or next((s for s in ("validation", "test") if s in data), None)
         return LoadedTask(model, data, eval_split, processing_class, kept_rows)
-    if script_args.text_column:
+    text_column = script_args.text_column or (
+        None if script_args.image_column else infer_text_column(data, script_args.model_name_or_path))
+    if text_column:
         processing_class = AutoTokenizer.from_pretrained(processor_path(script_args.model_name_or_path))
-        data = tokenize(data, processing_class, script_args.text_column, script_args.max_length)
+        data = tokenize(data, processing_class, text_column, script_args.max_length)
         model = load_classifier(script_args.model_name_or_path, AutoModelForSequenceClassification)
     else:
         if script_args.image_column:

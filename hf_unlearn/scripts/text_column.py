@@ -1,0 +1,36 @@
+"""Which column a text classifier reads when ``--text_column`` is not given.
+
+Without it the recipe takes the image path, and a text classifier then failed deep inside transformers with an
+error about image models. A sequence classifier's data almost always has one text column: that one is read (and the
+log says so); several, or none, are refused with the columns named.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from datasets import DatasetDict
+from transformers import AutoConfig
+
+from ..models.adapters import model_config_path
+
+logger = logging.getLogger(__name__)
+TEXT_DTYPES = ("string", "large_string")
+
+
+def infer_text_column(data: DatasetDict, model_path: str) -> str | None:
+    """The data's only text column (besides ``label``) when ``model_path`` is a sequence classifier, else None."""
+    architectures = AutoConfig.from_pretrained(model_config_path(model_path)).architectures or []
+    reader = next((name for name in architectures if name.endswith("ForSequenceClassification")), None)
+    if reader is None:
+        return None
+    features = next(iter(data.values())).features
+    texts = [name for name, feature in features.items()
+             if getattr(feature, "dtype", None) in TEXT_DTYPES and name != "label"]
+    if len(texts) == 1:
+        logger.info("%s reads text: using the data's only text column %r (--text_column sets another).", reader,
+                    texts[0])
+        return texts[0]
+    found = ", ".join(repr(name) for name in texts) or "none"
+    raise ValueError(f"{model_path} is a text classifier ({reader}), and the data's text columns are {found}: pass "
+                     "--text_column with the one it reads.")
