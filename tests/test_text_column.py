@@ -37,3 +37,16 @@ def test_several_or_no_text_columns_are_refused_by_name(bert_folder, columns, na
 def test_a_model_that_does_not_read_text_keeps_the_image_path(tmp_path):
     SmallCNNForImageClassification(SmallCNNConfig(num_labels=3)).save_pretrained(tmp_path)
     assert infer_text_column(_data(caption=["a"], label=[0]), str(tmp_path)) is None
+
+
+def test_texts_are_cut_to_the_models_positions_and_a_longer_limit_is_refused(bert_folder):
+    from hf_unlearn.data.tokenization import DEFAULT_MAX_LENGTH, resolve_max_length
+    from hf_unlearn.scripts.text_column import model_positions
+
+    positions = model_positions(bert_folder)
+    assert positions == 512 and model_positions("/no/such/model") is None
+    assert resolve_max_length(None, None, "here", positions=64) == 64 < DEFAULT_MAX_LENGTH
+    assert resolve_max_length(None, None, "here", positions=positions) == DEFAULT_MAX_LENGTH
+    assert resolve_max_length(32, None, "here", positions=64) == 32
+    with pytest.raises(ValueError, match="--max_length 100 is more tokens than the model has positions \\(64\\)"):
+        resolve_max_length(100, None, "here", positions=64)

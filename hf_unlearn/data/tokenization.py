@@ -52,10 +52,16 @@ def recorded_tokenization(space_folder: str | Path | None) -> dict | None:
     return (json.loads(config.read_text()).get("provenance") or {}).get("tokenization")
 
 
-def resolve_max_length(requested: int | None, recorded: dict | None, where: str) -> int:
-    """The token limit of a run: its own, else the space's, else the default; a different one than the space's is
-    refused, since the space's rows would not be recognised."""
+def resolve_max_length(requested: int | None, recorded: dict | None, where: str, positions: int | None = None) -> int:
+    """The token limit of a run: its own, else the space's, else the default (at most the model's ``positions``); a
+    different one than the space's is refused, since the space's rows would not be recognised."""
+    if requested is not None and positions is not None and requested > positions:
+        raise ValueError(f"--max_length {requested} is more tokens than the model has positions ({positions}): pass "
+                         f"--max_length {positions} or less.")
     if recorded is None:
+        if requested is None and positions is not None and positions < DEFAULT_MAX_LENGTH:
+            logger.info("Texts are cut at max_length %d, the model's number of positions", positions)
+            return positions
         return requested or DEFAULT_MAX_LENGTH
     saved = int(recorded["max_length"])
     if requested is None:

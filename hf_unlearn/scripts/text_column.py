@@ -1,4 +1,5 @@
-"""Which column a text classifier reads when ``--text_column`` is not given.
+"""What the recipe reads from a text model's config: the column it reads when ``--text_column`` is not given, and
+how many token positions it has (texts are cut to fit).
 
 Without it the recipe takes the image path, and a text classifier then failed deep inside transformers with an
 error about image models. A sequence classifier's data almost always has one text column: that one is read (and the
@@ -16,6 +17,17 @@ from ..models.adapters import model_config_path
 
 logger = logging.getLogger(__name__)
 TEXT_DTYPES = ("string", "large_string")
+
+
+def model_positions(model_path: str) -> int | None:
+    """How many token positions the model has (``max_position_embeddings``), where its config says; None otherwise
+    (a GGUF file, a Hub name that is not here: the loader reports those)."""
+    try:
+        config = AutoConfig.from_pretrained(model_config_path(model_path))
+    except (OSError, ValueError):
+        return None
+    positions = getattr(config, "max_position_embeddings", None)
+    return positions if isinstance(positions, int) and positions > 0 else None
 
 
 def infer_text_column(data: DatasetDict, model_path: str) -> str | None:

@@ -67,7 +67,7 @@ from .arguments import (
 )
 from .lora import with_fresh_adapter
 from .sequential import run_sequential
-from .text_column import infer_text_column
+from .text_column import infer_text_column, model_positions
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,8 @@ def run(script_args: ScriptArguments, forget_args: ForgetSetArguments, args: Unl
     logger.info("Unlearning with %d process(es) on %s", args.world_size, args.device)
     refuse_under_zero3(script_args, forget_args, args)
     recorded, where = saved_tokenization(script_args)  # texts are cut as when the space was built
-    script_args.max_length = resolve_max_length(script_args.max_length, recorded, where)
+    script_args.max_length = resolve_max_length(script_args.max_length, recorded, where,
+                                                model_positions(script_args.model_name_or_path))
     with loading_whole():  # ZeRO-3 partitions the weights when training starts, after the checks that read them
         model, data, eval_split, processing_class, kept_rows, label_names = load_model_and_data(script_args)
     if is_tokenizer(processing_class):
