@@ -12,6 +12,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import BertForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
+from rank_exit import leave
 from text_fixtures import fit_token_classifier, marker_token_data, tiny_bert_config  # noqa: E402
 
 from hf_unlearn import CoreGradientSpace, UnlearningArguments, UnlearningTrainer  # noqa: E402
@@ -51,3 +52,4 @@ def main(out: str, deepspeed: str | None) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
+    leave()

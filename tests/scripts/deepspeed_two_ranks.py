@@ -11,6 +11,7 @@ import sys
 import deepspeed
 import torch
 from deepspeed.runtime.zero import GatheredParameters
+from rank_exit import leave
 from torch import nn
 
 from hf_unlearn.core import CoreGradientSpace, collect_gram_matrices
@@ -71,3 +72,4 @@ def main(stage: int, out: str, offset: bool = False) -> None:
 
 if __name__ == "__main__":
     main(int(sys.argv[1]), sys.argv[2], offset=len(sys.argv) > 3 and sys.argv[3] == "offset")
+    leave()

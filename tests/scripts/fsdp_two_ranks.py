@@ -3,11 +3,11 @@
 Writes the final full weights, and the Grams the sharded model collected, from rank 0.
 """
 
-import os
 import sys
 
 import torch
 import torch.distributed as dist
+from rank_exit import leave
 from torch import nn
 from torch.distributed.fsdp import fully_shard
 from transformers.pytorch_utils import Conv1D
@@ -57,13 +57,8 @@ def main(out: str) -> None:
     weights = {n: p.full_tensor().detach() for n, p in model.named_parameters()}
     if rank == 0:
         torch.save({"weights": weights, "grams": stats.grams, "world": world}, out)
-    dist.destroy_process_group()
-    # On a loaded machine FSDP2 on gloo sometimes aborts in C++ teardown at interpreter exit ("terminate called
-    # without an active exception"), after every result is written; leave without running those destructors.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
 
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    leave()

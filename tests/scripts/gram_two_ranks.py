@@ -4,6 +4,7 @@ import sys
 
 import torch
 import torch.distributed as dist
+from rank_exit import leave
 from torch import nn
 
 from hf_unlearn.core import collect_gram_matrices
@@ -24,4 +25,4 @@ if __name__ == "__main__":
     stats = collect_gram_matrices(model, list(shard.split(5)), show_progress=False)
     if rank == 0:
         torch.save({"grams": stats.grams, "n": stats.num_examples, "world": world}, sys.argv[1])
-    dist.destroy_process_group()
+    leave()

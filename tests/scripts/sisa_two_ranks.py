@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import torch
+from rank_exit import leave
 
 from hf_unlearn.data.builtin import load_digits_dataset
 from hf_unlearn.exact import SISAEnsemble, TrainingRecipe
@@ -30,3 +31,4 @@ if __name__ == "__main__":
         (out / "result.json").write_text(json.dumps({"equal": equal, "files": files,
                                                       "world": torch.distributed.get_world_size(),
                                                       "pending": ensemble.state["pending"]}))
+    leave()

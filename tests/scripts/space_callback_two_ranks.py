@@ -4,6 +4,7 @@ the model and its space are saved to argv[1]."""
 import sys
 
 import torch
+from rank_exit import leave
 from transformers import Trainer, TrainingArguments
 
 from hf_unlearn import CoreGradientSpaceCallback
@@ -21,3 +22,4 @@ if __name__ == "__main__":
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], callbacks=[CoreGradientSpaceCallback(mode)])
     trainer.train()
     trainer.save_model()
+    leave()
