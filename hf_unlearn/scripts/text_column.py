@@ -32,7 +32,10 @@ def model_positions(model_path: str) -> int | None:
 
 def infer_text_column(data: DatasetDict, model_path: str) -> str | None:
     """The data's only text column (besides ``label``) when ``model_path`` is a sequence classifier, else None."""
-    architectures = AutoConfig.from_pretrained(model_config_path(model_path)).architectures or []
+    try:
+        architectures = AutoConfig.from_pretrained(model_config_path(model_path)).architectures or []
+    except (OSError, ValueError):  # not a folder or name this machine has: the loader says so
+        return None
     reader = next((name for name in architectures if name.endswith("ForSequenceClassification")), None)
     if reader is None:
         return None
