@@ -77,10 +77,4 @@ class ProjectedGradients:
 
     @torch.no_grad()
     def _project(self, key: str, grad: torch.Tensor) -> torch.Tensor:
-        projector = self.updates.projectors[key]
-        raw = grad.to(projector.basis.dtype)
-        projected = projector.project(raw)
-        if key in self.updates.free_rows:
-            rows = self.updates.free_rows[key]
-            projected.index_copy_(1 if projector.transposed else 0, rows, self.updates.free_part(key, raw))
-        return projected.to(grad.dtype)
+        return self.updates.project_gradient(key, grad)

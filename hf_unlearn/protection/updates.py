@@ -136,14 +136,18 @@ class ProjectedUpdates:
         for key, weight in self.weights.items():
             if not weight.requires_grad or weight.grad is None:
                 continue
-            grad = weight.grad
-            projected = self.projectors[key].project(grad)
-            if key in self.free_rows:
-                projected.index_copy_(1 if self.projectors[key].transposed else 0, self.free_rows[key],
-                                      self.free_part(key, grad))
-                if key in self._offsets:
-                    self._rows_before[key] = self.free_part(key, weight.detach()).clone()
-            grad.copy_(projected)
+            if key in self._offsets:
+                self._rows_before[key] = self.free_part(key, weight.detach()).clone()
+            weight.grad.copy_(self.project_gradient(key, weight.grad))
+
+    def project_gradient(self, key: str, grad: torch.Tensor) -> torch.Tensor:
+        """``grad`` of ``key``'s weight with its protected part removed, except on free units (raw)."""
+        projector = self.projectors[key]
+        raw = grad.to(projector.basis.dtype)
+        projected = projector.project(raw)
+        if key in self.free_rows:
+            projected.index_copy_(1 if projector.transposed else 0, self.free_rows[key], self.free_part(key, raw))
+        return projected.to(grad.dtype)
 
     @torch.no_grad()
     def project(self) -> None:

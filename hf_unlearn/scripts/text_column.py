@@ -19,23 +19,24 @@ logger = logging.getLogger(__name__)
 TEXT_DTYPES = ("string", "large_string")
 
 
-def model_positions(model_path: str) -> int | None:
-    """How many token positions the model has (``max_position_embeddings``), where its config says; None otherwise
-    (a GGUF file, a Hub name that is not here: the loader reports those)."""
+def _config(model_path: str):
+    """The model's config, or None where this machine cannot read one (a GGUF file, a Hub name that is not here: the
+    loader reports those)."""
     try:
-        config = AutoConfig.from_pretrained(model_config_path(model_path))
+        return AutoConfig.from_pretrained(model_config_path(model_path))
     except (OSError, ValueError):
         return None
-    positions = getattr(config, "max_position_embeddings", None)
+
+
+def model_positions(model_path: str) -> int | None:
+    """How many token positions the model has (``max_position_embeddings``), where its config says."""
+    positions = getattr(_config(model_path), "max_position_embeddings", None)
     return positions if isinstance(positions, int) and positions > 0 else None
 
 
 def infer_text_column(data: DatasetDict, model_path: str) -> str | None:
     """The data's only text column (besides ``label``) when ``model_path`` is a sequence classifier, else None."""
-    try:
-        architectures = AutoConfig.from_pretrained(model_config_path(model_path)).architectures or []
-    except (OSError, ValueError):  # not a folder or name this machine has: the loader says so
-        return None
+    architectures = getattr(_config(model_path), "architectures", None) or []
     reader = next((name for name in architectures if name.endswith("ForSequenceClassification")), None)
     if reader is None:
         return None

@@ -18,7 +18,7 @@ or tokens, ``models/hidden_features.py``), which still describes the input rathe
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -108,22 +108,29 @@ def sample_removal_targets(trainer, known: dict[str, float], model: nn.Module | 
     return targets
 
 
-def answer_token_features(model: nn.Module, dataset, collate_fn: Callable, device, batch_size: int = 16) -> dict:
-    """A causal LM's hidden state (``TOKEN_LAYER`` of the way through) at every position that predicts a target
-    token of ``dataset``, and the token (``methods/token_weights.answer_token_states``), batch by batch."""
+def _lm_batches(model: nn.Module, dataset, collate_fn: Callable, device, batch_size: int) -> Iterator[tuple]:
+    """(model inputs, labels) of every batch on ``device``, with ``model`` in eval mode and no gradient (its mode
+    comes back afterwards)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
-    was_training, features, tokens = model.training, [], []
+    was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             for batch in loader:
                 inputs = {k: v.to(device) for k, v in batch.items() if k not in LABEL_KEYS and torch.is_tensor(v)}
-                out = model(**inputs, output_hidden_states=True)
-                rows, targets = answer_token_states(out.hidden_states, batch["labels"].to(device))
-                features.append(rows.cpu())
-                tokens.append(targets.cpu())
+                yield inputs, batch["labels"].to(device)
     finally:
         model.train(was_training)
+
+
+def answer_token_features(model: nn.Module, dataset, collate_fn: Callable, device, batch_size: int = 16) -> dict:
+    """A causal LM's hidden state (``TOKEN_LAYER`` of the way through) at every position that predicts a target
+    token of ``dataset``, and the token (``methods/token_weights.answer_token_states``), batch by batch."""
+    features, tokens = [], []
+    for inputs, labels in _lm_batches(model, dataset, collate_fn, device, batch_size):
+        rows, targets = answer_token_states(model(**inputs, output_hidden_states=True).hidden_states, labels)
+        features.append(rows.cpu())
+        tokens.append(targets.cpu())
     return {"features": torch.cat(features), "labels": torch.cat(tokens)}
 
 
@@ -131,20 +138,11 @@ def copy_rate(model: nn.Module, dataset, collate_fn: Callable, device, bank: Ret
               batch_size: int = 16) -> float | None:
     """The share of held-out answer tokens copied from their prompt (``token_weights.copies``) that ``model``
     predicts greedily; None when no answer copies its prompt."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
-    was_training, hits = model.training, []
-    model.eval()
-    try:
-        with torch.no_grad():
-            for batch in loader:
-                inputs = {k: v.to(device) for k, v in batch.items() if k not in LABEL_KEYS and torch.is_tensor(v)}
-                labels = batch["labels"].to(device)
-                predicted = model(**inputs).logits[:, :-1].argmax(-1)
-                keep = labels[:, 1:] != IGNORE_INDEX
-                correct = (predicted == labels[:, 1:])[keep].cpu()
-                hits.append(correct[copies(bank, inputs, labels).cpu()])
-    finally:
-        model.train(was_training)
+    hits = []
+    for inputs, labels in _lm_batches(model, dataset, collate_fn, device, batch_size):
+        predicted = model(**inputs).logits[:, :-1].argmax(-1)
+        correct = (predicted == labels[:, 1:])[labels[:, 1:] != IGNORE_INDEX].cpu()
+        hits.append(correct[copies(bank, inputs, labels).cpu()])
     hits = torch.cat(hits) if hits else torch.zeros(0, dtype=torch.bool)
     return float(hits.float().mean()) if len(hits) else None
 
