@@ -172,6 +172,10 @@ class UnlearningMethod(ABC):
     def after_optimizer_step(self, context: UnlearningContext, model: nn.Module) -> None:  # noqa: B027
         """Called after every optimizer step (after any projection)."""
 
+    def repair_steps(self) -> int:
+        """Steps the trainer may spend, after a met stop rule, on kept examples the run flipped (0: no repair)."""
+        return 0
+
     def wants_retain_neighbours(self) -> bool:
         """Whether ``setup`` reads ``context.retain_neighbours`` (``neighbour_weights.RetainNeighbours``, built by the
         trainer from a retain sample in a classifier's sample removal; None elsewhere)."""

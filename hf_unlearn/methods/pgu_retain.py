@@ -46,6 +46,12 @@ class PGURetainConfig(PGUConfig):
             Weight of a distillation term ``KL_T(original ‖ model)`` (T = 4) on the retain batch, which keeps the
             original's whole output distribution on kept examples (over the kept classes in class removal;
             0 disables, and spares the frozen copy of the original it needs).
+        pgu_repair_steps (`int`, defaults to `40`):
+            Sample removal on a classifier whose stop rule was met: at most this many projected steps of this loss
+            at a fifth of the run's step, whose retain batch is the kept examples the original got right and the
+            unlearned model gets wrong (``training/kept_repair.py``); undone if the forget sample rises past its
+            target by more than its resolution. Needs the distillation's frozen original (``pgu_retain_distill >
+            0``); 0 disables.
         pgu_delta, pgu_forget_weight, pgu_entropy_weight, pgu_normalize_gradient:
             PGU's forget objective, as in ``PGUConfig``.
     """
@@ -59,8 +65,19 @@ class PGURetainConfig(PGUConfig):
         },
     )
 
+    pgu_repair_steps: int = field(
+        default=40,
+        metadata={
+            "help": "Sample removal on a classifier, once the stop rule is met: at most this many projected steps "
+            "whose retain batch is the kept examples the original classified right and the forgetting flipped, "
+            "kept only if the forget sample stays at its target within its resolution (0 disables)."
+        },
+    )
+
     def __post_init__(self):
         super().__post_init__()
+        if self.pgu_repair_steps < 0:
+            raise ValueError(f"pgu_repair_steps must be non-negative, got {self.pgu_repair_steps}")
         if self.pgu_retain_weight < 0 or self.pgu_retain_distill < 0:
             raise ValueError(
                 f"pgu_retain_weight and pgu_retain_distill must be non-negative, got {self.pgu_retain_weight} and "
@@ -99,6 +116,11 @@ class PGURetain(PGU):
             self.track("retain_kl", kl.detach())
             loss = loss + self.config.pgu_retain_distill * kl
         return loss
+
+    def repair_steps(self) -> int:
+        """Steps the trainer may spend putting back kept examples the forgetting flipped (0: none); it needs the
+        original (the frozen copy the distillation keeps) to tell which those are."""
+        return self.config.pgu_repair_steps if self.teacher is not None else 0
 
 
 def kept_class_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, kept: list[int] | None) -> torch.Tensor:

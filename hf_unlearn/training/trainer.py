@@ -41,6 +41,7 @@ from . import checkpoints
 from .arguments import UnlearningArguments
 from .checkpoints import check_resume, request_digest, resolve_resume, write_checkpoint_extras
 from .engines import must_project_gradients
+from .kept_repair import repair_kept_examples, wants_repair
 from .measurements import UnlearningMeasurements, weights_summary
 from .neighbour_target import retain_neighbours, sample_removal_targets
 from .publishing import UnlearningPublishing
@@ -296,8 +297,12 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         finally:
             if project_gradients:  # the model outlives this run (a series of requests): its hooks must not
                 self.protection.gradient_hooks.detach()
-        self.unlearning_seconds = time.perf_counter() - start
         self.outcome = control.outcome
+        if repair_steps := wants_repair(self):
+            repaired = repair_kept_examples(self, repair_steps).describe()
+            logger.info("Repair: %s", repaired)
+            self.outcome.reason += f"; {repaired}"
+        self.unlearning_seconds = time.perf_counter() - start
         if utility_before is not None and self.outcome.unlearned:
             self.outcome.warnings += self.end_of_run_drops(
                 utility_before, self.outcome, control.start, control.setup_changed_weights
