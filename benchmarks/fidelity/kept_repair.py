@@ -23,7 +23,8 @@ from .variants import run_missing
 JOBS = {"animal_resnet_random": tuple(range(6)), "animal_resnet_random1": (0, 1), "animal_resnet_user": (0, 1),
         "animal_vit_random": (0, 1), "trec_minilm_random": (0, 1), "trec_minilm_user": (0, 1),
         "digits_cnn_random": (0,), "mnist_resnet_random": (0,), "mnist_vit_random": (0,), "sms_minilm_random": (0,),
-        "warriner_electra_random": (0, 1), "warriner_electra_random1": (0, 1)}
+        "warriner_electra_random": (0, 1), "warriner_electra_random1": (0, 1),
+        "animal10k_resnet_random": (0, 1), "animal10k_resnet_random1": (0, 1)}
 VARIANTS = {"off": {"method_kwargs": {"pgu_repair_steps": 0}}, "on": {}}
 KEYS = ("UA", "RA", "TA", "MIA")
 
@@ -71,8 +72,9 @@ def _mean_rows(results: dict, names: list[str]) -> list[list]:
             ra = [rows[s]["RA"] - reference[s]["RA"] for s in runs]
             ta_ok = sum(abs(rows[s]["TA"] - reference[s]["TA"]) <= abs(second[s]["TA"] - reference[s]["TA"]) + 0.5
                         for s in runs)
+            cost = statistics.fmean(rows[s]["time"] / reference[s]["time"] for s in runs)
             cells += [f"{gap:.2f}", f"{statistics.fmean(ra):+.2f} ({sum(abs(d) <= 1.0 for d in ra)} of {len(ra)})",
-                      f"{ta_ok} of {len(ra)}"]
+                      f"{ta_ok} of {len(ra)}", f"{cost:.2f}"]
         tuned = "tuned on" if ALL_SCENARIOS[name].tuned_on else "held out"
         means.append([f"{name} ({tuned})", ", ".join(runs), f"{floor:.2f}", f"{1.5 * floor + 0.5:.2f}",
                       f"{statistics.fmean(_row(r, 'do_nothing')['gap'] for r in runs.values()):.2f}", *cells])
@@ -89,8 +91,8 @@ def main(argv=None) -> None:
     columns = ["scenario", "seed", "reference_2: gap (ΔTA)", "do nothing", "no repair: gap (ΔUA/ΔRA/ΔTA/ΔMIA)",
                "time (s)", "repair: gap (ΔUA/ΔRA/ΔTA/ΔMIA)", "time (s)"]
     mean_columns = ["scenario", "seeds", "floor", "bar 1.5·floor+0.5", "do nothing",
-                    "no repair: gap", "ΔRA (seeds within 1)", "TA within reference_2's + 0.5",
-                    "repair: gap", "ΔRA (seeds within 1)", "TA within reference_2's + 0.5"]
+                    "no repair: gap", "ΔRA (seeds within 1)", "TA within reference_2's + 0.5", "time ÷ retraining",
+                    "repair: gap", "ΔRA (seeds within 1)", "TA within reference_2's + 0.5", "time ÷ retraining"]
     rows, means = _runs_rows(results, args.scenarios), _mean_rows(results, args.scenarios)
     print(markdown_table(mean_columns, means))
     print(markdown_table(columns, rows))

@@ -14,8 +14,9 @@ import transformers
 from . import run as suite
 from .scenarios import ALL_SCENARIOS
 
-CACHES = {"animal": "outputs/fidelity_mem_cache", "trec": "outputs/fidelity_trec_cache",
-          "warriner": "outputs/fidelity_words_cache"}  # others: the default suite's families
+# others: the default suite's families
+CACHES = {"animal": "outputs/fidelity_mem_cache", "animal10k": "outputs/fidelity_mem_cache",
+          "trec": "outputs/fidelity_trec_cache", "warriner": "outputs/fidelity_words_cache"}
 
 
 def cache_of(name: str) -> Path:

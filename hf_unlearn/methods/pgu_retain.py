@@ -91,6 +91,7 @@ class PGURetain(PGU):
     name = "pgu_retain"
     config_class = PGURetainConfig
     needs_retain = True
+    teacher = None  # the frozen original, from setup on (with the distillation)
 
     def setup(self, context):
         super().setup(context)

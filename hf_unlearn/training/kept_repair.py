@@ -7,9 +7,10 @@ classifies them right and the unlearned model does not. Once the stop rule is me
 own loss, projected as every step is, with those examples as the retain batch, bring them back.
 
 Training on kept examples alone raised the forget sample 1.5-5.5 points in 1-6 steps there (kept and forgotten
-look-alikes share their memorization); keeping the forget term in the loss, at a fifth of the run's step, held it
-closer. The forget sample is read again afterwards: a rise beyond its resolution (the standard error the stop rule's
-crossing already allows) above both its reading at the stop and its target undoes the repair, as does a loss on the
+look-alikes share their memorization). So the repair keeps the forget term in its loss, at a fifth of the run's
+step, and goes on until the flipped examples are right *and* the forget sample is back at or below its reading at
+the stop. Read again at the end, a forget sample still above both that reading and its target by more than its
+resolution (the standard error the stop rule's crossing already allows) undoes the repair, as does a loss on the
 retain or validation sample beyond the guard's tolerance.
 """
 
@@ -73,12 +74,13 @@ def repair_kept_examples(trainer, max_steps: int) -> RepairReport:
     logger.info("Repair: reading up to %d kept examples for those the forgetting flipped", SCAN_LIMIT)
     retain = _scanned(trainer._memory(trainer.retain_dataset), args.seed)
     model = trainer.accelerator.unwrap_model(trainer.model)
-    flipped = _wrong_among(trainer, model, retain, _right_under(trainer, trainer.method.teacher, retain))
+    wrong = _wrong_among(trainer, model, retain, list(range(len(retain))))  # the original reads only these
+    flipped = _right_among(trainer, trainer.method.teacher, retain, wrong)
     report = RepairReport(scanned=len(retain), flipped=len(flipped))
     if not flipped:
         return report
     saved, before = copy_weights(model), dict(control.outcome.final)
-    _take_steps(trainer, model, retain, flipped, max_steps, report)
+    _take_steps(trainer, model, retain, flipped, max_steps, report, before)
     report.fixed = report.flipped - len(_wrong_among(trainer, model, retain, flipped))
     after = trainer.control_metrics()
     report.why_undone = _forget_rose(control, before, after) or _utility_lost(before, after, args.utility_tolerance)
@@ -90,9 +92,11 @@ def repair_kept_examples(trainer, max_steps: int) -> RepairReport:
     return report
 
 
-def _take_steps(trainer, model, retain, flipped: list[int], max_steps: int, report: RepairReport) -> None:
+def _take_steps(trainer, model, retain, flipped: list[int], max_steps: int, report: RepairReport,
+                before: dict[str, float]) -> None:
     """Steps of the method's loss, the forget stream cycling and the flipped examples as the retain stream, until
-    all are right again (read after each pass over them) or the steps run out."""
+    every flipped example is right again and the forget sample is back at or below its reading at the stop (both
+    read after each pass), or the steps run out."""
     args, optimizer = trainer.args, trainer.optimizer
     forget = trainer._memory(trainer.forget_dataset)
     size, rng = args.per_device_train_batch_size, random.Random(args.seed)
@@ -101,25 +105,34 @@ def _take_steps(trainer, model, retain, flipped: list[int], max_steps: int, repo
     rates = [group["lr"] for group in optimizer.param_groups]
     for group in optimizer.param_groups:
         group["lr"] *= STEP_SCALE
-    was_training, order = model.training, list(flipped)
+    was_training, wrong, risen = model.training, list(flipped), False
     model.train()
     try:
-        while report.steps < max_steps and order:
+        while report.steps < max_steps and (wrong or risen):
+            order = list(wrong or flipped)  # the flipped examples stay the retain stream while the forget one falls
             rng.shuffle(order)
             for start in range(0, len(order), size):
                 if report.steps >= max_steps:
                     break
                 first = report.steps * size
-                batch = {"forget": _collated(trainer, forget, [forget_order[(first + i) % len(forget)]
-                                                                for i in range(size)]),
-                         "retain": _collated(trainer, retain, order[start:start + size])}
-                _step(trainer, model, batch)
+                picked = [forget_order[(first + i) % len(forget)] for i in range(size)]
+                _step(trainer, model, {"forget": _collated(trainer, forget, picked),
+                                       "retain": _collated(trainer, retain, order[start:start + size])})
                 report.steps += 1
-            order = _wrong_among(trainer, model, retain, order)
+            wrong = _wrong_among(trainer, model, retain, flipped)
+            risen = _forget_above(trainer, before)
     finally:
         model.train(was_training)
         for group, rate in zip(optimizer.param_groups, rates):
             group["lr"] = rate
+
+
+def _forget_above(trainer, before: dict[str, float]) -> bool:
+    """The forget sample's accuracy or mean true-label probability is above its reading at the stop."""
+    out = trainer._verdicts(trainer._check_samples()[0])
+    accuracy, probability = 100.0 * out["correct"].float().mean().item(), float(out["p_true"].mean())
+    return accuracy > before.get("forget_accuracy", math.inf) or probability > before.get("forget_probability",
+                                                                                          math.inf)
 
 
 def _step(trainer, model, batch: dict) -> None:
@@ -174,17 +187,18 @@ def _scanned(retain, seed: int):
     return _rows(retain, torch.randperm(len(retain), generator=generator)[:SCAN_LIMIT].sort().values.tolist())
 
 
-def _right_under(trainer, model, rows) -> list[int]:
-    """Indices of ``rows`` that ``model`` classifies right."""
-    out = _outputs(trainer, model, rows)
-    return (out["logits"].argmax(-1) == out["labels"]).nonzero().flatten().tolist()
+def _right_among(trainer, model, rows, indices: list[int]) -> list[int]:
+    """Those of ``indices`` that ``model`` classifies right."""
+    wrong = set(_wrong_among(trainer, model, rows, indices))
+    return [i for i in indices if i not in wrong]
 
 
 def _wrong_among(trainer, model, rows, indices: list[int]) -> list[int]:
     """Those of ``indices`` that ``model`` classifies wrong."""
     if not indices:
         return []
-    out = _outputs(trainer, model, _rows(rows, indices))
+    whole = len(indices) == len(rows) and indices == list(range(len(rows)))
+    out = _outputs(trainer, model, rows if whole else _rows(rows, indices))
     wrong = (out["logits"].argmax(-1) != out["labels"]).tolist()
     return [i for i, w in zip(indices, wrong) if w]
 
