@@ -98,7 +98,9 @@ def test_the_repair_puts_flipped_kept_examples_back_through_the_projection(train
     report = kept_repair.repair_kept_examples(trainer, 40)
     assert report.kept and report.flipped == len(flipped) and report.steps > 0
     assert report.fixed >= report.flipped // 2
-    assert len(_wrong_kept(trainer, model)) == report.flipped - report.fixed
+    still = _wrong_kept(trainer, model)
+    assert len(still & flipped) == report.flipped - report.fixed
+    assert len(still) < len(flipped)  # its steps may flip an odd other kept example, never as many as they fix
     for key, weight in trainer.projection.weights.items():  # every repair step stayed out of the protected space
         change = weight.detach() - damaged[key]
         assert change.abs().max() > 0

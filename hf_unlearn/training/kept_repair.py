@@ -55,12 +55,15 @@ class RepairReport:
 
 
 def wants_repair(trainer) -> int:
-    """Repair steps this run may take: a classifier's sample removal whose stop rule was met, on one process whose
-    updates the trainer projects itself (an engine that owns the step, DeepSpeed, takes no steps outside its loop)."""
+    """Repair steps this run may take: a classifier's sample removal whose stop rule was met (its target is the
+    held-out reading the forget sample is held to afterwards; class and poison removal have other targets), on one
+    process whose updates the trainer projects itself (an engine that owns the step, DeepSpeed, takes no steps
+    outside its loop)."""
     outcome = trainer.control_callback.outcome
     eligible = (
         outcome.unlearned and outcome.stopped_by == "rule" and not outcome.incomplete
-        and trainer.scenario != "class" and not trainer.causal_lm and trainer.args.world_size == 1
+        and trainer.control_callback.settings.rule == "forget_below_validation"  # not class or poison removal
+        and not trainer.causal_lm and trainer.args.world_size == 1
         and trainer.retain_dataset is not None and trainer.protection is not None
         and trainer.protection.gradient_hooks is None
     )
