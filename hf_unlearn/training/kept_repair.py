@@ -123,7 +123,7 @@ def _take_steps(trainer, model, retain, flipped: list[int], max_steps: int, repo
                                        "retain": _collated(trainer, retain, order[start:start + size])})
                 report.steps += 1
             wrong = _wrong_among(trainer, model, retain, flipped)
-            risen = _forget_above(trainer, before)
+            risen = not wrong and _forget_above(trainer, before)  # read only once it can end the repair
     finally:
         model.train(was_training)
         for group, rate in zip(optimizer.param_groups, rates):
