@@ -46,6 +46,12 @@ def test_zero_steps_or_no_original_means_no_repair():
     from hf_unlearn.methods.pgu_retain import PGURetain
 
     assert PGURetain(PGURetainConfig()).repair_steps() == 0  # before setup: no frozen original to compare with
+    model = torch.nn.Linear(3, 2)
+    model.config = SimpleNamespace(num_labels=2)
+    for distill, steps in ((4.0, 40), (0.0, 0)):  # without the distillation there is no copy of the original
+        method = PGURetain(PGURetainConfig(pgu_retain_distill=distill))
+        method.setup(SimpleNamespace(model=model, forgotten_classes=[], causal_lm=False))
+        assert method.repair_steps() == steps
     with pytest.raises(ValueError, match="pgu_repair_steps"):
         PGURetainConfig(pgu_repair_steps=-1)
 
@@ -118,3 +124,21 @@ def test_the_repair_puts_flipped_kept_examples_back_through_the_projection(train
     for key, weight in trainer.projection.weights.items():  # undone: the weights are exactly those before it
         assert torch.equal(weight.detach(), again[key]) and not torch.equal(again[key], repaired[key])
 
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_class_removal_and_methods_without_the_original_take_no_repair_step(trained_model, digits, tmp_path):
+    from digits_models import make_args
+
+    from hf_unlearn import UnlearningTrainer
+    from hf_unlearn.data.forget import indices_of_classes, split_forget_retain
+
+    train = digits["train"]
+    gone, kept = split_forget_retain(train, indices_of_classes(train, [3]))
+    for method, kwargs in (("pgu_retain", {}), ("pgu", {})):
+        trainer = UnlearningTrainer(model=copy.deepcopy(trained_model), args=make_args(tmp_path / method, method,
+                                    **kwargs), forget_dataset=gone, retain_dataset=kept,
+                                    eval_dataset=digits["validation"], original_dataset=train)
+        trainer.train()
+        assert trainer.outcome.unlearned and kept_repair.wants_repair(trainer) == 0
+        assert "repair" not in trainer.outcome.reason and "kept examples read" not in trainer.outcome.reason
