@@ -77,7 +77,7 @@ def repair_kept_examples(trainer, max_steps: int) -> RepairReport:
     logger.info("Repair: reading up to %d kept examples for those the forgetting flipped", SCAN_LIMIT)
     retain = _scanned(trainer._memory(trainer.retain_dataset), args.seed)
     model = trainer.accelerator.unwrap_model(trainer.model)
-    wrong = _wrong_among(trainer, model, retain, list(range(len(retain))))  # the original reads only these
+    wrong = _wrong_among(trainer, model, retain)  # the original reads only these
     flipped = _right_among(trainer, trainer.method.teacher, retain, wrong)
     report = RepairReport(scanned=len(retain), flipped=len(flipped))
     if not flipped:
@@ -133,26 +133,27 @@ def _take_steps(trainer, model, retain, flipped: list[int], max_steps: int, repo
 def _forget_above(trainer, before: dict[str, float]) -> bool:
     """The forget sample's accuracy or mean true-label probability is above its reading at the stop."""
     out = trainer._verdicts(trainer._check_samples()[0])
-    accuracy, probability = 100.0 * out["correct"].float().mean().item(), float(out["p_true"].mean())
+    accuracy, probability = trainer._percent(out["correct"]), float(out["p_true"].mean())
     return accuracy > before.get("forget_accuracy", math.inf) or probability > before.get("forget_probability",
                                                                                           math.inf)
 
 
 def _step(trainer, model, batch: dict) -> None:
-    """One optimizer step of the method's loss through the run's own clipping, hooks and projection."""
-    optimizer, protection, args = trainer.optimizer, trainer.protection, trainer.args
+    """One optimizer step of the method's loss through the run's own clipping and step hooks (projection included)."""
+    optimizer, args, hooks = trainer.optimizer, trainer.args, trainer._step_hooks()
     optimizer.zero_grad(set_to_none=True)
-    protection.begin_step()
+    for hook in hooks.begin:
+        hook()
     if args.freeze_bias_and_norm:
         batch_norms_in_eval_mode(model)
     trainer.method.compute_loss(trainer, model, batch).backward()
     if args.max_grad_norm and args.max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], args.max_grad_norm)
-    trainer.method.before_optimizer_step(trainer, model)
-    protection.snapshot(optimizer)
+    for hook in hooks.before:
+        hook()
     optimizer.step()
-    protection.project()
-    trainer.method.after_optimizer_step(trainer, model)
+    for hook in hooks.after:
+        hook()
     optimizer.zero_grad(set_to_none=True)
 
 
@@ -196,12 +197,15 @@ def _right_among(trainer, model, rows, indices: list[int]) -> list[int]:
     return [i for i in indices if i not in wrong]
 
 
-def _wrong_among(trainer, model, rows, indices: list[int]) -> list[int]:
-    """Those of ``indices`` that ``model`` classifies wrong."""
-    if not indices:
+def _wrong_among(trainer, model, rows, indices: list[int] | None = None) -> list[int]:
+    """Those of ``indices`` (None: every row) that ``model`` classifies wrong."""
+    if indices is None:
+        indices, subset = list(range(len(rows))), rows
+    elif not indices:
         return []
-    whole = len(indices) == len(rows) and indices == list(range(len(rows)))
-    out = _outputs(trainer, model, rows if whole else _rows(rows, indices))
+    else:
+        subset = _rows(rows, indices)
+    out = _outputs(trainer, model, subset)
     wrong = (out["logits"].argmax(-1) != out["labels"]).tolist()
     return [i for i, w in zip(indices, wrong) if w]
 
