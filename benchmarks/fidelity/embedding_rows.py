@@ -17,12 +17,11 @@ from hf_unlearn.evaluation.tables import markdown_table
 
 from ..results_io import table, write_results
 from .scenarios import ALL_SCENARIOS
-from .variants import run_missing
+from .variants import gap_cell, run_missing
 
 JOBS = {"warriner_electra_random": (0, 1), "warriner_electra_random1": (0, 1), "trec_minilm_random": (0, 1),
         "trec_minilm_user": (0, 1), "sms_minilm_random": (0,)}
 VARIANTS = {"on": {}, "off": {"free_embedding_rows": False}}
-KEYS = ("UA", "RA", "TA", "MIA")
 
 
 def _run_missing(folder: Path) -> dict:
@@ -41,8 +40,7 @@ def main(argv=None) -> None:
             cells = []
             for variant in VARIANTS:
                 row = results[variant][name][seed]["rows"]["pgu_retain"]
-                deltas = "/".join(f"{row[k] - reference[k]:+.1f}" for k in KEYS)
-                cells += [f"{row['gap']:.2f} ({deltas})", f"{row['time']:.1f}"]
+                cells += [gap_cell(row, reference), f"{row['time']:.1f}"]
             tuned = "tuned on" if ALL_SCENARIOS[name].tuned_on else "held out"
             rows.append([f"{name} ({tuned})", seed, f"{run['rows']['reference_2']['gap']:.2f}",
                          f"{run['rows']['do_nothing']['gap']:.2f}", *cells])

@@ -22,14 +22,13 @@ from hf_unlearn.evaluation.tables import markdown_table
 
 from ..results_io import table, write_results
 from .scenarios import ALL_SCENARIOS
-from .variants import run_missing
+from .variants import gap_cell, run_missing
 
 JOBS = {"animal_resnet_random": tuple(range(6)), "animal_resnet_user": (0, 1), "animal_resnet_random1": (0, 1),
         "animal_vit_random": (0, 1), "trec_minilm_random": (0, 1), "trec_minilm_user": (0, 1),
         "warriner_electra_random": (0, 1), "warriner_electra_random1": (0, 1),
         "digits_cnn_random": (0,), "mnist_resnet_random": (0,), "mnist_vit_random": (0,), "sms_minilm_random": (0,)}
 VARIANTS = {"on": {}, "off": {"method_kwargs": {"pgu_neighbour_weights": False}}}
-KEYS = ("UA", "RA", "TA", "MIA")
 PER_EXAMPLE_NOTE = (
     "Per example: the mean over forget examples of |logit-scaled confidence − its mean under the two references| "
     "(dist, benchmarks/fidelity/per_example.py). reference_2 is one of the two, so it reads half the two "
@@ -53,8 +52,7 @@ def _runs_table(results: dict) -> tuple[list[list], list[list]]:
             cells = []
             for variant in ("off", "on"):
                 row = results[variant][name][seed]["rows"]["pgu_retain"]
-                deltas = "/".join(f"{row[k] - reference[k]:+.1f}" for k in KEYS)
-                cells += [f"{row['gap']:.2f} ({deltas})", f"{row['time']:.1f}"]
+                cells += [gap_cell(row, reference), f"{row['time']:.1f}"]
             rows.append([name, seed, f"{run['rows']['reference_2']['gap']:.2f}",
                          f"{run['rows']['do_nothing']['gap']:.2f}", *cells])
         floor = statistics.fmean(r["rows"]["reference_2"]["gap"] for r in runs.values())

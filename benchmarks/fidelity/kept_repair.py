@@ -20,7 +20,7 @@ from hf_unlearn.evaluation.tables import markdown_table
 
 from ..results_io import table, write_results
 from .scenarios import ALL_SCENARIOS
-from .variants import run_missing
+from .variants import gap_cell, run_missing
 
 JOBS = {"animal_resnet_random": tuple(range(6)), "animal_resnet_random1": (0, 1), "animal_resnet_user": (0, 1),
         "animal_vit_random": (0, 1), "trec_minilm_random": (0, 1), "trec_minilm_user": (0, 1),
@@ -28,7 +28,6 @@ JOBS = {"animal_resnet_random": tuple(range(6)), "animal_resnet_random1": (0, 1)
         "warriner_electra_random": (0, 1), "warriner_electra_random1": (0, 1),
         "animal10k_resnet_random": (0, 1), "animal10k_resnet_random1": (0, 1)}
 VARIANTS = {"off": {"method_kwargs": {"pgu_repair_steps": 0}}, "on": {}}
-KEYS = ("UA", "RA", "TA", "MIA")
 COST_JOBS = (("animal_resnet_random", 0), ("animal_resnet_random", 1), ("animal10k_resnet_random", 0),
              ("mnist_vit_random", 0), ("trec_minilm_random", 0), ("sms_minilm_random", 0))
 
@@ -54,8 +53,7 @@ def _runs_rows(results: dict, names: list[str]) -> list[list]:
             cells = []
             for variant in VARIANTS:
                 row = _row(results[variant][name][seed], "pgu_retain")
-                deltas = "/".join(f"{row[k] - reference[k]:+.1f}" for k in KEYS)
-                cells += [f"{row['gap']:.2f} ({deltas})", f"{row['time']:.1f}"]
+                cells += [gap_cell(row, reference), f"{row['time']:.1f}"]
             second = _row(run, "reference_2")
             rows.append([name, seed, f"{second['gap']:.2f} ({second['TA'] - reference['TA']:+.1f})",
                          f"{_row(run, 'do_nothing')['gap']:.2f}", *cells])

@@ -20,10 +20,9 @@ from hf_unlearn.evaluation.tables import markdown_table
 
 from ..results_io import table, write_results
 from .scenarios import ALL_SCENARIOS, MEMORIZATION_SCENARIOS, TEXT_MEMORIZATION_SCENARIOS
-from .variants import run_missing
+from .variants import gap_cell, run_missing
 
 TARGETS = ("validation", "neighbours", "cautious")
-KEYS = ("UA", "RA", "TA", "MIA")
 
 
 DEFAULT_ROWS = ("digits_cnn_random", "mnist_resnet_random", "mnist_vit_random", "sms_minilm_random")  # seed 0 only
@@ -60,8 +59,7 @@ def _rows(folder: Path) -> tuple[list[list[str]], list[list[str]]]:
             cells = []
             for t in TARGETS:
                 row = results[t][name][seed]["rows"]["pgu_retain"]
-                deltas = "/".join(f"{row[k] - reference[k]:+.1f}" for k in KEYS)
-                cells.append(f"{row['gap']:.2f} ({deltas})")
+                cells.append(gap_cell(row, reference))
             seeds.append([name, seed, f"{run['rows']['do_nothing']['gap']:.2f}", *cells])
     return means, seeds
 

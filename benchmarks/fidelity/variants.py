@@ -43,3 +43,9 @@ def run_missing(folder: Path, jobs: Iterable[tuple[str, int]], overrides: dict,
         folder.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(done, indent=1))
     return done
+
+
+def gap_cell(row: dict, reference: dict) -> str:
+    """A run's Avg. Gap with each metric's difference from the first reference: "2.31 (-4.0/-0.4/+1.0/-3.5)"."""
+    deltas = "/".join(f"{row[k] - reference[k]:+.1f}" for k in suite.KEYS)
+    return f"{row['gap']:.2f} ({deltas})"
