@@ -220,6 +220,38 @@ def test_a_confidence_stop_keeps_its_own_state_even_when_the_accuracy_moved_away
     assert stopped and weight == pytest.approx(3.0) and outcome.final["forget_probability"] == 0.79
 
 
+def test_a_confidence_crossing_far_past_its_target_goes_back_and_halves_the_step():
+    # 0.83 -> 0.60 against a target of 0.80: 0.20 past it, 10 times the 2-point resolution; the previous state
+    # (0.03 above) was closer. Back there at half the step, whose next check lands at 0.78: kept
+    script = Script(_conf(100.0, 0.83), _conf(100.0, 0.60), _conf(100.0, 0.78))
+    script.queue[0] = {**START, "forget_probability": 0.95, "validation_probability": 0.80}
+    outcome, weight, lr, stopped = _run(script, [1.0, 1.0, 0.5])
+    assert stopped and outcome.overshoots == 1 and lr == pytest.approx(0.25)
+    assert weight == pytest.approx(2.5) and outcome.final["forget_probability"] == 0.78
+    assert "confidence" in outcome.reason
+
+
+def test_a_confidence_crossing_within_the_resolution_keeps_the_closer_state_without_halving():
+    # 0.805 -> 0.785 against 0.80: 0.015 past it, inside the resolution; the previous state was closer: kept
+    script = Script(_conf(100.0, 0.805), _conf(100.0, 0.785))
+    script.queue[0] = {**START, "forget_probability": 0.95, "validation_probability": 0.80}
+    outcome, weight, lr, stopped = _run(script, [1.0, 1.0])
+    assert stopped and outcome.overshoots == 0 and lr == pytest.approx(0.5)
+    assert weight == pytest.approx(2.0) and outcome.final["forget_probability"] == 0.805
+
+
+def test_a_probability_reads_the_accuracy_resolution_on_its_own_scale():
+    from hf_unlearn.control.stop_rules import crossing_resolution, reading_resolution
+
+    counts = {"forget_accuracy_count": 20, "validation_accuracy_count": 256}
+    assert reading_resolution(counts, "forget_accuracy", 80.0) == crossing_resolution(counts, "forget_accuracy", 80.0)
+    # 20 forget examples: two examples' worth (10 points) is the floor, 0.10 in probability
+    assert reading_resolution(counts, "forget_probability", 0.80) == pytest.approx(0.10)
+    many = {"forget_accuracy_count": 400, "validation_accuracy_count": 400}
+    # sqrt(0.8 * 0.2 * (1/400 + 1/400)) = 0.02828
+    assert reading_resolution(many, "forget_probability", 0.80) == pytest.approx(0.028284, abs=1e-5)
+
+
 def _stalled_script(*forget_probabilities: float, forget_accuracy: float = 100.0) -> Script:
     """A sample removal whose forget accuracy has not moved; its confidence target (validation's) is 0.97."""
     script = Script(*(_conf(forget_accuracy, p, 0.97) for p in forget_probabilities))

@@ -46,6 +46,14 @@ def crossing_resolution(metrics: dict[str, float], key: str, validation: float) 
     return max(floor, 100.0 * math.sqrt(p * (1.0 - p) * (1.0 / count + 1.0 / held_out)))
 
 
+def reading_resolution(metrics: dict[str, float], key: str, target: float) -> float:
+    """``crossing_resolution`` on ``key``'s own scale. A mean probability in [0, 1] spreads at most as a Bernoulli of
+    the same mean, so its resolution is the accuracy's at that mean, scaled to [0, 1]."""
+    if key.endswith("_probability"):
+        return 0.01 * crossing_resolution(metrics, "forget_accuracy", 100.0 * target)
+    return crossing_resolution(metrics, key, target)
+
+
 def sample_target(source: dict[str, float], key: str) -> float:
     """Sample removal's target for ``key`` (e.g. ``validation_accuracy``) among the original's measurements: the one
     read on the validation examples nearest the forget set when it was measured (``training/neighbour_target.py``),

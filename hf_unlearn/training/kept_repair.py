@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Subset
 
 from ..control.state import copy_weights, restore_weights
-from ..control.stop_rules import crossing_resolution
+from ..control.stop_rules import reading_resolution
 from ..evaluation.predict import collect_outputs
 from ..protection.freezing import batch_norms_in_eval_mode
 
@@ -167,9 +167,7 @@ def _forget_rose(control, before: dict[str, float], after: dict[str, float]) -> 
         if key not in before:
             continue
         target = control.target_validation(control.outcome.initial, key.replace("forget_", "validation_", 1))
-        scale = 1.0 if key == "forget_accuracy" else 0.01
-        resolution = scale * crossing_resolution(before, "forget_accuracy", target / scale)
-        limit = max(before[key], target) + resolution
+        limit = max(before[key], target) + reading_resolution(before, key, target)
         if not after.get(key, math.nan) <= limit:
             risen.append(f"{key} {after.get(key, math.nan):.3g} above {limit:.3g}")
     return "; ".join(risen)
