@@ -44,7 +44,7 @@ from transformers import TrainerCallback
 
 from .state import ControlSettings, RunOutcome, copy_weights, restore_weights, same_weights, weights_finite
 from .step_growth import growth_factor
-from .stop_rules import reading_resolution, sample_target, target_words
+from .stop_rules import class_gone, nothing_to_unlearn, reading_resolution, sample_target, target_words
 
 logger = logging.getLogger(__name__)
 MIN_SPAN = 4  # steps a check may wait when it costs more than they do, however short an epoch is
@@ -200,35 +200,8 @@ class UnlearningControl(TrainerCallback):
         return target_words(self.baseline_metrics or initial, self.settings)
 
     def nothing_to_unlearn(self, metrics: dict[str, float]) -> str | None:
-        """Why no step should be taken at all (the sample-removal rule already holds), or None."""
-        validation = self.target_validation(metrics)
-        validation = -math.inf if math.isnan(validation) else validation
-        forget = metrics[self.settings.forget_key]
-        if self.settings.rule == "forget_below_validation" and forget < validation:
-            return (
-                f"the forget set already looks like held-out data ({self.settings.compared} {forget:.1f} "
-                f"< {self._target_name(metrics)} {validation:.1f}), so the stop rule ends the run before its first step"
-            )
-        if self.settings.rule == "class_removal" and self._class_gone(metrics):
-            return (
-                f"the forgotten classes are already not predicted (forget accuracy {metrics['forget_accuracy']:.1f} % "
-                f"<= {self.settings.class_forget_target:g} %, mean probability "
-                f"{metrics.get('forget_probability', math.nan):.3f} <= {self.settings.class_probability:g}): the "
-                "model never learnt them"
-            )
-        if self.settings.rule == "poison_removed" and metrics["forget_accuracy"] <= self.settings.poison_forget_target:
-            return (
-                f"the poisoned labels are already rare on the poisoned examples ({metrics['forget_accuracy']:.1f} % "
-                f"<= {self.settings.poison_forget_target:g} %): the model did not learn them"
-            )
-        return None
-
-    def _class_gone(self, metrics: dict[str, float]) -> bool:
-        """The class-removal rule: the forgotten classes are neither predicted nor given probability."""
-        return (
-            metrics["forget_accuracy"] <= self.settings.class_forget_target
-            and metrics.get("forget_probability", 1.0) <= self.settings.class_probability
-        )
+        """Why no step should be taken at all (the rule already holds before the first step), or None."""
+        return nothing_to_unlearn(self.settings, metrics, self.baseline_metrics)
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
         self.outcome.steps = state.global_step
@@ -286,7 +259,7 @@ class UnlearningControl(TrainerCallback):
                            "original's on validation data")
             elif optimizer is not None:
                 self._grow_if_stalled(metrics, optimizer, lr_scheduler)
-        elif rule == "class_removal" and self._class_gone(metrics):
+        elif rule == "class_removal" and class_gone(self.settings, metrics):
             before = self.outcome.initial.get("forget_accuracy", math.nan)
             self._stop(control, "rule", "the forgotten classes are no longer predicted" if not (
                 before <= self.settings.class_forget_target) else "the forgotten classes' mean probability fell "

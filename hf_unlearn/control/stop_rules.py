@@ -1,5 +1,5 @@
 """Which stop rule a run uses (``auto`` resolves by scenario; a rule that needs validation data refuses without
-it), and how finely a sample-removal crossing can be read.
+it), how finely a sample-removal crossing can be read, and whether a rule already holds before the first step.
 
 The rules themselves are applied by ``UnlearningControl`` (``controller.py``) at every check.
 """
@@ -68,3 +68,38 @@ def target_words(source: dict[str, float], settings) -> str:
     if not math.isnan(near) and near != plain:
         return f"{words} on the validation examples nearest the forget set"
     return words
+
+
+def class_gone(settings, metrics: dict[str, float]) -> bool:
+    """The class-removal rule: the forgotten classes are neither predicted nor given probability."""
+    return (
+        metrics["forget_accuracy"] <= settings.class_forget_target
+        and metrics.get("forget_probability", 1.0) <= settings.class_probability
+    )
+
+
+def nothing_to_unlearn(settings, metrics: dict[str, float], baseline: dict[str, float] | None) -> str | None:
+    """Why no step should be taken at all (the rule of ``settings``, a ``ControlSettings``, already holds on the
+    model's ``metrics``; sample removal reads its target from ``baseline`` when a series gives one), or None."""
+    source = baseline or metrics
+    validation = sample_target(source, settings.validation_key)
+    validation = -math.inf if math.isnan(validation) else validation
+    forget = metrics[settings.forget_key]
+    if settings.rule == "forget_below_validation" and forget < validation:
+        return (
+            f"the forget set already looks like held-out data ({settings.compared} {forget:.1f} "
+            f"< {target_words(source, settings)} {validation:.1f}), so the stop rule ends the run before its first step"
+        )
+    if settings.rule == "class_removal" and class_gone(settings, metrics):
+        return (
+            f"the forgotten classes are already not predicted (forget accuracy {metrics['forget_accuracy']:.1f} % "
+            f"<= {settings.class_forget_target:g} %, mean probability "
+            f"{metrics.get('forget_probability', math.nan):.3f} <= {settings.class_probability:g}): the "
+            "model never learnt them"
+        )
+    if settings.rule == "poison_removed" and metrics["forget_accuracy"] <= settings.poison_forget_target:
+        return (
+            f"the poisoned labels are already rare on the poisoned examples ({metrics['forget_accuracy']:.1f} % "
+            f"<= {settings.poison_forget_target:g} %): the model did not learn them"
+        )
+    return None
