@@ -55,7 +55,7 @@ def _run_missing(folder: Path, names: list[str]) -> dict:
 def _rows(results: dict, names: list[str]) -> tuple[list[list], list[list]]:
     runs, means = [], []
     for name in names:
-        seeds = results[VARIANTS[1]][name]
+        seeds = dict(sorted(results[VARIANTS[1]][name].items(), key=lambda item: int(item[0])))
         reference = {s: run["rows"]["reference"] for s, run in seeds.items()}
         for seed, run in seeds.items():
             cells = []
