@@ -180,33 +180,9 @@ def run_scenario(
                          ("do_nothing", confidences(original, forget_rows, collate))):
         rows[name].update(per_example_row(values, range_refs, ref_conf[0]))
     for method in methods:
-        model = copy.deepcopy(original)
-        if lora:
-            model = fresh_adapter(model, scenario.family, lora)
-        projects = METHODS_REGISTRY[method].uses_projection
-        args = UnlearningArguments(
-            output_dir=str(out / "runs" / scenario.name / method),
-            method=method,
-            report_to="none",
-            disable_tqdm=True,
-            seed=seed,
-            use_cpu=True,
-            logging_strategy="no",
-            **(overrides or {}),
-        )
-        trainer = UnlearningTrainer(
-            model,
-            args,
-            forget_dataset=forget,
-            retain_dataset=retain,
-            eval_dataset=_strip_text(data["validation"]),
-            core_gradient_space=copy.deepcopy(space) if projects else None,
-            original_dataset=None if projects else train,
-            processing_class=tokenizer,
-        )
-        start = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - start
+        model, trainer, seconds = unlearn_once(scenario, seed, method, (data, tokenizer), (original, space),
+                                               (forget, retain), out / "runs" / scenario.name / method, overrides,
+                                               lora)
         row = evaluate(model, reference, seconds)
         row["unlearned"] = float(trainer.outcome.unlearned)
         row["backtracks"] = float(trainer.outcome.backtracks)
@@ -228,6 +204,32 @@ def run_scenario(
     times = {**times, "reference_s": references[0][1]}
     return {"rows": rows, "times": times, "forget_size": len(forget), "mia_draws": mia_draws,
             "range_references": len(range_refs)}
+
+
+def unlearn_once(scenario, seed: int, method: str, data_and_tokenizer: tuple, original_and_space: tuple,
+                 forget_and_retain: tuple, output_dir: Path, overrides: dict | None = None, lora: int = 0):
+    """One request through the public API from a copy of the original (its space built beforehand); returns the
+    unlearned model, its trainer and the seconds ``train()`` took."""
+    (data, tokenizer), (original, space), (forget, retain) = data_and_tokenizer, original_and_space, forget_and_retain
+    model = copy.deepcopy(original)
+    if lora:
+        model = fresh_adapter(model, scenario.family, lora)
+    projects = METHODS_REGISTRY[method].uses_projection
+    args = UnlearningArguments(output_dir=str(output_dir), method=method, report_to="none", disable_tqdm=True,
+                               seed=seed, use_cpu=True, logging_strategy="no", **(overrides or {}))
+    trainer = UnlearningTrainer(
+        model,
+        args,
+        forget_dataset=forget,
+        retain_dataset=retain,
+        eval_dataset=_strip_text(data["validation"]),
+        core_gradient_space=copy.deepcopy(space) if projects else None,
+        original_dataset=None if projects else data["train"],
+        processing_class=tokenizer,
+    )
+    start = time.perf_counter()
+    trainer.train()
+    return model, trainer, time.perf_counter() - start
 
 
 def three_point_drop(row: dict, original_row: dict, model, original, retain, collate) -> bool:
