@@ -138,3 +138,40 @@ def test_a_run_reads_its_target_on_the_forget_sets_neighbours_and_the_card_says_
     summary = runs["cautious"]._measured_summary()
     moved = any(cautious[f"{k}_neighbours"] != cautious[k] for k in ("validation_accuracy", "validation_probability"))
     assert ("nearest the forget set" in summary) == moved
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_target_compares_with_the_kept_examples_the_forget_loss_weights_read_once(trained_model, digits, tmp_path,
+                                                                                        monkeypatch):
+    from digits_models import make_args
+
+    from hf_unlearn import UnlearningTrainer
+    from hf_unlearn.data.forget import random_indices, split_forget_retain
+    from hf_unlearn.training import neighbour_target
+
+    forget, retain = split_forget_retain(digits["train"], random_indices(len(digits["train"]), 0.1, seed=4))
+    reads = []
+    real = neighbour_target.middle_features
+
+    def counted(model, dataset, *args, **kwargs):
+        reads.append(len(dataset))
+        return real(model, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(neighbour_target, "middle_features", counted)
+    trainer = UnlearningTrainer(model=copy.deepcopy(trained_model), args=make_args(tmp_path, "pgu_retain"),
+                                forget_dataset=forget, retain_dataset=retain, eval_dataset=digits["validation"],
+                                original_dataset=digits["train"])
+    trainer.train()
+    kept = min(len(retain), neighbour_target.BANK_SIZE)
+    assert kept > trainer.args.eval_retain_samples  # more kept examples than the guard's sample
+    assert reads.count(kept) == 1  # the target's comparison and the forget-loss weights share one read
+    assert len(trainer.retain_neighbours.labels) == kept
+    # the target is the one computed against those kept examples directly
+    sample = retain.shuffle(seed=trainer.args.seed).select(range(kept)) if len(retain) > kept else retain
+    forget_rows, _, validation = trainer._check_samples()
+    direct = neighbour_targets(trained_model, trainer._memory(forget_rows), trainer._memory(validation),
+                               trainer.base_collator, "cpu", kept=sample)
+    initial = trainer.outcome.initial
+    for key in ("validation_accuracy", "validation_probability"):
+        expected = max(direct[f"{key}_neighbours"], initial[key])  # "cautious": the higher of the two readings
+        assert initial[f"{key}_neighbours"] == pytest.approx(expected, abs=1e-4)

@@ -58,13 +58,14 @@ def middle_features(model: nn.Module, dataset, collate_fn: Callable, device, bat
 
 
 def neighbour_targets(
-    model: nn.Module, forget, validation, collate_fn: Callable, device, k: int = NEIGHBOURS, kept=None
+    model: nn.Module, forget, validation, collate_fn: Callable, device, k: int = NEIGHBOURS, kept=None,
+    kept_features: dict | None = None,
 ) -> dict[str, float]:
     """``validation_accuracy_neighbours`` (%) and ``validation_probability_neighbours``: the whole validation
     sample's accuracy and mean true-label probability, moved by how much the forget examples' ``k`` nearest
     validation examples (cosine similarity of middle-layer features) differ from those of ``kept`` training
-    examples (a retain sample; without one, the validation examples' own nearest others). Empty when the model
-    gives no hidden states.
+    examples (a retain sample, or its ``middle_features`` already read as ``kept_features``; without either, the
+    validation examples' own nearest others). Empty when the model gives no hidden states.
 
     The correction compares like with like. Nearest-neighbour picks favour central, easy examples, and a model
     places its training examples, memorized or not, in the dense, well-learned parts of its feature space: the
@@ -80,8 +81,10 @@ def neighbour_targets(
         logger.info("The model returns no hidden states: the sample-removal target is the whole validation sample.")
         return {}
     picked = nearest(query["features"], held_out["features"], k)
-    if kept is not None and len(kept):
-        baseline = nearest(middle_features(model, kept, collate_fn, device)["features"], held_out["features"], k)
+    if kept_features is None and kept is not None and len(kept):
+        kept_features = middle_features(model, kept, collate_fn, device)
+    if kept_features is not None:
+        baseline = nearest(kept_features["features"], held_out["features"], k)
     else:
         baseline = nearest(held_out["features"], held_out["features"], k, exclude_self=True)
     targets = {}
@@ -99,13 +102,35 @@ def sample_removal_targets(trainer, known: dict[str, float], model: nn.Module | 
     mode, rule = trainer.args.sample_removal_target, getattr(trainer.control_callback.settings, "rule", None)
     if mode == "validation" or trainer.causal_lm or rule != "forget_below_validation":
         return {}
-    forget, kept, validation = trainer._check_samples()
+    forget, _, validation = trainer._check_samples()
     model = model if model is not None else trainer.accelerator.unwrap_model(trainer.model)
     targets = neighbour_targets(model, trainer._memory(forget), trainer._memory(validation), trainer.base_collator,
-                                trainer.args.device, kept=trainer._memory(kept) if len(kept) else None)
+                                trainer.args.device, kept_features=kept_bank_features(trainer, model))
     if mode == "cautious":
         targets = {k: max(v, known.get(k.removesuffix("_neighbours"), v)) for k, v in targets.items()}
     return targets
+
+
+def kept_bank_features(trainer, model: nn.Module) -> dict | None:
+    """``middle_features`` of a seeded sample of at most ``BANK_SIZE`` kept examples under ``model``, read once per
+    model: the target's correction compares the forget set's neighbours with theirs, and the forget-loss weights
+    (``retain_neighbours``) read the same sample. None without a retain set or hidden states.
+
+    The guard's 128-example retain sample was the first comparison: on random 10 % requests its neighbours alone
+    moved the target 1-2.5 points above the whole validation sample's, where 1 800-6 000 kept examples move it by
+    0.1-1.3 (docs/fidelity.md, "Kept examples behind the target")."""
+    kept = trainer.retain_dataset
+    if kept is None or len(kept) == 0:
+        return None
+    read = trainer.__dict__.setdefault("_kept_bank_features", {})
+    if id(model) not in read:
+        if len(kept) > BANK_SIZE:
+            kept = kept.shuffle(seed=trainer.args.seed).select(range(BANK_SIZE))
+        logger.info("Reading %d kept examples' middle-layer features: the forget loss weighs each forgotten example "
+                    "by how few of its nearest kept examples share its label, and the target compares the forget "
+                    "set's nearest validation examples with theirs", len(kept))
+        read[id(model)] = middle_features(model, kept, trainer.base_collator, trainer.args.device)
+    return read[id(model)]
 
 
 def _lm_batches(model: nn.Module, dataset, collate_fn: Callable, device, batch_size: int) -> Iterator[tuple]:
@@ -147,6 +172,22 @@ def copy_rate(model: nn.Module, dataset, collate_fn: Callable, device, bank: Ret
     return float(hits.float().mean()) if len(hits) else None
 
 
+def _answer_token_bank(trainer, model: nn.Module, kept) -> dict | None:
+    """A causal LM's kept answer tokens (at most ``TOKEN_BANK_SIZE``, seeded) and their hidden states."""
+    if len(kept) > BANK_SIZE:
+        kept = kept.shuffle(seed=trainer.args.seed).select(range(BANK_SIZE))
+    logger.info("Reading %d kept texts' answer tokens: the forget loss weighs each answer token by how few of "
+                "the nearest kept answer tokens are the same token", len(kept))
+    try:
+        found = answer_token_features(model, kept, trainer.base_collator, trainer.args.device)
+    except TypeError:  # no ``output_hidden_states`` argument, or no hidden states returned
+        return None
+    if len(found["labels"]) > TOKEN_BANK_SIZE:
+        picked = torch.randperm(len(found["labels"]), generator=torch.Generator().manual_seed(trainer.args.seed))
+        found = {k: v[picked[:TOKEN_BANK_SIZE]] for k, v in found.items()}
+    return found
+
+
 def retain_neighbours(trainer) -> RetainNeighbours | None:
     """The kept examples (a seeded sample of at most ``BANK_SIZE``) whose labels weigh the forget loss
     (``methods/neighbour_weights.py``), read under the model before any step: per example for a classifier, per
@@ -156,24 +197,12 @@ def retain_neighbours(trainer) -> RetainNeighbours | None:
     if (not trainer.method.wants_retain_neighbours() or trainer.scenario != "samples"
             or kept is None or len(kept) == 0):
         return None
-    if len(kept) > BANK_SIZE:
-        kept = kept.shuffle(seed=trainer.args.seed).select(range(BANK_SIZE))
     model = trainer.accelerator.unwrap_model(trainer.model)
     if trainer.causal_lm:
-        logger.info("Reading %d kept texts' answer tokens: the forget loss weighs each answer token by how few of "
-                    "the nearest kept answer tokens are the same token", len(kept))
-        try:
-            found = answer_token_features(model, kept, trainer.base_collator, trainer.args.device)
-        except TypeError:  # no ``output_hidden_states`` argument, or no hidden states returned
-            found = None
-        if found is not None and len(found["labels"]) > TOKEN_BANK_SIZE:
-            picked = torch.randperm(len(found["labels"]), generator=torch.Generator().manual_seed(trainer.args.seed))
-            found = {k: v[picked[:TOKEN_BANK_SIZE]] for k, v in found.items()}
+        found = _answer_token_bank(trainer, model, kept)
     else:
-        logger.info("Reading %d kept examples' middle-layer features: the forget loss weighs each forgotten example "
-                    "by how few of its nearest kept examples share its label", len(kept))
-        # read batch by batch, not materialized: 2 048 large images would be gigabytes at once
-        found = middle_features(model, kept, trainer.base_collator, trainer.args.device)
+        found = kept_bank_features(trainer, model)  # already read for the target, under the same weights
+        trainer.__dict__.pop("_kept_bank_features", None)
     if found is None or len(found["labels"]) == 0:
         logger.info("The model returns no hidden states: every forgotten example weighs the same in the forget loss.")
         return None
