@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 from pathlib import Path
 
 from hf_unlearn.control.controller import UnlearningControl
@@ -22,18 +21,12 @@ from hf_unlearn.evaluation.tables import markdown_table
 
 from ..results_io import table, write_results
 from .kept_repair import JOBS
-from .scenarios import ALL_SCENARIOS
-from .variants import gap_cell, run_missing
-
-VARIANTS = ("stop at once", "judged as an accuracy crossing")
+from .variants import run_side_by_side, side_by_side_tables, unchanged
 
 
 @contextlib.contextmanager
-def _variant(name: str):
+def _stop_at_once():
     """The earlier rule: a confidence crossing never goes back."""
-    if name == VARIANTS[1]:
-        yield
-        return
     judged = UnlearningControl._confidence_went_back
     UnlearningControl._confidence_went_back = lambda self, metrics, optimizer, lr_scheduler: False
     try:
@@ -42,40 +35,7 @@ def _variant(name: str):
         UnlearningControl._confidence_went_back = judged
 
 
-def _run_missing(folder: Path, names: list[str]) -> dict:
-    results = {}
-    for name in names:
-        for seed in JOBS[name]:
-            for variant in VARIANTS:
-                with _variant(variant):
-                    results[variant] = run_missing(folder / variant.replace(" ", "_"), [(name, seed)], {})
-    return results
-
-
-def _rows(results: dict, names: list[str]) -> tuple[list[list], list[list]]:
-    runs, means = [], []
-    for name in names:
-        seeds = dict(sorted(results[VARIANTS[1]][name].items(), key=lambda item: int(item[0])))
-        reference = {s: run["rows"]["reference"] for s, run in seeds.items()}
-        for seed, run in seeds.items():
-            cells = []
-            for variant in VARIANTS:
-                row = results[variant][name][seed]["rows"]["pgu_retain"]
-                cells += [gap_cell(row, reference[seed]), f"{row['time']:.1f}"]
-            runs.append([name, seed, f"{run['rows']['reference_2']['gap']:.2f}",
-                         f"{run['rows']['do_nothing']['gap']:.2f}", *cells])
-        cells = []
-        for variant in VARIANTS:
-            rows = {s: results[variant][name][s]["rows"]["pgu_retain"] for s in seeds}
-            farther = sum(rows[s]["gap"] > seeds[s]["rows"]["do_nothing"]["gap"] for s in seeds)
-            cells += [f"{statistics.fmean(r['gap'] for r in rows.values()):.2f}",
-                      f"{statistics.fmean(rows[s]['RA'] - reference[s]['RA'] for s in seeds):+.2f}",
-                      f"{farther} of {len(seeds)}"]
-        floor = statistics.fmean(run["rows"]["reference_2"]["gap"] for run in seeds.values())
-        tuned = "tuned on" if ALL_SCENARIOS[name].tuned_on else "held out"
-        means.append([f"{name} ({tuned})", ", ".join(seeds), f"{floor:.2f}", f"{1.5 * floor + 0.5:.2f}",
-                      f"{statistics.fmean(run['rows']['do_nothing']['gap'] for run in seeds.values()):.2f}", *cells])
-    return runs, means
+VARIANTS = {"stop at once": _stop_at_once, "judged as an accuracy crossing": unchanged}
 
 
 def main(argv=None) -> None:
@@ -84,13 +44,8 @@ def main(argv=None) -> None:
     parser.add_argument("--scenarios", nargs="*", default=list(JOBS), choices=list(JOBS),
                         help="a subset of the scenarios (the tables then cover only those)")
     args = parser.parse_args(argv)
-    results = _run_missing(Path(args.out), args.scenarios)
-    runs, means = _rows(results, args.scenarios)
-    run_columns = ["scenario", "seed", "reference_2", "do nothing"]
-    mean_columns = ["scenario", "seeds", "floor", "bar 1.5·floor+0.5", "do nothing"]
-    for variant in VARIANTS:
-        run_columns += [f"{variant}: gap (ΔUA/ΔRA/ΔTA/ΔMIA)", "time (s)"]
-        mean_columns += [f"{variant}: gap", "ΔRA", "farther than doing nothing"]
+    results = run_side_by_side(Path(args.out), {name: JOBS[name] for name in args.scenarios}, VARIANTS)
+    run_columns, runs, mean_columns, means = side_by_side_tables(results, args.scenarios, list(VARIANTS))
     print(markdown_table(mean_columns, means))
     print(markdown_table(run_columns, runs))
     write_results("fidelity_confidence_crossing", {"tables": {

@@ -3,8 +3,10 @@ what the side-by-side fidelity benchmarks (``targets.py``, ``embedding_rows.py``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import statistics
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -49,3 +51,52 @@ def gap_cell(row: dict, reference: dict) -> str:
     """A run's Avg. Gap with each metric's difference from the first reference: "2.31 (-4.0/-0.4/+1.0/-3.5)"."""
     deltas = "/".join(f"{row[k] - reference[k]:+.1f}" for k in suite.KEYS)
     return f"{row['gap']:.2f} ({deltas})"
+
+
+def run_side_by_side(folder: Path, jobs: dict[str, tuple[int, ...]], variants: dict[str, Callable]) -> dict:
+    """The default path under each variant (a context manager factory, e.g. a patched rule), every (scenario, seed)
+    run under all of them before the next, each variant in its own folder; returns every variant's results."""
+    results = {}
+    for name, seeds in jobs.items():
+        for seed in seeds:
+            for variant, context in variants.items():
+                with context():
+                    results[variant] = run_missing(folder / variant.replace(" ", "_"), [(name, seed)], {})
+    return results
+
+
+def side_by_side_tables(results: dict, names: list[str], variants: list[str]) -> tuple[list, list, list, list]:
+    """(run columns, run rows, mean columns, mean rows) of ``run_side_by_side``'s results: per seed, each variant's
+    gap cell and time; per scenario, each variant's mean gap, mean ΔRA and how many seeds end farther from the first
+    reference than doing nothing."""
+    runs, means = [], []
+    for name in names:
+        seeds = dict(sorted(results[variants[-1]][name].items(), key=lambda item: int(item[0])))
+        reference = {s: run["rows"]["reference"] for s, run in seeds.items()}
+        for seed, run in seeds.items():
+            cells = []
+            for variant in variants:
+                row = results[variant][name][seed]["rows"]["pgu_retain"]
+                cells += [gap_cell(row, reference[seed]), f"{row['time']:.1f}"]
+            runs.append([name, seed, f"{run['rows']['reference_2']['gap']:.2f}",
+                         f"{run['rows']['do_nothing']['gap']:.2f}", *cells])
+        cells = []
+        for variant in variants:
+            rows = {s: results[variant][name][s]["rows"]["pgu_retain"] for s in seeds}
+            farther = sum(rows[s]["gap"] > seeds[s]["rows"]["do_nothing"]["gap"] for s in seeds)
+            cells += [f"{statistics.fmean(r['gap'] for r in rows.values()):.2f}",
+                      f"{statistics.fmean(rows[s]['RA'] - reference[s]['RA'] for s in seeds):+.2f}",
+                      f"{farther} of {len(seeds)}"]
+        floor = statistics.fmean(run["rows"]["reference_2"]["gap"] for run in seeds.values())
+        tuned = "tuned on" if ALL_SCENARIOS[name].tuned_on else "held out"
+        means.append([f"{name} ({tuned})", ", ".join(seeds), f"{floor:.2f}", f"{1.5 * floor + 0.5:.2f}",
+                      f"{statistics.fmean(run['rows']['do_nothing']['gap'] for run in seeds.values()):.2f}", *cells])
+    run_columns = ["scenario", "seed", "reference_2", "do nothing"]
+    mean_columns = ["scenario", "seeds", "floor", "bar 1.5·floor+0.5", "do nothing"]
+    for variant in variants:
+        run_columns += [f"{variant}: gap (ΔUA/ΔRA/ΔTA/ΔMIA)", "time (s)"]
+        mean_columns += [f"{variant}: gap", "ΔRA", "farther than doing nothing"]
+    return run_columns, runs, mean_columns, means
+
+
+unchanged = contextlib.nullcontext

@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..utils.loaders import read_loader
 from .errors import on_meta_device
 from .labels import LABEL_KEYS
 from .layers import (
@@ -192,9 +193,9 @@ def as_batches(data, batch_size: int = 64, collate_fn: Callable | None = None) -
             raise ValueError("The dataset is empty: there is nothing to collect statistics from.")
         if collate_fn is None:
             data = data.with_format("torch")
-        return DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+        return read_loader(data, batch_size, collate_fn)
     if isinstance(data, torch.utils.data.Dataset):
-        return DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+        return read_loader(data, batch_size, collate_fn)
     return data
 
 

@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ..core.labels import LABEL_KEYS
 from ..data.streams import collator_for
+from ..utils.loaders import read_loader
 
 
 class MissingLabelsError(ValueError):
@@ -60,7 +60,7 @@ def collect_outputs(
     order = length_order(dataset)
     if order is not None:  # texts of similar length batched together: far less padding to run through
         dataset = dataset.select(order)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    loader = read_loader(dataset, batch_size, collate_fn)
     was_training = model.training
     model.eval()
     pick = features or (_last_hidden if output_hidden_states else None)
@@ -107,7 +107,7 @@ def collect_token_outcomes(
     order = length_order(dataset)  # None: already in order (one row, held in memory as tensors, has no select)
     rows = dataset.select(order) if order is not None else dataset
     order = order or list(range(len(dataset)))
-    loader = DataLoader(rows, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    loader = read_loader(rows, batch_size, collate_fn)
     was_training = model.training
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {"correct": [], "p_true": [], "loss": [], "example": []}

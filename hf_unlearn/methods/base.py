@@ -23,10 +23,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ..core.labels import LABEL_KEYS
 from ..data.causal_lm import IGNORE_INDEX
+from ..utils.loaders import read_loader
 
 # The TrainingArguments a method may recommend; ``UnlearningArguments`` leaves them ``None`` ("unset")
 # and fills each one from the chosen method's ``MethodConfig.training_defaults`` exactly once.
@@ -228,9 +228,7 @@ def batches(context: UnlearningContext, dataset, batch_size: int | None = None, 
     args = context.args
     if shard and args.world_size > 1:
         dataset = dataset.shard(args.world_size, args.process_index, contiguous=True)
-    loader = DataLoader(
-        dataset, batch_size=batch_size or args.per_device_train_batch_size, collate_fn=context.base_collator
-    )
+    loader = read_loader(dataset, batch_size or args.per_device_train_batch_size, context.base_collator)
     for batch in loader:
         yield {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
 

@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ..core.labels import LABEL_KEYS
 from ..data.causal_lm import IGNORE_INDEX
@@ -36,6 +35,7 @@ from ..methods.token_weights import (
     copies,
 )
 from ..models.hidden_features import middle_layer, nearest
+from ..utils.loaders import read_loader
 
 logger = logging.getLogger(__name__)
 NEIGHBOURS = 10  # validation examples per forget example
@@ -136,7 +136,7 @@ def kept_bank_features(trainer, model: nn.Module) -> dict | None:
 def _lm_batches(model: nn.Module, dataset, collate_fn: Callable, device, batch_size: int) -> Iterator[tuple]:
     """(model inputs, labels) of every batch on ``device``, with ``model`` in eval mode and no gradient (its mode
     comes back afterwards)."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    loader = read_loader(dataset, batch_size, collate_fn)
     was_training = model.training
     model.eval()
     try:

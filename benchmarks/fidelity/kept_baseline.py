@@ -1,0 +1,83 @@
+"""Which kept examples the sample-removal target's neighbour correction compares the forget set with: the guard's
+retain sample (128 examples, the earlier reading) or the forget-loss weights' kept sample (up to 2 048, read once:
+``training/neighbour_target.kept_bank_features``).
+
+    .venv/bin/python -m benchmarks.fidelity.kept_baseline      # runs what is missing, then writes the tables
+
+The same jobs as ``kept_repair.py``, each (scenario, seed) run both ways before the next, in its own folder under
+``outputs/fidelity_kept_baseline/``; originals and references come from the suite's caches. Writes
+``benchmarks/results/fidelity_kept_baseline.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+
+from hf_unlearn.evaluation.tables import markdown_table
+from hf_unlearn.training import neighbour_target
+
+from ..results_io import table, write_results
+from .kept_repair import JOBS
+from .variants import run_side_by_side, side_by_side_tables, unchanged
+
+
+@contextlib.contextmanager
+def _guard_sample():
+    """The correction reads the guard's retain sample; the forget-loss weights still read their own kept sample."""
+    shared = neighbour_target.kept_bank_features
+
+    def guard_sample(trainer, model):
+        if trainer.__dict__.get("_reading_target"):
+            kept = trainer._check_samples()[1]
+            return neighbour_target.middle_features(model, trainer._memory(kept), trainer.base_collator,
+                                                    trainer.args.device) if len(kept) else None
+        return shared(trainer, model)
+
+    targets = neighbour_target.sample_removal_targets
+
+    def reading_target(trainer, known, model=None):
+        trainer._reading_target = True
+        try:
+            return targets(trainer, known, model)
+        finally:
+            trainer._reading_target = False
+
+    neighbour_target.kept_bank_features = guard_sample
+    neighbour_target.sample_removal_targets = reading_target
+    import hf_unlearn.training.trainer as trainer_module
+
+    trainer_module.sample_removal_targets = reading_target
+    try:
+        yield
+    finally:
+        neighbour_target.kept_bank_features = shared
+        neighbour_target.sample_removal_targets = targets
+        trainer_module.sample_removal_targets = targets
+
+
+VARIANTS = {"guard's 128": _guard_sample, "forget-loss weights' 2 048": unchanged}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="outputs/fidelity_kept_baseline")
+    parser.add_argument("--scenarios", nargs="*", default=list(JOBS), choices=list(JOBS),
+                        help="a subset of the scenarios (the tables then cover only those)")
+    args = parser.parse_args(argv)
+    results = run_side_by_side(Path(args.out), {name: JOBS[name] for name in args.scenarios}, VARIANTS)
+    run_columns, runs, mean_columns, means = side_by_side_tables(results, args.scenarios, list(VARIANTS))
+    print(markdown_table(mean_columns, means))
+    print(markdown_table(run_columns, runs))
+    write_results("fidelity_kept_baseline", {"tables": {
+        "means": table(mean_columns, means, title="Default path, the target's neighbour correction against the "
+                       "guard's retain sample or the forget-loss weights' kept sample (means over seeds; Δ against "
+                       "the first retrained model)"),
+        "runs": table(run_columns, runs, title="Per seed: Avg. Gap and each metric's difference from the first "
+                      "reference"),
+    }})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Read-only passes (checks, feature reads, statistics) leave the global random stream as they found it."""
+
+from __future__ import annotations
+
+import torch
+from datasets import Dataset
+from torch import nn
+from torch.utils.data import DataLoader
+
+from hf_unlearn.core.covariance import as_batches
+from hf_unlearn.evaluation.predict import collect_outputs
+from hf_unlearn.utils.loaders import read_loader
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 2)
+
+    def forward(self, pixel_values):
+        return type("Out", (), {"logits": self.linear(pixel_values)})()
+
+
+def _rows() -> Dataset:
+    torch.manual_seed(1)
+    return Dataset.from_dict({"pixel_values": torch.randn(10, 3).tolist(), "labels": [0, 1] * 5}).with_format("torch")
+
+
+def test_a_plain_dataloader_draws_from_the_global_stream_and_a_read_loader_does_not():
+    rows = list(range(10))
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    list(DataLoader(rows, batch_size=4))  # the fact the read loader exists for
+    assert not torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(0)
+    list(read_loader(rows, 4))
+    assert torch.equal(torch.get_rng_state(), before)
+    assert [b.tolist() for b in read_loader(rows, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # in order
+
+
+def test_a_check_pass_and_a_statistics_pass_leave_the_training_stream_unchanged():
+    rows = _rows()
+    torch.manual_seed(0)
+    model = Tiny()  # its initialisation draws from the stream: the state after it is what must hold
+    before = torch.get_rng_state()
+    out = collect_outputs(model, rows, batch_size=4)
+    list(as_batches(rows, batch_size=4))
+    assert torch.equal(torch.get_rng_state(), before)
+    assert out["logits"].shape == (10, 2) and out["labels"].tolist() == [0, 1] * 5
