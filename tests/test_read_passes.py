@@ -8,8 +8,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from hf_unlearn.core.covariance import as_batches
+from hf_unlearn.core.loaders import read_loader
 from hf_unlearn.evaluation.predict import collect_outputs
-from hf_unlearn.utils.loaders import read_loader
 
 
 class Tiny(nn.Module):

@@ -24,7 +24,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..utils.loaders import read_loader
 from .errors import on_meta_device
 from .labels import LABEL_KEYS
 from .layers import (
@@ -36,6 +35,7 @@ from .layers import (
     layer_info,
     layer_kind,
 )
+from .loaders import read_loader
 from .symmetric import add_blocks, block_edges, mirror_upper, upper_blocks
 
 PRECISIONS = {"float64": torch.float64, "float32": torch.float32}

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from ..core.labels import LABEL_KEYS
+from ..core.loaders import read_loader
 from ..data.streams import collator_for
-from ..utils.loaders import read_loader
 
 
 class MissingLabelsError(ValueError):

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.labels import LABEL_KEYS
+from ..core.loaders import read_loader
 from ..data.causal_lm import IGNORE_INDEX
-from ..utils.loaders import read_loader
 
 # The TrainingArguments a method may recommend; ``UnlearningArguments`` leaves them ``None`` ("unset")
 # and fills each one from the chosen method's ``MethodConfig.training_defaults`` exactly once.

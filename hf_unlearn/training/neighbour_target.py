@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..core.labels import LABEL_KEYS
+from ..core.loaders import read_loader
 from ..data.causal_lm import IGNORE_INDEX
 from ..evaluation.predict import collect_outputs
 from ..methods.neighbour_weights import BANK_SIZE, RetainNeighbours
@@ -35,7 +36,6 @@ from ..methods.token_weights import (
     copies,
 )
 from ..models.hidden_features import middle_layer, nearest
-from ..utils.loaders import read_loader
 
 logger = logging.getLogger(__name__)
 NEIGHBOURS = 10  # validation examples per forget example
