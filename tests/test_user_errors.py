@@ -41,3 +41,16 @@ def test_the_traceback_can_be_asked_for(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="add --compare_with_retrain true"):
         cli.main(["unlearn", "--model_name_or_path", "m", "--dataset_name", "digits", "--forget_class", "3",
                   "--output_dir", str(tmp_path), "--reference_model", str(tmp_path)])
+
+
+def test_an_unknown_flag_is_one_line_naming_the_closest_options(tmp_path, capsys):
+    # transformers raises this one itself, from outside the library: it must still end in one line
+    for command in (["unlearn", "--model_name_or_path", "m", "--dataset_name", "digits", "--test_file", "t.csv"],
+                    ["cgs", "build", "--model_name_or_path", "m", "--dataset_name", "digits", "--max_lenght", "64"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(command)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+        assert err.startswith(f"error: unknown option {command[-2]}") and "--help lists every option" in err
+    assert "did you mean --max_length?" in err

@@ -21,6 +21,7 @@ from ..exact import TrainingRecipe
 from ..methods import METHODS, get_method
 from ..training.arguments import UnlearningArguments
 from .lora import LoraArguments
+from .user_errors import parse_known_flags
 from .yaml_config import apply_yaml_defaults, load_yaml_config
 
 
@@ -339,7 +340,7 @@ def parse_args(argv: list[str] | None = None):
     parser = build_parser(method, show_all="--help_all" in argv or "--help-all" in argv)
     if values:
         apply_yaml_defaults(parser, values, f"--config {config_path}", method)
-    script_args, forget_args, lora_args, method_config, args, *_ = parser.parse_args_into_dataclasses(args=argv)
+    script_args, forget_args, lora_args, method_config, args, *_ = parse_known_flags(parser, argv)
     script_args.lora = lora_args  # read with getattr: a ScriptArguments made in Python has none
     # named flags (--pgu_delta) win over --method_kwargs JSON, which wins over the method's defaults
     defaults = type(method_config)().to_dict()

@@ -26,6 +26,7 @@ from ..core.processing import is_tokenizer
 from ..data.causal_lm import causal_lm_space, is_causal_lm
 from ..data.tokenization import DEFAULT_MAX_LENGTH, tokenization_record
 from .arguments import ScriptArguments
+from .user_errors import parse_known_flags
 
 logger = logging.getLogger(__name__)
 USAGE = "usage: hf-unlearn cgs {build,info,push} [options]   (hf-unlearn cgs build --help for its options)"
@@ -65,7 +66,7 @@ def build(argv: list[str]) -> Path:
     """Build the space of a saved model from the data it was trained on and write it."""
     from .unlearn import load_model_and_data
 
-    script_args, build_args = HfArgumentParser((ScriptArguments, BuildArguments)).parse_args_into_dataclasses(argv)
+    script_args, build_args = parse_known_flags(HfArgumentParser((ScriptArguments, BuildArguments)), argv)
     output = Path(build_args.output or Path(script_args.model_name_or_path, "core_gradient_space"))
     if (output / "cgs_config.json").exists() and not build_args.overwrite:  # said before anything loads
         raise FileExistsError(

@@ -8,6 +8,7 @@ their traceback. ``HF_UNLEARN_TRACEBACK=1`` shows the traceback for every error.
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 import traceback
@@ -41,3 +42,24 @@ def run_reporting_user_errors(command: Callable[[list[str] | None], Any], argv: 
         if is_main_process():
             print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def parse_known_flags(parser, argv: list[str]) -> tuple:
+    """``parser.parse_args_into_dataclasses(argv)`` (an ``HfArgumentParser``), refusing a flag none of its
+    dataclasses has in one line that names the closest options: ``transformers`` raises that error itself, from
+    outside the library, so it would otherwise end the run in a traceback."""
+    *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if remaining:
+        flags = [t for t in remaining if t.startswith("-")] or remaining
+        options = sorted({"--" + o[2:].replace("-", "_") for o in parser._option_string_actions if o.startswith("--")})
+        hints = []
+        for flag in flags:
+            close = difflib.get_close_matches(flag.split("=", 1)[0], options, n=3, cutoff=0.8)
+            if close:
+                hints.append(f"{flag}: did you mean {' or '.join(close)}?")
+        raise ValueError(
+            f"unknown option{'s' if len(flags) > 1 else ''} {' '.join(flags)}"
+            + (f" ({'; '.join(hints)})" if hints else "")
+            + "; --help lists every option"
+        )
+    return tuple(parsed)
