@@ -1,7 +1,9 @@
-"""Read-only passes (checks, feature reads, statistics) leave the global random stream as they found it."""
+"""Read-only passes (checks, feature reads, statistics): they leave the global random stream as they found it, and
+say what to pass when rows cannot form a batch."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from datasets import Dataset
 from torch import nn
@@ -47,3 +49,19 @@ def test_a_check_pass_and_a_statistics_pass_leave_the_training_stream_unchanged(
     list(as_batches(rows, batch_size=4))
     assert torch.equal(torch.get_rng_state(), before)
     assert out["logits"].shape == (10, 2) and out["labels"].tolist() == [0, 1] * 5
+
+
+def test_token_rows_of_different_lengths_without_a_collator_say_what_to_pass():
+    class Bag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.EmbeddingBag(10, 2)
+
+        def forward(self, input_ids):
+            return type("Out", (), {"logits": self.embed(input_ids)})()
+
+    rows = Dataset.from_dict({"input_ids": [[1, 2, 3], [4, 5], [6]], "labels": [0, 1, 0]})
+    with pytest.raises(ValueError, match=r"collate_fn=DataCollatorWithPadding\(tokenizer\)"):
+        collect_outputs(Bag(), rows, batch_size=3)
+    same = Dataset.from_dict({"input_ids": [[1, 2], [4, 5], [6, 7]], "labels": [0, 1, 0]})
+    assert collect_outputs(Bag(), same, batch_size=3)["logits"].shape == (3, 2)  # equal lengths need nothing

@@ -55,12 +55,12 @@ def collect_outputs(
     """
     if dataset is None or len(dataset) == 0:
         raise ValueError("Cannot evaluate on an empty dataset.")
-    collate_fn = collate_fn or collator_for()
+    loader_collate = collate_fn or collator_for()
     device = torch.device(device) if device is not None else next(model.parameters()).device
     order = length_order(dataset)
     if order is not None:  # texts of similar length batched together: far less padding to run through
         dataset = dataset.select(order)
-    loader = read_loader(dataset, batch_size, collate_fn)
+    loader = _unpadded_texts_named(read_loader(dataset, batch_size, loader_collate), given=collate_fn is not None)
     was_training = model.training
     model.eval()
     pick = features or (_last_hidden if output_hidden_states else None)
@@ -84,6 +84,18 @@ def collect_outputs(
         inverse[torch.tensor(order)] = torch.arange(len(order))
         result = {k: v[inverse] for k, v in result.items()}
     return result
+
+
+def _unpadded_texts_named(loader, given: bool):
+    """``loader``'s batches; without a collator of the caller's, token rows of different lengths cannot be stacked,
+    and PyTorch's error about it does not say what to pass."""
+    try:
+        yield from loader
+    except ValueError as error:
+        if given or "expected sequence of length" not in str(error):
+            raise
+        raise ValueError("these rows hold token ids of different lengths, which need padding to form a batch: pass "
+                         "collate_fn=DataCollatorWithPadding(tokenizer) (transformers)") from error
 
 
 @torch.no_grad()
