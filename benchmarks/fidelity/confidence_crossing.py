@@ -12,16 +12,12 @@ was not a confidence crossing takes the same steps either way. Writes
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-from pathlib import Path
 
 from hf_unlearn.control.controller import UnlearningControl
-from hf_unlearn.evaluation.tables import markdown_table
 
-from ..results_io import table, write_results
 from .kept_repair import JOBS
-from .variants import run_side_by_side, side_by_side_tables, unchanged
+from .variants import side_by_side_main, unchanged
 
 
 @contextlib.contextmanager
@@ -39,21 +35,9 @@ VARIANTS = {"stop at once": _stop_at_once, "judged as an accuracy crossing": unc
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="outputs/fidelity_confidence_crossing")
-    parser.add_argument("--scenarios", nargs="*", default=list(JOBS), choices=list(JOBS),
-                        help="a subset of the scenarios (the tables then cover only those)")
-    args = parser.parse_args(argv)
-    results = run_side_by_side(Path(args.out), {name: JOBS[name] for name in args.scenarios}, VARIANTS)
-    run_columns, runs, mean_columns, means = side_by_side_tables(results, args.scenarios, list(VARIANTS))
-    print(markdown_table(mean_columns, means))
-    print(markdown_table(run_columns, runs))
-    write_results("fidelity_confidence_crossing", {"tables": {
-        "means": table(mean_columns, means, title="Default path, a confidence crossing stopping at once or judged as "
-                       "an accuracy crossing (means over seeds; Δ against the first retrained model)"),
-        "runs": table(run_columns, runs, title="Per seed: Avg. Gap and each metric's difference from the first "
-                      "reference"),
-    }})
+    side_by_side_main(argv, doc=__doc__, benchmark="fidelity_confidence_crossing", jobs=JOBS, variants=VARIANTS,
+                      title="Default path, a confidence crossing stopping at once or judged as an accuracy "
+                      "crossing")
 
 
 if __name__ == "__main__":

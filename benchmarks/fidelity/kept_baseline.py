@@ -11,16 +11,12 @@ The same jobs as ``kept_repair.py``, each (scenario, seed) run both ways before 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-from pathlib import Path
 
-from hf_unlearn.evaluation.tables import markdown_table
 from hf_unlearn.training import neighbour_target
 
-from ..results_io import table, write_results
 from .kept_repair import JOBS
-from .variants import run_side_by_side, side_by_side_tables, unchanged
+from .variants import side_by_side_main, unchanged
 
 
 @contextlib.contextmanager
@@ -61,22 +57,9 @@ VARIANTS = {"guard's 128": _guard_sample, "forget-loss weights' 2 048": unchange
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="outputs/fidelity_kept_baseline")
-    parser.add_argument("--scenarios", nargs="*", default=list(JOBS), choices=list(JOBS),
-                        help="a subset of the scenarios (the tables then cover only those)")
-    args = parser.parse_args(argv)
-    results = run_side_by_side(Path(args.out), {name: JOBS[name] for name in args.scenarios}, VARIANTS)
-    run_columns, runs, mean_columns, means = side_by_side_tables(results, args.scenarios, list(VARIANTS))
-    print(markdown_table(mean_columns, means))
-    print(markdown_table(run_columns, runs))
-    write_results("fidelity_kept_baseline", {"tables": {
-        "means": table(mean_columns, means, title="Default path, the target's neighbour correction against the "
-                       "guard's retain sample or the forget-loss weights' kept sample (means over seeds; Δ against "
-                       "the first retrained model)"),
-        "runs": table(run_columns, runs, title="Per seed: Avg. Gap and each metric's difference from the first "
-                      "reference"),
-    }})
+    side_by_side_main(argv, doc=__doc__, benchmark="fidelity_kept_baseline", jobs=JOBS, variants=VARIANTS,
+                      title="Default path, the target's neighbour correction against the guard's retain sample or "
+                      "the forget-loss weights' kept sample")
 
 
 if __name__ == "__main__":

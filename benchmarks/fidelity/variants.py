@@ -3,6 +3,7 @@ what the side-by-side fidelity benchmarks (``targets.py``, ``embedding_rows.py``
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
@@ -13,6 +14,9 @@ from pathlib import Path
 import torch
 import transformers
 
+from hf_unlearn.evaluation.tables import markdown_table
+
+from ..results_io import table, write_results
 from . import run as suite
 from .scenarios import ALL_SCENARIOS
 
@@ -100,3 +104,23 @@ def side_by_side_tables(results: dict, names: list[str], variants: list[str]) ->
 
 
 unchanged = contextlib.nullcontext
+
+
+def side_by_side_main(argv: list[str] | None, *, doc: str, benchmark: str, jobs: dict[str, tuple[int, ...]],
+                      variants: dict[str, Callable], title: str) -> None:
+    """A side-by-side benchmark's command line: ``--out`` (default ``outputs/<benchmark>``) and ``--scenarios``, the
+    runs that are missing, then its two tables printed and written to ``benchmarks/results/<benchmark>.json``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=f"outputs/{benchmark}")
+    parser.add_argument("--scenarios", nargs="*", default=list(jobs), choices=list(jobs),
+                        help="a subset of the scenarios (the tables then cover only those)")
+    args = parser.parse_args(argv)
+    results = run_side_by_side(Path(args.out), {name: jobs[name] for name in args.scenarios}, variants)
+    run_columns, runs, mean_columns, means = side_by_side_tables(results, args.scenarios, list(variants))
+    print(markdown_table(mean_columns, means))
+    print(markdown_table(run_columns, runs))
+    write_results(benchmark, {"tables": {
+        "means": table(mean_columns, means, title=f"{title} (means over seeds; Δ against the first retrained model)"),
+        "runs": table(run_columns, runs, title="Per seed: Avg. Gap and each metric's difference from the first "
+                      "reference"),
+    }})
