@@ -126,9 +126,10 @@ def kept_bank_features(trainer, model: nn.Module) -> dict | None:
     if id(model) not in read:
         if len(kept) > BANK_SIZE:
             kept = kept.shuffle(seed=trainer.args.seed).select(range(BANK_SIZE))
-        logger.info("Reading %d kept examples' middle-layer features: the forget loss weighs each forgotten example "
-                    "by how few of its nearest kept examples share its label, and the target compares the forget "
-                    "set's nearest validation examples with theirs", len(kept))
+        weights = ("the forget loss weighs each forgotten example by how few of its nearest kept examples share its "
+                   "label, and " if trainer.method.wants_retain_neighbours() else "")
+        logger.info("Reading %d kept examples' middle-layer features: %sthe target compares the forget set's nearest "
+                    "validation examples with theirs", len(kept), weights)
         read[id(model)] = middle_features(model, kept, trainer.base_collator, trainer.args.device)
     return read[id(model)]
 
