@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
 from ..core.labels import LABEL_KEYS
 from ..core.loaders import read_loader
@@ -124,8 +125,11 @@ def kept_bank_features(trainer, model: nn.Module) -> dict | None:
         return None
     read = trainer.__dict__.setdefault("_kept_bank_features", {})
     if id(model) not in read:
-        if len(kept) > BANK_SIZE:
+        if len(kept) > BANK_SIZE and hasattr(kept, "shuffle"):
             kept = kept.shuffle(seed=trainer.args.seed).select(range(BANK_SIZE))
+        elif len(kept) > BANK_SIZE:  # a torch Dataset: the same size of seeded sample
+            order = torch.randperm(len(kept), generator=torch.Generator().manual_seed(trainer.args.seed))
+            kept = Subset(kept, order[:BANK_SIZE].tolist())
         weights = ("the forget loss weighs each forgotten example by how few of its nearest kept examples share its "
                    "label, and " if trainer.method.wants_retain_neighbours() else "")
         logger.info("Reading %d kept examples' middle-layer features: %sthe target compares the forget set's nearest "
