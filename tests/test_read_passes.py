@@ -65,3 +65,23 @@ def test_token_rows_of_different_lengths_without_a_collator_say_what_to_pass():
         collect_outputs(Bag(), rows, batch_size=3)
     same = Dataset.from_dict({"input_ids": [[1, 2], [4, 5], [6, 7]], "labels": [0, 1, 0]})
     assert collect_outputs(Bag(), same, batch_size=3)["logits"].shape == (3, 2)  # equal lengths need nothing
+
+
+def test_a_tokenized_set_that_keeps_its_raw_text_is_read_as_the_trainer_reads_it():
+    class Bag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.EmbeddingBag(10, 2)
+
+        def forward(self, input_ids):
+            return type("Out", (), {"logits": self.embed(input_ids)})()
+
+    rows = Dataset.from_dict({"text": ["a b", "c d", "e f"], "input_ids": [[1, 2], [4, 5], [6, 7]],
+                              "labels": [0, 1, 0]})
+    def stack_every_column(batch):  # as a padding collator does, it turns every column into a tensor
+        return {k: torch.tensor([r[k] for r in batch]) for k in batch[0]}
+
+    model = Bag()
+    plain = collect_outputs(model, rows.remove_columns("text"), batch_size=2, collate_fn=stack_every_column)
+    kept_text = collect_outputs(model, rows, batch_size=2, collate_fn=stack_every_column)
+    assert torch.equal(kept_text["logits"], plain["logits"])

@@ -57,6 +57,7 @@ def collect_outputs(
         raise ValueError("Cannot evaluate on an empty dataset.")
     loader_collate = collate_fn or collator_for()
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    dataset = _without_text(dataset)
     order = length_order(dataset)
     if order is not None:  # texts of similar length batched together: far less padding to run through
         dataset = dataset.select(order)
@@ -84,6 +85,14 @@ def collect_outputs(
         inverse[torch.tensor(order)] = torch.arange(len(order))
         result = {k: v[inverse] for k, v in result.items()}
     return result
+
+
+def _without_text(dataset):
+    """``dataset`` without its string columns (the raw ``text`` a tokenized set keeps beside its ids): no model reads
+    them and no collator can batch them, while the trainer accepts such a set as it is."""
+    features = getattr(dataset, "features", None)
+    strings = [c for c, f in (features or {}).items() if getattr(f, "dtype", None) in ("string", "large_string")]
+    return dataset.remove_columns(strings) if strings else dataset
 
 
 def _unpadded_texts_named(loader, given: bool):
