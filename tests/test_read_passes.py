@@ -23,6 +23,17 @@ class Tiny(nn.Module):
         return type("Out", (), {"logits": self.linear(pixel_values)})()
 
 
+class Bag(nn.Module):
+    """A text model in miniature: token ids in, logits out."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.EmbeddingBag(10, 2)
+
+    def forward(self, input_ids):
+        return type("Out", (), {"logits": self.embed(input_ids)})()
+
+
 def _rows() -> Dataset:
     torch.manual_seed(1)
     return Dataset.from_dict({"pixel_values": torch.randn(10, 3).tolist(), "labels": [0, 1] * 5}).with_format("torch")
@@ -52,14 +63,6 @@ def test_a_check_pass_and_a_statistics_pass_leave_the_training_stream_unchanged(
 
 
 def test_token_rows_of_different_lengths_without_a_collator_say_what_to_pass():
-    class Bag(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embed = nn.EmbeddingBag(10, 2)
-
-        def forward(self, input_ids):
-            return type("Out", (), {"logits": self.embed(input_ids)})()
-
     rows = Dataset.from_dict({"input_ids": [[1, 2, 3], [4, 5], [6]], "labels": [0, 1, 0]})
     with pytest.raises(ValueError, match=r"collate_fn=DataCollatorWithPadding\(tokenizer\)"):
         collect_outputs(Bag(), rows, batch_size=3)
@@ -68,14 +71,6 @@ def test_token_rows_of_different_lengths_without_a_collator_say_what_to_pass():
 
 
 def test_a_tokenized_set_that_keeps_its_raw_text_is_read_as_the_trainer_reads_it():
-    class Bag(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embed = nn.EmbeddingBag(10, 2)
-
-        def forward(self, input_ids):
-            return type("Out", (), {"logits": self.embed(input_ids)})()
-
     rows = Dataset.from_dict({"text": ["a b", "c d", "e f"], "input_ids": [[1, 2], [4, 5], [6, 7]],
                               "labels": [0, 1, 0]})
     def stack_every_column(batch):  # as a padding collator does, it turns every column into a tensor
