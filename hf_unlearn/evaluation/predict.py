@@ -91,7 +91,8 @@ def _without_text(dataset):
     """``dataset`` without its string columns (the raw ``text`` a tokenized set keeps beside its ids): no model reads
     them and no collator can batch them, while the trainer accepts such a set as it is."""
     features = getattr(dataset, "features", None)
-    strings = [c for c, f in (features or {}).items() if getattr(f, "dtype", None) in ("string", "large_string")]
+    strings = [c for c, f in (features or {}).items()
+               if getattr(f, "dtype", None) in ("string", "large_string") and c not in LABEL_KEYS]
     return dataset.remove_columns(strings) if strings else dataset
 
 
