@@ -12,7 +12,7 @@ was not a confidence crossing takes the same steps either way. Writes
 
 from __future__ import annotations
 
-import contextlib
+from unittest import mock
 
 from hf_unlearn.control.controller import UnlearningControl
 
@@ -20,15 +20,9 @@ from .kept_repair import JOBS
 from .variants import side_by_side_main, unchanged
 
 
-@contextlib.contextmanager
 def _stop_at_once():
     """The earlier rule: a confidence crossing never goes back."""
-    judged = UnlearningControl._confidence_went_back
-    UnlearningControl._confidence_went_back = lambda self, metrics, optimizer, lr_scheduler: False
-    try:
-        yield
-    finally:
-        UnlearningControl._confidence_went_back = judged
+    return mock.patch.object(UnlearningControl, "_confidence_went_back", lambda self, *args: False)
 
 
 VARIANTS = {"stop at once": _stop_at_once, "judged as an accuracy crossing": unchanged}

@@ -11,46 +11,30 @@ The same jobs as ``kept_repair.py``, each (scenario, seed) run both ways before 
 
 from __future__ import annotations
 
-import contextlib
+from unittest import mock
 
 from hf_unlearn.training import neighbour_target
+from hf_unlearn.training import trainer as trainer_module
 
 from .kept_repair import JOBS
 from .variants import side_by_side_main, unchanged
 
 
-@contextlib.contextmanager
+def _guard_features(trainer, model):
+    """The earlier comparison: the guard's retain sample, read for the target alone."""
+    kept = trainer._check_samples()[1]
+    return neighbour_target.middle_features(model, trainer._memory(kept), trainer.base_collator,
+                                            trainer.args.device) if len(kept) else None
+
+
+def _reading_guard_sample(trainer, known, model=None):
+    with mock.patch.object(neighbour_target, "kept_bank_features", _guard_features):
+        return neighbour_target.sample_removal_targets(trainer, known, model)
+
+
 def _guard_sample():
-    """The correction reads the guard's retain sample; the forget-loss weights still read their own kept sample."""
-    shared = neighbour_target.kept_bank_features
-
-    def guard_sample(trainer, model):
-        if trainer.__dict__.get("_reading_target"):
-            kept = trainer._check_samples()[1]
-            return neighbour_target.middle_features(model, trainer._memory(kept), trainer.base_collator,
-                                                    trainer.args.device) if len(kept) else None
-        return shared(trainer, model)
-
-    targets = neighbour_target.sample_removal_targets
-
-    def reading_target(trainer, known, model=None):
-        trainer._reading_target = True
-        try:
-            return targets(trainer, known, model)
-        finally:
-            trainer._reading_target = False
-
-    neighbour_target.kept_bank_features = guard_sample
-    neighbour_target.sample_removal_targets = reading_target
-    import hf_unlearn.training.trainer as trainer_module
-
-    trainer_module.sample_removal_targets = reading_target
-    try:
-        yield
-    finally:
-        neighbour_target.kept_bank_features = shared
-        neighbour_target.sample_removal_targets = targets
-        trainer_module.sample_removal_targets = targets
+    """The target reads the guard's sample; the forget-loss weights still read their own kept sample."""
+    return mock.patch.object(trainer_module, "sample_removal_targets", _reading_guard_sample)
 
 
 VARIANTS = {"guard's 128": _guard_sample, "forget-loss weights' 2 048": unchanged}

@@ -112,6 +112,16 @@ def sample_removal_targets(trainer, known: dict[str, float], model: nn.Module | 
     return targets
 
 
+def _kept_sample(kept, seed: int):
+    """The kept examples the neighbour readings use: all of them, or a seeded ``BANK_SIZE`` of a larger set."""
+    if len(kept) <= BANK_SIZE:
+        return kept
+    if hasattr(kept, "shuffle"):  # a datasets.Dataset
+        return kept.shuffle(seed=seed).select(range(BANK_SIZE))
+    order = torch.randperm(len(kept), generator=torch.Generator().manual_seed(seed))
+    return Subset(kept, order[:BANK_SIZE].tolist())
+
+
 def kept_bank_features(trainer, model: nn.Module) -> dict | None:
     """``middle_features`` of a seeded sample of at most ``BANK_SIZE`` kept examples under ``model``, read once per
     model: the target's correction compares the forget set's neighbours with theirs, and the forget-loss weights
@@ -125,11 +135,7 @@ def kept_bank_features(trainer, model: nn.Module) -> dict | None:
         return None
     read = trainer.__dict__.setdefault("_kept_bank_features", {})
     if id(model) not in read:
-        if len(kept) > BANK_SIZE and hasattr(kept, "shuffle"):
-            kept = kept.shuffle(seed=trainer.args.seed).select(range(BANK_SIZE))
-        elif len(kept) > BANK_SIZE:  # a torch Dataset: the same size of seeded sample
-            order = torch.randperm(len(kept), generator=torch.Generator().manual_seed(trainer.args.seed))
-            kept = Subset(kept, order[:BANK_SIZE].tolist())
+        kept = _kept_sample(kept, trainer.args.seed)
         weights = ("the forget loss weighs each forgotten example by how few of its nearest kept examples share its "
                    "label, and " if trainer.method.wants_retain_neighbours() else "")
         logger.info("Reading %d kept examples' middle-layer features: %sthe target compares the forget set's nearest "
@@ -179,8 +185,7 @@ def copy_rate(model: nn.Module, dataset, collate_fn: Callable, device, bank: Ret
 
 def _answer_token_bank(trainer, model: nn.Module, kept) -> dict | None:
     """A causal LM's kept answer tokens (at most ``TOKEN_BANK_SIZE``, seeded) and their hidden states."""
-    if len(kept) > BANK_SIZE:
-        kept = kept.shuffle(seed=trainer.args.seed).select(range(BANK_SIZE))
+    kept = _kept_sample(kept, trainer.args.seed)
     logger.info("Reading %d kept texts' answer tokens: the forget loss weighs each answer token by how few of "
                 "the nearest kept answer tokens are the same token", len(kept))
     try:
