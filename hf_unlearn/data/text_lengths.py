@@ -1,0 +1,58 @@
+"""Refuse token rows longer than the model's position table before any weight moves.
+
+A BERT-style classifier reads positions from a learned table of fixed size; a longer row fails inside the
+embedding layer ("The expanded size of the tensor (75) must match the existing size (64)"). The checks read small
+samples, so such a row in the retain set surfaced only when the repair read every kept example: after the
+forgetting steps had changed the weights. The limit comes from the model itself (its position-embedding table), so
+models with relative or rotary positions, which have no such table, are not limited here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.compute as pc
+from torch import nn
+
+POSITION_TABLES = ("position_embeddings", "wpe", "embed_positions")  # BERT / RoBERTa / ELECTRA, GPT-2, BART
+
+
+def position_limit(model: nn.Module) -> int | None:
+    """How many tokens the model's learned position table can place, or None when it has none.
+
+    RoBERTa-style tables start counting after the padding index (514 rows place 512 tokens); BART-style ones
+    carry an ``offset``.
+    """
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Embedding) and name.rsplit(".", 1)[-1] in POSITION_TABLES:
+            padding = module.padding_idx
+            offset = padding + 1 if padding is not None else int(getattr(module, "offset", 0) or 0)
+            return module.num_embeddings - offset
+    return None
+
+
+def token_counts(dataset) -> np.ndarray | None:
+    """Tokens per row of a tokenised ``datasets.Dataset`` (its ``input_ids`` lengths, read from Arrow at once)."""
+    if "input_ids" not in getattr(dataset, "column_names", ()) or not hasattr(dataset, "data"):
+        return None
+    lengths = pc.list_value_length(dataset.data.table.column("input_ids")).to_numpy(zero_copy_only=False)
+    indices = getattr(dataset, "_indices", None)
+    return lengths[indices.column(0).to_numpy()] if indices is not None else lengths
+
+
+def check_text_lengths(model: nn.Module, **datasets) -> None:
+    """Every row of every set fits the model's position table; else a ValueError naming the set, the row and the
+    fix (tokenise with the ``max_length`` the model was trained with)."""
+    limit = position_limit(model)
+    if limit is None:
+        return
+    for name, dataset in datasets.items():
+        counts = token_counts(dataset) if dataset is not None else None
+        if counts is None or len(counts) == 0 or int(counts.max()) <= limit:
+            continue
+        longest = int(np.argmax(counts))
+        too_long = int((counts > limit).sum())
+        raise ValueError(
+            f"The {name} set has {too_long} of {len(counts)} rows longer than the {limit} positions "
+            f"{type(model).__name__} can read (row {longest}: {int(counts[longest])} tokens). Tokenise with "
+            f"truncation=True, max_length={limit} (or the max_length the model was trained with), as for training."
+        )
