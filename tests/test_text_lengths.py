@@ -17,6 +17,7 @@ from transformers import (
 from hf_unlearn import UnlearningArguments, UnlearningTrainer
 from hf_unlearn.data.forget import split_forget_retain
 from hf_unlearn.data.text_lengths import position_limit, token_counts
+from hf_unlearn.evaluation import accuracy
 
 
 def test_the_limit_is_read_from_each_family_s_position_table():
@@ -61,3 +62,10 @@ def test_a_retain_row_past_the_positions_is_refused_before_any_weight_moves(tmp_
     forget, retain = split_forget_retain(fits, [0, 1, 2])
     UnlearningTrainer(model=model, args=args, forget_dataset=forget, retain_dataset=retain,
                       eval_dataset=marker_token_data(n=30, seed=1), original_dataset=fits)
+
+
+def test_a_metric_on_rows_past_the_positions_says_so_instead_of_failing_in_the_embeddings():
+    model = BertForSequenceClassification(tiny_bert_config())
+    data = _with_a_long_row(marker_token_data(n=20), row=7, length=19)
+    with pytest.raises(ValueError, match=r"evaluated set has 1 of 20 rows .* \(row 7: 19 tokens\)"):
+        accuracy(model, data)

@@ -14,6 +14,7 @@ from torch import nn
 from ..core.labels import LABEL_KEYS
 from ..core.loaders import read_loader
 from ..data.streams import collator_for
+from ..data.text_lengths import check_text_lengths
 
 
 class MissingLabelsError(ValueError):
@@ -55,6 +56,7 @@ def collect_outputs(
     """
     if dataset is None or len(dataset) == 0:
         raise ValueError("Cannot evaluate on an empty dataset.")
+    check_text_lengths(model, evaluated=dataset)
     loader_collate = collate_fn or collator_for()
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dataset = _without_text(dataset)
