@@ -69,3 +69,13 @@ def test_a_metric_on_rows_past_the_positions_says_so_instead_of_failing_in_the_e
     data = _with_a_long_row(marker_token_data(n=20), row=7, length=19)
     with pytest.raises(ValueError, match=r"evaluated set has 1 of 20 rows .* \(row 7: 19 tokens\)"):
         accuracy(model, data)
+
+
+def test_a_long_row_only_in_the_training_set_the_space_is_built_from_is_refused_too(tmp_path):
+    model = BertForSequenceClassification(tiny_bert_config())
+    train = _with_a_long_row(marker_token_data(n=60), row=40, length=18)
+    forget, retain = train.select([0, 1, 2]), train.select(range(3, 40))
+    args = UnlearningArguments(output_dir=str(tmp_path), disable_tqdm=True, method="pgu_retain")
+    with pytest.raises(ValueError, match=r"original set has 1 of 60 rows .* \(row 40: 18 tokens\)"):
+        UnlearningTrainer(model=model, args=args, forget_dataset=forget, retain_dataset=retain,
+                          eval_dataset=marker_token_data(n=30, seed=1), original_dataset=train)

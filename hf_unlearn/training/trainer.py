@@ -161,8 +161,7 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
         return sets, data_collator if data_collator is not None else collator_for(processing_class)
 
     def _keep_model_columns(self, model: nn.Module, sets: dict):
-        """The forget and retain sets cut to the model's input columns (refused when nothing is left); the eval set's
-        cut is returned."""
+        """Forget and retain cut to the model's inputs (refused when none is left, or too long); returns eval's cut."""
         self.forget_dataset = keep_model_columns(model, sets["forget"])
         self.retain_dataset = keep_model_columns(model, sets["retain"])
         model_eval = keep_model_columns(model, sets["eval"])
@@ -171,7 +170,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             retain=(self.retain_dataset, getattr(sets["retain"], "column_names", [])),
             eval=(model_eval, getattr(sets["eval"], "column_names", [])),
         )
-        check_text_lengths(model, forget=self.forget_dataset, retain=self.retain_dataset, eval=model_eval)
+        check_text_lengths(model, forget=self.forget_dataset, retain=self.retain_dataset, eval=model_eval,
+                           original=sets["original"])
         return model_eval
 
     def _progress_bar(self):
