@@ -217,3 +217,27 @@ def test_a_space_built_from_raw_texts_serves_requests_of_raw_rows(people, tmp_pa
     with pytest.raises(ValueError, match="not in the training data|not.*train"):
         UnlearningTrainer(copy.deepcopy(people["model"]), _args(tmp_path / "b", method="pgu"), forget_dataset=stranger,
                           core_gradient_space=space, processing_class=people["tokenizer"]).train()
+
+
+def test_the_end_of_run_look_of_a_causal_lm_reads_only_what_the_checks_did_not_and_gets_the_same_numbers(
+    people, tmp_path
+):
+    """Token accuracies combine by target tokens: the check samples' known readings plus the other rows equal a
+    whole read of the retain and validation sets, which read only the rows the checks did not."""
+    model = copy.deepcopy(people["model"])
+    trainer = _trainer(people, tmp_path, model=model, control_samples=8, eval_retain_samples=16)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a worse model: some tokens wrong on every set
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * param.std() * 0.3)
+    known = trainer.control_metrics()
+    assert known["retain_accuracy_units"] > known["retain_accuracy_count"] == 16  # tokens, not texts
+    read = []
+    correct = trainer._correct
+    trainer._correct = lambda dataset: read.append(len(dataset)) or correct(dataset)
+    shared = trainer.full_utility(known=known)
+    assert read == [len(trainer.eval_dataset) - 8, len(trainer.retain_dataset) - 16]
+    whole = trainer.full_utility()
+    assert 0.0 < whole["retain accuracy"] < 100.0 and 0.0 < whole["validation accuracy"] < 100.0
+    for name, value in whole.items():
+        assert shared[name] == pytest.approx(value, abs=1e-4)

@@ -186,7 +186,7 @@ class UnlearningControl(TrainerCallback):
             self.reference.update(
                 {k: v for k, v in _utility(self.baseline_metrics).items() if k in _utility(self.reference)}
             )
-        self.log({f"control_{k}": v for k, v in self.outcome.initial.items() if not k.endswith("_count")})
+        self.log({f"control_{k}": v for k, v in self.outcome.initial.items() if not k.endswith(("_count", "_units"))})
         self.good = (start_metrics, self.start)  # the last state that passed the guard
         self.previous_good = None
         self.last_checked = 0
@@ -213,7 +213,7 @@ class UnlearningControl(TrainerCallback):
         metrics = self.measure()
         self.last_checked = state.global_step
         self.outcome.checks += 1
-        self.log({f"control_{k}": v for k, v in metrics.items() if not k.endswith("_count")})
+        self.log({f"control_{k}": v for k, v in metrics.items() if not k.endswith(("_count", "_units"))})
         damage = self._damage(metrics) if weights_finite(self.model) else ["non-finite weights"]
         if damage:
             restore_weights(self.model, self.good[1], optimizer)

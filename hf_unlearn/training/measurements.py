@@ -123,12 +123,15 @@ class UnlearningMeasurements:
         if self.causal_lm:
             metrics["forget_likelihood"] = likelihood(out["loss"])
         if len(retain):
-            metrics["retain_accuracy"] = self._percent(self._verdicts(retain, model)["correct"])
+            correct = self._verdicts(retain, model)["correct"]
+            metrics["retain_accuracy"] = self._percent(correct)
             metrics["retain_accuracy_count"] = len(retain)
+            metrics["retain_accuracy_units"] = correct.numel()  # a causal LM's target tokens
         if len(validation):
             out = self._verdicts(validation, model)
             metrics["validation_accuracy"] = self._percent(out["correct"])
             metrics["validation_accuracy_count"] = len(validation)
+            metrics["validation_accuracy_units"] = out["correct"].numel()
             metrics["validation_probability"] = float(out["p_true"].mean())
             if self.causal_lm:
                 metrics["validation_likelihood"] = likelihood(out["loss"])
@@ -136,6 +139,7 @@ class UnlearningMeasurements:
                 kept = ~torch.isin(out["labels"], torch.tensor(self.forgotten_classes))
                 metrics["validation_accuracy_kept"] = self._percent(out["correct"][kept])
                 metrics["validation_accuracy_kept_count"] = int(kept.sum())
+                metrics["validation_accuracy_kept_units"] = int(kept.sum())
         return metrics
 
     def full_utility(
@@ -145,17 +149,18 @@ class UnlearningMeasurements:
         for class removal) and retain accuracy on ``retain_examples`` retain examples. A set the guard's
         samples already cover whole is left out (the guard saw all of it).
 
-        ``known``: the control metrics of the current weights (``control_metrics``). A classifier's check
-        samples are then not read again: they are the first rows of the same shuffles, so only the rest is
-        read and the accuracies are combined by count (the same numbers as a whole read; the ViT of the
-        fidelity suite read 384 of its 756 examples a look here for nothing). ``validation=False``: the retain
+        ``known``: the control metrics of the current weights (``control_metrics``). The check samples are
+        then not read again: they are the first rows of the same shuffles, so only the rest is read and the
+        accuracies are combined by units, examples or a causal LM's target tokens (the same numbers as a whole
+        read; the ViT of the fidelity suite read 384 of its 756 examples a look here for nothing, SmolLM2 128
+        of its 135 retain texts). ``validation=False``: the retain
         accuracy only (the closer look: a larger retain sample cannot change the whole validation set's).
         """
-        known = known if known is not None and not self.causal_lm else {}
+        known = known or {}
         utility = {}
         if validation and self.eval_dataset is not None and len(self.eval_dataset) > self.args.control_samples:
             key = "validation_accuracy_kept" if self.scenario == "class" else "validation_accuracy"
-            rest = f"{key}_count" in known  # the guard's sample is the first rows of this shuffle: read the others
+            rest = f"{key}_units" in known  # the guard's sample is the first rows of this shuffle: read the others
             rows = range(self.args.control_samples, len(self.eval_dataset)) if rest else None
             name = "validation_rest" if rest else "validation"
             correct, labels = self._correct(self._cached_rows(name, self.eval_dataset, self.args.seed, rows))
@@ -165,7 +170,7 @@ class UnlearningMeasurements:
         retain = self.retain_dataset
         if retain is not None and len(retain) > self.args.eval_retain_samples:
             size = min(retain_examples, len(retain))
-            rest = "retain_accuracy_count" in known and size > self.args.eval_retain_samples
+            rest = "retain_accuracy_units" in known and size > self.args.eval_retain_samples
             if rest:  # likewise the guard's retain sample
                 rows = range(self.args.eval_retain_samples, size)
                 correct = self._correct(self._cached_rows(f"retain_{size}_rest", retain, self.args.seed, rows))[0]
@@ -357,9 +362,9 @@ def likelihood(token_losses: torch.Tensor) -> float:
 
 
 def _combined(known: dict[str, float], key: str, rest: torch.Tensor) -> float:
-    """Accuracy (%) over a sample whose accuracy ``known[key]`` over ``known[key + '_count']`` units is known and
-    ``rest``, the per-unit correctness of the other units."""
-    count = known[f"{key}_count"]
+    """Accuracy (%) over a sample whose accuracy ``known[key]`` over ``known[key + '_units']`` units (examples, or a
+    causal LM's target tokens) is known and ``rest``, the per-unit correctness of the other units."""
+    count = known[f"{key}_units"]
     total = count + rest.numel()
     return 100.0 * (known[key] * count / 100.0 + float(rest.sum())) / total if total else float("nan")
 
