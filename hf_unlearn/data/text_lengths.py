@@ -42,12 +42,13 @@ def token_counts(dataset) -> np.ndarray | None:
 def check_text_lengths(model: nn.Module, **datasets) -> None:
     """Every row of every set fits the model's position table; else a ValueError naming the set, the row and the
     fix (tokenise with the ``max_length`` the model was trained with)."""
-    limit = position_limit(model)
+    counted = {name: token_counts(dataset) for name, dataset in datasets.items() if dataset is not None}
+    counted = {name: counts for name, counts in counted.items() if counts is not None and len(counts)}
+    limit = position_limit(model) if counted else None  # images, raw rows: no module scan at every read
     if limit is None:
         return
-    for name, dataset in datasets.items():
-        counts = token_counts(dataset) if dataset is not None else None
-        if counts is None or len(counts) == 0 or int(counts.max()) <= limit:
+    for name, counts in counted.items():
+        if int(counts.max()) <= limit:
             continue
         longest = int(np.argmax(counts))
         too_long = int((counts > limit).sum())

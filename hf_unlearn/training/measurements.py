@@ -153,8 +153,8 @@ class UnlearningMeasurements:
         then not read again: they are the first rows of the same shuffles, so only the rest is read and the
         accuracies are combined by units, examples or a causal LM's target tokens (the same numbers as a whole
         read; the ViT of the fidelity suite read 384 of its 756 examples a look here for nothing, SmolLM2 128
-        of its 135 retain texts). ``validation=False``: the retain
-        accuracy only (the closer look: a larger retain sample cannot change the whole validation set's).
+        of its 135 retain texts). ``validation=False``: the retain accuracy only (the closer look: a larger
+        retain sample cannot change the whole validation set's).
         """
         known = known or {}
         utility = {}
