@@ -51,12 +51,27 @@ def _at(forget: float, validation: float = 89.0) -> dict[str, float]:
 
 
 def test_an_overshoot_goes_back_and_halves_the_step_instead_of_keeping_the_start():
-    # start: 8 points above validation; the first step lands 19 below (overshoot), the halved one 3 below
-    outcome, weight, lr, stopped = _run(Script(_at(70.0), _at(86.0)), [1.0, 0.5])
+    # start: 8 points above validation; the first step lands 20 below (overshoot), the halved one 1 below
+    outcome, weight, lr, stopped = _run(Script(_at(70.0), _at(89.0)), [1.0, 0.5])
     assert stopped and outcome.overshoots == 1 and outcome.backtracks == 0
     assert weight == pytest.approx(1.5)  # back to the start (1.0), then the smaller step: kept
     assert lr == pytest.approx(0.25) and outcome.learning_rate_scale == pytest.approx(0.5)
     assert outcome.unlearned and outcome.stopped_by == "rule"
+
+
+def test_a_first_crossing_far_past_the_target_goes_back_to_the_start_even_when_the_start_was_farther():
+    # start 8 above the target (90); the first step lands 6 below it, past the 2-point resolution: nearer than the
+    # start, but the crossing lies between the two. Back to the start at half the step, whose check lands at 88
+    outcome, weight, lr, stopped = _run(Script(_at(84.0), _at(88.0)), [1.0, 0.5])
+    assert stopped and outcome.overshoots == 1 and lr == pytest.approx(0.25)
+    assert weight == pytest.approx(1.5) and outcome.final["forget_accuracy"] == 88.0 and outcome.unlearned
+
+
+def test_a_later_crossing_far_past_the_target_halves_from_a_farther_previous_state():
+    # 96 (6 above) then 85 (5 below, past the resolution): back to the state at 96, half the step, then 89
+    outcome, weight, lr, stopped = _run(Script(_at(96.0), _at(85.0), _at(89.0)), [1.0, 1.0, 0.5])
+    assert stopped and outcome.overshoots == 1 and lr == pytest.approx(0.25)
+    assert weight == pytest.approx(2.5) and outcome.final["forget_accuracy"] == 89.0
 
 
 def test_out_of_halvings_the_start_is_never_kept():
@@ -75,7 +90,7 @@ def test_out_of_halvings_a_closer_earlier_state_is_kept():
 
 def test_a_damaged_state_is_rolled_back_and_counts_as_a_backtrack_not_an_overshoot():
     damaged = {**_at(40.0), "retain_accuracy": 60.0}
-    outcome, weight, lr, stopped = _run(Script(damaged, _at(86.0)), [1.0, 0.5])
+    outcome, weight, lr, stopped = _run(Script(damaged, _at(89.0)), [1.0, 0.5])
     assert stopped and outcome.backtracks == 1 and outcome.overshoots == 0
     assert weight == pytest.approx(1.5) and lr == pytest.approx(0.25)
 
@@ -86,7 +101,7 @@ def test_a_run_that_ends_before_its_stop_rule_is_met_says_the_removal_is_incompl
     assert not stopped and outcome.unlearned and outcome.stopped_by == "budget"
     assert "forget accuracy 93.0 has not reached the original model's validation accuracy 90.0" in outcome.incomplete
     # met: nothing to say
-    outcome, *_ = _run(Script(_at(86.0)), [0.1])
+    outcome, *_ = _run(Script(_at(89.0)), [0.1])
     assert outcome.unlearned and outcome.incomplete == ""
 
 
@@ -157,7 +172,7 @@ def test_a_later_request_of_a_series_is_held_to_the_model_before_the_first():
     # this request starts 2 points below the first model on retain (98.5 vs 100.5 before request 1): a step to 96.0
     # is fine against this request's start (-2.5) but 4.5 below the series' baseline, beyond the 3-point tolerance
     first = {"forget_accuracy": 99.0, "validation_accuracy": 91.0, "retain_accuracy": 100.5}
-    step = {"forget_accuracy": 85.0, "validation_accuracy": 90.0, "retain_accuracy": 96.0}
+    step = {"forget_accuracy": 89.0, "validation_accuracy": 90.0, "retain_accuracy": 96.0}
     alone, *_ = _run(Script(dict(step)), [1.0])
     assert alone.backtracks == 0 and alone.stopped_by == "rule"
     anchored, weight, _, _ = _run(Script(dict(step)), [1.0], baseline=first, max_backtracks=0)
@@ -222,12 +237,12 @@ def test_a_confidence_stop_keeps_its_own_state_even_when_the_accuracy_moved_away
 
 def test_a_confidence_crossing_far_past_its_target_goes_back_and_halves_the_step():
     # 0.83 -> 0.60 against a target of 0.80: 0.20 past it, 10 times the 2-point resolution; the previous state
-    # (0.03 above) was closer. Back there at half the step, whose next check lands at 0.78: kept
-    script = Script(_conf(100.0, 0.83), _conf(100.0, 0.60), _conf(100.0, 0.78))
+    # (0.03 above) was closer. Back there at half the step, whose next check lands at 0.79: kept
+    script = Script(_conf(100.0, 0.83), _conf(100.0, 0.60), _conf(100.0, 0.79))
     script.queue[0] = {**START, "forget_probability": 0.95, "validation_probability": 0.80}
     outcome, weight, lr, stopped = _run(script, [1.0, 1.0, 0.5])
     assert stopped and outcome.overshoots == 1 and lr == pytest.approx(0.25)
-    assert weight == pytest.approx(2.5) and outcome.final["forget_probability"] == 0.78
+    assert weight == pytest.approx(2.5) and outcome.final["forget_probability"] == 0.79
     assert "confidence" in outcome.reason
 
 

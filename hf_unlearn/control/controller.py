@@ -15,11 +15,11 @@ validation accuracy on small cached samples (one batched pass each) and then:
    (both measured before the first step: a retrained model treats the forgotten examples about as it
    treats held-out data, and a target that falls with a damaged model would be chased instead of
    reached; by default read on the validation examples nearest the forget set when that is higher:
-   training/neighbour_target.py). If the previous good state was closer to the target of the measure
-   that crossed and this one lies below it by more than the samples' resolution, the last steps
-   overshot: the weights go back there and the step is halved (up to ``max_overshoots`` times, a
-   bisection towards the crossing); otherwise, or after that, the closer of the two is kept, unless it is
-   the starting state (no removal at all; both passed the guard, so a collapsed state is never kept).
+   training/neighbour_target.py). If the measure that crossed lies below its target by more than the
+   samples' resolution, the last steps overshot: the weights go back to the previous good state (the start
+   too) and the step is halved (up to ``max_overshoots`` times, a bisection towards the crossing);
+   otherwise, or after that, the closer of the two is kept, unless it is the starting state (no removal
+   at all; both passed the guard, so a collapsed state is never kept).
    Class removal: stop once the forgotten classes are no longer predicted *and* their mean probability
    on the forget set is below ``class_probability``, which is how a model that never saw them treats them.
 3. **Step growth** (sample removal, methods that ask for it; see step_growth.py): a confident forget
@@ -316,6 +316,10 @@ class UnlearningControl(TrainerCallback):
     def _went_back(self, metrics: dict[str, float], key: str, validation: float, optimizer, lr_scheduler) -> bool:
         """The crossing overshot: True after going back to the previous good state at half the step (bisection).
 
+        A crossing farther below the target than the samples resolve goes back even when the state before it was
+        farther above: the crossing lies between the two, and from the start that is the only way to land nearer
+        (a 1 % request on a memorizing ResNet, 20 images: forget accuracy 100 -> 65 against 80.5 in the first
+        check, where retraining leaves 85; halved, 80 and Avg. Gap 10.76 -> 5.48, doing nothing 9.08).
         Otherwise a narrow crossing (or one out of halvings) may still keep the previous state when it was closer,
         never the start (no removal); the caller then stops.
         """
@@ -323,7 +327,7 @@ class UnlearningControl(TrainerCallback):
         overshot = previous is not None and abs(previous[key] - validation) < abs(metrics[key] - validation)
         far = validation - metrics[key] > reading_resolution(metrics, key, validation)
         halvings_left = self.outcome.overshoots < self.settings.max_overshoots
-        if overshot and far and optimizer is not None and halvings_left:
+        if previous is not None and far and optimizer is not None and halvings_left:
             restore_weights(self.model, self.previous_good[1], optimizer)
             self.good, self.previous_good = self.previous_good, None
             self._scale_step(optimizer, lr_scheduler, self.settings.shrink)
