@@ -1,5 +1,7 @@
 """The Gram built by hooks must equal RᵀR built directly from the inputs each layer multiplies."""
 
+import logging
+
 import pytest
 import torch
 from torch import nn
@@ -96,6 +98,30 @@ def test_layer_selection_patterns_and_grouped_convs():
         find_protectable_layers(model, include=["nothing*"])
     with pytest.raises(UnsupportedLayerError):
         find_protectable_layers(model, include=["2"], exclude=["2"])
+
+
+def test_grouped_convolutions_left_out_are_named_with_their_share_and_stay_frozen(caplog):
+    from hf_unlearn.protection.freezing import freeze_parameters
+
+    # grouped conv weight 4 × (4/2) × 3 × 3 = 72, the Linear 2 × 36 = 72: half of the layers' weights
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.randn(1, 4, 5, 5))
+    with caplog.at_level(logging.WARNING, logger="hf_unlearn"):
+        find_protectable_layers(model)
+    assert "1 of the 2 Linear/Conv layers of Sequential are grouped convolutions (50 %" in caplog.text
+    assert "the first: '0'" in caplog.text and "stay frozen" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hf_unlearn"):
+        freeze_parameters(model, protected_layers={"2"}, freeze_bias_and_norm=True, train_unprotected=False)
+    assert not model[0].weight.requires_grad and model[2].weight.requires_grad
+    assert "grouped convolutions (50 %" in caplog.text
+    caplog.clear()  # without grouped convolutions: no word
+    plain = nn.Sequential(nn.Conv2d(4, 4, 3), nn.Flatten(), nn.LazyLinear(2))
+    plain(torch.randn(1, 4, 5, 5))
+    with caplog.at_level(logging.WARNING, logger="hf_unlearn"):
+        find_protectable_layers(plain)
+        freeze_parameters(plain, protected_layers={"2"}, freeze_bias_and_norm=True, train_unprotected=False)
+    assert "grouped" not in caplog.text
 
 
 def test_hooks_are_removed_even_when_the_forward_fails():

@@ -88,6 +88,25 @@ def _unsupported_reason(module: nn.Module) -> str | None:
     return None
 
 
+def grouped_convolutions_note(model: nn.Module, names: Iterable[str] | None = None) -> str | None:
+    """What a user must hear when grouped convolutions (``names``, else all of ``model``'s) are left out of the space:
+    how many, their share of the Linear/Conv weights, and that they stay frozen; None when there are none.
+
+    A SqueezeBERT's attention and feed-forward projections are grouped: left out without a word, a request moved
+    5 of its 20 weight layers and stalled at the step budget.
+    """
+    layers = {name: module for name, module in model.named_modules() if name and layer_kind(module) is not None}
+    grouped = [name for name in (names if names is not None else layers) if _unsupported_reason(layers[name])]
+    if not grouped:
+        return None
+    total = sum(module.weight.numel() for module in layers.values())
+    share = 100.0 * sum(layers[name].weight.numel() for name in grouped) / max(total, 1)
+    return (f"{len(grouped)} of the {len(layers)} Linear/Conv layers of {type(model).__name__} are grouped "
+            f"convolutions ({share:.0f} % of those layers' weights; the first: '{grouped[0]}'). hf_unlearn does not "
+            "protect them: they are left out of the Core Gradient Space and stay frozen while unlearning, so only the "
+            "other layers can forget (train_unprotected=True lets them move, unprojected).")
+
+
 def _safe_fullmatch(pattern: str, name: str) -> bool:
     try:
         return re.fullmatch(pattern, name) is not None
@@ -132,6 +151,8 @@ def find_protectable_layers(
             logger.info("Not protecting '%s': %s; it stays frozen", name, tied[name])
             continue
         selected[name] = module
+    if include is None and (note := grouped_convolutions_note(model)):
+        logger.warning(note)
     if not selected:
         raise UnsupportedLayerError(
             "No protectable layer (Linear, Conv1d, Conv2d, transformers Conv1D) matched "

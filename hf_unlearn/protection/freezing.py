@@ -11,6 +11,7 @@ import logging
 
 from torch import nn
 
+from ..core.layers import grouped_convolutions_note
 from .peft import PeftTargets
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def freeze_parameters(
 
     Returns the number of parameter tensors frozen; raises when nothing trainable is left.
     """
-    frozen = 0
+    frozen, grouped = 0, []
     for module_name, module in model.named_modules():
         for param_name, param in module.named_parameters(recurse=False):
             is_norm = isinstance(module, NORM_TYPES)
@@ -42,9 +43,13 @@ def freeze_parameters(
                 if param.requires_grad:
                     param.requires_grad_(False)
                     frozen += 1
+                    if outside and param_name == "weight" and getattr(module, "groups", 1) > 1:
+                        grouped.append(module_name)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("Every parameter is frozen: nothing can be unlearned. Check protect_layers.")
     logger.info("Froze %d parameter tensors", frozen)
+    if grouped and (note := grouped_convolutions_note(model, grouped)):
+        logger.warning(note)
     return frozen
 
 
