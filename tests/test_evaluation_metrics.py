@@ -312,6 +312,15 @@ def test_missing_labels_raise(forget_split_models):
         loss_threshold_auc({"logits": torch.zeros(2, 3)}, np.zeros(2))
 
 
+def test_label_names_from_a_csv_are_refused_with_how_to_map_them(forget_split_models):
+    test = forget_split_models["test"].select(range(8))
+    names = [f"digit {label}" for label in test["labels"]]
+    named = test.remove_columns("labels").add_column("labels", names)
+    with pytest.raises(ValueError, match=r"labels are names \(e.g. 'digit \d'\).*label2id"):
+        accuracy(forget_split_models["original"], named)
+    assert 0.0 <= accuracy(forget_split_models["original"], test) <= 100.0  # ids: read as before
+
+
 def test_reference_with_another_label_space_raises(forget_split_models):
     model, test = forget_split_models["original"], forget_split_models["test"]
     five_classes = SmallCNNForImageClassification(SmallCNNConfig(num_labels=5))

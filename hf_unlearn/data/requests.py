@@ -35,12 +35,8 @@ def check_label_range(model: nn.Module, **datasets) -> None:
             )
 
 
-def _require_ids(name: str, labels: np.ndarray) -> None:
-    if labels.ndim > 1:
-        raise ValueError(
-            f"The {name} set has a label vector per example (shape {labels.shape}): a multi-label or soft-label "
-            "task. Unlearning here needs one class id per example."
-        )
+def refuse_label_names(name: str, labels: np.ndarray) -> None:
+    """Labels read from a csv are often the class names: say how to map them, before a collator fails on a string."""
     if labels.dtype.kind in "USO":
         raise ValueError(
             f"The {name} set's labels are names (e.g. {str(labels.flat[0])!r}), not the ids the model predicts. "
@@ -48,6 +44,15 @@ def _require_ids(name: str, labels: np.ndarray) -> None:
             "validation=validation), model.config), or dataset.map(lambda r: {'labels': "
             "model.config.label2id[r['labels']]})."
         )
+
+
+def _require_ids(name: str, labels: np.ndarray) -> None:
+    if labels.ndim > 1:
+        raise ValueError(
+            f"The {name} set has a label vector per example (shape {labels.shape}): a multi-label or soft-label "
+            "task. Unlearning here needs one class id per example."
+        )
+    refuse_label_names(name, labels)
     if labels.dtype.kind == "f":
         fractions = labels[labels != np.round(labels)]
         if fractions.size:

@@ -13,6 +13,8 @@ from torch import nn
 
 from ..core.labels import LABEL_KEYS
 from ..core.loaders import read_loader
+from ..data.columns import label_array, label_column
+from ..data.requests import refuse_label_names
 from ..data.streams import collator_for
 from ..data.text_lengths import check_text_lengths
 
@@ -57,6 +59,8 @@ def collect_outputs(
     if dataset is None or len(dataset) == 0:
         raise ValueError("Cannot evaluate on an empty dataset.")
     check_text_lengths(model, evaluated=dataset)
+    if hasattr(dataset, "column_names") and label_column(dataset) is not None:
+        refuse_label_names("evaluated", label_array(dataset))
     loader_collate = collate_fn or collator_for()
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dataset = _without_text(dataset)
