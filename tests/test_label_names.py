@@ -56,6 +56,20 @@ def test_id_labels_pass_untouched_and_class_label_names_can_be_used():
     assert encode_labels(hub, _config())[1] == {"neg": 0, "pos": 1}
 
 
+def test_a_csv_label_column_named_label_is_mapped_in_place_and_named_in_the_refusal():
+    """transformers' examples and most csvs call the column 'label': the advice must work for it as written."""
+    class Model:
+        config = _config({0: "ham", 1: "spam"})
+
+    data = DatasetDict(train=Dataset.from_dict({"x": [0, 1, 2], "label": ["spam", "ham", "spam"]}))
+    with pytest.raises(ValueError, match=r"labels are names .*\{'label': model\.config\.label2id\[r\['label'\]\]\}"):
+        check_label_range(Model(), forget=data["train"])
+    encoded, mapping = encode_labels(data, Model.config)
+    assert mapping == {"ham": 0, "spam": 1} and encoded["train"]["label"] == [1, 0, 1]
+    assert encoded["train"].features["label"] == Value("int64") and "labels" not in encoded["train"].column_names
+    check_label_range(Model(), forget=encoded["train"])  # ids now: accepted
+
+
 def test_forget_classes_are_ids_or_names():
     assert class_ids([3, "7"], None) == [3, 7]
     assert class_ids(["spam"], {"ham": 0, "spam": 1}) == [1]

@@ -14,6 +14,8 @@ import logging
 import numpy as np
 from datasets import ClassLabel, DatasetDict, Value
 
+from .columns import label_column
+
 logger = logging.getLogger(__name__)
 
 
@@ -32,9 +34,10 @@ def _names_in(data: DatasetDict) -> list[str] | None:
     """The distinct label values over every split when they are strings, else None."""
     values: set[str] = set()
     for split in data.values():
-        if "labels" not in split.column_names:
+        name = label_column(split)
+        if name is None:
             continue
-        column = np.asarray(split.select_columns(["labels"]).with_format("numpy")[:]["labels"])
+        column = np.asarray(split.select_columns([name]).with_format("numpy")[:][name])
         if column.dtype.kind not in "USO":
             return None
         values.update(str(v) for v in column.tolist())
@@ -75,13 +78,17 @@ def encode_labels(data: DatasetDict, config) -> tuple[DatasetDict, dict[str, int
         logger.warning("Labels are names and the model's config names none; mapped them in sorted order, %s (as "
                        "transformers' text-classification example does). If the model was trained with another "
                        "order, save its id2label/label2id in config.json first.", words)
-    encoded = DatasetDict({
-        name: split.map(lambda batch: {"labels": [mapping[str(v)] for v in batch["labels"]]}, batched=True,
-                        desc="Label names to ids").cast_column("labels", Value("int64"))  # map keeps the strings' type
-        if "labels" in split.column_names else split
-        for name, split in data.items()
-    })
+    encoded = DatasetDict({name: _ids_in(split, mapping) for name, split in data.items()})
     return encoded, mapping
+
+
+def _ids_in(split, mapping: dict[str, int]):
+    """``split`` with its label column (``labels`` or ``label``) turned into ids by ``mapping``."""
+    column = label_column(split)
+    if column is None:
+        return split
+    return split.map(lambda batch: {column: [mapping[str(v)] for v in batch[column]]}, batched=True,
+                     desc="Label names to ids").cast_column(column, Value("int64"))  # map keeps the strings' type
 
 
 def _class_label_ids(data: DatasetDict) -> dict[str, int] | None:

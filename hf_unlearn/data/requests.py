@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from .columns import label_array
+from .columns import label_array, label_column
 
 
 def check_label_range(model: nn.Module, **datasets) -> None:
@@ -27,7 +27,7 @@ def check_label_range(model: nn.Module, **datasets) -> None:
         labels = label_array(dataset, name)
         if not labels.size:  # an empty set is refused by name below (check_request_inputs)
             continue
-        _require_ids(name, labels)
+        _require_ids(name, labels, label_column(dataset))
         if (labels.min() < 0 or labels.max() >= num_labels):
             raise ValueError(
                 f"The {name} set has labels in [{int(labels.min())}, {int(labels.max())}] but the model has "
@@ -35,24 +35,24 @@ def check_label_range(model: nn.Module, **datasets) -> None:
             )
 
 
-def refuse_label_names(name: str, labels: np.ndarray) -> None:
+def refuse_label_names(name: str, labels: np.ndarray, column: str = "labels") -> None:
     """Labels read from a csv are often the class names: say how to map them, before a collator fails on a string."""
     if labels.dtype.kind in "USO":
         raise ValueError(
             f"The {name} set's labels are names (e.g. {str(labels.flat[0])!r}), not the ids the model predicts. "
             "Map them first: data, names = hf_unlearn.data.label_names.encode_labels(DatasetDict(train=train, "
-            "validation=validation), model.config), or dataset.map(lambda r: {'labels': "
-            "model.config.label2id[r['labels']]})."
+            f"validation=validation), model.config), or dataset.map(lambda r: {{'{column}': "
+            f"model.config.label2id[r['{column}']]}})."
         )
 
 
-def _require_ids(name: str, labels: np.ndarray) -> None:
+def _require_ids(name: str, labels: np.ndarray, column: str = "labels") -> None:
     if labels.ndim > 1:
         raise ValueError(
             f"The {name} set has a label vector per example (shape {labels.shape}): a multi-label or soft-label "
             "task. Unlearning here needs one class id per example."
         )
-    refuse_label_names(name, labels)
+    refuse_label_names(name, labels, column)
     if labels.dtype.kind == "f":
         fractions = labels[labels != np.round(labels)]
         if fractions.size:

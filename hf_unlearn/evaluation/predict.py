@@ -59,8 +59,8 @@ def collect_outputs(
     if dataset is None or len(dataset) == 0:
         raise ValueError("Cannot evaluate on an empty dataset.")
     check_text_lengths(model, evaluated=dataset)
-    if hasattr(dataset, "column_names") and label_column(dataset) is not None:
-        refuse_label_names("evaluated", label_array(dataset))
+    if hasattr(dataset, "select_columns") and (column := label_column(dataset)) is not None:  # tensors hold ids already
+        refuse_label_names("evaluated", label_array(dataset), column)
     loader_collate = collate_fn or collator_for()
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dataset = _without_text(dataset)
