@@ -1,4 +1,5 @@
-"""Token rows longer than a model's position table are refused before any weight moves."""
+"""Token rows a model cannot read (past its position table, or unpadded rows of different lengths) are refused
+before any weight moves."""
 
 import pytest
 import torch
@@ -58,7 +59,7 @@ def test_a_retain_row_past_the_positions_is_refused_before_any_weight_moves(tmp_
                           eval_dataset=marker_token_data(n=30, seed=1), original_dataset=train)
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
 
-    fits = _with_a_long_row(marker_token_data(n=60), row=40, length=16)  # exactly the table: accepted
+    fits = marker_token_data(n=60, length=16)  # exactly the table: accepted
     forget, retain = split_forget_retain(fits, [0, 1, 2])
     UnlearningTrainer(model=model, args=args, forget_dataset=forget, retain_dataset=retain,
                       eval_dataset=marker_token_data(n=30, seed=1), original_dataset=fits)
@@ -79,3 +80,25 @@ def test_a_long_row_only_in_the_training_set_the_space_is_built_from_is_refused_
     with pytest.raises(ValueError, match=r"original set has 1 of 60 rows .* \(row 40: 18 tokens\)"):
         UnlearningTrainer(model=model, args=args, forget_dataset=forget, retain_dataset=retain,
                           eval_dataset=marker_token_data(n=30, seed=1), original_dataset=train)
+
+
+def test_unpadded_rows_of_different_lengths_are_refused_unless_something_pads_them(tmp_path):
+    """Without a tokenizer the batches are only stacked: rows of 5 and 6 tokens failed at the first check."""
+    from lm_fixtures import word_tokenizer
+
+    texts = ["anna likes red", "bo likes blue skies", "cy likes green", "di likes gold rings", "ed likes tea"] * 4
+    tokenizer = word_tokenizer(texts)
+    data = Dataset.from_dict({"text": texts, "labels": [i % 3 for i in range(20)]})
+    data = data.map(lambda batch: tokenizer(batch["text"]), batched=True).remove_columns("text")
+    model = BertForSequenceClassification(tiny_bert_config())
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    forget, retain = split_forget_retain(data, [0, 1])
+    args = UnlearningArguments(output_dir=str(tmp_path), disable_tqdm=True, method="pgu_retain")
+    sets = {"forget_dataset": forget, "retain_dataset": retain, "eval_dataset": data, "original_dataset": data}
+    with pytest.raises(ValueError, match=r"forget set's token rows have 3 to 4 tokens, and nothing pads them.*"
+                                         r"processing_class=tokenizer"):
+        UnlearningTrainer(model=model, args=args, **sets)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    trainer = UnlearningTrainer(model=model, args=args, processing_class=tokenizer, **sets)  # pads: accepted
+    rows = [{k: v for k, v in forget[i].items() if k != "labels"} for i in range(2)]
+    assert trainer.base_collator(rows)["input_ids"].shape == (2, 4)  # 3 and 4 tokens, padded to 4

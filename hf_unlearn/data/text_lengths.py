@@ -1,4 +1,5 @@
-"""Refuse token rows longer than the model's position table before any weight moves.
+"""Refuse token rows the model cannot read before any weight moves: longer than its position table, or of different
+lengths with nothing to pad them into batches.
 
 A BERT-style classifier reads positions from a learned table of fixed size; a longer row fails inside the
 embedding layer ("The expanded size of the tensor (75) must match the existing size (64)"). The checks read small
@@ -57,3 +58,27 @@ def check_text_lengths(model: nn.Module, **datasets) -> None:
             f"{type(model).__name__} can read (row {longest}: {int(counts[longest])} tokens). Tokenise with "
             f"truncation=True, max_length={limit} (or the max_length the model was trained with), as for training."
         )
+
+
+def check_padding(collator, **datasets) -> None:
+    """Token rows of different lengths need a collator that pads them; transformers' default one only stacks, and
+    its error ("expected sequence of length 5 at dim 1 (got 6)") came from the first check, naming neither the set
+    nor the fix. A ValueError before anything runs instead."""
+    from transformers import default_data_collator
+
+    if collator is not default_data_collator:
+        return
+    for name, dataset in datasets.items():
+        counts = token_counts(dataset) if dataset is not None else None
+        if counts is not None and len(counts) and counts.min() != counts.max():
+            raise ValueError(
+                f"The {name} set's token rows have {int(counts.min())} to {int(counts.max())} tokens, and nothing pads "
+                "them into batches: pass processing_class=tokenizer (it pads each batch, as transformers' Trainer "
+                "does) or data_collator=DataCollatorWithPadding(tokenizer)."
+            )
+
+
+def check_token_rows(model: nn.Module, collator, **datasets) -> None:
+    """What the trainer asks of every token set before anything runs: rows the model can place, batches it can form."""
+    check_text_lengths(model, **datasets)
+    check_padding(collator, **datasets)

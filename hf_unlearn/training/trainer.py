@@ -27,7 +27,7 @@ from ..data.checks import check_model_inputs, check_request_inputs
 from ..data.columns import keep_model_columns, label_array
 from ..data.requests import check_label_range, detect_scenario
 from ..data.streams import ForgetRetainDataset, TwoStreamCollator, collator_for
-from ..data.text_lengths import check_text_lengths
+from ..data.text_lengths import check_token_rows
 from ..methods import get_method
 from ..protection import (
     SpaceProtection,
@@ -170,8 +170,8 @@ class UnlearningTrainer(UnlearningMeasurements, UnlearningPublishing, Trainer):
             retain=(self.retain_dataset, getattr(sets["retain"], "column_names", [])),
             eval=(model_eval, getattr(sets["eval"], "column_names", [])),
         )
-        check_text_lengths(model, forget=self.forget_dataset, retain=self.retain_dataset, eval=model_eval,
-                           original=sets["original"])
+        check_token_rows(model, self.base_collator, forget=self.forget_dataset, retain=self.retain_dataset,
+                         eval=model_eval, original=sets["original"])
         return model_eval
 
     def _progress_bar(self):
