@@ -104,7 +104,8 @@ def grouped_convolutions_note(model: nn.Module, names: Iterable[str] | None = No
     return (f"{len(grouped)} of the {len(layers)} Linear/Conv layers of {type(model).__name__} are grouped "
             f"convolutions ({share:.0f} % of those layers' weights; the first: '{grouped[0]}'). hf_unlearn does not "
             "protect them: they are left out of the Core Gradient Space and stay frozen while unlearning, so only the "
-            "other layers can forget (train_unprotected=True lets them move, unprojected).")
+            "other layers can forget (train_unprotected=True lets them move unprojected, and what the kept data "
+            "holds in them is then not protected).")
 
 
 def _safe_fullmatch(pattern: str, name: str) -> bool:
